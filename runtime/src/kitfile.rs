@@ -1,0 +1,451 @@
+//! The `Kitfile` a kit author writes (paths on disk) and the packager that
+//! resolves it into a signed kit (digests): builds stage crates to WASM, reads
+//! model signatures from the models themselves, checks the pipeline's wiring,
+//! runs the golden samples, signs the manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::archive::KitArchive;
+use crate::candle::CandleModel;
+use crate::digest::Digest;
+use crate::engine::Runtime;
+use crate::error::{Error, Result};
+use crate::golden::run_golden;
+use crate::manifest::{
+    Golden, KitPort, Limits, Manifest, Resources, Scan, Step, StepKind, Tolerance, SCHEMA,
+};
+use crate::sign::SecretKey;
+
+/// The authored description of a kit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kitfile {
+    pub kit: KitSection,
+    #[serde(default)]
+    pub input: Vec<KitPort>,
+    #[serde(default)]
+    pub output: Vec<KitPort>,
+    #[serde(default)]
+    pub step: Vec<StepSpec>,
+    #[serde(default)]
+    pub golden: Vec<GoldenSpec>,
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// `[kit]`: who and what.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KitSection {
+    pub name: String,
+    pub version: String,
+    pub scenario: String,
+    #[serde(default)]
+    pub industries: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub license: String,
+}
+
+/// Where an asset's bytes come from.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AssetSpec {
+    /// A file, relative to the Kitfile.
+    File(String),
+    /// A metadata value of an earlier ONNX step's model (e.g. PP-OCR's character list).
+    ModelMetadata {
+        model_step: String,
+        metadata: String,
+    },
+}
+
+/// `[[step]]`: exactly one of `stage` (a crate folder or a `.wasm` file) or `model`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: String,
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// For safetensors models: the candle architecture.
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub assets: BTreeMap<String, AssetSpec>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    #[serde(default)]
+    pub scan: Option<Scan>,
+}
+
+/// `[[golden]]`: input files and the file holding the expected outputs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenSpec {
+    pub inputs: BTreeMap<String, String>,
+    pub expected: String,
+    #[serde(default)]
+    pub tolerance: Tolerance,
+}
+
+impl Kitfile {
+    /// Parses Kitfile text; errors name the line and field.
+    pub fn parse(text: &str) -> Result<Kitfile> {
+        toml::from_str(text)
+            .map_err(|e| Error::invalid("Kitfile", e.to_string().trim_end().to_owned()))
+    }
+
+    /// Reads `<dir>/Kitfile`.
+    pub fn read(dir: &Path) -> Result<Kitfile> {
+        let path = dir.join("Kitfile");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        Kitfile::parse(&text)
+    }
+}
+
+/// What the packager reports while it works.
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    /// Starting a phase; `total` is the number of units in the whole build.
+    Start { total: u64 },
+    /// One unit done, with a message.
+    Progress(String),
+}
+
+/// Builds kits from Kitfiles.
+#[derive(Debug)]
+pub struct Packager<'a> {
+    runtime: &'a Runtime,
+    cargo: PathBuf,
+}
+
+impl<'a> Packager<'a> {
+    /// A packager that checks stages and models with `runtime` and builds stage crates with `cargo`.
+    pub fn new(runtime: &'a Runtime, cargo: PathBuf) -> Self {
+        Packager { runtime, cargo }
+    }
+
+    /// Resolves the Kitfile in `dir`, runs its golden samples and signs it.
+    pub fn build(
+        &self,
+        dir: &Path,
+        key: &SecretKey,
+        progress: &dyn Fn(BuildEvent),
+    ) -> Result<KitArchive> {
+        let kf = Kitfile::read(dir)?;
+        let total = kf.step.len() as u64 + kf.golden.len() as u64 + 2;
+        progress(BuildEvent::Start { total });
+        let mut blobs: BTreeMap<Digest, Arc<Vec<u8>>> = BTreeMap::new();
+        let mut add = |bytes: Vec<u8>| {
+            let d = Digest::of(&bytes);
+            blobs.entry(d).or_insert_with(|| Arc::new(bytes));
+            d
+        };
+        let mut steps = Vec::new();
+        let mut onnx_models: BTreeMap<String, crate::onnx::OnnxModel> = BTreeMap::new();
+        for spec in &kf.step {
+            let kind = match (&spec.stage, &spec.model) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::invalid(
+                        format!("step `{}`", spec.name),
+                        "has both `stage` and `model`; a step is one or the other",
+                    ))
+                }
+                (None, None) => {
+                    return Err(Error::invalid(
+                        format!("step `{}`", spec.name),
+                        "has neither `stage` nor `model`: unknown step kind",
+                    ))
+                }
+                (Some(stage), None) => {
+                    if spec.scan.is_some() || spec.architecture.is_some() {
+                        return Err(Error::invalid(
+                            format!("step `{}`", spec.name),
+                            "`scan` and `architecture` apply to models only",
+                        ));
+                    }
+                    let wasm = self.stage_wasm(&dir.join(stage))?;
+                    let mut assets = BTreeMap::new();
+                    let mut asset_bytes = Vec::new();
+                    for (name, a) in &spec.assets {
+                        let bytes = match a {
+                            AssetSpec::File(p) => read(&dir.join(p))?,
+                            AssetSpec::ModelMetadata {
+                                model_step,
+                                metadata,
+                            } => {
+                                let m = onnx_models.get(model_step).ok_or_else(|| {
+                                    Error::invalid(
+                                        format!("step `{}` asset `{name}`", spec.name),
+                                        format!("`{model_step}` is not an earlier onnx step"),
+                                    )
+                                })?;
+                                m.metadata(metadata)?
+                                    .ok_or_else(|| {
+                                        Error::invalid(
+                                            format!("step `{}` asset `{name}`", spec.name),
+                                            format!(
+                                                "model `{model_step}` has no metadata `{metadata}`"
+                                            ),
+                                        )
+                                    })?
+                                    .into_bytes()
+                            }
+                        };
+                        asset_bytes.push((name.clone(), Arc::new(bytes.clone())));
+                        assets.insert(name.clone(), add(bytes));
+                    }
+                    let config = spec.config.clone().unwrap_or_else(|| serde_json::json!({}));
+                    let limits = spec.limits.unwrap_or_default();
+                    let runner = self.runtime.stages().prepare(
+                        &spec.name,
+                        &wasm,
+                        &config,
+                        asset_bytes,
+                        limits,
+                    )?;
+                    StepKind::Stage {
+                        wasm: add(wasm),
+                        config,
+                        assets,
+                        contract: runner.contract().clone(),
+                        limits,
+                    }
+                }
+                (None, Some(model)) => {
+                    let path = dir.join(model);
+                    let bytes = read(&path)?;
+                    let is_onnx = path.extension().is_some_and(|e| e == "onnx");
+                    match (&spec.architecture, is_onnx) {
+                        (None, true) => {
+                            if spec.config.is_some() || !spec.assets.is_empty() {
+                                return Err(Error::invalid(format!("step `{}`", spec.name), "onnx models take no `config` or `assets`"));
+                            }
+                            let m = self.runtime.ort()?.model(&spec.name, &bytes)?;
+                            let signature = m.signature().clone();
+                            onnx_models.insert(spec.name.clone(), m);
+                            StepKind::Onnx { model: add(bytes), signature, scan: spec.scan.clone() }
+                        }
+                        (Some(arch), false) => {
+                            if spec.scan.is_some() {
+                                return Err(Error::invalid(format!("step `{}`", spec.name), "`scan` applies to onnx models only"));
+                            }
+                            let mut files = BTreeMap::new();
+                            for (name, a) in &spec.assets {
+                                match a {
+                                    AssetSpec::File(p) => {
+                                        files.insert(name.clone(), read(&dir.join(p))?);
+                                    }
+                                    AssetSpec::ModelMetadata { .. } => {
+                                        return Err(Error::invalid(format!("step `{}` asset `{name}`", spec.name), "candle assets must be files"))
+                                    }
+                                }
+                            }
+                            let config = spec.config.clone().unwrap_or(serde_json::Value::Null);
+                            let lookup = |n: &str| files.get(n).cloned();
+                            let m = CandleModel::load(&spec.name, arch, &bytes, &config, &lookup)?;
+                            let signature = m.signature().clone();
+                            let assets = files.into_iter().map(|(k, v)| (k, add(v))).collect();
+                            StepKind::Candle { weights: add(bytes), architecture: arch.clone(), config, assets, signature }
+                        }
+                        (None, false) => {
+                            return Err(Error::invalid(
+                                format!("step `{}`", spec.name),
+                                format!("model `{model}` is not a .onnx file, so it needs an `architecture` (bert, mlp)"),
+                            ))
+                        }
+                        (Some(_), true) => {
+                            return Err(Error::invalid(format!("step `{}`", spec.name), "onnx models take no `architecture`"))
+                        }
+                    }
+                }
+            };
+            steps.push(Step {
+                name: spec.name.clone(),
+                kind,
+                inputs: spec.inputs.clone(),
+                outputs: spec.outputs.clone(),
+            });
+            progress(BuildEvent::Progress(format!("step {}", spec.name)));
+        }
+        let mut golden = Vec::new();
+        for (i, g) in kf.golden.iter().enumerate() {
+            let mut inputs = BTreeMap::new();
+            for (k, p) in &g.inputs {
+                inputs.insert(k.clone(), add(read(&dir.join(p))?));
+            }
+            let expected = read(&dir.join(&g.expected))?;
+            serde_json::from_slice::<serde_json::Value>(&expected).map_err(|e| {
+                Error::invalid(
+                    format!("golden[{i}].expected"),
+                    format!("{} is not json: {e}", g.expected),
+                )
+            })?;
+            golden.push(Golden {
+                inputs,
+                expected: add(expected),
+                tolerance: g.tolerance,
+            });
+        }
+        let manifest = Manifest {
+            schema: SCHEMA,
+            name: kf.kit.name,
+            version: kf.kit.version,
+            scenario: kf.kit.scenario,
+            industries: kf.kit.industries,
+            description: kf.kit.description,
+            license: kf.kit.license,
+            inputs: kf.input,
+            outputs: kf.output,
+            steps,
+            golden,
+            resources: kf.resources,
+            blobs: blobs.iter().map(|(d, b)| (*d, b.len() as u64)).collect(),
+        };
+        manifest.validate()?;
+        progress(BuildEvent::Progress("manifest".into()));
+        let manifest_bytes = manifest.canonical_json();
+        let signature = key.sign(&manifest_bytes);
+        let archive = KitArchive {
+            manifest,
+            manifest_bytes,
+            signatures: vec![signature],
+            blobs,
+        };
+        // Run the golden samples exactly as a device would: verify, load, run.
+        let mut roots = crate::sign::TrustRoots::new();
+        roots.trust(key.public());
+        let verified = archive.clone().verify(&roots)?;
+        let loaded = self.runtime.load(&verified)?;
+        for outcome in run_golden(&loaded, &archive)? {
+            if let Some(f) = outcome.failure {
+                return Err(Error::Golden {
+                    index: outcome.index,
+                    message: f,
+                });
+            }
+            progress(BuildEvent::Progress(format!(
+                "golden sample {}",
+                outcome.index
+            )));
+        }
+        progress(BuildEvent::Progress("signed".into()));
+        Ok(archive)
+    }
+
+    /// A `.wasm` file as is, or a stage crate built for `wasm32-wasip2`.
+    fn stage_wasm(&self, path: &Path) -> Result<Vec<u8>> {
+        if path.is_file() {
+            return read(path);
+        }
+        let manifest = path.join("Cargo.toml");
+        if !manifest.is_file() {
+            return Err(Error::invalid(
+                "stage",
+                format!(
+                    "{} is neither a .wasm file nor a crate folder",
+                    path.display()
+                ),
+            ));
+        }
+        let meta = Command::new(&self.cargo)
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .output()
+            .map_err(|e| Error::StageBuild {
+                path: path.into(),
+                message: format!("cannot run cargo: {e}"),
+            })?;
+        if !meta.status.success() {
+            return Err(Error::StageBuild {
+                path: path.into(),
+                message: String::from_utf8_lossy(&meta.stderr).into_owned(),
+            });
+        }
+        let meta: serde_json::Value =
+            serde_json::from_slice(&meta.stdout).map_err(|e| Error::StageBuild {
+                path: path.into(),
+                message: format!("cargo metadata: {e}"),
+            })?;
+        let target_dir = meta["target_directory"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| path.join("target"));
+        let canon = std::fs::canonicalize(&manifest).map_err(|e| Error::io(&manifest, e))?;
+        let pkg = meta["packages"]
+            .as_array()
+            .and_then(|ps| {
+                ps.iter().find(|p| {
+                    p["manifest_path"]
+                        .as_str()
+                        .and_then(|m| std::fs::canonicalize(m).ok())
+                        .as_deref()
+                        == Some(canon.as_path())
+                })
+            })
+            .and_then(|p| p["name"].as_str())
+            .ok_or_else(|| Error::StageBuild {
+                path: path.into(),
+                message: "no package in Cargo.toml".into(),
+            })?
+            .to_owned();
+        let out = Command::new(&self.cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--package",
+                &pkg,
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .output()
+            .map_err(|e| Error::StageBuild {
+                path: path.into(),
+                message: format!("cannot run cargo: {e}"),
+            })?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let hint =
+                if err.contains("wasm32-wasip2") && err.contains("target may not be installed") {
+                    "\nhint: rustup target add wasm32-wasip2"
+                } else {
+                    ""
+                };
+            return Err(Error::StageBuild {
+                path: path.into(),
+                message: format!("cargo build failed:\n{err}{hint}"),
+            });
+        }
+        read(
+            &target_dir
+                .join("wasm32-wasip2/release")
+                .join(format!("{}.wasm", pkg.replace('-', "_"))),
+        )
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}

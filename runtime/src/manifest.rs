@@ -1,0 +1,488 @@
+//! The kit manifest: canonical JSON that names every blob by digest.
+//!
+//! The manifest is what a kit *is*: its digest is the kit's identity and the
+//! signatures cover its exact bytes. [`Manifest::validate`] checks everything
+//! that can be checked without running anything: names, versions, that every
+//! step's inputs are produced earlier with a type that fits, and that the
+//! kit's outputs are produced.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::value::{Dim, PortType};
+
+/// The manifest schema this runtime writes and reads.
+pub const SCHEMA: u32 = 1;
+
+/// A named, typed port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: PortType,
+}
+
+/// The ports a stage or model reads and writes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    pub inputs: Vec<Port>,
+    pub outputs: Vec<Port>,
+}
+
+/// An input or output of the whole kit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KitPort {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: PortType,
+    /// What the bytes are (`image/*`, `audio/wav`, ...), for `bytes` ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
+}
+
+/// Sandbox limits of a stage call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest linear memory the stage may grow to.
+    pub memory_mb: u32,
+    /// Wall-clock budget of one call.
+    pub time_ms: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: 256,
+            time_ms: 5_000,
+        }
+    }
+}
+
+/// Runs a model once per slice of some inputs' first axis, carrying state between slices
+/// (the way a streaming model such as silero VAD is driven over a whole recording).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    /// Model inputs fed one slice of the first axis at a time.
+    pub over: Vec<String>,
+    /// Model output → model input fed back on the next slice. The input's first value is
+    /// the pipeline value bound to it; the output's last value is what the step returns.
+    #[serde(default)]
+    pub carry: BTreeMap<String, String>,
+}
+
+/// What a step does. In JSON: `{"stage": {...}}`, `{"onnx": {...}}` or `{"candle": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepKind {
+    /// A WASM component implementing the stage interface.
+    Stage {
+        wasm: Digest,
+        #[serde(default)]
+        config: serde_json::Value,
+        #[serde(default)]
+        assets: BTreeMap<String, Digest>,
+        contract: Contract,
+        #[serde(default)]
+        limits: Limits,
+    },
+    /// An ONNX model run by ONNX Runtime. The signature is read from the model.
+    Onnx {
+        model: Digest,
+        signature: Contract,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scan: Option<Scan>,
+    },
+    /// A safetensors model run by candle, with a named architecture.
+    Candle {
+        weights: Digest,
+        architecture: String,
+        #[serde(default)]
+        config: serde_json::Value,
+        #[serde(default)]
+        assets: BTreeMap<String, Digest>,
+        signature: Contract,
+    },
+}
+
+/// One step of the pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    /// Port → pipeline value it reads. A port not listed reads the value of its own name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Port → pipeline value it writes. A port not listed writes the value of its own name.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Step {
+    /// The contract the step presents to the pipeline (a scanned model adds a first axis).
+    pub fn contract(&self) -> Contract {
+        match &self.kind {
+            StepKind::Stage { contract, .. } => contract.clone(),
+            StepKind::Candle { signature, .. } => signature.clone(),
+            StepKind::Onnx {
+                signature,
+                scan: None,
+                ..
+            } => signature.clone(),
+            StepKind::Onnx {
+                signature,
+                scan: Some(scan),
+                ..
+            } => {
+                let add_axis = |p: &Port| match &p.ty {
+                    PortType::Tensor { dtype, shape } => {
+                        let mut s = vec![Dim::Any];
+                        s.extend(shape.iter().copied());
+                        Port {
+                            name: p.name.clone(),
+                            ty: PortType::Tensor {
+                                dtype: *dtype,
+                                shape: s,
+                            },
+                        }
+                    }
+                    _ => p.clone(),
+                };
+                Contract {
+                    inputs: signature
+                        .inputs
+                        .iter()
+                        .map(|p| {
+                            if scan.over.contains(&p.name) {
+                                add_axis(p)
+                            } else {
+                                p.clone()
+                            }
+                        })
+                        .collect(),
+                    outputs: signature
+                        .outputs
+                        .iter()
+                        .map(|p| {
+                            if scan.carry.contains_key(&p.name) {
+                                p.clone()
+                            } else {
+                                add_axis(p)
+                            }
+                        })
+                        .collect(),
+                }
+            }
+        }
+    }
+
+    /// The pipeline value a port reads.
+    pub fn input_value<'a>(&'a self, port: &'a str) -> &'a str {
+        self.inputs.get(port).map(String::as_str).unwrap_or(port)
+    }
+
+    /// The pipeline value a port writes.
+    pub fn output_value<'a>(&'a self, port: &'a str) -> &'a str {
+        self.outputs.get(port).map(String::as_str).unwrap_or(port)
+    }
+
+    /// Every blob the step needs.
+    pub fn blobs(&self) -> Vec<(Digest, String)> {
+        let mut out = Vec::new();
+        match &self.kind {
+            StepKind::Stage { wasm, assets, .. } => {
+                out.push((*wasm, format!("step `{}` wasm", self.name)));
+                out.extend(
+                    assets
+                        .iter()
+                        .map(|(k, d)| (*d, format!("step `{}` asset `{k}`", self.name))),
+                );
+            }
+            StepKind::Onnx { model, .. } => {
+                out.push((*model, format!("step `{}` model", self.name)))
+            }
+            StepKind::Candle {
+                weights, assets, ..
+            } => {
+                out.push((*weights, format!("step `{}` weights", self.name)));
+                out.extend(
+                    assets
+                        .iter()
+                        .map(|(k, d)| (*d, format!("step `{}` asset `{k}`", self.name))),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// How close a golden sample's output must come to the expected one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    /// Largest absolute difference allowed between numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abs: Option<f64>,
+    /// Smallest cosine similarity allowed between tensors (or numeric arrays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosine: Option<f64>,
+}
+
+/// An input with the output that must come out of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    /// Kit input → blob holding it (raw bytes, UTF-8 text, JSON, or a JSON tensor).
+    pub inputs: BTreeMap<String, Digest>,
+    /// Blob holding a JSON object: kit output → expected value.
+    pub expected: Digest,
+    #[serde(default)]
+    pub tolerance: Tolerance,
+}
+
+/// What the kit needs from the device.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default)]
+    pub memory_mb: u32,
+    #[serde(default)]
+    pub cpus: u32,
+}
+
+/// The kit manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema: u32,
+    /// `team/name`.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    pub scenario: String,
+    #[serde(default)]
+    pub industries: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub license: String,
+    pub inputs: Vec<KitPort>,
+    pub outputs: Vec<KitPort>,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub golden: Vec<Golden>,
+    #[serde(default)]
+    pub resources: Resources,
+    /// Every blob of the kit with its size in bytes.
+    pub blobs: BTreeMap<Digest, u64>,
+}
+
+/// Checks a `team/name` reference: two lowercase segments of `a-z 0-9 - _ .`, no `..`.
+pub fn validate_name(field: &str, name: &str) -> Result<()> {
+    let segs: Vec<&str> = name.split('/').collect();
+    let seg_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s != "."
+            && s != ".."
+            && !s.starts_with('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    };
+    if segs.len() != 2 || !segs.iter().all(|s| seg_ok(s)) {
+        return Err(Error::invalid(
+            field,
+            format!("`{name}` must be `team/name`, each part 1-64 of a-z 0-9 - _ . and not starting with a dot"),
+        ));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parses manifest bytes strictly (unknown fields are errors) and validates them.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid("manifest.json", e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The canonical bytes: keys sorted, no white space. Their digest is the kit's digest.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        // serde_json's default map is ordered, so going through `Value` sorts every key.
+        let v = serde_json::to_value(self).expect("manifest serialises");
+        serde_json::to_vec(&v).expect("json value serialises")
+    }
+
+    /// The kit's identity.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.canonical_json())
+    }
+
+    /// `team/name@version`.
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// Checks names, versions, blob references and the wiring of the pipeline.
+    pub fn validate(&self) -> Result<()> {
+        if self.schema != SCHEMA {
+            return Err(Error::invalid(
+                "manifest.schema",
+                format!(
+                    "{} is not supported (this runtime reads {SCHEMA})",
+                    self.schema
+                ),
+            ));
+        }
+        validate_name("name", &self.name)?;
+        semver::Version::parse(&self.version).map_err(|e| {
+            Error::invalid(
+                "version",
+                format!("`{}` is not a semantic version: {e}", self.version),
+            )
+        })?;
+        if self.scenario.trim().is_empty() {
+            return Err(Error::invalid("scenario", "must not be empty"));
+        }
+        if self.inputs.is_empty() {
+            return Err(Error::invalid("inputs", "a kit needs at least one input"));
+        }
+        if self.outputs.is_empty() {
+            return Err(Error::invalid("outputs", "a kit needs at least one output"));
+        }
+        if self.steps.is_empty() {
+            return Err(Error::invalid("steps", "a kit needs at least one step"));
+        }
+        // Every referenced blob is listed.
+        let mut named: Vec<(Digest, String)> = self.steps.iter().flat_map(Step::blobs).collect();
+        for (i, g) in self.golden.iter().enumerate() {
+            named.extend(
+                g.inputs
+                    .iter()
+                    .map(|(k, d)| (*d, format!("golden[{i}] input `{k}`"))),
+            );
+            named.push((g.expected, format!("golden[{i}] expected")));
+        }
+        for (d, by) in &named {
+            if !self.blobs.contains_key(d) {
+                return Err(Error::invalid(
+                    "blobs",
+                    format!("{d} ({by}) is not listed in blobs"),
+                ));
+            }
+        }
+        self.check_wiring()?;
+        for (i, g) in self.golden.iter().enumerate() {
+            for k in g.inputs.keys() {
+                if !self.inputs.iter().any(|p| &p.name == k) {
+                    return Err(Error::invalid(
+                        format!("golden[{i}].inputs"),
+                        format!("`{k}` is not an input of the kit"),
+                    ));
+                }
+            }
+            for p in &self.inputs {
+                if !g.inputs.contains_key(&p.name) {
+                    return Err(Error::invalid(
+                        format!("golden[{i}].inputs"),
+                        format!("kit input `{}` is missing", p.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_wiring(&self) -> Result<()> {
+        let mut available: BTreeMap<String, (PortType, String)> = BTreeMap::new();
+        let mut seen_inputs = BTreeSet::new();
+        for p in &self.inputs {
+            if !seen_inputs.insert(&p.name) {
+                return Err(Error::invalid(
+                    "inputs",
+                    format!("`{}` is declared twice", p.name),
+                ));
+            }
+            available.insert(p.name.clone(), (p.ty.clone(), "the kit's input".into()));
+        }
+        let mut step_names = BTreeSet::new();
+        for step in &self.steps {
+            if step.name.is_empty() || !step_names.insert(step.name.as_str()) {
+                return Err(Error::invalid(
+                    "steps",
+                    format!("step name `{}` is empty or used twice", step.name),
+                ));
+            }
+            let contract = step.contract();
+            for port in step.inputs.keys() {
+                if !contract.inputs.iter().any(|p| &p.name == port) {
+                    return Err(Error::Pipeline(format!(
+                        "step `{}` binds input `{port}`, which it does not have (it has: {})",
+                        step.name,
+                        names(&contract.inputs)
+                    )));
+                }
+            }
+            for port in step.outputs.keys() {
+                if !contract.outputs.iter().any(|p| &p.name == port) {
+                    return Err(Error::Pipeline(format!(
+                        "step `{}` binds output `{port}`, which it does not have (it has: {})",
+                        step.name,
+                        names(&contract.outputs)
+                    )));
+                }
+            }
+            for port in &contract.inputs {
+                let value = step.input_value(&port.name);
+                let (ty, from) = available.get(value).ok_or_else(|| {
+                    Error::Pipeline(format!(
+                        "step `{}` reads `{value}` (port `{}`), which no earlier step or kit input produces",
+                        step.name, port.name
+                    ))
+                })?;
+                if !ty.fits(&port.ty) {
+                    return Err(Error::Pipeline(format!(
+                        "step `{}` port `{}` takes {}, but `{value}` from {from} is {ty}",
+                        step.name, port.name, port.ty
+                    )));
+                }
+            }
+            for port in &contract.outputs {
+                let value = step.output_value(&port.name);
+                available.insert(
+                    value.to_owned(),
+                    (port.ty.clone(), format!("step `{}`", step.name)),
+                );
+            }
+        }
+        for out in &self.outputs {
+            let (ty, from) = available.get(out.name.as_str()).ok_or_else(|| {
+                Error::Pipeline(format!("kit output `{}` is produced by no step", out.name))
+            })?;
+            if !ty.fits(&out.ty) {
+                return Err(Error::Pipeline(format!(
+                    "kit output `{}` is declared {}, but {from} produces {ty}",
+                    out.name, out.ty
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn names(ports: &[Port]) -> String {
+    ports
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

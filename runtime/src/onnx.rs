@@ -1,0 +1,382 @@
+//! ONNX models through ONNX Runtime, loaded dynamically from the library the
+//! `onnxruntime` wheel ships.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::session::Session;
+use ort::value::{DynValue, TensorElementType, ValueType};
+
+use crate::error::{Error, Result};
+use crate::manifest::{Contract, Port, Scan};
+use crate::value::{DType, Dim, PortType, Tensor, Value, Values};
+
+/// How to get the library, for error messages.
+pub const INSTALL_HINT: &str = "run `scripts/setup.sh` (it unpacks libonnxruntime.so from the onnxruntime 1.32.0 wheel \
+into build/onnxruntime/), or by hand: `pip download --no-deps onnxruntime==1.32.0 -d /tmp/ort && \
+unzip -j /tmp/ort/onnxruntime-1.32.0-*.whl 'onnxruntime/capi/libonnxruntime.so*' -d /opt/onnxruntime`, \
+then set ORT_DYLIB_PATH to the libonnxruntime.so.1.32.0 file";
+
+/// ONNX Runtime, loaded once per process from a shared library file.
+#[derive(Debug, Clone)]
+pub struct OrtRuntime {
+    env: ort::environment::Environment,
+    intra_threads: usize,
+}
+
+impl OrtRuntime {
+    /// Loads the library at `path` (a file, not a folder).
+    pub fn load(path: &Path, intra_threads: usize) -> Result<OrtRuntime> {
+        if path.is_dir() {
+            return Err(Error::OrtUnavailable(format!(
+                "{} is a folder; ORT_DYLIB_PATH must name the libonnxruntime.so file itself; {INSTALL_HINT}",
+                path.display()
+            )));
+        }
+        if !path.exists() {
+            return Err(Error::OrtUnavailable(format!(
+                "{} does not exist; {INSTALL_HINT}",
+                path.display()
+            )));
+        }
+        // ONNX Runtime allows one library and one environment per process: every
+        // runtime in the process shares them.
+        static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+        let mut slot = ENV
+            .lock()
+            .map_err(|_| Error::OrtUnavailable("environment lock poisoned".into()))?;
+        let env = match slot.as_ref() {
+            Some(env) => env.clone(),
+            None => {
+                let env = ort::init_from(path)
+                    .map_err(|e| Error::OrtUnavailable(format!("{e}; {INSTALL_HINT}")))?
+                    .with_name("algobay")
+                    .build()
+                    .map_err(|e| Error::OrtUnavailable(e.to_string()))?;
+                *slot = Some(env.clone());
+                env
+            }
+        };
+        Ok(OrtRuntime { env, intra_threads })
+    }
+
+    /// Finds the library: `explicit`, else the `ORT_DYLIB_PATH` value given.
+    pub fn locate(explicit: Option<&Path>, env_value: Option<&str>) -> Result<PathBuf> {
+        if let Some(p) = explicit {
+            return Ok(p.to_path_buf());
+        }
+        match env_value {
+            Some(v) if !v.trim().is_empty() => Ok(PathBuf::from(v)),
+            _ => Err(Error::OrtUnavailable(format!(
+                "ORT_DYLIB_PATH is not set; {INSTALL_HINT}"
+            ))),
+        }
+    }
+
+    /// Loads a model from its bytes.
+    pub fn model(&self, step: &str, bytes: &[u8]) -> Result<OnnxModel> {
+        OnnxModel::load(self, step, bytes)
+    }
+}
+
+/// A loaded ONNX model.
+pub struct OnnxModel {
+    step: String,
+    session: Mutex<Session>,
+    signature: Contract,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("step", &self.step)
+            .field("signature", &self.signature)
+            .finish()
+    }
+}
+
+fn dtype_of(step: &str, what: &str, ty: &TensorElementType) -> Result<DType> {
+    Ok(match ty {
+        TensorElementType::Float32 => DType::F32,
+        TensorElementType::Float16 => DType::F16,
+        TensorElementType::Int64 => DType::I64,
+        TensorElementType::Int32 => DType::I32,
+        TensorElementType::Uint8 => DType::U8,
+        TensorElementType::Int8 => DType::I8,
+        TensorElementType::Bool => DType::Bool,
+        other => {
+            return Err(Error::model(
+                step,
+                format!("{what} has element type {other:?}, which kits cannot carry"),
+            ))
+        }
+    })
+}
+
+fn port_of(step: &str, kind: &str, name: &str, vt: &ValueType) -> Result<Port> {
+    match vt {
+        ValueType::Tensor { ty, shape, .. } => {
+            let dtype = dtype_of(step, &format!("{kind} `{name}`"), ty)?;
+            let shape = shape
+                .iter()
+                .map(|&d| {
+                    if d < 0 {
+                        Dim::Any
+                    } else {
+                        Dim::Fixed(d as usize)
+                    }
+                })
+                .collect();
+            Ok(Port {
+                name: name.to_owned(),
+                ty: PortType::Tensor { dtype, shape },
+            })
+        }
+        other => Err(Error::model(
+            step,
+            format!("{kind} `{name}` is a {other:?}, only tensors are supported"),
+        )),
+    }
+}
+
+impl OnnxModel {
+    fn load(rt: &OrtRuntime, step: &str, bytes: &[u8]) -> Result<OnnxModel> {
+        if bytes.is_empty() {
+            return Err(Error::model(step, "model file is empty"));
+        }
+        let mut builder = Session::builder(&rt.env).map_err(|e| Error::model(step, e))?;
+        if rt.intra_threads > 0 {
+            builder = builder
+                .with_intra_threads(rt.intra_threads)
+                .map_err(|e| Error::model(step, e.to_string()))?;
+        }
+        let session = builder
+            .commit_from_memory(bytes)
+            .map_err(|e| Error::model(step, format!("is not a valid ONNX model: {e}")))?;
+        let signature = Contract {
+            inputs: session
+                .inputs()
+                .iter()
+                .map(|o| port_of(step, "input", o.name(), o.dtype()))
+                .collect::<Result<_>>()?,
+            outputs: session
+                .outputs()
+                .iter()
+                .map(|o| port_of(step, "output", o.name(), o.dtype()))
+                .collect::<Result<_>>()?,
+        };
+        Ok(OnnxModel {
+            step: step.to_owned(),
+            session: Mutex::new(session),
+            signature,
+        })
+    }
+
+    /// Inputs and outputs as the model declares them.
+    pub fn signature(&self) -> &Contract {
+        &self.signature
+    }
+
+    /// A custom metadata value of the model (e.g. PP-OCR's `character` list).
+    pub fn metadata(&self, key: &str) -> Result<Option<String>> {
+        let s = self
+            .session
+            .lock()
+            .map_err(|_| Error::model(&self.step, "session lock poisoned"))?;
+        let m = s.metadata().map_err(|e| Error::model(&self.step, e))?;
+        Ok(m.custom(key))
+    }
+
+    /// Runs the model once; `inputs` are keyed by the model's input names.
+    pub fn run(&self, inputs: &Values) -> Result<Values> {
+        let mut feed: Vec<(String, DynValue)> = Vec::with_capacity(self.signature.inputs.len());
+        for port in &self.signature.inputs {
+            let v = inputs.get(&port.name).ok_or_else(|| {
+                Error::model(&self.step, format!("input `{}` is missing", port.name))
+            })?;
+            port.ty
+                .check(v)
+                .map_err(|m| Error::model(&self.step, format!("input `{}`: {m}", port.name)))?;
+            let Value::Tensor(t) = v else {
+                unreachable!("checked above")
+            };
+            feed.push((port.name.clone(), to_ort(&self.step, t)?));
+        }
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| Error::model(&self.step, "session lock poisoned"))?;
+        let outputs = session
+            .run(feed)
+            .map_err(|e| Error::model(&self.step, format!("inference failed: {e}")))?;
+        let mut out = Values::new();
+        for (name, value) in outputs.iter() {
+            out.insert(
+                name.to_owned(),
+                Value::Tensor(from_ort(&self.step, name, &value)?),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Runs the model once per slice of the `over` inputs' first axis, feeding carried outputs back.
+    pub fn run_scan(&self, inputs: &Values, scan: &Scan) -> Result<Values> {
+        let mut state: Values = inputs.clone();
+        let steps = scan
+            .over
+            .iter()
+            .map(|name| match inputs.get(name) {
+                Some(Value::Tensor(t)) if !t.shape.is_empty() => Ok(t.shape[0]),
+                _ => Err(Error::model(
+                    &self.step,
+                    format!("scanned input `{name}` must be a tensor with a first axis"),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = *steps
+            .first()
+            .ok_or_else(|| Error::model(&self.step, "scan.over names no input"))?;
+        if steps.iter().any(|&s| s != n) {
+            return Err(Error::model(
+                &self.step,
+                format!("scanned inputs have different lengths: {steps:?}"),
+            ));
+        }
+        let mut collected: std::collections::BTreeMap<String, Vec<Tensor>> = Default::default();
+        let mut last = Values::new();
+        for i in 0..n {
+            for name in &scan.over {
+                if let Some(Value::Tensor(t)) = inputs.get(name) {
+                    state.insert(name.clone(), Value::Tensor(t.index_first(i)?));
+                }
+            }
+            let out = self.run(&state)?;
+            for (name, v) in &out {
+                if let Some(feed) = scan.carry.get(name) {
+                    state.insert(feed.clone(), v.clone());
+                } else if let Value::Tensor(t) = v {
+                    collected.entry(name.clone()).or_default().push(t.clone());
+                }
+            }
+            last = out;
+        }
+        let mut result = Values::new();
+        for port in &self.signature.outputs {
+            if scan.carry.contains_key(&port.name) {
+                let v = match last.remove(&port.name) {
+                    Some(v) => v,
+                    // Zero slices: the carried value is the initial one.
+                    None => state.get(&scan.carry[&port.name]).cloned().ok_or_else(|| {
+                        Error::model(
+                            &self.step,
+                            format!("carried input `{}` is missing", scan.carry[&port.name]),
+                        )
+                    })?,
+                };
+                result.insert(port.name.clone(), v);
+            } else {
+                let parts = collected.remove(&port.name).unwrap_or_default();
+                let t = if parts.is_empty() {
+                    let PortType::Tensor { dtype, shape } = &port.ty else {
+                        unreachable!("onnx ports are tensors")
+                    };
+                    let mut s = vec![0];
+                    s.extend(shape.iter().map(|d| match d {
+                        Dim::Fixed(n) => *n,
+                        Dim::Any => 0,
+                    }));
+                    Tensor {
+                        dtype: *dtype,
+                        shape: s,
+                        data: Vec::new(),
+                    }
+                } else {
+                    Tensor::stack(&parts)?
+                };
+                result.insert(port.name.clone(), Value::Tensor(t));
+            }
+        }
+        Ok(result)
+    }
+}
+
+macro_rules! typed {
+    ($data:expr, $ty:ty, $n:literal) => {
+        $data
+            .chunks_exact($n)
+            .map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunk size")))
+            .collect::<Vec<$ty>>()
+    };
+}
+
+fn to_ort(step: &str, t: &Tensor) -> Result<DynValue> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    let err = |e: ort::Error| Error::model(step, format!("cannot build input tensor: {e}"));
+    Ok(match t.dtype {
+        DType::F32 => ort::value::Tensor::from_array((shape, typed!(t.data, f32, 4)))
+            .map_err(err)?
+            .into_dyn(),
+        DType::F16 => ort::value::Tensor::from_array((shape, typed!(t.data, half::f16, 2)))
+            .map_err(err)?
+            .into_dyn(),
+        DType::I64 => ort::value::Tensor::from_array((shape, typed!(t.data, i64, 8)))
+            .map_err(err)?
+            .into_dyn(),
+        DType::I32 => ort::value::Tensor::from_array((shape, typed!(t.data, i32, 4)))
+            .map_err(err)?
+            .into_dyn(),
+        DType::U8 => ort::value::Tensor::from_array((shape, t.data.clone()))
+            .map_err(err)?
+            .into_dyn(),
+        DType::I8 => ort::value::Tensor::from_array((
+            shape,
+            t.data.iter().map(|&b| b as i8).collect::<Vec<_>>(),
+        ))
+        .map_err(err)?
+        .into_dyn(),
+        DType::Bool => ort::value::Tensor::from_array((
+            shape,
+            t.data.iter().map(|&b| b != 0).collect::<Vec<_>>(),
+        ))
+        .map_err(err)?
+        .into_dyn(),
+    })
+}
+
+fn from_ort(step: &str, name: &str, v: &ort::value::DynValueRef<'_>) -> Result<Tensor> {
+    let ValueType::Tensor { ty, .. } = v.dtype() else {
+        return Err(Error::model(
+            step,
+            format!("output `{name}` is not a tensor"),
+        ));
+    };
+    let dtype = dtype_of(step, &format!("output `{name}`"), ty)?;
+    let err = |e: ort::Error| Error::model(step, format!("cannot read output `{name}`: {e}"));
+    macro_rules! grab {
+        ($t:ty) => {{
+            let (shape, data) = v.try_extract_tensor::<$t>().map_err(err)?;
+            (
+                shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                data.iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            )
+        }};
+    }
+    let (shape, data) = match dtype {
+        DType::F32 => grab!(f32),
+        DType::F16 => grab!(half::f16),
+        DType::I64 => grab!(i64),
+        DType::I32 => grab!(i32),
+        DType::U8 => grab!(u8),
+        DType::I8 => grab!(i8),
+        DType::Bool => {
+            let (shape, data) = v.try_extract_tensor::<bool>().map_err(err)?;
+            (
+                shape.iter().map(|&d| d as usize).collect(),
+                data.iter().map(|&b| b as u8).collect(),
+            )
+        }
+    };
+    Tensor::new(dtype, shape, data)
+}

