@@ -73,6 +73,11 @@ impl OrtRuntime {
         }
     }
 
+    /// The process's ONNX Runtime environment (for callers that build their own sessions).
+    pub fn environment(&self) -> &ort::environment::Environment {
+        &self.env
+    }
+
     /// Loads a model from its bytes.
     pub fn model(&self, step: &str, bytes: &[u8]) -> Result<OnnxModel> {
         OnnxModel::load(self, step, bytes)

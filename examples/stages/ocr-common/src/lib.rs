@@ -301,6 +301,134 @@ pub fn rot90(img: &Img) -> Img {
     out
 }
 
+/// Settings of [`preprocess`], as in rapidocr's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct PreConfig {
+    pub limit_side_len: usize,
+    pub max_side_len: usize,
+    pub min_side_len: usize,
+    pub min_height: usize,
+    pub width_height_ratio: f64,
+}
+
+impl Default for PreConfig {
+    fn default() -> Self {
+        PreConfig {
+            limit_side_len: 736,
+            max_side_len: 2000,
+            min_side_len: 30,
+            min_height: 30,
+            width_height_ratio: 8.0,
+        }
+    }
+}
+
+/// What [`preprocess`] produces.
+#[derive(Debug)]
+pub struct Preprocessed {
+    /// The detector's input, 1 × 3 × h × w, normalised to [-1, 1].
+    pub det_x: Vec<f32>,
+    pub det_h: usize,
+    pub det_w: usize,
+    /// The image the detector sees (after bounding and letterboxing), BGR.
+    pub image: Img,
+    pub ratio_h: f64,
+    pub ratio_w: f64,
+    pub pad_top: usize,
+    pub raw_h: usize,
+    pub raw_w: usize,
+}
+
+/// Resize so that sides are multiples of 32, as `reduce_max_side`/`increase_min_side` do.
+fn resize_to_32(img: &Img, ratio: f64) -> Result<Img, String> {
+    let rh = round_half_even((img.h as f64 * ratio).trunc() / 32.0) as usize * 32;
+    let rw = round_half_even((img.w as f64 * ratio).trunc() / 32.0) as usize * 32;
+    if rh == 0 || rw == 0 {
+        return Err(format!(
+            "image of {}x{} is too small to resize",
+            img.w, img.h
+        ));
+    }
+    Ok(resize_bilinear(img, rw, rh))
+}
+
+/// PP-OCR's pre-processing: decode (PNG or JPEG) to BGR, bound the sides, letterbox
+/// very flat images, resize the short side to `limit_side_len` in multiples of 32,
+/// normalise in CHW order.
+pub fn preprocess(cfg: &PreConfig, bytes: &[u8]) -> Result<Preprocessed, String> {
+    let decoded = image::load_from_memory(bytes)
+        .map_err(|e| format!("input `image` is not a readable PNG or JPEG: {e}"))?;
+    let rgb = decoded.to_rgb8();
+    let (raw_w, raw_h) = (rgb.width() as usize, rgb.height() as usize);
+    if raw_w == 0 || raw_h == 0 {
+        return Err("input `image` has no pixels".into());
+    }
+    if raw_w * raw_h > 64 << 20 {
+        return Err(format!(
+            "input `image` is {raw_w}x{raw_h}, over 64 megapixels"
+        ));
+    }
+    let mut data = rgb.into_raw();
+    for px in data.chunks_exact_mut(3) {
+        px.swap(0, 2);
+    }
+    let mut img = Img {
+        w: raw_w,
+        h: raw_h,
+        data,
+    };
+    let (mut ratio_h, mut ratio_w) = (1.0f64, 1.0f64);
+    if img.w.max(img.h) > cfg.max_side_len {
+        let r = cfg.max_side_len as f64 / img.w.max(img.h) as f64;
+        let (h0, w0) = (img.h, img.w);
+        img = resize_to_32(&img, r)?;
+        ratio_h = h0 as f64 / img.h as f64;
+        ratio_w = w0 as f64 / img.w as f64;
+    }
+    if img.w.min(img.h) < cfg.min_side_len {
+        let r = cfg.min_side_len as f64 / img.w.min(img.h) as f64;
+        let (h0, w0) = (img.h, img.w);
+        img = resize_to_32(&img, r)?;
+        ratio_h = h0 as f64 / img.h as f64;
+        ratio_w = w0 as f64 / img.w as f64;
+    }
+    // Letterbox images that are too flat for the detector.
+    let mut pad_top = 0usize;
+    if img.h <= cfg.min_height || img.w as f64 / img.h as f64 > cfg.width_height_ratio {
+        let new_h = ((img.w as f64 / cfg.width_height_ratio) as usize).max(cfg.min_height) * 2;
+        pad_top = new_h.abs_diff(img.h) / 2;
+        let mut padded = Img::new(img.w, img.h + 2 * pad_top);
+        padded.data[pad_top * img.w * 3..(pad_top + img.h) * img.w * 3].copy_from_slice(&img.data);
+        img = padded;
+    }
+    // Detector input: short side to limit_side_len, multiples of 32.
+    let (h, w) = (img.h, img.w);
+    let ratio = if h.min(w) < cfg.limit_side_len {
+        cfg.limit_side_len as f64 / h.min(w) as f64
+    } else {
+        1.0
+    };
+    let det_h = round_half_even((h as f64 * ratio).trunc() / 32.0) as usize * 32;
+    let det_w = round_half_even((w as f64 * ratio).trunc() / 32.0) as usize * 32;
+    if det_h == 0 || det_w == 0 {
+        return Err(format!("image of {w}x{h} is too small for the detector"));
+    }
+    let resized = resize_bilinear(&img, det_w, det_h);
+    let mut det_x = vec![0f32; 3 * det_h * det_w];
+    normalize_chw_into(&resized, &mut det_x, det_w);
+    Ok(Preprocessed {
+        det_x,
+        det_h,
+        det_w,
+        image: img,
+        ratio_h,
+        ratio_w,
+        pad_top,
+        raw_h,
+        raw_w,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

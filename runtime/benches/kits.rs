@@ -1,0 +1,382 @@
+//! Benchmarks of the runtime on the example kits. Prints its figures; asserts nothing.
+//!
+//!   cargo bench -p algobay-runtime --bench kits
+//!
+//! Needs `scripts/setup.sh` (models, ONNX Runtime) and, for the comparison with
+//! rapidocr, the reference environment `build/pyref` (see examples/golden/make_golden.py).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use algobay_runtime::archive::KitArchive;
+use algobay_runtime::kitfile::Packager;
+use algobay_runtime::{Runtime, RuntimeOptions, SecretKey, Tensor, TrustRoots, Value, Values};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn ort_lib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+fn runtime(cache: Option<PathBuf>) -> Runtime {
+    Runtime::new(RuntimeOptions {
+        cache_dir: cache,
+        ort_library: Some(ort_lib()),
+        ort_threads: 0,
+    })
+    .unwrap()
+}
+
+struct Stats {
+    median: Duration,
+    p90: Duration,
+}
+
+fn measure(iters: usize, mut f: impl FnMut()) -> Stats {
+    f(); // warm up
+    f();
+    let mut t: Vec<Duration> = (0..iters)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    Stats {
+        median: t[t.len() / 2],
+        p90: t[t.len() * 9 / 10],
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn build(rt: &Runtime, key: &SecretKey, dir: &Path) -> KitArchive {
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into());
+    Packager::new(rt, cargo)
+        .build(dir, key, &|_| {})
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+fn model_only_kit(rt: &Runtime, key: &SecretKey, body: &str) -> KitArchive {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Kitfile"),
+        format!("[kit]\nname = \"bench/model\"\nversion = \"0.1.0\"\nscenario = \"bench\"\n{body}"),
+    )
+    .unwrap();
+    build(rt, key, dir.path())
+}
+
+fn main() {
+    let rt = runtime(None);
+    let key = SecretKey::generate();
+    let mut roots = TrustRoots::new();
+    roots.trust(key.public());
+    let kits = root().join("examples/kits");
+    let load = |a: &KitArchive| rt.load(&a.clone().verify(&roots).unwrap()).unwrap();
+    println!(
+        "algobay-runtime benchmarks ({} cores)\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    // ------------------------------------------------ pipeline overhead vs raw ort
+    println!(
+        "## pipeline overhead: model steps through the kit vs the raw ort session, same tensors"
+    );
+    let ocr = build(&rt, &key, &kits.join("ocr"));
+    let ocr_kit = load(&ocr);
+    let png = std::fs::read(kits.join("ocr/samples/invoice.png")).unwrap();
+    let pre = ocr_common::preprocess(&ocr_common::PreConfig::default(), &png).unwrap();
+    let det_x = Tensor::from_f32(vec![1, 3, pre.det_h, pre.det_w], &pre.det_x);
+    let det_kit = load(&model_only_kit(
+        &rt,
+        &key,
+        &format!(
+            "[[input]]\nname = \"x\"\ntype = \"f32[1,3,?,?]\"\n[[output]]\nname = \"sigmoid_0.tmp_0\"\ntype = \"f32[1,1,?,?]\"\n[[step]]\nname = \"det\"\nmodel = \"{}\"\n",
+            kits.join("ocr/models/det.onnx").display()
+        ),
+    ));
+    let env = rt.ort().unwrap();
+    let mut raw_det = ort::session::Session::builder(env.environment())
+        .unwrap()
+        .commit_from_file(kits.join("ocr/models/det.onnx"))
+        .unwrap();
+    let det_in = Values::from([("x".to_string(), Value::Tensor(det_x.clone()))]);
+    let kit_det = measure(20, || {
+        det_kit.run(det_in.clone()).unwrap();
+    });
+    let raw = measure(20, || {
+        let t = ort::value::Tensor::from_array((
+            vec![1i64, 3, pre.det_h as i64, pre.det_w as i64],
+            pre.det_x.clone(),
+        ))
+        .unwrap();
+        let out = raw_det.run(ort::inputs!["x" => t]).unwrap();
+        let (_, v) = out[0].try_extract_tensor::<f32>().unwrap();
+        std::hint::black_box(v.len());
+    });
+    println!(
+        "ocr det  {}x{}: kit {:.2} ms, raw ort {:.2} ms (median) -> overhead {:+.2}%",
+        pre.det_w,
+        pre.det_h,
+        ms(kit_det.median),
+        ms(raw.median),
+        (ms(kit_det.median) / ms(raw.median) - 1.0) * 100.0
+    );
+
+    let vad = build(&rt, &key, &kits.join("vad"));
+    let vad_kit = load(&vad);
+    let wav = std::fs::read(kits.join("vad/samples/speech.wav")).unwrap();
+    let vad_out = vad_kit
+        .run_timed(Values::from([(
+            "audio".to_string(),
+            Value::Bytes(wav.clone()),
+        )]))
+        .unwrap();
+    let scan_kit = load(&model_only_kit(
+        &rt,
+        &key,
+        &format!(
+            "[[input]]\nname = \"frames\"\ntype = \"f32[?,1,576]\"\n[[input]]\nname = \"state\"\ntype = \"f32[2,1,128]\"\n[[input]]\nname = \"sr\"\ntype = \"i64[]\"\n\
+[[output]]\nname = \"probs\"\ntype = \"f32[?,1,1]\"\n[[step]]\nname = \"vad\"\nmodel = \"{}\"\nscan = {{ over = [\"input\"], carry = {{ stateN = \"state\" }} }}\n\
+inputs = {{ input = \"frames\" }}\noutputs = {{ output = \"probs\", stateN = \"vad_state\" }}\n",
+            kits.join("vad/models/silero_vad.onnx").display()
+        ),
+    ));
+    // The same frames the pre stage makes.
+    let samples: Vec<f32> = wav[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
+        .collect();
+    let n = samples.len().div_ceil(512);
+    let mut frames = vec![0f32; n * 576];
+    for i in 0..n {
+        for k in 0..576 {
+            let idx = (i * 512 + k) as isize - 64;
+            frames[i * 576 + k] = if idx >= 0 {
+                samples.get(idx as usize).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            };
+        }
+    }
+    let scan_in = Values::from([
+        (
+            "frames".to_string(),
+            Value::Tensor(Tensor::from_f32(vec![n, 1, 576], &frames)),
+        ),
+        (
+            "state".to_string(),
+            Value::Tensor(Tensor::from_f32(vec![2, 1, 128], &[0.0; 256])),
+        ),
+        (
+            "sr".to_string(),
+            Value::Tensor(Tensor::from_i64(vec![], &[16000])),
+        ),
+    ]);
+    let kit_scan = measure(20, || {
+        scan_kit.run(scan_in.clone()).unwrap();
+    });
+    let mut raw_vad = ort::session::Session::builder(env.environment())
+        .unwrap()
+        .commit_from_file(kits.join("vad/models/silero_vad.onnx"))
+        .unwrap();
+    let raw = measure(20, || {
+        let mut state = vec![0f32; 256];
+        for i in 0..n {
+            let x = ort::value::Tensor::from_array((
+                vec![1i64, 576],
+                frames[i * 576..(i + 1) * 576].to_vec(),
+            ))
+            .unwrap();
+            let s = ort::value::Tensor::from_array((vec![2i64, 1, 128], state)).unwrap();
+            let sr = ort::value::Tensor::from_array(((), vec![16000i64])).unwrap();
+            let out = raw_vad
+                .run(ort::inputs!["input" => x, "state" => s, "sr" => sr])
+                .unwrap();
+            let (_, p) = out["output"].try_extract_tensor::<f32>().unwrap();
+            std::hint::black_box(p[0]);
+            state = out["stateN"]
+                .try_extract_tensor::<f32>()
+                .unwrap()
+                .1
+                .to_vec();
+        }
+    });
+    println!(
+        "vad scan {n} windows: kit {:.2} ms, raw ort {:.2} ms (median) -> overhead {:+.2}%",
+        ms(kit_scan.median),
+        ms(raw.median),
+        (ms(kit_scan.median) / ms(raw.median) - 1.0) * 100.0
+    );
+    let whole_vad = measure(20, || {
+        vad_kit
+            .run(Values::from([(
+                "audio".to_string(),
+                Value::Bytes(wav.clone()),
+            )]))
+            .unwrap();
+    });
+    println!(
+        "vad kit end to end (WAV in, segments out): {:.2} ms median, {:.2} ms p90; steps: {}",
+        ms(whole_vad.median),
+        ms(whole_vad.p90),
+        vad_out
+            .1
+            .iter()
+            .map(|s| format!("{} {:.2} ms", s.step, ms(s.elapsed)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // ------------------------------------------------ wasm vs native
+    println!("\n## WASM stage vs the same Rust code compiled natively (ocr pre-processing of {} bytes of PNG)", png.len());
+    let pre_kit = load(&model_only_kit(
+        &rt,
+        &key,
+        &format!(
+            "[[input]]\nname = \"image\"\ntype = \"bytes\"\n[[output]]\nname = \"det_x\"\ntype = \"f32[1,3,?,?]\"\n[[step]]\nname = \"pre\"\nstage = \"{}\"\n",
+            root().join("examples/stages/ocr-pre").display()
+        ),
+    ));
+    let img_in = Values::from([("image".to_string(), Value::Bytes(png.clone()))]);
+    let wasm = measure(30, || {
+        pre_kit.run(img_in.clone()).unwrap();
+    });
+    let native = measure(30, || {
+        let p = ocr_common::preprocess(&ocr_common::PreConfig::default(), &png).unwrap();
+        // The same output values the stage hands back.
+        let t = Tensor::from_f32(vec![1, 3, p.det_h, p.det_w], &p.det_x);
+        let i = Tensor {
+            dtype: algobay_runtime::DType::U8,
+            shape: vec![p.image.h, p.image.w, 3],
+            data: p.image.data,
+        };
+        std::hint::black_box((t, i));
+    });
+    println!(
+        "wasm {:.2} ms, native {:.2} ms (median) -> {:.2}x native",
+        ms(wasm.median),
+        ms(native.median),
+        ms(wasm.median) / ms(native.median)
+    );
+
+    // ------------------------------------------------ load times
+    println!("\n## kit load (verify + compile WASM + load models)");
+    let cache = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let verified = KitArchive::read_file(&{
+        let p = cache.path().join("ocr.kit");
+        ocr.write_file(&p).unwrap();
+        p
+    })
+    .unwrap()
+    .verify(&roots)
+    .unwrap();
+    let read_verify = t.elapsed();
+    let cold_rt = runtime(Some(cache.path().join("wasm")));
+    let t = Instant::now();
+    cold_rt.load(&verified).unwrap();
+    let cold = t.elapsed();
+    let warm_rt = runtime(Some(cache.path().join("wasm")));
+    let t = Instant::now();
+    warm_rt.load(&verified).unwrap();
+    let warm = t.elapsed();
+    println!(
+        "ocr kit ({:.1} MB): read + verify {:.1} ms; load cold {:.1} ms; load with the WASM cache {:.1} ms",
+        ocr.blobs.values().map(|b| b.len()).sum::<usize>() as f64 / 1e6,
+        ms(read_verify),
+        ms(cold),
+        ms(warm)
+    );
+
+    // ------------------------------------------------ ocr vs rapidocr
+    println!("\n## OCR end to end vs rapidocr_onnxruntime (Python), same images, same models, angle classifier off");
+    let images = [
+        kits.join("ocr/samples/invoice.png"),
+        kits.join("ocr/samples/invoice.jpg"),
+    ];
+    let blobs: Vec<Vec<u8>> = images.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let mut totals = Vec::new();
+    let mut in_ort = Vec::new();
+    for _ in 0..2 {
+        for b in &blobs {
+            ocr_kit
+                .run(Values::from([(
+                    "image".to_string(),
+                    Value::Bytes(b.clone()),
+                )]))
+                .unwrap();
+        }
+    }
+    for _ in 0..15 {
+        for b in &blobs {
+            let t = Instant::now();
+            let (_, steps) = ocr_kit
+                .run_timed(Values::from([(
+                    "image".to_string(),
+                    Value::Bytes(b.clone()),
+                )]))
+                .unwrap();
+            totals.push(t.elapsed());
+            in_ort.push(
+                steps
+                    .iter()
+                    .filter(|s| s.kind == "onnx")
+                    .map(|s| s.elapsed)
+                    .sum::<Duration>(),
+            );
+        }
+    }
+    totals.sort();
+    in_ort.sort();
+    let ours = ms(totals[totals.len() / 2]);
+    let ours_ort = ms(in_ort[in_ort.len() / 2]);
+    println!(
+        "algobay: {ours:.1} ms per image (median), {ours_ort:.1} ms inside ONNX Runtime ({:.0}%)",
+        ours_ort / ours * 100.0
+    );
+    let python = root().join("build/pyref/bin/python");
+    if python.exists() {
+        let out = std::process::Command::new(&python)
+            .arg(root().join("runtime/benches/rapidocr_bench.py"))
+            .args(&images)
+            .arg("15")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let theirs = v["median_ms"].as_f64().unwrap();
+            let theirs_ort = v["ort_median_ms"].as_f64().unwrap();
+            println!(
+                "rapidocr: {theirs:.1} ms per image (median), {theirs_ort:.1} ms inside ONNX Runtime ({:.0}%)",
+                theirs_ort / theirs * 100.0
+            );
+            println!("ratio: algobay is {:.2}x faster", theirs / ours);
+        } else {
+            println!(
+                "rapidocr run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    } else {
+        println!(
+            "rapidocr: skipped ({} is missing; see examples/golden/make_golden.py)",
+            python.display()
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The `algobay` binary as a user runs it: real processes, real files, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("team.key")
+    }
+    fn public(&self) -> PathBuf {
+        self.dir.path().join("team.key.pub")
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn algobay(env: &Env) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_algobay"));
+    c.env("HOME", env.dir.path())
+        .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+        .env("ALGOBAY_CACHE_DIR", env.dir.path().join("cache"))
+        .env_remove("ALGOBAY_TRUST")
+        .env_remove("ALGOBAY_KEY")
+        .arg("--quiet");
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env(
+            "ORT_DYLIB_PATH",
+            root().join("build/onnxruntime/libonnxruntime.so.1.32.0"),
+        );
+    }
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("run algobay");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A key and the digits kit, built once for the whole file.
+fn shared() -> &'static (Env, PathBuf) {
+    static SHARED: OnceLock<(Env, PathBuf)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let (code, _, err) = run(algobay(&env).args(["keygen", "-o"]).arg(env.key()));
+        assert_eq!(code, 0, "{err}");
+        let kit = env.path("digits.kit");
+        let (code, out, err) = run(algobay(&env)
+            .args(["kit", "build"])
+            .arg(root().join("examples/kits/digits"))
+            .arg("-o")
+            .arg(&kit)
+            .arg("--key")
+            .arg(env.key()));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("built algobay/digits-mlp@1.0.0 sha256:"),
+            "{out}"
+        );
+        (env, kit)
+    })
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_refuses_to_overwrite_it() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let (code, out, _) = run(algobay(&env).args(["keygen", "-o"]).arg(env.key()));
+    assert_eq!(code, 0);
+    assert!(out.contains("public key:"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.key()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(std::fs::read_to_string(env.public())
+        .unwrap()
+        .starts_with("ed25519:"));
+    let (code, _, err) = run(algobay(&env).args(["keygen", "-o"]).arg(env.key()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pass --force"), "{err}");
+}
+
+#[test]
+fn built_kit_tests_runs_and_inspects() {
+    let (env, kit) = shared();
+    let (code, out, err) = run(algobay(env)
+        .args(["kit", "test"])
+        .arg(kit)
+        .arg("--trust")
+        .arg(env.public()));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3 passed, 0 failed"), "{out}");
+
+    let (code, out, err) = run(algobay(env)
+        .args(["kit", "run"])
+        .arg(kit)
+        .arg("--trust")
+        .arg(env.public())
+        .arg("--input")
+        .arg(root().join("examples/kits/digits/samples/row9.json")));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"][0][0]["label"], "9");
+
+    let (code, out, _) = run(algobay(env)
+        .args(["kit", "inspect", "--json"])
+        .arg(kit)
+        .arg("--trust")
+        .arg(env.public()));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(v["signatures"][0]["trusted"], true);
+    assert_eq!(v["manifest"]["name"], "algobay/digits-mlp");
+}
+
+#[test]
+fn trust_comes_from_the_config_file_too() {
+    let (env, kit) = shared();
+    let cfg_dir = env.path("config/algobay");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let cfg = other.path().join("config.toml");
+    std::fs::write(&cfg, format!("trust = [\"{}\"]\n", env.public().display())).unwrap();
+    let (code, out, err) = run(algobay(env)
+        .args(["kit", "test"])
+        .arg(kit)
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn untrusted_kit_exits_with_the_verification_code() {
+    let (env, kit) = shared();
+    let (code, _, err) = run(algobay(env)
+        .args(["kit", "run"])
+        .arg(kit)
+        .args(["--input", "x.json"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("untrusted key"), "{err}");
+}
+
+#[test]
+fn missing_files_exit_with_the_not_found_code() {
+    let (env, kit) = shared();
+    let (code, _, err) = run(algobay(env).args(["kit", "test", "/nonexistent/x.kit"]));
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    let (code, _, err) = run(algobay(env)
+        .args(["kit", "run"])
+        .arg(kit)
+        .arg("--trust")
+        .arg(env.public())
+        .args(["--input", "/nonexistent/pixels.json"]));
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("input `pixels`"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_with_the_invalid_code_and_names_it() {
+    let (env, kit) = shared();
+    let bad = env.path("bad.json");
+    std::fs::write(&bad, r#"{"dtype": "f32", "shape": [1, 63], "data": [1]}"#).unwrap();
+    let (code, _, err) = run(algobay(env)
+        .args(["kit", "run"])
+        .arg(kit)
+        .arg("--trust")
+        .arg(env.public())
+        .arg("--input")
+        .arg(&bad));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("input `pixels`"), "{err}");
+    let garbage = env.path("garbage.kit");
+    std::fs::write(&garbage, b"not a tar file at all").unwrap();
+    let (code, _, err) = run(algobay(env).args(["kit", "inspect"]).arg(&garbage));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("kit archive"), "{err}");
+}
+
+#[test]
+fn build_without_a_key_is_a_usage_error() {
+    let (env, _) = shared();
+    let (code, _, err) = run(algobay(env)
+        .args(["kit", "build"])
+        .arg(root().join("examples/kits/digits"))
+        .args(["-o", "/tmp/never.kit"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no signing key"), "{err}");
+}
+
+#[test]
+fn failing_golden_sample_exits_with_the_golden_code_and_shows_the_output() {
+    let (env, kit) = shared();
+    // Re-sign a copy of the kit whose first golden sample expects another digit's answer.
+    let mut a = algobay_runtime::KitArchive::read_file(kit).unwrap();
+    let other = a.manifest.golden[1].expected;
+    a.manifest.golden[0].expected = other;
+    a.manifest_bytes = a.manifest.canonical_json();
+    let key = algobay_runtime::SecretKey::read(&env.key()).unwrap();
+    a.signatures = vec![key.sign(&a.manifest_bytes)];
+    let broken = env.path("broken.kit");
+    a.write_file(&broken).unwrap();
+    let (code, out, _) = run(algobay(env)
+        .args(["kit", "test"])
+        .arg(&broken)
+        .arg("--trust")
+        .arg(env.public()));
+    assert_eq!(code, 5, "{out}");
+    assert!(
+        out.contains("golden sample 0: FAILED") && out.contains("got:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_onnx_runtime_exits_with_the_environment_code() {
+    let (env, _) = shared();
+    let vad = env.path("vad.kit");
+    let (code, out, err) = run(algobay(env)
+        .args(["kit", "build"])
+        .arg(root().join("examples/kits/vad"))
+        .arg("-o")
+        .arg(&vad)
+        .arg("--key")
+        .arg(env.key()));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = run(algobay(env)
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .args(["kit", "test"])
+        .arg(&vad)
+        .arg("--trust")
+        .arg(env.public()));
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("pip download --no-deps onnxruntime"), "{err}");
+}
+
+#[test]
+fn help_explains_with_examples_and_completions_print() {
+    let (env, _) = shared();
+    let (code, out, _) = run(algobay(env).args(["kit", "build", "--help"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("Example:") && out.contains("--key"), "{out}");
+    let (code, out, _) = run(algobay(env).args(["completions", "bash"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("algobay"));
+    let (code, _, err) = run(algobay(env).args(["kit", "frobnicate"]));
+    assert_eq!(code, 2, "{err}");
+}
