@@ -1,4 +1,5 @@
 //! Benchmarks of the runtime on the example kits. Prints its figures; asserts nothing.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly by design
 //!
 //!   cargo bench -p algobay-runtime --bench kits
 //!

@@ -170,7 +170,7 @@ impl KitArchive {
                 return Err(Error::Archive(format!("unexpected entry `{path}`")));
             }
         }
-        drop(ar);
+        let _ = ar.into_inner();
         std::io::copy(&mut tail, &mut std::io::sink())
             .map_err(|e| Error::Archive(format!("reading: {e}")))?;
         if tail.total % 512 != 0

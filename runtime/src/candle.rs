@@ -283,7 +283,7 @@ impl Bert {
         if !["mean", "cls"].contains(&opts.pooling.as_str()) {
             candle_core::bail!("pooling `{}` must be mean or cls", opts.pooling);
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!("hidden_size must be a multiple of num_attention_heads");
         }
         // Checkpoints come with or without the `bert.` prefix.

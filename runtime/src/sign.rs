@@ -232,7 +232,9 @@ mod tests {
         let mut roots = TrustRoots::new();
         roots.trust(k.public());
         assert_eq!(
-            roots.verify(b"manifest", &[sig.clone()]).unwrap(),
+            roots
+                .verify(b"manifest", std::slice::from_ref(&sig))
+                .unwrap(),
             vec![k.public()]
         );
         let err = roots.verify(b"manifesT", &[sig]).unwrap_err().to_string();

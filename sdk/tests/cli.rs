@@ -1,4 +1,5 @@
 //! The `algobay` binary as a user runs it: real processes, real files, exit codes.
+#![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly by design
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

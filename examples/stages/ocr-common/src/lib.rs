@@ -222,6 +222,7 @@ pub fn min_area_rect(points: Vec<Pt>) -> RotRect {
 }
 
 /// Solves the 8 unknowns of the homography taking `src[i]` to `dst[i]`.
+#[allow(clippy::needless_range_loop)] // row operations read one row while writing another
 pub fn perspective_transform(src: &[Pt; 4], dst: &[Pt; 4]) -> Option<[f64; 9]> {
     let mut a = [[0f64; 9]; 8];
     for i in 0..4 {
