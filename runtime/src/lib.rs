@@ -17,6 +17,10 @@
 //! - [`engine`]: loads a verified kit once and runs requests on it, concurrently.
 //! - [`golden`]: compares outputs with a kit's golden samples.
 
+// Tensor data is little-endian on the wire and in WASM; the host reinterprets it in place.
+#[cfg(target_endian = "big")]
+compile_error!("algobay-runtime assumes a little-endian host");
+
 pub mod archive;
 pub mod candle;
 pub mod digest;

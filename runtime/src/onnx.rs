@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ort::session::Session;
-use ort::value::{DynValue, TensorElementType, ValueType};
+use ort::session::SessionInputValue;
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, Result};
 use crate::manifest::{Contract, Port, Scan};
@@ -194,7 +195,8 @@ impl OnnxModel {
 
     /// Runs the model once; `inputs` are keyed by the model's input names.
     pub fn run(&self, inputs: &Values) -> Result<Values> {
-        let mut feed: Vec<(String, DynValue)> = Vec::with_capacity(self.signature.inputs.len());
+        let mut feed: Vec<(String, SessionInputValue<'_>)> =
+            Vec::with_capacity(self.signature.inputs.len());
         for port in &self.signature.inputs {
             let v = inputs.get(&port.name).ok_or_else(|| {
                 Error::model(&self.step, format!("input `{}` is missing", port.name))
@@ -226,7 +228,11 @@ impl OnnxModel {
 
     /// Runs the model once per slice of the `over` inputs' first axis, feeding carried outputs back.
     pub fn run_scan(&self, inputs: &Values, scan: &Scan) -> Result<Values> {
-        let mut state: Values = inputs.clone();
+        let mut state: Values = inputs
+            .iter()
+            .filter(|(k, _)| !scan.over.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let steps = scan
             .over
             .iter()
@@ -305,46 +311,37 @@ impl OnnxModel {
     }
 }
 
-macro_rules! typed {
-    ($data:expr, $ty:ty, $n:literal) => {
-        $data
-            .chunks_exact($n)
-            .map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunk size")))
-            .collect::<Vec<$ty>>()
-    };
-}
-
-fn to_ort(step: &str, t: &Tensor) -> Result<DynValue> {
+/// A session input over the tensor's bytes: borrowed in place when they are aligned
+/// for the element type (the usual case), copied otherwise.
+fn to_ort<'a>(step: &str, t: &'a Tensor) -> Result<SessionInputValue<'a>> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
     let err = |e: ort::Error| Error::model(step, format!("cannot build input tensor: {e}"));
+    fn view<'a, T: bytemuck::Pod + ort::value::PrimitiveTensorElementType + std::fmt::Debug>(
+        shape: Vec<i64>,
+        data: &'a [u8],
+    ) -> std::result::Result<SessionInputValue<'a>, ort::Error> {
+        Ok(match bytemuck::try_cast_slice::<u8, T>(data) {
+            Ok(s) => TensorRef::from_array_view((shape, s))?.into(),
+            Err(_) => ort::value::Tensor::from_array((
+                shape,
+                bytemuck::pod_collect_to_vec::<u8, T>(data),
+            ))?
+            .into(),
+        })
+    }
     Ok(match t.dtype {
-        DType::F32 => ort::value::Tensor::from_array((shape, typed!(t.data, f32, 4)))
-            .map_err(err)?
-            .into_dyn(),
-        DType::F16 => ort::value::Tensor::from_array((shape, typed!(t.data, half::f16, 2)))
-            .map_err(err)?
-            .into_dyn(),
-        DType::I64 => ort::value::Tensor::from_array((shape, typed!(t.data, i64, 8)))
-            .map_err(err)?
-            .into_dyn(),
-        DType::I32 => ort::value::Tensor::from_array((shape, typed!(t.data, i32, 4)))
-            .map_err(err)?
-            .into_dyn(),
-        DType::U8 => ort::value::Tensor::from_array((shape, t.data.clone()))
-            .map_err(err)?
-            .into_dyn(),
-        DType::I8 => ort::value::Tensor::from_array((
-            shape,
-            t.data.iter().map(|&b| b as i8).collect::<Vec<_>>(),
-        ))
-        .map_err(err)?
-        .into_dyn(),
+        DType::F32 => view::<f32>(shape, &t.data).map_err(err)?,
+        DType::F16 => view::<half::f16>(shape, &t.data).map_err(err)?,
+        DType::I64 => view::<i64>(shape, &t.data).map_err(err)?,
+        DType::I32 => view::<i32>(shape, &t.data).map_err(err)?,
+        DType::U8 => view::<u8>(shape, &t.data).map_err(err)?,
+        DType::I8 => view::<i8>(shape, &t.data).map_err(err)?,
         DType::Bool => ort::value::Tensor::from_array((
             shape,
             t.data.iter().map(|&b| b != 0).collect::<Vec<_>>(),
         ))
         .map_err(err)?
-        .into_dyn(),
+        .into(),
     })
 }
 
@@ -362,9 +359,7 @@ fn from_ort(step: &str, name: &str, v: &ort::value::DynValueRef<'_>) -> Result<T
             let (shape, data) = v.try_extract_tensor::<$t>().map_err(err)?;
             (
                 shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
-                data.iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect::<Vec<u8>>(),
+                bytemuck::cast_slice::<$t, u8>(data).to_vec(),
             )
         }};
     }

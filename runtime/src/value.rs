@@ -114,7 +114,7 @@ impl Tensor {
         Tensor {
             dtype: DType::F32,
             shape,
-            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data: bytemuck::cast_slice(values).to_vec(),
         }
     }
 
@@ -123,28 +123,20 @@ impl Tensor {
         Tensor {
             dtype: DType::I64,
             shape,
-            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data: bytemuck::cast_slice(values).to_vec(),
         }
     }
 
     /// The elements of an f32 tensor.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         self.expect(DType::F32)?;
-        Ok(self
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(bytemuck::pod_collect_to_vec(&self.data))
     }
 
     /// The elements of an i64 tensor.
     pub fn to_i64(&self) -> Result<Vec<i64>> {
         self.expect(DType::I64)?;
-        Ok(self
-            .data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect())
+        Ok(bytemuck::pod_collect_to_vec(&self.data))
     }
 
     /// Every element widened to f64, whatever the dtype (for comparisons and JSON).

@@ -383,21 +383,13 @@ impl Tensor {
     /// The values of an f32 tensor.
     pub fn to_f32(&self) -> Result<Vec<f32>, String> {
         self.check(Dtype::F32)?;
-        Ok(self
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(bytemuck::pod_collect_to_vec(&self.data))
     }
 
     /// The values of an i64 tensor.
     pub fn to_i64(&self) -> Result<Vec<i64>, String> {
         self.check(Dtype::I64)?;
-        Ok(self
-            .data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect())
+        Ok(bytemuck::pod_collect_to_vec(&self.data))
     }
 
     /// The values of a u8 tensor.
