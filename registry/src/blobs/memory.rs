@@ -1,0 +1,139 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sha2::Digest as _;
+
+use super::{BlobReader, BlobStat, BlobStore};
+use algobay_runtime::Digest;
+
+use crate::error::{RegistryError, Result};
+
+/// Blobs in memory: for tests.
+#[derive(Debug)]
+pub struct MemoryBlobStore {
+    max_blob_bytes: u64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    blobs: HashMap<Digest, std::sync::Arc<Vec<u8>>>,
+    uploads: HashMap<Digest, (u64, Vec<u8>)>,
+}
+
+impl MemoryBlobStore {
+    pub fn new(max_blob_bytes: u64) -> Self {
+        MemoryBlobStore {
+            max_blob_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
+        self.inner
+            .lock()
+            .map_err(|_| RegistryError::Storage("memory blob store lock poisoned".into()))
+    }
+}
+
+impl BlobStore for MemoryBlobStore {
+    fn stat(&self, d: &Digest) -> Result<BlobStat> {
+        let i = self.lock()?;
+        if let Some(b) = i.blobs.get(d) {
+            return Ok(BlobStat {
+                size: Some(b.len() as u64),
+                received: b.len() as u64,
+            });
+        }
+        Ok(BlobStat {
+            size: None,
+            received: i.uploads.get(d).map_or(0, |(_, v)| v.len() as u64),
+        })
+    }
+
+    fn begin(&self, d: &Digest, size: u64) -> Result<u64> {
+        if size > self.max_blob_bytes {
+            return Err(RegistryError::TooLarge(format!(
+                "upload of {d} claims {size} bytes, over the limit of {} bytes",
+                self.max_blob_bytes
+            )));
+        }
+        let mut i = self.lock()?;
+        let (declared, data) = i.uploads.entry(*d).or_insert((size, Vec::new()));
+        if *declared != size {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "an upload of {d} with {declared} bytes is in progress; this one claims {size}"
+            )));
+        }
+        Ok(data.len() as u64)
+    }
+
+    fn append(&self, d: &Digest, offset: u64, chunk: &[u8]) -> Result<u64> {
+        let mut i = self.lock()?;
+        let (size, data) = i.uploads.get_mut(d).ok_or_else(|| {
+            RegistryError::FailedPrecondition(format!("no upload of {d} is in progress"))
+        })?;
+        if offset != data.len() as u64 {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "chunk for {d} starts at byte {offset}, but {} bytes have been received",
+                data.len()
+            )));
+        }
+        if data.len() as u64 + chunk.len() as u64 > *size {
+            return Err(RegistryError::invalid(
+                "data",
+                format!("chunks of {d} run past its declared size of {size} bytes"),
+            ));
+        }
+        data.extend_from_slice(chunk);
+        Ok(data.len() as u64)
+    }
+
+    fn finish(&self, d: &Digest) -> Result<u64> {
+        let mut i = self.lock()?;
+        if let Some(b) = i.blobs.get(d) {
+            return Ok(b.len() as u64);
+        }
+        let (size, data) = i.uploads.remove(d).ok_or_else(|| {
+            RegistryError::FailedPrecondition(format!("no upload of {d} is in progress"))
+        })?;
+        if data.len() as u64 != size {
+            let have = data.len();
+            i.uploads.insert(*d, (size, data));
+            return Err(RegistryError::FailedPrecondition(format!(
+                "upload of {d} has {have} of {size} bytes"
+            )));
+        }
+        let got: [u8; 32] = sha2::Sha256::digest(&data).into();
+        if &got != d.as_bytes() {
+            return Err(RegistryError::invalid(
+                "digest",
+                format!(
+                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
+                    hex::encode(got)
+                ),
+            ));
+        }
+        i.blobs.insert(*d, std::sync::Arc::new(data));
+        Ok(size)
+    }
+
+    fn open(&self, d: &Digest) -> Result<(u64, BlobReader)> {
+        let i = self.lock()?;
+        let b = i
+            .blobs
+            .get(d)
+            .ok_or_else(|| RegistryError::NotFound(format!("blob {d}")))?
+            .clone();
+        let len = b.len() as u64;
+        Ok((len, Box::new(std::io::Cursor::new(ArcBytes(b)))))
+    }
+}
+
+struct ArcBytes(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}

@@ -1,0 +1,109 @@
+//! The blob store: immutable bytes named by their sha256 digest.
+//!
+//! Uploads arrive in chunks into a partial file that survives restarts (so an
+//! upload resumes from the last byte received); on completion the partial is
+//! hashed, synced and renamed into place, so a crash never leaves a half blob
+//! under a real name. Reads are verified against the digest.
+
+mod local;
+mod memory;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+use std::io::Read;
+
+pub use local::LocalBlobStore;
+pub use memory::MemoryBlobStore;
+
+use algobay_runtime::Digest;
+
+use crate::error::Result;
+
+/// What the store knows of a digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BlobStat {
+    /// The size of the stored blob, if it is stored.
+    pub size: Option<u64>,
+    /// Bytes of an unfinished upload received so far.
+    pub received: u64,
+}
+
+/// A readable blob.
+pub type BlobReader = Box<dyn Read + Send>;
+
+/// What a blob backend provides. Calls block: use them off the async threads.
+pub trait BlobStore: Send + Sync + 'static {
+    fn stat(&self, digest: &Digest) -> Result<BlobStat>;
+    /// Starts or resumes an upload of `size` bytes; returns the offset to continue from.
+    fn begin(&self, digest: &Digest, size: u64) -> Result<u64>;
+    /// Appends bytes at `offset`, which must be the bytes received so far; returns the new count.
+    fn append(&self, digest: &Digest, offset: u64, data: &[u8]) -> Result<u64>;
+    /// Verifies the complete upload against its digest and stores it under its name.
+    fn finish(&self, digest: &Digest) -> Result<u64>;
+    /// A reader over the stored blob. Callers verify as they read ([`VerifyingReader`]).
+    fn open(&self, digest: &Digest) -> Result<(u64, BlobReader)>;
+    /// Stores bytes in one go (verify, write, rename).
+    fn put(&self, digest: &Digest, data: &[u8]) -> Result<()> {
+        if self.stat(digest)?.size.is_some() {
+            return Ok(());
+        }
+        let from = self.begin(digest, data.len() as u64)?;
+        self.append(digest, from, &data[from as usize..])?;
+        self.finish(digest).map(|_| ())
+    }
+    /// Reads and verifies a whole blob.
+    fn read_all(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let (size, r) = self.open(digest)?;
+        let mut v = Vec::with_capacity(size as usize);
+        VerifyingReader::new(*digest, size, r)
+            .read_to_end(&mut v)
+            .map_err(|e| crate::error::RegistryError::Storage(e.to_string()))?;
+        Ok(v)
+    }
+}
+
+/// Hashes what passes through and fails the read that reaches the end if the
+/// bytes do not match the digest (or the size).
+#[allow(missing_debug_implementations)] // holds a boxed reader and a hasher state
+pub struct VerifyingReader {
+    digest: Digest,
+    size: u64,
+    seen: u64,
+    hasher: sha2::Sha256,
+    inner: BlobReader,
+}
+
+impl VerifyingReader {
+    pub fn new(digest: Digest, size: u64, inner: BlobReader) -> Self {
+        use sha2::Digest as _;
+        VerifyingReader {
+            digest,
+            size,
+            seen: 0,
+            hasher: sha2::Sha256::new(),
+            inner,
+        }
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.seen += n as u64;
+        if n == 0 || self.seen > self.size {
+            let got: [u8; 32] = self.hasher.clone().finalize().into();
+            if self.seen != self.size || &got != self.digest.as_bytes() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "stored blob {} is corrupt: its bytes no longer match the digest",
+                        self.digest
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,85 @@
+//! The Algobay registry: the cloud catalog of teams, models, tools and kits.
+//!
+//! # Layout
+//! - [`store`]: the metadata store trait (trees of bytes, atomic checked batches),
+//!   with sled (the embedded default) and in-memory backends.
+//! - [`blobs`]: the content-addressed blob store trait, with a local-folder and an
+//!   in-memory backend; resumable uploads, verified reads.
+//! - [`error`]: the registry's error type and its mapping to gRPC status codes.
+
+pub mod blobs;
+pub mod error;
+pub mod store;
+
+pub use error::{RegistryError, Result};
+
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use crate::blobs::{self, LocalBlobStore, MemoryBlobStore};
+    use crate::store::{self, MemoryStore, SledStore};
+
+    #[test]
+    fn memory_store_passes_the_kv_conformance_suite() {
+        store::testsuite::run_all(&MemoryStore::new());
+        store::testsuite::concurrent_creates_have_one_winner(Arc::new(MemoryStore::new()));
+    }
+
+    #[test]
+    fn sled_store_passes_the_kv_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        store::testsuite::run_all(&SledStore::open(&dir.path().join("a")).unwrap());
+        store::testsuite::concurrent_creates_have_one_winner(Arc::new(
+            SledStore::open(&dir.path().join("b")).unwrap(),
+        ));
+    }
+
+    #[test]
+    fn sled_store_keeps_committed_writes_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            assert!(crate::store::KvStore::commit(
+                &s,
+                crate::store::Batch::new().put(crate::store::Tree::Teams, "t", "v")
+            )
+            .unwrap());
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            crate::store::KvStore::get(&s, crate::store::Tree::Teams, b"t")
+                .unwrap()
+                .as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+
+    #[test]
+    fn memory_blob_store_passes_the_blob_conformance_suite() {
+        blobs::testsuite::run_all(&MemoryBlobStore::new(1 << 30));
+    }
+
+    #[test]
+    fn local_blob_store_passes_the_blob_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        blobs::testsuite::run_all(&LocalBlobStore::open(dir.path(), 1 << 30).unwrap());
+    }
+
+    #[test]
+    fn local_blob_store_detects_a_blob_corrupted_on_disk() {
+        use crate::blobs::BlobStore;
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalBlobStore::open(dir.path(), 1 << 30).unwrap();
+        let data = vec![3u8; 4096];
+        let d = algobay_runtime::Digest::of(&data);
+        s.put(&d, &data).unwrap();
+        let hex = d.hex();
+        let path = dir.path().join("sha256").join(&hex[..2]).join(&hex);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let err = s.read_all(&d).unwrap_err().to_string();
+        assert!(err.contains("is corrupt"), "{err}");
+    }
+}

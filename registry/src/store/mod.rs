@@ -1,0 +1,85 @@
+//! The metadata store: a few named trees of bytes with atomic, checked batches.
+//!
+//! Backends only move bytes ([`KvStore`]); the registry's logic sits above them
+//! once. Every backend passes the same [`testsuite`].
+
+mod memory;
+mod sled_store;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+use crate::error::Result;
+
+/// The trees of the metadata store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tree {
+    Teams,
+    Enterprises,
+    Tokens,
+    Artifacts,
+    Digests,
+}
+
+impl Tree {
+    /// Every tree, in a fixed order.
+    pub const ALL: [Tree; 5] = [
+        Tree::Teams,
+        Tree::Enterprises,
+        Tree::Tokens,
+        Tree::Artifacts,
+        Tree::Digests,
+    ];
+
+    /// The tree's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Teams => "teams",
+            Tree::Enterprises => "enterprises",
+            Tree::Tokens => "tokens",
+            Tree::Artifacts => "artifacts",
+            Tree::Digests => "digests",
+        }
+    }
+}
+
+/// A set of writes applied all together or not at all, if every check holds.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// (tree, key, expected value: `None` means the key must be absent).
+    pub checks: Vec<(Tree, Vec<u8>, Option<Vec<u8>>)>,
+    /// (tree, key, new value: `None` deletes).
+    pub writes: Vec<(Tree, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The key must hold `expected` (or be absent when `None`).
+    pub fn check(mut self, tree: Tree, key: impl Into<Vec<u8>>, expected: Option<Vec<u8>>) -> Self {
+        self.checks.push((tree, key.into(), expected));
+        self
+    }
+    pub fn put(mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        self.writes.push((tree, key.into(), Some(value.into())));
+        self
+    }
+    pub fn delete(mut self, tree: Tree, key: impl Into<Vec<u8>>) -> Self {
+        self.writes.push((tree, key.into(), None));
+        self
+    }
+}
+
+/// What a metadata backend provides. Calls block: use them off the async threads.
+pub trait KvStore: Send + Sync + 'static {
+    /// The value of a key.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Every pair whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Applies the batch atomically if all its checks hold; returns whether it did.
+    /// Once it returns `true`, the writes survive a crash of the process.
+    fn commit(&self, batch: Batch) -> Result<bool>;
+}

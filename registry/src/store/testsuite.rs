@@ -1,0 +1,144 @@
+//! The conformance suite every [`KvStore`] backend runs.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use super::{Batch, KvStore, Tree};
+
+/// Runs every check against a fresh, empty store.
+pub fn run_all(store: &dyn KvStore) {
+    get_of_missing_key_is_none(store);
+    batch_writes_then_reads_back(store);
+    failed_check_writes_nothing(store);
+    check_for_absence_guards_creation(store);
+    delete_removes(store);
+    trees_are_separate(store);
+    scan_prefix_is_ordered_and_bounded(store);
+}
+
+/// Runs the concurrency check: many threads race to create the same key; exactly one wins.
+pub fn concurrent_creates_have_one_winner(store: Arc<dyn KvStore>) {
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                s.commit(Batch::new().check(Tree::Teams, "race", None).put(
+                    Tree::Teams,
+                    "race",
+                    format!("{i}"),
+                ))
+                .expect("commit")
+            })
+        })
+        .collect();
+    let wins = handles
+        .into_iter()
+        .filter(|_| true)
+        .map(|h| h.join().expect("thread"))
+        .filter(|w| *w)
+        .count();
+    assert_eq!(wins, 1, "exactly one racing create must win");
+}
+
+fn get_of_missing_key_is_none(s: &dyn KvStore) {
+    assert_eq!(s.get(Tree::Teams, b"nobody").unwrap(), None);
+}
+
+fn batch_writes_then_reads_back(s: &dyn KvStore) {
+    assert!(s
+        .commit(
+            Batch::new()
+                .put(Tree::Teams, "a", "1")
+                .put(Tree::Artifacts, "a", "2")
+        )
+        .unwrap());
+    assert_eq!(
+        s.get(Tree::Teams, b"a").unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        s.get(Tree::Artifacts, b"a").unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+}
+
+fn failed_check_writes_nothing(s: &dyn KvStore) {
+    let ok = s
+        .commit(
+            Batch::new()
+                .check(Tree::Teams, "a", Some(b"wrong".to_vec()))
+                .put(Tree::Teams, "b", "x")
+                .put(Tree::Digests, "c", "y"),
+        )
+        .unwrap();
+    assert!(!ok);
+    assert_eq!(s.get(Tree::Teams, b"b").unwrap(), None);
+    assert_eq!(s.get(Tree::Digests, b"c").unwrap(), None);
+}
+
+fn check_for_absence_guards_creation(s: &dyn KvStore) {
+    assert!(s
+        .commit(
+            Batch::new()
+                .check(Tree::Tokens, "t", None)
+                .put(Tree::Tokens, "t", "first")
+        )
+        .unwrap());
+    assert!(!s
+        .commit(
+            Batch::new()
+                .check(Tree::Tokens, "t", None)
+                .put(Tree::Tokens, "t", "second")
+        )
+        .unwrap());
+    assert_eq!(
+        s.get(Tree::Tokens, b"t").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert!(s
+        .commit(
+            Batch::new()
+                .check(Tree::Tokens, "t", Some(b"first".to_vec()))
+                .put(Tree::Tokens, "t", "third")
+        )
+        .unwrap());
+    assert_eq!(
+        s.get(Tree::Tokens, b"t").unwrap().as_deref(),
+        Some(&b"third"[..])
+    );
+}
+
+fn delete_removes(s: &dyn KvStore) {
+    assert!(s
+        .commit(Batch::new().put(Tree::Enterprises, "gone", "x"))
+        .unwrap());
+    assert!(s
+        .commit(Batch::new().delete(Tree::Enterprises, "gone"))
+        .unwrap());
+    assert_eq!(s.get(Tree::Enterprises, b"gone").unwrap(), None);
+}
+
+fn trees_are_separate(s: &dyn KvStore) {
+    assert!(s
+        .commit(Batch::new().put(Tree::Digests, "same", "d"))
+        .unwrap());
+    assert_eq!(s.get(Tree::Enterprises, b"same").unwrap(), None);
+}
+
+fn scan_prefix_is_ordered_and_bounded(s: &dyn KvStore) {
+    let mut b = Batch::new();
+    for k in ["m/b", "m/a", "m/c", "n/a", "l/z"] {
+        b = b.put(Tree::Artifacts, k, k);
+    }
+    assert!(s.commit(b).unwrap());
+    let keys: Vec<Vec<u8>> = s
+        .scan_prefix(Tree::Artifacts, b"m/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![b"m/a".to_vec(), b"m/b".to_vec(), b"m/c".to_vec()]
+    );
+}
