@@ -6,10 +6,21 @@
 //! - [`blobs`]: the content-addressed blob store trait, with a local-folder and an
 //!   in-memory backend; resumable uploads, verified reads.
 //! - [`error`]: the registry's error type and its mapping to gRPC status codes.
+//! - [`domain`]: artifacts, teams, enterprises, tokens, principals, queries.
+//! - [`service`]: the registry itself, over domain types: auth, publishing, search, coverage.
+//! - [`index`]: the in-memory search index.
+//! - [`grpc`]: the thin gRPC adapter (wire types stay there); [`server`] wires it
+//!   up with health checking and reflection; [`tls`] makes or reads the identity.
 
 pub mod blobs;
+pub mod domain;
 pub mod error;
+pub mod grpc;
+pub mod index;
+pub mod server;
+pub mod service;
 pub mod store;
+pub mod tls;
 
 pub use error::{RegistryError, Result};
 

@@ -4,10 +4,13 @@ use std::sync::Mutex;
 use super::{Batch, KvStore, Tree};
 use crate::error::{RegistryError, Result};
 
+/// Every tree's pairs, keyed by (tree, key).
+type Trees = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
+
 /// Metadata in memory: for tests and throw-away registries.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    trees: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+    trees: Mutex<Trees>,
 }
 
 impl MemoryStore {

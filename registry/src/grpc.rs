@@ -1,0 +1,522 @@
+//! The gRPC adapter: wire types in, domain types to the [`Registry`], wire types out.
+//! Every registry call runs on a blocking thread.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sha2::Digest as _;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use algobay_proto::v1 as pb;
+use algobay_runtime::sign::Signature;
+use algobay_runtime::Digest;
+
+use crate::blobs::VerifyingReader;
+use crate::domain::*;
+use crate::error::RegistryError;
+use crate::service::{ModelSpec, Registry, ToolSpec};
+
+/// Size of the chunks downloads are sent in.
+pub const CHUNK: usize = 1 << 20;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("task failed: {e}")))?
+        .map_err(Status::from)
+}
+
+fn token<T>(req: &Request<T>) -> Option<String> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
+}
+
+async fn principal<T>(reg: &Arc<Registry>, req: &Request<T>) -> Result<Principal, Status> {
+    let reg = reg.clone();
+    let t = token(req);
+    blocking(move || reg.authenticate(t.as_deref())).await
+}
+
+fn role_to_pb(r: Role) -> i32 {
+    match r {
+        Role::Operator => pb::Role::Operator as i32,
+        Role::Team => pb::Role::Team as i32,
+        Role::Enterprise => pb::Role::Enterprise as i32,
+    }
+}
+
+fn kind_from_pb(k: i32) -> Result<Option<Kind>, Status> {
+    match pb::Kind::try_from(k) {
+        Ok(pb::Kind::Unspecified) => Ok(None),
+        Ok(pb::Kind::Model) => Ok(Some(Kind::Model)),
+        Ok(pb::Kind::Tool) => Ok(Some(Kind::Tool)),
+        Ok(pb::Kind::Kit) => Ok(Some(Kind::Kit)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "invalid kind: {k} is not a known kind"
+        ))),
+    }
+}
+
+fn kind_to_pb(k: Kind) -> i32 {
+    match k {
+        Kind::Model => pb::Kind::Model as i32,
+        Kind::Tool => pb::Kind::Tool as i32,
+        Kind::Kit => pb::Kind::Kit as i32,
+    }
+}
+
+fn artifact_to_pb(a: Artifact) -> pb::Artifact {
+    let port = |p: algobay_runtime::manifest::Port| pb::Port {
+        name: p.name,
+        r#type: p.ty.to_string(),
+    };
+    pb::Artifact {
+        kind: kind_to_pb(a.kind),
+        name: a.name,
+        version: a.version,
+        digest: a.digest.to_string(),
+        size: a.size,
+        description: a.description,
+        license: a.license,
+        industries: a.industries,
+        tags: a.tags,
+        domain: a.domain,
+        task: a.task,
+        format: a.format,
+        architecture: a.architecture,
+        tool_kind: a.tool_kind,
+        scenario: a.scenario,
+        inputs: a.inputs.into_iter().map(port).collect(),
+        outputs: a.outputs.into_iter().map(port).collect(),
+        card: a.card,
+        metrics: a.metrics.into_iter().collect(),
+        parent: a.parent,
+        blobs: a.blobs.iter().map(Digest::to_string).collect(),
+        yanked: a.yanked,
+        published_unix: a.published_unix,
+        published_by: a.published_by,
+    }
+}
+
+fn parse_digest(field: &str, s: &str) -> Result<Digest, Status> {
+    s.parse().map_err(|e: algobay_runtime::Error| {
+        Status::from(RegistryError::invalid(field, e.to_string()))
+    })
+}
+
+// ---------------------------------------------------------------- admin
+
+/// The Admin service.
+#[derive(Debug, Clone)]
+pub struct AdminApi(pub Arc<Registry>);
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminApi {
+    async fn create_team(
+        &self,
+        req: Request<pb::CreateTeamRequest>,
+    ) -> Result<Response<pb::Team>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let t =
+            blocking(move || reg.create_team(&p, &r.name, &r.display_name, &r.signing_key)).await?;
+        Ok(Response::new(pb::Team {
+            name: t.name,
+            display_name: t.display_name,
+            signing_key: t.signing_key,
+            created_unix: t.created_unix,
+        }))
+    }
+
+    async fn create_enterprise(
+        &self,
+        req: Request<pb::CreateEnterpriseRequest>,
+    ) -> Result<Response<pb::Enterprise>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let e = blocking(move || reg.create_enterprise(&p, &r.name, &r.display_name, r.industries))
+            .await?;
+        Ok(Response::new(pb::Enterprise {
+            name: e.name,
+            display_name: e.display_name,
+            industries: e.industries,
+            created_unix: e.created_unix,
+        }))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let role = match pb::Role::try_from(r.role) {
+            Ok(pb::Role::Operator) => Role::Operator,
+            Ok(pb::Role::Team) => Role::Team,
+            Ok(pb::Role::Enterprise) => Role::Enterprise,
+            _ => {
+                return Err(
+                    RegistryError::invalid("role", "must be operator, team or enterprise").into(),
+                )
+            }
+        };
+        let reg = self.0.clone();
+        let (rec, token) =
+            blocking(move || reg.create_token(&p, role, &r.subject, r.ttl_seconds, &r.description))
+                .await?;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token_id: rec.id,
+            token,
+            expires_unix: rec.expires_unix,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let id = req.into_inner().token_id;
+        let reg = self.0.clone();
+        blocking(move || reg.revoke_token(&p, &id)).await?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            role: role_to_pb(p.role),
+            subject: p.subject,
+            token_id: p.token_id,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------- blobs
+
+/// The Blobs service.
+#[derive(Debug, Clone)]
+pub struct BlobsApi(pub Arc<Registry>);
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::blobs_server::Blobs for BlobsApi {
+    async fn stat(
+        &self,
+        req: Request<pb::StatBlobRequest>,
+    ) -> Result<Response<pb::StatBlobResponse>, Status> {
+        principal(&self.0, &req).await?;
+        let d = parse_digest("digest", &req.into_inner().digest)?;
+        let reg = self.0.clone();
+        let s = blocking(move || reg.blobs().stat(&d)).await?;
+        Ok(Response::new(pb::StatBlobResponse {
+            present: s.size.is_some(),
+            size: s.size.unwrap_or(0),
+            received: s.received,
+        }))
+    }
+
+    async fn upload(
+        &self,
+        req: Request<Streaming<pb::UploadChunk>>,
+    ) -> Result<Response<pb::UploadResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        if p.role == Role::Enterprise {
+            return Err(
+                RegistryError::PermissionDenied("enterprises do not upload blobs".into()).into(),
+            );
+        }
+        let mut stream = req.into_inner();
+        let first = stream.next().await.ok_or_else(|| {
+            Status::from(RegistryError::invalid(
+                "upload",
+                "the stream carried no chunk",
+            ))
+        })??;
+        let d = parse_digest("digest", &first.digest)?;
+        let size = first.size;
+        let reg = self.0.clone();
+        let stat = blocking(move || reg.blobs().stat(&d)).await?;
+        if let Some(s) = stat.size {
+            return Ok(Response::new(pb::UploadResponse {
+                digest: d.to_string(),
+                size: s,
+                existed: true,
+            }));
+        }
+        let reg = self.0.clone();
+        let from = blocking(move || reg.blobs().begin(&d, size)).await?;
+        if first.offset != from {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "upload of {d} must resume at byte {from}, not {}",
+                first.offset
+            ))
+            .into());
+        }
+        let mut received = from;
+        let mut chunk = Some(first);
+        loop {
+            let c = match chunk.take() {
+                Some(c) => c,
+                None => match stream.next().await {
+                    Some(c) => c?,
+                    None => break,
+                },
+            };
+            if !c.chunk_digest.is_empty() {
+                let want = parse_digest("chunk_digest", &c.chunk_digest)?;
+                let got: [u8; 32] = sha2::Sha256::digest(&c.data).into();
+                if &got != want.as_bytes() {
+                    return Err(RegistryError::invalid(
+                        "chunk_digest",
+                        format!("chunk at byte {received} of {d} does not match its digest {want}; resume from byte {received}"),
+                    )
+                    .into());
+                }
+            }
+            if c.data.is_empty() {
+                continue;
+            }
+            let reg = self.0.clone();
+            let at = received;
+            received = blocking(move || reg.blobs().append(&d, at, &c.data)).await?;
+        }
+        if received != size {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "upload of {d} stopped at {received} of {size} bytes; resume from byte {received}"
+            ))
+            .into());
+        }
+        let reg = self.0.clone();
+        let size = blocking(move || reg.blobs().finish(&d)).await?;
+        Ok(Response::new(pb::UploadResponse {
+            digest: d.to_string(),
+            size,
+            existed: false,
+        }))
+    }
+
+    type DownloadStream = ChunkStream;
+
+    async fn download(
+        &self,
+        req: Request<pb::DownloadRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let d = parse_digest("digest", &r.digest)?;
+        let reg = self.0.clone();
+        let (size, reader) = blocking(move || reg.blobs().open(&d)).await?;
+        if r.offset > size {
+            return Err(RegistryError::invalid(
+                "offset",
+                format!("{} is past the end of {d} ({size} bytes)", r.offset),
+            )
+            .into());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DownloadChunk, Status>>(4);
+        let offset = r.offset;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            // Every byte is hashed, those before the offset too, so a corrupt blob fails the download.
+            let mut v = VerifyingReader::new(d, size, reader);
+            let mut pos = 0u64;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = match v.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::data_loss(e.to_string())));
+                        return;
+                    }
+                };
+                if n == 0 {
+                    return;
+                }
+                let end = pos + n as u64;
+                if end > offset {
+                    let skip = offset.saturating_sub(pos) as usize;
+                    let chunk = pb::DownloadChunk {
+                        offset: pos + skip as u64,
+                        data: buf[skip..n].to_vec(),
+                        size,
+                    };
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                pos = end;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+// ---------------------------------------------------------------- catalog
+
+/// The Catalog service.
+#[derive(Debug, Clone)]
+pub struct CatalogApi(pub Arc<Registry>);
+
+#[tonic::async_trait]
+impl pb::catalog_server::Catalog for CatalogApi {
+    async fn publish_model(
+        &self,
+        req: Request<pb::PublishModelRequest>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let spec = ModelSpec {
+            name: r.name,
+            version: r.version,
+            digest: r.digest,
+            domain: r.domain,
+            task: r.task,
+            architecture: r.architecture,
+            config_digest: r.config_digest,
+            description: r.description,
+            license: r.license,
+            industries: r.industries,
+            tags: r.tags,
+            card: r.card,
+            metrics: r.metrics.into_iter().collect(),
+            parent: r.parent,
+        };
+        let reg = self.0.clone();
+        Ok(Response::new(artifact_to_pb(
+            blocking(move || reg.publish_model(&p, spec)).await?,
+        )))
+    }
+
+    async fn publish_tool(
+        &self,
+        req: Request<pb::PublishToolRequest>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let spec = ToolSpec {
+            name: r.name,
+            version: r.version,
+            digest: r.digest,
+            tool_kind: r.tool_kind,
+            description: r.description,
+            license: r.license,
+            industries: r.industries,
+            tags: r.tags,
+            card: r.card,
+        };
+        let reg = self.0.clone();
+        Ok(Response::new(artifact_to_pb(
+            blocking(move || reg.publish_tool(&p, spec)).await?,
+        )))
+    }
+
+    async fn publish_kit(
+        &self,
+        req: Request<pb::PublishKitRequest>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let sigs = r
+            .signatures
+            .into_iter()
+            .map(|s| Signature {
+                key: s.key,
+                signature: s.signature,
+            })
+            .collect();
+        let reg = self.0.clone();
+        Ok(Response::new(artifact_to_pb(
+            blocking(move || reg.publish_kit(&p, r.manifest, sigs)).await?,
+        )))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Artifact>, Status> {
+        principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let kind = kind_from_pb(r.kind)?;
+        let reg = self.0.clone();
+        Ok(Response::new(artifact_to_pb(
+            blocking(move || reg.get(&r.reference, kind)).await?,
+        )))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let q = Query {
+            text: r.text,
+            kind: kind_from_pb(r.kind)?,
+            domain: r.domain,
+            task: r.task,
+            industry: r.industry,
+            team: r.team,
+            tool_kind: r.tool_kind,
+            page_size: if r.page_size == 0 {
+                50
+            } else {
+                r.page_size as usize
+            },
+            page_token: r.page_token,
+            include_yanked: r.include_yanked,
+        };
+        // The index is in memory: quick enough to answer on this thread.
+        let page = self.0.search(&q)?;
+        Ok(Response::new(pb::SearchResponse {
+            artifacts: page.artifacts.into_iter().map(artifact_to_pb).collect(),
+            next_page_token: page.next_page_token,
+            total: page.total,
+        }))
+    }
+
+    async fn yank(&self, req: Request<pb::YankRequest>) -> Result<Response<pb::Artifact>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let kind = kind_from_pb(r.kind)?;
+        let reg = self.0.clone();
+        Ok(Response::new(artifact_to_pb(
+            blocking(move || reg.yank(&p, &r.reference, kind, r.undo)).await?,
+        )))
+    }
+
+    async fn coverage(
+        &self,
+        req: Request<pb::CoverageRequest>,
+    ) -> Result<Response<pb::CoverageResponse>, Status> {
+        principal(&self.0, &req).await?;
+        let reg = self.0.clone();
+        let c = blocking(move || reg.coverage()).await?;
+        let m = |b: std::collections::BTreeMap<String, u64>| b.into_iter().collect();
+        Ok(Response::new(pb::CoverageResponse {
+            models_by_domain: m(c.models_by_domain),
+            models_by_task: m(c.models_by_task),
+            tools_by_kind: m(c.tools_by_kind),
+            kits_by_industry: m(c.kits_by_industry),
+            kits_by_scenario: m(c.kits_by_scenario),
+            models: c.models,
+            tools: c.tools,
+            kits: c.kits,
+            teams: c.teams,
+            publishing_teams: c.publishing_teams,
+            industries: c.industries,
+            enterprises: c.enterprises,
+        }))
+    }
+}

@@ -1,0 +1,152 @@
+//! `algobay-registry serve`: the registry on its embedded defaults (sled metadata,
+//! a local blob folder, TLS with a self-signed certificate unless given one).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use algobay_registry::blobs::LocalBlobStore;
+use algobay_registry::domain::SystemClock;
+use algobay_registry::service::Registry;
+use algobay_registry::store::SledStore;
+use algobay_registry::tls::TlsIdentity;
+use algobay_runtime::{Runtime, RuntimeOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "algobay-registry",
+    version,
+    about = "The Algobay registry: a gRPC catalog of teams, models, tools and kits"
+)]
+struct Cli {
+    /// Log filter (RUST_LOG works too).
+    #[arg(long, global = true, env = "ALGOBAY_LOG", default_value = "info")]
+    log: String,
+    /// Log lines as JSON.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the registry until SIGINT or SIGTERM, then finish requests in flight.
+    #[command(
+        after_help = "Example:\n  algobay-registry serve --data /var/lib/algobay --listen 0.0.0.0:7443"
+    )]
+    Serve {
+        /// Where metadata (sled), blobs, TLS files and the operator token live.
+        #[arg(long, env = "ALGOBAY_DATA", default_value = "algobay-data")]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, env = "ALGOBAY_LISTEN", default_value = "127.0.0.1:7443")]
+        listen: String,
+        /// PEM certificate; without it a self-signed one is made under DATA/tls/.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Extra host names for the self-signed certificate.
+        #[arg(long)]
+        tls_host: Vec<String>,
+        /// Serve plaintext gRPC (no TLS). Only for trusted networks.
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        insecure: bool,
+        /// Largest blob accepted, in bytes.
+        #[arg(long, default_value_t = 8 << 30)]
+        max_blob_bytes: u64,
+        /// ONNX Runtime's shared library, used to check published models and kits.
+        #[arg(long, env = "ORT_DYLIB_PATH")]
+        ort_lib: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init()
+    } else {
+        b.init()
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json);
+    let Command::Serve {
+        data,
+        listen,
+        tls_cert,
+        tls_key,
+        tls_host,
+        insecure,
+        max_blob_bytes,
+        ort_lib,
+    } = cli.command;
+    std::fs::create_dir_all(&data)?;
+    let kv = Arc::new(SledStore::open(&data.join("meta"))?);
+    let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), max_blob_bytes)?);
+    let runtime = Arc::new(Runtime::new(RuntimeOptions {
+        cache_dir: Some(data.join("wasm-cache")),
+        ort_library: ort_lib,
+        ort_threads: 0,
+    })?);
+    let registry = Arc::new(Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?);
+    if let Some(token) = registry.bootstrap_operator()? {
+        let path = data.join("operator.token");
+        algobay_registry::tls::write_private(&path, format!("{token}\n").as_bytes())?;
+        println!(
+            "operator token (shown once, also in {}): {token}",
+            path.display()
+        );
+    }
+    let tls = if insecure {
+        tracing::warn!("serving plaintext gRPC (--insecure)");
+        None
+    } else if let (Some(c), Some(k)) = (tls_cert, tls_key) {
+        Some(TlsIdentity::read(&c, &k)?)
+    } else {
+        let (id, made) = TlsIdentity::self_signed_in(&data.join("tls"), &tls_host)?;
+        if made {
+            println!(
+                "made a self-signed certificate in {}",
+                data.join("tls").display()
+            );
+        }
+        println!("tls certificate sha256 fingerprint: {}", id.fingerprint());
+        Some(id)
+    };
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "listening on {}://{addr}",
+        if tls.is_some() { "https" } else { "http" }
+    );
+    tracing::info!(%addr, data = %data.display(), "registry serving");
+    algobay_registry::server::serve(listener, registry, tls, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Wiring: the registry's gRPC services, health and reflection on one listener.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use algobay_proto::v1 as pb;
+
+use crate::grpc::{AdminApi, BlobsApi, CatalogApi};
+use crate::service::Registry;
+use crate::tls::TlsIdentity;
+
+/// Largest gRPC message accepted (a blob chunk plus headroom).
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// `tls: None` serves plaintext (only for `--insecure`).
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    tls: Option<TlsIdentity>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::admin_server::AdminServer<AdminApi>>()
+        .await;
+    health
+        .set_serving::<pb::blobs_server::BlobsServer<BlobsApi>>()
+        .await;
+    health
+        .set_serving::<pb::catalog_server::CatalogServer<CatalogApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(algobay_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("embedded descriptor sets are valid");
+    let mut builder = Server::builder()
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
+        .tcp_nodelay(true);
+    if let Some(id) = tls {
+        builder = builder.tls_config(
+            ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem)),
+        )?;
+    }
+    builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            pb::admin_server::AdminServer::new(AdminApi(registry.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            pb::blobs_server::BlobsServer::new(BlobsApi(registry.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            pb::catalog_server::CatalogServer::new(CatalogApi(registry))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,835 @@
+//! The registry service over domain types: authentication, role and tenant
+//! checks, validated publishing, reads, search and coverage. Every method
+//! blocks (storage, model checks): call them from a blocking thread.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::Digest as _;
+
+use algobay_runtime::archive::KitArchive;
+use algobay_runtime::golden::run_golden;
+use algobay_runtime::manifest::{validate_name, Limits, Manifest};
+use algobay_runtime::sign::{PublicKey, Signature, TrustRoots};
+use algobay_runtime::{Digest, Runtime};
+
+use crate::blobs::BlobStore;
+use crate::domain::*;
+use crate::error::{RegistryError, Result};
+use crate::index::SearchIndex;
+use crate::store::{Batch, KvStore, Tree};
+
+/// What a publisher says about a model it publishes.
+#[derive(Clone, Debug, Default)]
+pub struct ModelSpec {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub domain: String,
+    pub task: String,
+    pub architecture: String,
+    pub config_digest: String,
+    pub description: String,
+    pub license: String,
+    pub industries: Vec<String>,
+    pub tags: Vec<String>,
+    pub card: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub parent: String,
+}
+
+/// What a publisher says about a tool it publishes.
+#[derive(Clone, Debug, Default)]
+pub struct ToolSpec {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub tool_kind: String,
+    pub description: String,
+    pub license: String,
+    pub industries: Vec<String>,
+    pub tags: Vec<String>,
+    pub card: String,
+}
+
+/// Tool kinds the registry knows.
+pub const TOOL_KINDS: &[&str] = &[
+    "preprocess",
+    "postprocess",
+    "annotation",
+    "training",
+    "evaluation",
+    "conversion",
+    "deployment",
+];
+
+/// The registry.
+pub struct Registry {
+    kv: Arc<dyn KvStore>,
+    blobs: Arc<dyn BlobStore>,
+    runtime: Arc<Runtime>,
+    clock: Arc<dyn Clock>,
+    index: RwLock<SearchIndex>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("domain types serialise")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| RegistryError::Storage(format!("stored {what} is unreadable: {e}")))
+}
+
+fn digest(field: &str, s: &str) -> Result<Digest> {
+    if s.is_empty() {
+        return Err(RegistryError::invalid(field, "is required"));
+    }
+    s.parse()
+        .map_err(|e: algobay_runtime::Error| RegistryError::invalid(field, e.to_string()))
+}
+
+fn check_version(v: &str) -> Result<()> {
+    semver::Version::parse(v).map(|_| ()).map_err(|e| {
+        RegistryError::invalid("version", format!("`{v}` is not a semantic version: {e}"))
+    })
+}
+
+fn check_simple_name(field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if !ok {
+        return Err(RegistryError::invalid(
+            field,
+            format!("`{name}` must be 1-64 of a-z 0-9 - _ . not starting with . or -"),
+        ));
+    }
+    Ok(())
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+impl Registry {
+    /// A registry over the given stores; the search index is rebuilt from the metadata.
+    pub fn open(
+        kv: Arc<dyn KvStore>,
+        blobs: Arc<dyn BlobStore>,
+        runtime: Arc<Runtime>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Registry> {
+        let mut index = SearchIndex::default();
+        for (_, v) in kv.scan_prefix(Tree::Artifacts, b"")? {
+            index.upsert(parse::<Artifact>("artifact", &v)?);
+        }
+        Ok(Registry {
+            kv,
+            blobs,
+            runtime,
+            clock,
+            index: RwLock::new(index),
+        })
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, SearchIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ------------------------------------------------------------ tokens
+
+    fn mint(
+        &self,
+        role: Role,
+        subject: &str,
+        ttl_seconds: i64,
+        description: &str,
+    ) -> Result<(TokenRecord, String)> {
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let id = hex::encode(id);
+        let secret = B64.encode(secret);
+        let now = self.clock.now_unix();
+        let rec = TokenRecord {
+            id: id.clone(),
+            hash: hash_secret(&secret),
+            role,
+            subject: subject.to_owned(),
+            expires_unix: if ttl_seconds > 0 {
+                now + ttl_seconds
+            } else {
+                0
+            },
+            revoked: false,
+            description: description.to_owned(),
+            created_unix: now,
+        };
+        if !self
+            .kv
+            .commit(Batch::new().check(Tree::Tokens, id.as_bytes(), None).put(
+                Tree::Tokens,
+                id.as_bytes(),
+                json(&rec),
+            ))?
+        {
+            return Err(RegistryError::Storage(
+                "token id collision; try again".into(),
+            ));
+        }
+        Ok((rec, format!("abt_{id}_{secret}")))
+    }
+
+    /// Creates the first operator token if there is no operator yet; returns it, once.
+    pub fn bootstrap_operator(&self) -> Result<Option<String>> {
+        let any_operator = self
+            .kv
+            .scan_prefix(Tree::Tokens, b"")?
+            .iter()
+            .any(|(_, v)| {
+                parse::<TokenRecord>("token", v)
+                    .is_ok_and(|t| t.role == Role::Operator && !t.revoked)
+            });
+        if any_operator {
+            return Ok(None);
+        }
+        self.mint(Role::Operator, "", 0, "created at first start")
+            .map(|(_, t)| Some(t))
+    }
+
+    /// Resolves a bearer token to its principal.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Principal> {
+        let token = token.ok_or_else(|| {
+            RegistryError::Unauthenticated("no token: send `authorization: Bearer <token>`".into())
+        })?;
+        let rest = token.strip_prefix("abt_").ok_or_else(|| {
+            RegistryError::Unauthenticated("malformed token: it must start with `abt_`".into())
+        })?;
+        let (id, secret) = rest
+            .split_once('_')
+            .ok_or_else(|| RegistryError::Unauthenticated("malformed token".into()))?;
+        let rec: TokenRecord = match self.kv.get(Tree::Tokens, id.as_bytes())? {
+            Some(v) => parse("token", &v)?,
+            None => return Err(RegistryError::Unauthenticated("unknown token".into())),
+        };
+        let given = hash_secret(secret);
+        let same = given.len() == rec.hash.len()
+            && given
+                .bytes()
+                .zip(rec.hash.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(RegistryError::Unauthenticated("unknown token".into()));
+        }
+        if rec.revoked {
+            return Err(RegistryError::Unauthenticated(format!(
+                "token {id} was revoked"
+            )));
+        }
+        if rec.expires_unix != 0 && self.clock.now_unix() >= rec.expires_unix {
+            return Err(RegistryError::Unauthenticated(format!(
+                "token {id} expired"
+            )));
+        }
+        Ok(Principal {
+            role: rec.role,
+            subject: rec.subject,
+            token_id: rec.id,
+        })
+    }
+
+    fn operator(p: &Principal) -> Result<()> {
+        if p.role != Role::Operator {
+            return Err(RegistryError::PermissionDenied(
+                "only an operator may do this".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Operator only: a token for a team, an enterprise or an operator.
+    pub fn create_token(
+        &self,
+        p: &Principal,
+        role: Role,
+        subject: &str,
+        ttl_seconds: i64,
+        description: &str,
+    ) -> Result<(TokenRecord, String)> {
+        Self::operator(p)?;
+        if ttl_seconds < 0 {
+            return Err(RegistryError::invalid(
+                "ttl_seconds",
+                "must not be negative",
+            ));
+        }
+        match role {
+            Role::Operator if !subject.is_empty() => {
+                return Err(RegistryError::invalid(
+                    "subject",
+                    "operator tokens have no subject",
+                ))
+            }
+            Role::Team if self.team(subject)?.is_none() => {
+                return Err(RegistryError::NotFound(format!("team `{subject}`")))
+            }
+            Role::Enterprise
+                if self
+                    .kv
+                    .get(Tree::Enterprises, subject.as_bytes())?
+                    .is_none() =>
+            {
+                return Err(RegistryError::NotFound(format!("enterprise `{subject}`")))
+            }
+            _ => {}
+        }
+        self.mint(role, subject, ttl_seconds, description)
+    }
+
+    /// Operator only.
+    pub fn revoke_token(&self, p: &Principal, id: &str) -> Result<()> {
+        Self::operator(p)?;
+        let old = self
+            .kv
+            .get(Tree::Tokens, id.as_bytes())?
+            .ok_or_else(|| RegistryError::NotFound(format!("token {id}")))?;
+        let mut rec: TokenRecord = parse("token", &old)?;
+        rec.revoked = true;
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Tokens, id.as_bytes(), Some(old))
+                .put(Tree::Tokens, id.as_bytes(), json(&rec)),
+        )? {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "token {id} changed meanwhile; try again"
+            )));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ tenants
+
+    /// Operator only: registers a team and the key it signs kits with.
+    pub fn create_team(
+        &self,
+        p: &Principal,
+        name: &str,
+        display_name: &str,
+        signing_key: &str,
+    ) -> Result<Team> {
+        Self::operator(p)?;
+        check_simple_name("name", name)?;
+        signing_key
+            .parse::<PublicKey>()
+            .map_err(|e| RegistryError::invalid("signing_key", e.to_string()))?;
+        let team = Team {
+            name: name.into(),
+            display_name: display_name.into(),
+            signing_key: signing_key.into(),
+            created_unix: self.clock.now_unix(),
+        };
+        if !self
+            .kv
+            .commit(Batch::new().check(Tree::Teams, name.as_bytes(), None).put(
+                Tree::Teams,
+                name.as_bytes(),
+                json(&team),
+            ))?
+        {
+            let existing = self
+                .team(name)?
+                .ok_or_else(|| RegistryError::Storage("team vanished".into()))?;
+            if existing.signing_key == team.signing_key
+                && existing.display_name == team.display_name
+            {
+                return Ok(existing);
+            }
+            return Err(RegistryError::AlreadyExists(format!("team `{name}`")));
+        }
+        Ok(team)
+    }
+
+    pub fn team(&self, name: &str) -> Result<Option<Team>> {
+        self.kv
+            .get(Tree::Teams, name.as_bytes())?
+            .map(|v| parse("team", &v))
+            .transpose()
+    }
+
+    /// Operator only.
+    pub fn create_enterprise(
+        &self,
+        p: &Principal,
+        name: &str,
+        display_name: &str,
+        industries: Vec<String>,
+    ) -> Result<Enterprise> {
+        Self::operator(p)?;
+        check_simple_name("name", name)?;
+        let e = Enterprise {
+            name: name.into(),
+            display_name: display_name.into(),
+            industries,
+            created_unix: self.clock.now_unix(),
+        };
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Enterprises, name.as_bytes(), None)
+                .put(Tree::Enterprises, name.as_bytes(), json(&e)),
+        )? {
+            return Err(RegistryError::AlreadyExists(format!("enterprise `{name}`")));
+        }
+        Ok(e)
+    }
+
+    // ------------------------------------------------------------ publishing
+
+    fn owner_check(&self, p: &Principal, name: &str) -> Result<Team> {
+        validate_name("name", name).map_err(|e| RegistryError::invalid("name", e.to_string()))?;
+        let team = name.split('/').next().unwrap_or_default();
+        if !p.may_publish_for(team) {
+            return Err(RegistryError::PermissionDenied(format!(
+                "`{name}` belongs to team `{team}`, which this token does not act for"
+            )));
+        }
+        self.team(team)?
+            .ok_or_else(|| RegistryError::NotFound(format!("team `{team}`")))
+    }
+
+    fn blob(&self, field: &str, d: &Digest) -> Result<Vec<u8>> {
+        if self.blobs.stat(d)?.size.is_none() {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "{field} {d} has not been uploaded"
+            )));
+        }
+        self.blobs.read_all(d)
+    }
+
+    /// Stores a new version; the same content again is a no-op, other content is refused.
+    fn insert(&self, a: Artifact) -> Result<Artifact> {
+        let key = a.key();
+        let mut batch = Batch::new()
+            .check(Tree::Artifacts, key.as_bytes(), None)
+            .put(Tree::Artifacts, key.as_bytes(), json(&a));
+        for d in a
+            .blobs
+            .iter()
+            .chain(std::iter::once(&a.digest))
+            .collect::<BTreeSet<_>>()
+        {
+            batch = batch.put(Tree::Digests, format!("{d}/{key}"), Vec::new());
+        }
+        if self.kv.commit(batch)? {
+            self.index
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .upsert(a.clone());
+            return Ok(a);
+        }
+        let existing: Artifact = parse(
+            "artifact",
+            &self
+                .kv
+                .get(Tree::Artifacts, key.as_bytes())?
+                .ok_or_else(|| RegistryError::Storage("artifact vanished".into()))?,
+        )?;
+        if existing.digest == a.digest {
+            return Ok(existing);
+        }
+        Err(RegistryError::AlreadyExists(format!(
+            "{} {} is already published with other content ({}); versions are immutable, publish a new version",
+            a.kind.as_str(),
+            a.reference(),
+            existing.digest
+        )))
+    }
+
+    /// Publishes a model: the registry reads the model file itself for its signature.
+    pub fn publish_model(&self, p: &Principal, spec: ModelSpec) -> Result<Artifact> {
+        self.owner_check(p, &spec.name)?;
+        check_version(&spec.version)?;
+        let d = digest("digest", &spec.digest)?;
+        if spec.domain.is_empty() {
+            return Err(RegistryError::invalid(
+                "domain",
+                "is required (vision, speech, nlp, tabular, ...)",
+            ));
+        }
+        if spec.task.is_empty() {
+            return Err(RegistryError::invalid(
+                "task",
+                "is required (classification, detection, ocr, vad, embedding, ...)",
+            ));
+        }
+        let bytes = self.blob("model", &d)?;
+        if bytes.is_empty() {
+            return Err(RegistryError::invalid("digest", "the model file is empty"));
+        }
+        let step = spec.name.rsplit('/').next().unwrap_or("model").to_owned();
+        let (format, signature, mut blobs) = if spec.architecture.is_empty() {
+            let m = self
+                .runtime
+                .ort()
+                .map_err(|e| RegistryError::Storage(e.to_string()))?
+                .model(&step, &bytes)?;
+            ("onnx", m.signature().clone(), vec![d])
+        } else {
+            let mut assets = BTreeMap::new();
+            let mut blobs = vec![d];
+            if !spec.config_digest.is_empty() {
+                let c = digest("config_digest", &spec.config_digest)?;
+                assets.insert("config".to_string(), self.blob("config", &c)?);
+                blobs.push(c);
+            }
+            let lookup = |n: &str| assets.get(n).cloned();
+            let m = algobay_runtime::candle::CandleModel::load(
+                &step,
+                &spec.architecture,
+                &bytes,
+                &serde_json::Value::Null,
+                &lookup,
+            )?;
+            ("safetensors", m.signature().clone(), blobs)
+        };
+        blobs.dedup();
+        self.insert(Artifact {
+            kind: Kind::Model,
+            name: spec.name,
+            version: spec.version,
+            digest: d,
+            size: bytes.len() as u64,
+            description: spec.description,
+            license: spec.license,
+            industries: spec.industries,
+            tags: spec.tags,
+            domain: spec.domain,
+            task: spec.task,
+            format: format.into(),
+            architecture: spec.architecture,
+            tool_kind: String::new(),
+            scenario: String::new(),
+            inputs: signature.inputs,
+            outputs: signature.outputs,
+            card: spec.card,
+            metrics: spec.metrics,
+            parent: spec.parent,
+            blobs,
+            signatures: Vec::new(),
+            yanked: false,
+            published_unix: self.clock.now_unix(),
+            published_by: p.token_id.clone(),
+        })
+    }
+
+    /// Publishes a tool: its WASM must compile and implement the stage interface.
+    pub fn publish_tool(&self, p: &Principal, spec: ToolSpec) -> Result<Artifact> {
+        self.owner_check(p, &spec.name)?;
+        check_version(&spec.version)?;
+        if !TOOL_KINDS.contains(&spec.tool_kind.as_str()) {
+            return Err(RegistryError::invalid(
+                "tool_kind",
+                format!(
+                    "`{}` must be one of {}",
+                    spec.tool_kind,
+                    TOOL_KINDS.join(", ")
+                ),
+            ));
+        }
+        let d = digest("digest", &spec.digest)?;
+        let bytes = self.blob("tool", &d)?;
+        let runner = self.runtime.stages().prepare(
+            &spec.name,
+            &bytes,
+            &serde_json::json!({}),
+            Vec::new(),
+            Limits::default(),
+        )?;
+        let contract = runner.contract().clone();
+        self.insert(Artifact {
+            kind: Kind::Tool,
+            name: spec.name,
+            version: spec.version,
+            digest: d,
+            size: bytes.len() as u64,
+            description: spec.description,
+            license: spec.license,
+            industries: spec.industries,
+            tags: spec.tags,
+            domain: String::new(),
+            task: String::new(),
+            format: "wasm".into(),
+            architecture: String::new(),
+            tool_kind: spec.tool_kind,
+            scenario: String::new(),
+            inputs: contract.inputs,
+            outputs: contract.outputs,
+            card: spec.card,
+            metrics: BTreeMap::new(),
+            parent: String::new(),
+            blobs: vec![d],
+            signatures: Vec::new(),
+            yanked: false,
+            published_unix: self.clock.now_unix(),
+            published_by: p.token_id.clone(),
+        })
+    }
+
+    /// Publishes a kit: signed by its team, every blob uploaded, golden samples passing.
+    pub fn publish_kit(
+        &self,
+        p: &Principal,
+        manifest_bytes: Vec<u8>,
+        signatures: Vec<Signature>,
+    ) -> Result<Artifact> {
+        let manifest = Manifest::from_json(&manifest_bytes)?;
+        if manifest.canonical_json() != manifest_bytes {
+            return Err(RegistryError::invalid(
+                "manifest",
+                "is not in canonical form (sorted keys, no white space)",
+            ));
+        }
+        let team = self.owner_check(p, &manifest.name)?;
+        let mut roots = TrustRoots::new();
+        roots.trust(
+            team.signing_key
+                .parse()
+                .map_err(|e: algobay_runtime::Error| RegistryError::Storage(e.to_string()))?,
+        );
+        roots.verify(&manifest_bytes, &signatures).map_err(|e| {
+            RegistryError::Rejected(format!(
+                "{e} (kits must be signed with team `{}`'s key)",
+                team.name
+            ))
+        })?;
+        let mut blobs = BTreeMap::new();
+        for (d, size) in &manifest.blobs {
+            let stat = self.blobs.stat(d)?;
+            match stat.size {
+                None => {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "blob {d} named by the kit has not been uploaded"
+                    )))
+                }
+                Some(s) if s != *size => {
+                    return Err(RegistryError::invalid(
+                        "manifest",
+                        format!("blob {d} is {s} bytes, the manifest says {size}"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            blobs.insert(*d, Arc::new(self.blobs.read_all(d)?));
+        }
+        let archive = KitArchive {
+            manifest: manifest.clone(),
+            manifest_bytes: manifest_bytes.clone(),
+            signatures: signatures.clone(),
+            blobs,
+        };
+        let kit_digest = archive.digest();
+        let verified = archive.clone().verify(&roots)?;
+        let loaded = self.runtime.load(&verified)?;
+        for outcome in run_golden(&loaded, &archive)? {
+            if let Some(f) = outcome.failure {
+                return Err(RegistryError::Rejected(format!(
+                    "golden sample {} failed: {f}",
+                    outcome.index
+                )));
+            }
+        }
+        self.blobs.put(&kit_digest, &manifest_bytes)?;
+        self.insert(Artifact {
+            kind: Kind::Kit,
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            digest: kit_digest,
+            size: manifest_bytes.len() as u64 + manifest.blobs.values().sum::<u64>(),
+            description: manifest.description.clone(),
+            license: manifest.license.clone(),
+            industries: manifest.industries.clone(),
+            tags: Vec::new(),
+            domain: String::new(),
+            task: String::new(),
+            format: "kit".into(),
+            architecture: String::new(),
+            tool_kind: String::new(),
+            scenario: manifest.scenario.clone(),
+            inputs: manifest
+                .inputs
+                .iter()
+                .map(|k| algobay_runtime::manifest::Port {
+                    name: k.name.clone(),
+                    ty: k.ty.clone(),
+                })
+                .collect(),
+            outputs: manifest
+                .outputs
+                .iter()
+                .map(|k| algobay_runtime::manifest::Port {
+                    name: k.name.clone(),
+                    ty: k.ty.clone(),
+                })
+                .collect(),
+            card: String::new(),
+            metrics: BTreeMap::new(),
+            parent: String::new(),
+            blobs: manifest.blobs.keys().copied().collect(),
+            signatures,
+            yanked: false,
+            published_unix: self.clock.now_unix(),
+            published_by: p.token_id.clone(),
+        })
+    }
+
+    // ------------------------------------------------------------ reading
+
+    /// By `team/name@version` (with a kind, or the only artifact of that reference) or by digest.
+    pub fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        if reference.starts_with("sha256:") {
+            let d = digest("reference", reference)?;
+            let prefix = format!("{d}/");
+            let keys = self.kv.scan_prefix(Tree::Digests, prefix.as_bytes())?;
+            for (k, _) in keys {
+                let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                if let Some(v) = self.kv.get(Tree::Artifacts, key.as_bytes())? {
+                    let a: Artifact = parse("artifact", &v)?;
+                    if a.digest == d && kind.is_none_or(|k| k == a.kind) {
+                        return Ok(a);
+                    }
+                }
+            }
+            return Err(RegistryError::NotFound(format!(
+                "no artifact has digest {d}"
+            )));
+        }
+        let (name, version) = reference.split_once('@').ok_or_else(|| {
+            RegistryError::invalid(
+                "reference",
+                format!("`{reference}` must be `team/name@version` or a digest"),
+            )
+        })?;
+        validate_name("reference", name)
+            .map_err(|e| RegistryError::invalid("reference", e.to_string()))?;
+        let kinds = match kind {
+            Some(k) => vec![k],
+            None => vec![Kind::Model, Kind::Tool, Kind::Kit],
+        };
+        let mut found = Vec::new();
+        for k in kinds {
+            if let Some(v) = self
+                .kv
+                .get(Tree::Artifacts, artifact_key(k, name, version).as_bytes())?
+            {
+                found.push(parse::<Artifact>("artifact", &v)?);
+            }
+        }
+        match found.len() {
+            0 => Err(RegistryError::NotFound(reference.to_string())),
+            1 => Ok(found.remove(0)),
+            _ => Err(RegistryError::invalid(
+                "kind",
+                format!("`{reference}` names several kinds of artifact; say which"),
+            )),
+        }
+    }
+
+    pub fn search(&self, q: &Query) -> Result<Page> {
+        if !q.page_token.is_empty() && q.page_token.len() > 512 {
+            return Err(RegistryError::invalid(
+                "page_token",
+                "is not one this registry issued",
+            ));
+        }
+        Ok(self.index().search(q))
+    }
+
+    /// Hides a version from search (or shows it again); it stays downloadable.
+    pub fn yank(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+        undo: bool,
+    ) -> Result<Artifact> {
+        let a = self.get(reference, kind)?;
+        if !p.may_publish_for(a.team()) {
+            return Err(RegistryError::PermissionDenied(format!(
+                "`{}` belongs to team `{}`",
+                a.name,
+                a.team()
+            )));
+        }
+        let key = a.key();
+        let old = json(&a);
+        let mut b = a.clone();
+        b.yanked = !undo;
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Artifacts, key.as_bytes(), Some(old))
+                .put(Tree::Artifacts, key.as_bytes(), json(&b)),
+        )? {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "{reference} changed meanwhile; try again"
+            )));
+        }
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .upsert(b.clone());
+        Ok(b)
+    }
+
+    /// The operator's counts (published, not yanked).
+    pub fn coverage(&self) -> Result<Coverage> {
+        let mut c = Coverage::default();
+        let mut publishing = BTreeSet::new();
+        let mut industries = BTreeSet::new();
+        for a in self.index().all().filter(|a| !a.yanked) {
+            publishing.insert(a.team().to_owned());
+            industries.extend(a.industries.iter().cloned());
+            match a.kind {
+                Kind::Model => {
+                    c.models += 1;
+                    *c.models_by_domain.entry(a.domain.clone()).or_default() += 1;
+                    *c.models_by_task.entry(a.task.clone()).or_default() += 1;
+                }
+                Kind::Tool => {
+                    c.tools += 1;
+                    *c.tools_by_kind.entry(a.tool_kind.clone()).or_default() += 1;
+                }
+                Kind::Kit => {
+                    c.kits += 1;
+                    *c.kits_by_scenario.entry(a.scenario.clone()).or_default() += 1;
+                    for i in &a.industries {
+                        *c.kits_by_industry.entry(i.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        c.publishing_teams = publishing.len() as u64;
+        c.industries = industries.len() as u64;
+        c.teams = self.kv.scan_prefix(Tree::Teams, b"")?.len() as u64;
+        c.enterprises = self.kv.scan_prefix(Tree::Enterprises, b"")?.len() as u64;
+        Ok(c)
+    }
+}

@@ -1,0 +1,872 @@
+//! The registry over real gRPC with TLS on loopback, with a real tonic client.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use sha2::Digest as _;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Code, Request};
+
+use algobay_proto::v1 as pb;
+use algobay_registry::blobs::LocalBlobStore;
+use algobay_registry::domain::Clock;
+use algobay_registry::service::Registry;
+use algobay_registry::store::SledStore;
+use algobay_registry::tls::TlsIdentity;
+use algobay_runtime::{Digest, Runtime, RuntimeOptions, SecretKey};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn ort_lib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+struct FakeClock(AtomicI64);
+
+impl Clock for FakeClock {
+    fn now_unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    channel: Channel,
+    operator: String,
+    clock: Arc<FakeClock>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Arc::new(SledStore::open(&dir.path().join("meta")).unwrap());
+    let blobs = Arc::new(LocalBlobStore::open(&dir.path().join("blobs"), 1 << 30).unwrap());
+    let runtime = Arc::new(
+        Runtime::new(RuntimeOptions {
+            cache_dir: Some(dir.path().join("wasm")),
+            ort_library: Some(ort_lib()),
+            ort_threads: 1,
+        })
+        .unwrap(),
+    );
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000)));
+    let registry = Arc::new(Registry::open(kv, blobs, runtime, clock.clone()).unwrap());
+    let operator = registry.bootstrap_operator().unwrap().unwrap();
+    assert!(
+        registry.bootstrap_operator().unwrap().is_none(),
+        "only the first start makes an operator token"
+    );
+    let (tls, made) = TlsIdentity::self_signed_in(&dir.path().join("tls"), &[]).unwrap();
+    assert!(made);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let cert = tls.cert_pem.clone();
+    tokio::spawn(algobay_registry::server::serve(
+        listener,
+        registry,
+        Some(tls),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(cert))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Harness {
+        _dir: dir,
+        channel,
+        operator,
+        clock,
+        _stop: stop,
+    }
+}
+
+fn req<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+impl Harness {
+    fn admin(&self) -> pb::admin_client::AdminClient<Channel> {
+        pb::admin_client::AdminClient::new(self.channel.clone())
+    }
+    fn blobs(&self) -> pb::blobs_client::BlobsClient<Channel> {
+        pb::blobs_client::BlobsClient::new(self.channel.clone()).max_decoding_message_size(16 << 20)
+    }
+    fn catalog(&self) -> pb::catalog_client::CatalogClient<Channel> {
+        pb::catalog_client::CatalogClient::new(self.channel.clone())
+    }
+
+    /// Creates a team with a fresh key; returns its token and key.
+    async fn team(&self, name: &str) -> (String, SecretKey) {
+        let key = SecretKey::generate();
+        self.admin()
+            .create_team(req(
+                pb::CreateTeamRequest {
+                    name: name.into(),
+                    display_name: name.into(),
+                    signing_key: key.public().to_string(),
+                },
+                &self.operator,
+            ))
+            .await
+            .unwrap();
+        let t = self
+            .admin()
+            .create_token(req(
+                pb::CreateTokenRequest {
+                    role: pb::Role::Team as i32,
+                    subject: name.into(),
+                    ttl_seconds: 0,
+                    description: "test".into(),
+                },
+                &self.operator,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (t.token, key)
+    }
+
+    async fn upload(&self, token: &str, data: &[u8]) -> pb::UploadResponse {
+        let d = Digest::of(data);
+        let from = self
+            .blobs()
+            .stat(req(
+                pb::StatBlobRequest {
+                    digest: d.to_string(),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .received;
+        let chunks: Vec<pb::UploadChunk> = data[from as usize..]
+            .chunks(256 << 10)
+            .enumerate()
+            .map(|(i, c)| pb::UploadChunk {
+                digest: d.to_string(),
+                size: data.len() as u64,
+                offset: from + (i * (256 << 10)) as u64,
+                data: c.to_vec(),
+                chunk_digest: Digest::of(c).to_string(),
+            })
+            .collect();
+        let chunks = if chunks.is_empty() {
+            vec![pb::UploadChunk {
+                digest: d.to_string(),
+                size: data.len() as u64,
+                offset: from,
+                data: vec![],
+                chunk_digest: String::new(),
+            }]
+        } else {
+            chunks
+        };
+        self.blobs()
+            .upload(req(tokio_stream::iter(chunks), token))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn download(&self, token: &str, d: &Digest, offset: u64) -> Vec<u8> {
+        let mut s = self
+            .blobs()
+            .download(req(
+                pb::DownloadRequest {
+                    digest: d.to_string(),
+                    offset,
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(c) = s.message().await.unwrap() {
+            out.extend_from_slice(&c.data);
+        }
+        out
+    }
+}
+
+fn vad_model() -> Vec<u8> {
+    std::fs::read(root().join("examples/kits/vad/models/silero_vad.onnx"))
+        .expect("run scripts/setup.sh first")
+}
+
+fn model_req(name: &str, version: &str, d: &Digest) -> pb::PublishModelRequest {
+    pb::PublishModelRequest {
+        name: name.into(),
+        version: version.into(),
+        digest: d.to_string(),
+        domain: "speech".into(),
+        task: "vad".into(),
+        description: "Silero voice activity detector".into(),
+        license: "MIT".into(),
+        industries: vec!["telecom".into()],
+        card: "# Silero VAD\nFinds speech.".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_publishes_a_model_that_search_get_and_coverage_then_see() {
+    let h = start().await;
+    let (tok, _) = h.team("acme").await;
+    let model = vad_model();
+    let up = h.upload(&tok, &model).await;
+    assert!(!up.existed);
+    let d = Digest::of(&model);
+    let a = h
+        .catalog()
+        .publish_model(req(model_req("acme/silero-vad", "6.2.3", &d), &tok))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.format, "onnx");
+    // The signature is read from the model itself.
+    let inputs: Vec<(String, String)> = a
+        .inputs
+        .iter()
+        .map(|p| (p.name.clone(), p.r#type.clone()))
+        .collect();
+    assert_eq!(
+        inputs,
+        [
+            ("input".into(), "f32[?,?]".into()),
+            ("state".into(), "f32[2,?,128]".into()),
+            ("sr".into(), "i64[]".into())
+        ]
+    );
+    let got = h
+        .catalog()
+        .get(req(
+            pb::GetRequest {
+                reference: "acme/silero-vad@6.2.3".into(),
+                kind: 0,
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.digest, d.to_string());
+    assert_eq!(got.card, "# Silero VAD\nFinds speech.");
+    let by_digest = h
+        .catalog()
+        .get(req(
+            pb::GetRequest {
+                reference: d.to_string(),
+                kind: 0,
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_digest.name, "acme/silero-vad");
+    let found = h
+        .catalog()
+        .search(req(
+            pb::SearchRequest {
+                text: "silero voice".into(),
+                domain: "speech".into(),
+                ..Default::default()
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.total, 1);
+    let none = h
+        .catalog()
+        .search(req(
+            pb::SearchRequest {
+                domain: "vision".into(),
+                ..Default::default()
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(none.total, 0);
+    let c = h
+        .catalog()
+        .coverage(req(pb::CoverageRequest {}, &h.operator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (c.models, c.teams, c.publishing_teams, c.industries),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(c.models_by_domain.get("speech"), Some(&1));
+    // Downloads are the same bytes, from any offset.
+    assert_eq!(h.download(&tok, &d, 0).await, model);
+    assert_eq!(h.download(&tok, &d, 1_000_000).await, model[1_000_000..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_resumes_after_a_dropped_stream_and_a_present_blob_is_not_sent_again() {
+    let h = start().await;
+    let (tok, _) = h.team("acme").await;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let d = Digest::of(&data);
+    // The first attempt sends 1 MiB and then the stream ends.
+    let partial = vec![pb::UploadChunk {
+        digest: d.to_string(),
+        size: data.len() as u64,
+        offset: 0,
+        data: data[..1 << 20].to_vec(),
+        chunk_digest: String::new(),
+    }];
+    let err = h
+        .blobs()
+        .upload(req(tokio_stream::iter(partial), &tok))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("resume from byte 1048576"),
+        "{}",
+        err.message()
+    );
+    let st = h
+        .blobs()
+        .stat(req(
+            pb::StatBlobRequest {
+                digest: d.to_string(),
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((st.present, st.received), (false, 1 << 20));
+    // Resuming at the wrong offset is refused.
+    let wrong = vec![pb::UploadChunk {
+        digest: d.to_string(),
+        size: data.len() as u64,
+        offset: 0,
+        data: data[..10].to_vec(),
+        chunk_digest: String::new(),
+    }];
+    let err = h
+        .blobs()
+        .upload(req(tokio_stream::iter(wrong), &tok))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("must resume at byte 1048576"),
+        "{}",
+        err.message()
+    );
+    let up = h.upload(&tok, &data).await;
+    assert!(!up.existed);
+    assert_eq!(h.download(&tok, &d, 0).await, data);
+    // Already there: accepted at once.
+    let again = vec![pb::UploadChunk {
+        digest: d.to_string(),
+        size: data.len() as u64,
+        offset: 0,
+        data: vec![],
+        chunk_digest: String::new(),
+    }];
+    let r = h
+        .blobs()
+        .upload(req(tokio_stream::iter(again), &tok))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.existed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_right_status_and_change_nothing() {
+    let h = start().await;
+    let (acme, _) = h.team("acme").await;
+    let (other, _) = h.team("other").await;
+    let model = vad_model();
+    let d = Digest::of(&model);
+    h.upload(&acme, &model).await;
+
+    let no_token = h
+        .catalog()
+        .search(Request::new(pb::SearchRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(no_token.code(), Code::Unauthenticated);
+    let garbage = h
+        .catalog()
+        .search(req(pb::SearchRequest::default(), "abt_0000_nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), Code::Unauthenticated);
+
+    let err = h
+        .catalog()
+        .publish_model(req(model_req("acme/vad", "1.0.0", &d), &other))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("belongs to team `acme`"),
+        "{}",
+        err.message()
+    );
+    let err = h
+        .admin()
+        .create_team(req(
+            pb::CreateTeamRequest {
+                name: "x".into(),
+                display_name: "x".into(),
+                signing_key: SecretKey::generate().public().to_string(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    for bad in ["acme/../etc", "../acme/x", "acme/x/y", "ACME/x", "acme/"] {
+        let err = h
+            .catalog()
+            .publish_model(req(model_req(bad, "1.0.0", &d), &acme))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+        assert!(err.message().contains("name"), "{bad}: {}", err.message());
+    }
+    let err = h
+        .catalog()
+        .publish_model(req(model_req("acme/vad", "v1", &d), &acme))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("not a semantic version"),
+        "{}",
+        err.message()
+    );
+
+    let big = vec![pb::UploadChunk {
+        digest: Digest::of(b"x").to_string(),
+        size: 10_000_000_000,
+        offset: 0,
+        data: vec![],
+        chunk_digest: String::new(),
+    }];
+    let err = h
+        .blobs()
+        .upload(req(tokio_stream::iter(big), &acme))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("10000000000"), "{}", err.message());
+
+    let data = b"some bytes".to_vec();
+    let bad_chunk = vec![pb::UploadChunk {
+        digest: Digest::of(&data).to_string(),
+        size: data.len() as u64,
+        offset: 0,
+        data: data.clone(),
+        chunk_digest: Digest::of(b"something else").to_string(),
+    }];
+    let err = h
+        .blobs()
+        .upload(req(tokio_stream::iter(bad_chunk), &acme))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("does not match its digest"),
+        "{}",
+        err.message()
+    );
+
+    let empty = h.upload(&acme, b"").await;
+    let err = h
+        .catalog()
+        .publish_model(req(
+            model_req("acme/empty", "1.0.0", &empty.digest.parse().unwrap()),
+            &acme,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("model file is empty"),
+        "{}",
+        err.message()
+    );
+
+    let junk = b"this is not an onnx model".to_vec();
+    h.upload(&acme, &junk).await;
+    let err = h
+        .catalog()
+        .publish_model(req(
+            model_req("acme/junk", "1.0.0", &Digest::of(&junk)),
+            &acme,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("not a valid ONNX model"),
+        "{}",
+        err.message()
+    );
+
+    let err = h
+        .catalog()
+        .publish_model(req(
+            model_req("acme/ghost", "1.0.0", &Digest::of(b"never uploaded")),
+            &acme,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // Versions are immutable: the same content is idempotent, other content is refused.
+    h.catalog()
+        .publish_model(req(model_req("acme/vad", "1.0.0", &d), &acme))
+        .await
+        .unwrap();
+    h.catalog()
+        .publish_model(req(model_req("acme/vad", "1.0.0", &d), &acme))
+        .await
+        .unwrap();
+    let digits = std::fs::read(root().join("examples/kits/ocr/models/det.onnx")).unwrap();
+    h.upload(&acme, &digits).await;
+    let err = h
+        .catalog()
+        .publish_model(req(
+            model_req("acme/vad", "1.0.0", &Digest::of(&digits)),
+            &acme,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+
+    // Nothing above stored anything but acme/vad@1.0.0.
+    let all = h
+        .catalog()
+        .search(req(
+            pb::SearchRequest {
+                include_yanked: true,
+                ..Default::default()
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        all.artifacts
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["acme/vad"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_and_expired_tokens_are_refused() {
+    let h = start().await;
+    h.team("acme").await;
+    let t = h
+        .admin()
+        .create_token(req(
+            pb::CreateTokenRequest {
+                role: pb::Role::Team as i32,
+                subject: "acme".into(),
+                ttl_seconds: 60,
+                description: String::new(),
+            },
+            &h.operator,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let who = h
+        .admin()
+        .who_am_i(req(pb::WhoAmIRequest {}, &t.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (who.role, who.subject.as_str()),
+        (pb::Role::Team as i32, "acme")
+    );
+    h.clock.0.fetch_add(61, Ordering::SeqCst);
+    let err = h
+        .admin()
+        .who_am_i(req(pb::WhoAmIRequest {}, &t.token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("expired"), "{}", err.message());
+
+    let t = h
+        .admin()
+        .create_token(req(
+            pb::CreateTokenRequest {
+                role: pb::Role::Team as i32,
+                subject: "acme".into(),
+                ttl_seconds: 0,
+                description: String::new(),
+            },
+            &h.operator,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.admin()
+        .revoke_token(req(
+            pb::RevokeTokenRequest {
+                token_id: t.token_id.clone(),
+            },
+            &h.operator,
+        ))
+        .await
+        .unwrap();
+    let err = h
+        .admin()
+        .who_am_i(req(pb::WhoAmIRequest {}, &t.token))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("revoked"), "{}", err.message());
+    let err = h
+        .admin()
+        .create_token(req(
+            pb::CreateTokenRequest {
+                role: pb::Role::Team as i32,
+                subject: "nobody".into(),
+                ttl_seconds: 0,
+                description: String::new(),
+            },
+            &h.operator,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(
+        target_dir()
+            .join("wasm32-wasip2/release")
+            .join(format!("{name}.wasm")),
+    )
+    .expect("build the stages first (scripts/test.sh does)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_must_implement_the_stage_interface() {
+    let h = start().await;
+    let (tok, _) = h.team("acme").await;
+    let tool = wasm("stage_classify_post");
+    h.upload(&tok, &tool).await;
+    let tr = |d: &Digest, kind: &str| pb::PublishToolRequest {
+        name: "acme/softmax".into(),
+        version: "1.0.0".into(),
+        digest: d.to_string(),
+        tool_kind: kind.into(),
+        ..Default::default()
+    };
+    let err = h
+        .catalog()
+        .publish_tool(req(tr(&Digest::of(&tool), "magic"), &tok))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("tool_kind"), "{}", err.message());
+    let a = h
+        .catalog()
+        .publish_tool(req(tr(&Digest::of(&tool), "postprocess"), &tok))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.inputs[0].r#type, "f32[?,?]");
+    assert_eq!(a.outputs[0].name, "result");
+    let junk = vec![0u8, 97, 115, 109, 1, 0, 0, 0, 255, 255];
+    h.upload(&tok, &junk).await;
+    let mut r = tr(&Digest::of(&junk), "postprocess");
+    r.name = "acme/junk".into();
+    let err = h.catalog().publish_tool(req(r, &tok)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("stage"), "{}", err.message());
+}
+
+async fn push_kit(
+    h: &Harness,
+    tok: &str,
+    archive: &algobay_runtime::archive::KitArchive,
+) -> Result<pb::Artifact, tonic::Status> {
+    for b in archive.blobs.values() {
+        h.upload(tok, b).await;
+    }
+    let sigs = archive
+        .signatures
+        .iter()
+        .map(|s| pb::KitSignature {
+            key: s.key.clone(),
+            signature: s.signature.clone(),
+        })
+        .collect();
+    h.catalog()
+        .publish_kit(req(
+            pb::PublishKitRequest {
+                manifest: archive.manifest_bytes.clone(),
+                signatures: sigs,
+            },
+            tok,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn build_digits(key: &SecretKey, name: &str) -> algobay_runtime::archive::KitArchive {
+    let rt = Runtime::new(RuntimeOptions {
+        cache_dir: None,
+        ort_library: Some(ort_lib()),
+        ort_threads: 1,
+    })
+    .unwrap();
+    let digits = root().join("examples/kits/digits");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(digits.join("Kitfile"))
+        .unwrap()
+        .replace("algobay/digits-mlp", name)
+        .replace("models/", &format!("{}/models/", digits.display()))
+        .replace("samples/", &format!("{}/samples/", digits.display()))
+        .replace(
+            "../../stages/",
+            &format!("{}/examples/stages/", root().display()),
+        );
+    std::fs::write(dir.path().join("Kitfile"), text).unwrap();
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into());
+    algobay_runtime::kitfile::Packager::new(&rt, cargo)
+        .build(dir.path(), key, &|_| {})
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kit_is_accepted_only_signed_by_its_team_with_passing_golden_samples() {
+    let h = start().await;
+    let (tok, key) = h.team("acme").await;
+    let kit = build_digits(&key, "acme/digits");
+    let a = push_kit(&h, &tok, &kit).await.unwrap();
+    assert_eq!(
+        (a.kind, a.digest.clone()),
+        (pb::Kind::Kit as i32, kit.digest().to_string())
+    );
+    assert_eq!(a.scenario, "handwritten digit classification");
+    // The manifest is downloadable by the kit's digest.
+    assert_eq!(h.download(&tok, &kit.digest(), 0).await, kit.manifest_bytes);
+
+    // Signed by a key that is not the team's.
+    let stranger = build_digits(&SecretKey::generate(), "acme/digits-2");
+    let err = push_kit(&h, &tok, &stranger).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("untrusted"), "{}", err.message());
+
+    // A golden sample that fails on the registry's runtime.
+    let mut broken = build_digits(&key, "acme/digits-3");
+    broken.manifest.golden[0].expected = broken.manifest.golden[1].expected;
+    broken.manifest_bytes = broken.manifest.canonical_json();
+    broken.signatures = vec![key.sign(&broken.manifest_bytes)];
+    let err = push_kit(&h, &tok, &broken).await.unwrap_err();
+    assert!(
+        err.message().contains("golden sample 0 failed") && err.message().contains("expected"),
+        "{}",
+        err.message()
+    );
+
+    // Yanked kits leave search but stay gettable.
+    h.catalog()
+        .yank(req(
+            pb::YankRequest {
+                reference: "acme/digits@1.0.0".into(),
+                kind: pb::Kind::Kit as i32,
+                undo: false,
+            },
+            &tok,
+        ))
+        .await
+        .unwrap();
+    let s = h
+        .catalog()
+        .search(req(
+            pb::SearchRequest {
+                kind: pb::Kind::Kit as i32,
+                ..Default::default()
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.total, 0);
+    let g = h
+        .catalog()
+        .get(req(
+            pb::GetRequest {
+                reference: kit.digest().to_string(),
+                kind: 0,
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(g.yanked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checking_answers_serving() {
+    let h = start().await;
+    let mut c = tonic_health::pb::health_client::HealthClient::new(h.channel.clone());
+    let r = c
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "algobay.v1.Catalog".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let _ = sha2::Sha256::digest(b"");
+}
