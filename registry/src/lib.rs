@@ -10,13 +10,15 @@
 //! - [`service`]: the registry itself, over domain types: auth, publishing, search, coverage.
 //! - [`index`]: the in-memory search index.
 //! - [`grpc`]: the thin gRPC adapter (wire types stay there); [`server`] wires it
-//!   up with health checking and reflection; [`tls`] makes or reads the identity.
+//!   up with health checking and reflection; [`tls`] makes or reads the identity;
+//!   [`metrics`] counts and logs every call and serves Prometheus text.
 
 pub mod blobs;
 pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod index;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;

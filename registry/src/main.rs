@@ -58,6 +58,9 @@ enum Command {
         /// Largest blob accepted, in bytes.
         #[arg(long, default_value_t = 8 << 30)]
         max_blob_bytes: u64,
+        /// Where to serve Prometheus metrics (`GET /metrics`); empty to turn them off.
+        #[arg(long, env = "ALGOBAY_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+        metrics_listen: String,
         /// ONNX Runtime's shared library, used to check published models and kits.
         #[arg(long, env = "ORT_DYLIB_PATH")]
         ort_lib: Option<PathBuf>,
@@ -105,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         tls_host,
         insecure,
         max_blob_bytes,
+        metrics_listen,
         ort_lib,
     } = cli.command;
     std::fs::create_dir_all(&data)?;
@@ -142,11 +146,30 @@ async fn main() -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
+    let metrics = algobay_registry::metrics::Metrics::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !metrics_listen.is_empty() {
+        let ml = tokio::net::TcpListener::bind(&metrics_listen).await?;
+        println!("metrics on http://{}/metrics", ml.local_addr()?);
+        let mut rx = stop_rx.clone();
+        tokio::spawn(algobay_registry::metrics::serve_metrics(
+            ml,
+            metrics.clone(),
+            registry.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
+    }
     println!(
         "listening on {}://{addr}",
         if tls.is_some() { "https" } else { "http" }
     );
     tracing::info!(%addr, data = %data.display(), "registry serving");
-    algobay_registry::server::serve(listener, registry, tls, shutdown_signal()).await?;
+    algobay_registry::server::serve(listener, registry, tls, metrics, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await?;
     Ok(())
 }

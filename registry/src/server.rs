@@ -9,6 +9,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use algobay_proto::v1 as pb;
 
 use crate::grpc::{AdminApi, BlobsApi, CatalogApi};
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::Registry;
 use crate::tls::TlsIdentity;
 
@@ -21,6 +22,7 @@ pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     tls: Option<TlsIdentity>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -41,7 +43,8 @@ pub async fn serve(
     let mut builder = Server::builder()
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .layer(MetricsLayer(metrics));
     if let Some(id) = tls {
         builder = builder.tls_config(
             ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem)),

@@ -49,6 +49,7 @@ struct Harness {
     channel: Channel,
     operator: String,
     clock: Arc<FakeClock>,
+    metrics_addr: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -77,13 +78,23 @@ async fn start() -> Harness {
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let cert = tls.cert_pem.clone();
+    let metrics = algobay_registry::metrics::Metrics::new();
     tokio::spawn(algobay_registry::server::serve(
         listener,
-        registry,
+        registry.clone(),
         Some(tls),
+        metrics.clone(),
         async {
             let _ = stopped.await;
         },
+    ));
+    let ml = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = ml.local_addr().unwrap();
+    tokio::spawn(algobay_registry::metrics::serve_metrics(
+        ml,
+        metrics,
+        registry,
+        std::future::pending(),
     ));
     let channel = Channel::from_shared(format!("https://localhost:{port}"))
         .unwrap()
@@ -101,6 +112,7 @@ async fn start() -> Harness {
         channel,
         operator,
         clock,
+        metrics_addr,
         _stop: stop,
     }
 }
@@ -869,4 +881,48 @@ async fn health_checking_answers_serving() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
     let _ = sha2::Sha256::digest(b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_counts_calls_by_method_and_code() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start().await;
+    let (tok, _) = h.team("acme").await;
+    h.catalog()
+        .search(req(pb::SearchRequest::default(), &tok))
+        .await
+        .unwrap();
+    let _ = h
+        .catalog()
+        .search(Request::new(pb::SearchRequest::default()))
+        .await
+        .unwrap_err();
+    let mut s = tokio::net::TcpStream::connect(h.metrics_addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(
+        body.contains(
+            "algobay_registry_requests_total{method=\"algobay.v1.Catalog/Search\",code=\"0\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "algobay_registry_requests_total{method=\"algobay.v1.Catalog/Search\",code=\"16\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("algobay_registry_teams 1"), "{body}");
+    assert!(
+        body.contains(
+            "algobay_registry_request_seconds_count{method=\"algobay.v1.Admin/CreateTeam\"} 1"
+        ),
+        "{body}"
+    );
 }

@@ -1,0 +1,391 @@
+//! `kill -9` of the real registry process in the middle of an upload or a publish.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Code, Request};
+
+use algobay_proto::v1 as pb;
+use algobay_runtime::{Digest, SecretKey};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_algobay-registry"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .env("ALGOBAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("registry exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("listening on https://") {
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    async fn channel(&self, data: &Path) -> Channel {
+        let cert = std::fs::read_to_string(data.join("tls/cert.pem")).unwrap();
+        Channel::from_shared(format!("https://localhost:{}", self.port))
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(cert))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
+fn req<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+fn operator(data: &Path) -> String {
+    std::fs::read_to_string(data.join("operator.token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+async fn team(ch: &Channel, op: &str, key: &SecretKey) -> String {
+    let mut admin = pb::admin_client::AdminClient::new(ch.clone());
+    admin
+        .create_team(req(
+            pb::CreateTeamRequest {
+                name: "acme".into(),
+                display_name: "Acme".into(),
+                signing_key: key.public().to_string(),
+            },
+            op,
+        ))
+        .await
+        .unwrap();
+    admin
+        .create_token(req(
+            pb::CreateTokenRequest {
+                role: pb::Role::Team as i32,
+                subject: "acme".into(),
+                ttl_seconds: 0,
+                description: String::new(),
+            },
+            op,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+async fn upload_all(ch: &Channel, tok: &str, data: &[u8]) {
+    let d = Digest::of(data);
+    let mut blobs = pb::blobs_client::BlobsClient::new(ch.clone());
+    let from = blobs
+        .stat(req(
+            pb::StatBlobRequest {
+                digest: d.to_string(),
+            },
+            tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .received as usize;
+    let chunks: Vec<_> = data[from..]
+        .chunks(1 << 20)
+        .enumerate()
+        .map(|(i, c)| pb::UploadChunk {
+            digest: d.to_string(),
+            size: data.len() as u64,
+            offset: (from + i * (1 << 20)) as u64,
+            data: c.to_vec(),
+            chunk_digest: String::new(),
+        })
+        .collect();
+    let chunks = if chunks.is_empty() {
+        vec![pb::UploadChunk {
+            digest: d.to_string(),
+            size: data.len() as u64,
+            offset: from as u64,
+            ..Default::default()
+        }]
+    } else {
+        chunks
+    };
+    blobs
+        .upload(req(tokio_stream::iter(chunks), tok))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_upload_leaves_it_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir);
+    let ch = server.channel(&data_dir).await;
+    let tok = team(&ch, &operator(&data_dir), &SecretKey::generate()).await;
+    let data: Vec<u8> = (0..12_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let d = Digest::of(&data);
+    // Send chunks through a channel so the stream is still open when the process dies.
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::UploadChunk>(1);
+    let mut blobs = pb::blobs_client::BlobsClient::new(ch.clone());
+    let t2 = tok.clone();
+    let upload = tokio::spawn(async move {
+        blobs
+            .upload(req(tokio_stream::wrappers::ReceiverStream::new(rx), &t2))
+            .await
+    });
+    for (i, c) in data.chunks(1 << 20).take(5).enumerate() {
+        tx.send(pb::UploadChunk {
+            digest: d.to_string(),
+            size: data.len() as u64,
+            offset: (i << 20) as u64,
+            data: c.to_vec(),
+            chunk_digest: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let mut stat = pb::blobs_client::BlobsClient::new(ch.clone());
+    for _ in 0..200 {
+        let s = stat
+            .stat(req(
+                pb::StatBlobRequest {
+                    digest: d.to_string(),
+                },
+                &tok,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if s.received >= 4 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    let err = upload.await.unwrap().unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    drop(tx);
+
+    let server = Server::start(&data_dir);
+    let ch = server.channel(&data_dir).await;
+    let mut blobs = pb::blobs_client::BlobsClient::new(ch.clone());
+    let s = blobs
+        .stat(req(
+            pb::StatBlobRequest {
+                digest: d.to_string(),
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!s.present);
+    assert!(
+        s.received >= 4 << 20 && s.received <= 5 << 20,
+        "received {}",
+        s.received
+    );
+    upload_all(&ch, &tok, &data).await;
+    let s = blobs
+        .stat(req(
+            pb::StatBlobRequest {
+                digest: d.to_string(),
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(s.present && s.size == data.len() as u64);
+    server.kill9();
+}
+
+fn build_digits(key: &SecretKey) -> algobay_runtime::archive::KitArchive {
+    let ort = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"));
+    let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
+        cache_dir: None,
+        ort_library: Some(ort),
+        ort_threads: 1,
+    })
+    .unwrap();
+    let digits = root().join("examples/kits/digits");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(digits.join("Kitfile"))
+        .unwrap()
+        .replace("algobay/digits-mlp", "acme/digits")
+        .replace("models/", &format!("{}/models/", digits.display()))
+        .replace("samples/", &format!("{}/samples/", digits.display()))
+        .replace(
+            "../../stages/",
+            &format!("{}/examples/stages/", root().display()),
+        );
+    std::fs::write(dir.path().join("Kitfile"), text).unwrap();
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into());
+    algobay_runtime::kitfile::Packager::new(&rt, cargo)
+        .build(dir.path(), key, &|_| {})
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_publish_leaves_it_wholly_there_or_wholly_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let key = SecretKey::generate();
+    let kit = build_digits(&key);
+    let server = Server::start(&data_dir);
+    let ch = server.channel(&data_dir).await;
+    let tok = team(&ch, &operator(&data_dir), &key).await;
+    for b in kit.blobs.values() {
+        upload_all(&ch, &tok, b).await;
+    }
+    let mut server = Some(server);
+    let mut outcomes = Vec::new();
+    // Kill at different moments of the publish: early, during the golden samples, late.
+    for (round, delay_ms) in [0u64, 15, 40, 80, 150].into_iter().enumerate() {
+        let s = server.take().unwrap();
+        let ch = s.channel(&data_dir).await;
+        let mut catalog = pb::catalog_client::CatalogClient::new(ch.clone());
+        let version = format!("1.0.{round}");
+        let mut k = kit.clone();
+        k.manifest.version = version.clone();
+        k.manifest_bytes = k.manifest.canonical_json();
+        k.signatures = vec![key.sign(&k.manifest_bytes)];
+        let sigs = k
+            .signatures
+            .iter()
+            .map(|s| pb::KitSignature {
+                key: s.key.clone(),
+                signature: s.signature.clone(),
+            })
+            .collect();
+        let t2 = tok.clone();
+        let bytes = k.manifest_bytes.clone();
+        let publish = tokio::spawn(async move {
+            catalog
+                .publish_kit(req(
+                    pb::PublishKitRequest {
+                        manifest: bytes,
+                        signatures: sigs,
+                    },
+                    &t2,
+                ))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        s.kill9();
+        let answered = publish.await.unwrap().is_ok();
+
+        let s = Server::start(&data_dir);
+        let ch = s.channel(&data_dir).await;
+        let mut catalog = pb::catalog_client::CatalogClient::new(ch.clone());
+        let by_ref = catalog
+            .get(req(
+                pb::GetRequest {
+                    reference: format!("acme/digits@{version}"),
+                    kind: pb::Kind::Kit as i32,
+                },
+                &tok,
+            ))
+            .await;
+        let by_digest = catalog
+            .get(req(
+                pb::GetRequest {
+                    reference: k.digest().to_string(),
+                    kind: pb::Kind::Kit as i32,
+                },
+                &tok,
+            ))
+            .await;
+        let in_search = catalog
+            .search(req(
+                pb::SearchRequest {
+                    kind: pb::Kind::Kit as i32,
+                    ..Default::default()
+                },
+                &tok,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .artifacts
+            .iter()
+            .any(|a| a.version == version);
+        match (&by_ref, &by_digest) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.get_ref().digest, b.get_ref().digest);
+                assert!(
+                    in_search,
+                    "round {round}: published but not in search after restart"
+                );
+                outcomes.push("there");
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!((a.code(), b.code()), (Code::NotFound, Code::NotFound));
+                assert!(!in_search);
+                assert!(
+                    !answered,
+                    "round {round}: the publish was acknowledged but is gone after the restart"
+                );
+                outcomes.push("absent");
+            }
+            _ => panic!(
+                "round {round}: half a publish: by reference {by_ref:?}, by digest {by_digest:?}"
+            ),
+        }
+        server = Some(s);
+    }
+    server.unwrap().kill9();
+    eprintln!("publish outcomes after kill -9: {outcomes:?}");
+}
