@@ -66,7 +66,8 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE),
         )
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            // Set here: the builder's tcp_nodelay only reaches sockets it accepts itself.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await

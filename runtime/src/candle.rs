@@ -102,7 +102,18 @@ impl CandleModel {
                 })
             }
             "mlp" => {
-                let cfg: MlpConfig = serde_json::from_value(config.clone()).map_err(|e| {
+                // The layer sizes come from the step's config, or else from a `config` asset.
+                let value = if config.is_null() {
+                    let raw = asset("config").ok_or_else(|| {
+                        Error::model(step, "architecture `mlp` needs {\"layers\": [in, hidden.., out]} as config or as a `config` asset")
+                    })?;
+                    serde_json::from_slice(&raw).map_err(|e| {
+                        Error::model(step, format!("asset `config` is not json: {e}"))
+                    })?
+                } else {
+                    config.clone()
+                };
+                let cfg: MlpConfig = serde_json::from_value(value).map_err(|e| {
                     Error::model(
                         step,
                         format!(
