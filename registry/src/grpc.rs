@@ -1,5 +1,6 @@
-//! The gRPC adapter: wire types in, domain types to the [`Registry`], wire types out.
+//! The gRPC adapter: wire types in, domain types to the [`RegistryApi`], wire types out.
 //! Every registry call runs on a blocking thread.
+#![allow(missing_debug_implementations)] // the services hold only a trait object
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use algobay_runtime::Digest;
 use crate::blobs::VerifyingReader;
 use crate::domain::*;
 use crate::error::RegistryError;
-use crate::service::{ModelSpec, Registry, ToolSpec};
+use crate::service::{ModelSpec, RegistryApi, ToolSpec};
 
 /// Size of the chunks downloads are sent in.
 pub const CHUNK: usize = 1 << 20;
@@ -37,7 +38,7 @@ fn token<T>(req: &Request<T>) -> Option<String> {
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
 }
 
-async fn principal<T>(reg: &Arc<Registry>, req: &Request<T>) -> Result<Principal, Status> {
+async fn principal<T>(reg: &Arc<dyn RegistryApi>, req: &Request<T>) -> Result<Principal, Status> {
     let reg = reg.clone();
     let t = token(req);
     blocking(move || reg.authenticate(t.as_deref())).await
@@ -113,8 +114,8 @@ fn parse_digest(field: &str, s: &str) -> Result<Digest, Status> {
 // ---------------------------------------------------------------- admin
 
 /// The Admin service.
-#[derive(Debug, Clone)]
-pub struct AdminApi(pub Arc<Registry>);
+#[derive(Clone)]
+pub struct AdminApi(pub Arc<dyn RegistryApi>);
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminApi {
@@ -206,8 +207,8 @@ impl pb::admin_server::Admin for AdminApi {
 // ---------------------------------------------------------------- blobs
 
 /// The Blobs service.
-#[derive(Debug, Clone)]
-pub struct BlobsApi(pub Arc<Registry>);
+#[derive(Clone)]
+pub struct BlobsApi(pub Arc<dyn RegistryApi>);
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadChunk, Status>> + Send>>;
 
@@ -369,8 +370,8 @@ impl pb::blobs_server::Blobs for BlobsApi {
 // ---------------------------------------------------------------- catalog
 
 /// The Catalog service.
-#[derive(Debug, Clone)]
-pub struct CatalogApi(pub Arc<Registry>);
+#[derive(Clone)]
+pub struct CatalogApi(pub Arc<dyn RegistryApi>);
 
 #[tonic::async_trait]
 impl pb::catalog_server::Catalog for CatalogApi {

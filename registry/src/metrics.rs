@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::service::Registry;
+use crate::service::RegistryApi;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -62,7 +62,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of these metrics and of the catalog's size.
-    pub fn render(&self, registry: Option<&Registry>) -> String {
+    pub fn render(&self, registry: Option<&dyn RegistryApi>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         out.push_str(
@@ -187,7 +187,7 @@ where
 pub async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    registry: Arc<Registry>,
+    registry: Arc<dyn RegistryApi>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
@@ -214,7 +214,7 @@ pub async fn serve_metrics(
             let line = head.lines().next().unwrap_or_default().to_owned();
             let (status, body) = if line.starts_with("GET /metrics ") {
                 let reg = registry.clone();
-                let body = tokio::task::spawn_blocking(move || metrics.render(Some(&reg)))
+                let body = tokio::task::spawn_blocking(move || metrics.render(Some(reg.as_ref())))
                     .await
                     .unwrap_or_default();
                 ("200 OK", body)

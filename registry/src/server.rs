@@ -10,7 +10,7 @@ use algobay_proto::v1 as pb;
 
 use crate::grpc::{AdminApi, BlobsApi, CatalogApi};
 use crate::metrics::{Metrics, MetricsLayer};
-use crate::service::Registry;
+use crate::service::RegistryApi;
 use crate::tls::TlsIdentity;
 
 /// Largest gRPC message accepted (a blob chunk plus headroom).
@@ -20,7 +20,7 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 /// `tls: None` serves plaintext (only for `--insecure`).
 pub async fn serve(
     listener: TcpListener,
-    registry: Arc<Registry>,
+    registry: Arc<dyn RegistryApi>,
     tls: Option<TlsIdentity>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,

@@ -66,7 +66,140 @@ pub const TOOL_KINDS: &[&str] = &[
     "deployment",
 ];
 
-/// The registry.
+/// The registry's API over domain types. The gRPC adapter wraps any
+/// implementation; [`Registry`] is the one over the store traits. Every method
+/// may block (storage, model checks): call them from a blocking thread.
+pub trait RegistryApi: Send + Sync + 'static {
+    /// The blob store uploads and downloads go to.
+    fn blobs(&self) -> &Arc<dyn BlobStore>;
+    /// Resolves a bearer token to its principal.
+    fn authenticate(&self, token: Option<&str>) -> Result<Principal>;
+    /// Operator only: a token for a team, an enterprise or an operator; returns it once.
+    fn create_token(
+        &self,
+        p: &Principal,
+        role: Role,
+        subject: &str,
+        ttl_seconds: i64,
+        description: &str,
+    ) -> Result<(TokenRecord, String)>;
+    /// Operator only.
+    fn revoke_token(&self, p: &Principal, id: &str) -> Result<()>;
+    /// Operator only: registers a team and the key it signs kits with.
+    fn create_team(
+        &self,
+        p: &Principal,
+        name: &str,
+        display_name: &str,
+        signing_key: &str,
+    ) -> Result<Team>;
+    /// Operator only.
+    fn create_enterprise(
+        &self,
+        p: &Principal,
+        name: &str,
+        display_name: &str,
+        industries: Vec<String>,
+    ) -> Result<Enterprise>;
+    /// Publishes a model version (the model is read for its signature).
+    fn publish_model(&self, p: &Principal, spec: ModelSpec) -> Result<Artifact>;
+    /// Publishes a tool version (it must implement the stage interface).
+    fn publish_tool(&self, p: &Principal, spec: ToolSpec) -> Result<Artifact>;
+    /// Publishes a kit (team signature, blobs present, golden samples pass).
+    fn publish_kit(
+        &self,
+        p: &Principal,
+        manifest_bytes: Vec<u8>,
+        signatures: Vec<Signature>,
+    ) -> Result<Artifact>;
+    /// By `team/name@version` or by digest.
+    fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact>;
+    fn search(&self, q: &Query) -> Result<Page>;
+    /// Hides a version from search (or shows it again); it stays downloadable.
+    fn yank(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+        undo: bool,
+    ) -> Result<Artifact>;
+    /// The operator's counts.
+    fn coverage(&self) -> Result<Coverage>;
+}
+
+impl RegistryApi for Registry {
+    fn blobs(&self) -> &Arc<dyn BlobStore> {
+        Registry::blobs(self)
+    }
+    fn authenticate(&self, token: Option<&str>) -> Result<Principal> {
+        Registry::authenticate(self, token)
+    }
+    fn create_token(
+        &self,
+        p: &Principal,
+        role: Role,
+        subject: &str,
+        ttl_seconds: i64,
+        description: &str,
+    ) -> Result<(TokenRecord, String)> {
+        Registry::create_token(self, p, role, subject, ttl_seconds, description)
+    }
+    fn revoke_token(&self, p: &Principal, id: &str) -> Result<()> {
+        Registry::revoke_token(self, p, id)
+    }
+    fn create_team(
+        &self,
+        p: &Principal,
+        name: &str,
+        display_name: &str,
+        signing_key: &str,
+    ) -> Result<Team> {
+        Registry::create_team(self, p, name, display_name, signing_key)
+    }
+    fn create_enterprise(
+        &self,
+        p: &Principal,
+        name: &str,
+        display_name: &str,
+        industries: Vec<String>,
+    ) -> Result<Enterprise> {
+        Registry::create_enterprise(self, p, name, display_name, industries)
+    }
+    fn publish_model(&self, p: &Principal, spec: ModelSpec) -> Result<Artifact> {
+        Registry::publish_model(self, p, spec)
+    }
+    fn publish_tool(&self, p: &Principal, spec: ToolSpec) -> Result<Artifact> {
+        Registry::publish_tool(self, p, spec)
+    }
+    fn publish_kit(
+        &self,
+        p: &Principal,
+        manifest_bytes: Vec<u8>,
+        signatures: Vec<Signature>,
+    ) -> Result<Artifact> {
+        Registry::publish_kit(self, p, manifest_bytes, signatures)
+    }
+    fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        Registry::get(self, reference, kind)
+    }
+    fn search(&self, q: &Query) -> Result<Page> {
+        Registry::search(self, q)
+    }
+    fn yank(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+        undo: bool,
+    ) -> Result<Artifact> {
+        Registry::yank(self, p, reference, kind, undo)
+    }
+    fn coverage(&self) -> Result<Coverage> {
+        Registry::coverage(self)
+    }
+}
+
+/// The registry over a metadata store and a blob store.
 pub struct Registry {
     kv: Arc<dyn KvStore>,
     blobs: Arc<dyn BlobStore>,
