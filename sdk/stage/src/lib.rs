@@ -386,6 +386,16 @@ impl Tensor {
         Ok(bytemuck::pod_collect_to_vec(&self.data))
     }
 
+    /// The values of an f32 tensor, borrowed in place when the bytes are aligned
+    /// (they are, as the host hands them over), copied otherwise.
+    pub fn as_f32(&self) -> Result<std::borrow::Cow<'_, [f32]>, String> {
+        self.check(Dtype::F32)?;
+        Ok(match bytemuck::try_cast_slice::<u8, f32>(&self.data) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(&self.data)),
+        })
+    }
+
     /// The values of an i64 tensor.
     pub fn to_i64(&self) -> Result<Vec<i64>, String> {
         self.check(Dtype::I64)?;

@@ -83,7 +83,8 @@ pub fn resize_bilinear(src: &Img, nw: usize, nh: usize) -> Img {
         let dst = &mut out.data[y * nw * 3..(y + 1) * nw * 3];
         for i in 0..nw * 3 {
             let v = r0[i] + (r1[i] - r0[i]) * b;
-            dst[i] = v.round().clamp(0.0, 255.0) as u8;
+            // Round half up; v is within [0, 255], so this equals `round` and vectorises.
+            dst[i] = (v.clamp(0.0, 255.0) + 0.5) as u8;
         }
     }
     out

@@ -146,7 +146,7 @@ impl Stage for DetPost {
     fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
         let prob = inputs.tensor("prob")?;
         let (mh, mw) = (prob.shape[2] as usize, prob.shape[3] as usize);
-        let pred = prob.to_f32()?;
+        let pred = prob.as_f32()?;
         let img_t = inputs.tensor("image_bgr")?;
         let img = Img {
             h: img_t.shape[0] as usize,

@@ -39,7 +39,7 @@ impl Stage for RecPost {
                 self.characters.len()
             ));
         }
-        let p = prob.to_f32()?;
+        let p = prob.as_f32()?;
         let boxes = inputs.json("boxes")?;
         let boxes = boxes
             .as_array()
