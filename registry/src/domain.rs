@@ -80,6 +80,44 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// An artifact with its identity set and every descriptive field empty.
+    pub fn new(
+        kind: Kind,
+        name: String,
+        version: String,
+        digest: Digest,
+        size: u64,
+        format: &str,
+    ) -> Artifact {
+        Artifact {
+            kind,
+            name,
+            version,
+            digest,
+            size,
+            description: String::new(),
+            license: String::new(),
+            industries: Vec::new(),
+            tags: Vec::new(),
+            domain: String::new(),
+            task: String::new(),
+            format: format.to_owned(),
+            architecture: String::new(),
+            tool_kind: String::new(),
+            scenario: String::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            card: String::new(),
+            metrics: BTreeMap::new(),
+            parent: String::new(),
+            blobs: Vec::new(),
+            signatures: Vec::new(),
+            yanked: false,
+            published_unix: 0,
+            published_by: String::new(),
+        }
+    }
+
     /// `team/name@version`
     pub fn reference(&self) -> String {
         format!("{}@{}", self.name, self.version)

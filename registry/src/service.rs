@@ -646,31 +646,29 @@ impl Registry {
         };
         blobs.dedup();
         self.insert(Artifact {
-            kind: Kind::Model,
-            name: spec.name,
-            version: spec.version,
-            digest: d,
-            size: bytes.len() as u64,
             description: spec.description,
             license: spec.license,
             industries: spec.industries,
             tags: spec.tags,
             domain: spec.domain,
             task: spec.task,
-            format: format.into(),
             architecture: spec.architecture,
-            tool_kind: String::new(),
-            scenario: String::new(),
             inputs: signature.inputs,
             outputs: signature.outputs,
             card: spec.card,
             metrics: spec.metrics,
             parent: spec.parent,
             blobs,
-            signatures: Vec::new(),
-            yanked: false,
             published_unix: self.clock.now_unix(),
             published_by: p.token_id.clone(),
+            ..Artifact::new(
+                Kind::Model,
+                spec.name,
+                spec.version,
+                d,
+                bytes.len() as u64,
+                format,
+            )
         })
     }
 
@@ -699,31 +697,25 @@ impl Registry {
         )?;
         let contract = runner.contract().clone();
         self.insert(Artifact {
-            kind: Kind::Tool,
-            name: spec.name,
-            version: spec.version,
-            digest: d,
-            size: bytes.len() as u64,
             description: spec.description,
             license: spec.license,
             industries: spec.industries,
             tags: spec.tags,
-            domain: String::new(),
-            task: String::new(),
-            format: "wasm".into(),
-            architecture: String::new(),
             tool_kind: spec.tool_kind,
-            scenario: String::new(),
             inputs: contract.inputs,
             outputs: contract.outputs,
             card: spec.card,
-            metrics: BTreeMap::new(),
-            parent: String::new(),
             blobs: vec![d],
-            signatures: Vec::new(),
-            yanked: false,
             published_unix: self.clock.now_unix(),
             published_by: p.token_id.clone(),
+            ..Artifact::new(
+                Kind::Tool,
+                spec.name,
+                spec.version,
+                d,
+                bytes.len() as u64,
+                "wasm",
+            )
         })
     }
 
@@ -791,46 +783,30 @@ impl Registry {
             }
         }
         self.blobs.put(&kit_digest, &manifest_bytes)?;
+        let port = |k: &algobay_runtime::manifest::KitPort| algobay_runtime::manifest::Port {
+            name: k.name.clone(),
+            ty: k.ty.clone(),
+        };
+        let size = manifest_bytes.len() as u64 + manifest.blobs.values().sum::<u64>();
         self.insert(Artifact {
-            kind: Kind::Kit,
-            name: manifest.name.clone(),
-            version: manifest.version.clone(),
-            digest: kit_digest,
-            size: manifest_bytes.len() as u64 + manifest.blobs.values().sum::<u64>(),
             description: manifest.description.clone(),
             license: manifest.license.clone(),
             industries: manifest.industries.clone(),
-            tags: Vec::new(),
-            domain: String::new(),
-            task: String::new(),
-            format: "kit".into(),
-            architecture: String::new(),
-            tool_kind: String::new(),
             scenario: manifest.scenario.clone(),
-            inputs: manifest
-                .inputs
-                .iter()
-                .map(|k| algobay_runtime::manifest::Port {
-                    name: k.name.clone(),
-                    ty: k.ty.clone(),
-                })
-                .collect(),
-            outputs: manifest
-                .outputs
-                .iter()
-                .map(|k| algobay_runtime::manifest::Port {
-                    name: k.name.clone(),
-                    ty: k.ty.clone(),
-                })
-                .collect(),
-            card: String::new(),
-            metrics: BTreeMap::new(),
-            parent: String::new(),
+            inputs: manifest.inputs.iter().map(port).collect(),
+            outputs: manifest.outputs.iter().map(port).collect(),
             blobs: manifest.blobs.keys().copied().collect(),
             signatures,
-            yanked: false,
             published_unix: self.clock.now_unix(),
             published_by: p.token_id.clone(),
+            ..Artifact::new(
+                Kind::Kit,
+                manifest.name.clone(),
+                manifest.version.clone(),
+                kit_digest,
+                size,
+                "kit",
+            )
         })
     }
 

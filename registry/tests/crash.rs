@@ -1,23 +1,19 @@
 //! `kill -9` of the real registry process in the middle of an upload or a publish.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::*;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-use tonic::{Code, Request};
+use tonic::Code;
 
 use algobay_proto::v1 as pb;
 use algobay_runtime::{Digest, SecretKey};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 struct Server {
     child: Child,
@@ -75,13 +71,6 @@ impl Server {
             .await
             .unwrap()
     }
-}
-
-fn req<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 fn operator(data: &Path) -> String {
@@ -248,42 +237,12 @@ async fn kill_during_upload_leaves_it_resumable() {
     server.kill9();
 }
 
-fn build_digits(key: &SecretKey) -> algobay_runtime::archive::KitArchive {
-    let ort = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"));
-    let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
-        cache_dir: None,
-        ort_library: Some(ort),
-        ort_threads: 1,
-    })
-    .unwrap();
-    let digits = root().join("examples/kits/digits");
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(digits.join("Kitfile"))
-        .unwrap()
-        .replace("algobay/digits-mlp", "acme/digits")
-        .replace("models/", &format!("{}/models/", digits.display()))
-        .replace("samples/", &format!("{}/samples/", digits.display()))
-        .replace(
-            "../../stages/",
-            &format!("{}/examples/stages/", root().display()),
-        );
-    std::fs::write(dir.path().join("Kitfile"), text).unwrap();
-    let cargo = std::env::var_os("CARGO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "cargo".into());
-    algobay_runtime::kitfile::Packager::new(&rt, cargo)
-        .build(dir.path(), key, &|_| {})
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_publish_leaves_it_wholly_there_or_wholly_absent() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let key = SecretKey::generate();
-    let kit = build_digits(&key);
+    let kit = build_digits(&key, "acme/digits");
     let server = Server::start(&data_dir);
     let ch = server.channel(&data_dir).await;
     let tok = team(&ch, &operator(&data_dir), &key).await;

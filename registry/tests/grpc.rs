@@ -1,7 +1,9 @@
 //! The registry over real gRPC with TLS on loopback, with a real tonic client.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+mod common;
+use common::*;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -16,25 +18,6 @@ use algobay_registry::service::Registry;
 use algobay_registry::store::SledStore;
 use algobay_registry::tls::TlsIdentity;
 use algobay_runtime::{Digest, Runtime, RuntimeOptions, SecretKey};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn ort_lib() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-}
 
 struct FakeClock(AtomicI64);
 
@@ -115,13 +98,6 @@ async fn start() -> Harness {
         metrics_addr,
         _stop: stop,
     }
-}
-
-fn req<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 impl Harness {
@@ -764,33 +740,6 @@ async fn push_kit(
         ))
         .await
         .map(|r| r.into_inner())
-}
-
-fn build_digits(key: &SecretKey, name: &str) -> algobay_runtime::archive::KitArchive {
-    let rt = Runtime::new(RuntimeOptions {
-        cache_dir: None,
-        ort_library: Some(ort_lib()),
-        ort_threads: 1,
-    })
-    .unwrap();
-    let digits = root().join("examples/kits/digits");
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(digits.join("Kitfile"))
-        .unwrap()
-        .replace("algobay/digits-mlp", name)
-        .replace("models/", &format!("{}/models/", digits.display()))
-        .replace("samples/", &format!("{}/samples/", digits.display()))
-        .replace(
-            "../../stages/",
-            &format!("{}/examples/stages/", root().display()),
-        );
-    std::fs::write(dir.path().join("Kitfile"), text).unwrap();
-    let cargo = std::env::var_os("CARGO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "cargo".into());
-    algobay_runtime::kitfile::Packager::new(&rt, cargo)
-        .build(dir.path(), key, &|_| {})
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

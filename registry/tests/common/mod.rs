@@ -1,0 +1,64 @@
+//! Helpers shared by the registry's integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use tonic::Request;
+
+use algobay_runtime::archive::KitArchive;
+use algobay_runtime::SecretKey;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn ort_lib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// A request carrying a bearer token.
+pub fn req<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// The example digits kit under another name, signed with `key`.
+pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
+    let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
+        cache_dir: None,
+        ort_library: Some(ort_lib()),
+        ort_threads: 1,
+    })
+    .unwrap();
+    let digits = root().join("examples/kits/digits");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(digits.join("Kitfile"))
+        .unwrap()
+        .replace("algobay/digits-mlp", name)
+        .replace("models/", &format!("{}/models/", digits.display()))
+        .replace("samples/", &format!("{}/samples/", digits.display()))
+        .replace(
+            "../../stages/",
+            &format!("{}/examples/stages/", root().display()),
+        );
+    std::fs::write(dir.path().join("Kitfile"), text).unwrap();
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into());
+    algobay_runtime::kitfile::Packager::new(&rt, cargo)
+        .build(dir.path(), key, &|_| {})
+        .unwrap()
+}
