@@ -132,6 +132,21 @@ fn generated(i: usize, rng: &mut rand::rngs::StdRng) -> Artifact {
     }
 }
 
+/// Publishing `bench/mlp-<i>` from its uploaded weights and the shared config blob.
+fn publish_request(i: usize, blob: &[u8], config: &[u8]) -> pb::PublishModelRequest {
+    pb::PublishModelRequest {
+        name: format!("bench/mlp-{i}"),
+        version: "1.0.0".into(),
+        digest: Digest::of(blob).to_string(),
+        domain: "tabular".into(),
+        task: "classification".into(),
+        architecture: "mlp".into(),
+        config_digest: Digest::of(config).to_string(),
+        description: "a tiny benchmark classifier".into(),
+        ..Default::default()
+    }
+}
+
 struct Client {
     ch: Channel,
     token: String,
@@ -303,20 +318,7 @@ async fn main() {
         let s = Instant::now();
         client.upload(&blob, 1 << 20).await;
         catalog
-            .publish_model(req(
-                pb::PublishModelRequest {
-                    name: format!("bench/mlp-{i}"),
-                    version: "1.0.0".into(),
-                    digest: Digest::of(&blob).to_string(),
-                    domain: "tabular".into(),
-                    task: "classification".into(),
-                    architecture: "mlp".into(),
-                    config_digest: Digest::of(&config).to_string(),
-                    description: "a tiny benchmark classifier".into(),
-                    ..Default::default()
-                },
-                &token,
-            ))
+            .publish_model(req(publish_request(i, &blob, &config), &token))
             .await
             .unwrap();
         pub_lat.push(s.elapsed());
@@ -348,19 +350,7 @@ async fn main() {
                 let blob = tiny_mlp(i as u64);
                 client.upload(&blob, 1 << 20).await;
                 catalog
-                    .publish_model(req(
-                        pb::PublishModelRequest {
-                            name: format!("bench/mlp-{i}"),
-                            version: "1.0.0".into(),
-                            digest: Digest::of(&blob).to_string(),
-                            domain: "tabular".into(),
-                            task: "classification".into(),
-                            architecture: "mlp".into(),
-                            config_digest: Digest::of(&config).to_string(),
-                            ..Default::default()
-                        },
-                        &token,
-                    ))
+                    .publish_model(req(publish_request(i, &blob, &config), &token))
                     .await
                     .unwrap();
             }

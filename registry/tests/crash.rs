@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use algobay_proto::v1 as pb;
@@ -58,18 +58,11 @@ impl Server {
     }
 
     async fn channel(&self, data: &Path) -> Channel {
-        let cert = std::fs::read_to_string(data.join("tls/cert.pem")).unwrap();
-        Channel::from_shared(format!("https://localhost:{}", self.port))
-            .unwrap()
-            .tls_config(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(cert))
-                    .domain_name("localhost"),
-            )
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        tls_channel(
+            self.port,
+            std::fs::read_to_string(data.join("tls/cert.pem")).unwrap(),
+        )
+        .await
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use sha2::Digest as _;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 use algobay_proto::v1 as pb;
@@ -79,17 +79,7 @@ async fn start() -> Harness {
         registry,
         std::future::pending(),
     ));
-    let channel = Channel::from_shared(format!("https://localhost:{port}"))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(cert))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tls_channel(port, cert).await;
     Harness {
         _dir: dir,
         channel,
@@ -111,6 +101,26 @@ impl Harness {
         pb::catalog_client::CatalogClient::new(self.channel.clone())
     }
 
+    /// A team token, as the operator creates it.
+    async fn team_token(
+        &self,
+        team: &str,
+        ttl_seconds: i64,
+    ) -> Result<pb::CreateTokenResponse, tonic::Status> {
+        self.admin()
+            .create_token(req(
+                pb::CreateTokenRequest {
+                    role: pb::Role::Team as i32,
+                    subject: team.into(),
+                    ttl_seconds,
+                    description: String::new(),
+                },
+                &self.operator,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
     /// Creates a team with a fresh key; returns its token and key.
     async fn team(&self, name: &str) -> (String, SecretKey) {
         let key = SecretKey::generate();
@@ -125,21 +135,7 @@ impl Harness {
             ))
             .await
             .unwrap();
-        let t = self
-            .admin()
-            .create_token(req(
-                pb::CreateTokenRequest {
-                    role: pb::Role::Team as i32,
-                    subject: name.into(),
-                    ttl_seconds: 0,
-                    description: "test".into(),
-                },
-                &self.operator,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        (t.token, key)
+        (self.team_token(name, 0).await.unwrap().token, key)
     }
 
     async fn upload(&self, token: &str, data: &[u8]) -> pb::UploadResponse {
@@ -591,20 +587,7 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
 async fn revoked_and_expired_tokens_are_refused() {
     let h = start().await;
     h.team("acme").await;
-    let t = h
-        .admin()
-        .create_token(req(
-            pb::CreateTokenRequest {
-                role: pb::Role::Team as i32,
-                subject: "acme".into(),
-                ttl_seconds: 60,
-                description: String::new(),
-            },
-            &h.operator,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = h.team_token("acme", 60).await.unwrap();
     let who = h
         .admin()
         .who_am_i(req(pb::WhoAmIRequest {}, &t.token))
@@ -624,20 +607,7 @@ async fn revoked_and_expired_tokens_are_refused() {
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("expired"), "{}", err.message());
 
-    let t = h
-        .admin()
-        .create_token(req(
-            pb::CreateTokenRequest {
-                role: pb::Role::Team as i32,
-                subject: "acme".into(),
-                ttl_seconds: 0,
-                description: String::new(),
-            },
-            &h.operator,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let t = h.team_token("acme", 0).await.unwrap();
     h.admin()
         .revoke_token(req(
             pb::RevokeTokenRequest {
@@ -653,19 +623,7 @@ async fn revoked_and_expired_tokens_are_refused() {
         .await
         .unwrap_err();
     assert!(err.message().contains("revoked"), "{}", err.message());
-    let err = h
-        .admin()
-        .create_token(req(
-            pb::CreateTokenRequest {
-                role: pb::Role::Team as i32,
-                subject: "nobody".into(),
-                ttl_seconds: 0,
-                description: String::new(),
-            },
-            &h.operator,
-        ))
-        .await
-        .unwrap_err();
+    let err = h.team_token("nobody", 0).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
 

@@ -27,6 +27,22 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// A TLS channel to a registry on this machine that trusts `cert_pem` alone.
+pub async fn tls_channel(port: u16, cert_pem: String) -> tonic::transport::Channel {
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+    Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(cert_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// A request carrying a bearer token.
 pub fn req<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
