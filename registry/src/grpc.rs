@@ -102,6 +102,14 @@ fn artifact_to_pb(a: Artifact) -> pb::Artifact {
         yanked: a.yanked,
         published_unix: a.published_unix,
         published_by: a.published_by,
+        signatures: a
+            .signatures
+            .into_iter()
+            .map(|s| pb::KitSignature {
+                key: s.key,
+                signature: s.signature,
+            })
+            .collect(),
     }
 }
 

@@ -1,1 +1,24 @@
-//! stub
+//! The Algobay client library: a typed async client of the registry.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), algobay_sdk::SdkError> {
+//! use algobay_sdk::{Client, Search};
+//! let ca = std::fs::read_to_string("algobay-data/tls/cert.pem").ok();
+//! let client = Client::connect("https://localhost:7443", Some("abt_…".into()), ca).await?;
+//! let page = client.search(Search { text: "ocr".into(), page_size: 20, ..Default::default() }).await?;
+//! for a in page.artifacts {
+//!     println!("{} {}", a.reference(), a.description);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`client`]: [`Client`] and the domain values it returns ([`Artifact`], [`Page`]).
+//! - The `algobay` binary (`src/main.rs`, `src/cli/`) is built on it.
+
+pub mod client;
+
+pub use client::{
+    no_progress, Artifact, Client, Kind, ModelInfo, Page, Progress, SdkError, Search, Uploaded,
+};

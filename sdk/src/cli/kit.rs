@@ -61,6 +61,17 @@ algobay kit run my.kit --input image=a.png --input threshold=0.3"
         #[arg(long)]
         timings: bool,
     },
+    /// Push a kit file to the registry: only the blobs it lacks are sent.
+    #[command(after_help = "Example:\n  algobay kit push ocr.kit")]
+    Push { file: PathBuf },
+    /// Pull a kit from the registry into a kit file, every blob verified.
+    #[command(after_help = "Example:\n  algobay kit pull acme/ocr@1.0.0 -o ocr.kit")]
+    Pull {
+        /// `team/name@version` or the kit's digest.
+        reference: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Show a kit's manifest, blobs and signatures.
     #[command(after_help = "Example:\n  algobay kit inspect ocr.kit --json")]
     Inspect {
@@ -76,6 +87,11 @@ algobay kit run my.kit --input image=a.png --input threshold=0.3"
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
+    /// Publish a model file to the registry (it reads the model for its signature).
+    #[command(
+        after_help = "Example:\n  algobay model publish silero_vad.onnx --name acme/silero-vad --version 6.2.3 --domain speech --task vad --card README.md"
+    )]
+    Publish(super::registry::ModelPublish),
     /// Train a small MLP classifier with candle on a CSV of numbers (label in the last
     /// column) and write its weights as safetensors.
     #[command(
@@ -128,6 +144,9 @@ pub fn run(g: &Global, cmd: KitCommand) -> anyhow::Result<()> {
             timings,
         } => run_kit(g, &file, &input, &trust, timings),
         KitCommand::Inspect { file, json, trust } => inspect(g, &file, json, &trust),
+        KitCommand::Push { .. } | KitCommand::Pull { .. } => {
+            unreachable!("dispatched to the registry commands")
+        }
     }
 }
 
@@ -448,6 +467,7 @@ fn inspect(g: &Global, file: &Path, json: bool, trust: &[PathBuf]) -> anyhow::Re
 pub fn model(g: &Global, cmd: ModelCommand) -> anyhow::Result<()> {
     let (file, json) = match cmd {
         ModelCommand::Inspect { file, json } => (file, json),
+        ModelCommand::Publish(_) => unreachable!("dispatched to the registry commands"),
         ModelCommand::TrainMlp {
             csv,
             layers,

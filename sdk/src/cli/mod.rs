@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use algobay_runtime::{Error as RtError, Runtime, RuntimeOptions, TrustRoots};
 
 mod kit;
+mod registry;
 
 /// Exit codes that mean something to scripts.
 pub mod exit {
@@ -20,8 +21,14 @@ pub mod exit {
     pub const GOLDEN: u8 = 5;
     /// Something the machine lacks: ONNX Runtime, cargo, the wasm target.
     pub const ENVIRONMENT: u8 = 6;
-    /// A file that was named does not exist.
+    /// A file, or a registry entry, that was named does not exist.
     pub const NOT_FOUND: u8 = 7;
+    /// The registry could not be reached, or its certificate is not trusted.
+    pub const CONNECT: u8 = 8;
+    /// The token is missing, unknown, expired or revoked, or may not do this.
+    pub const AUTH: u8 = 9;
+    /// The registry failed on its side.
+    pub const SERVER: u8 = 10;
     /// Anything else.
     pub const FAILURE: u8 = 1;
 }
@@ -39,6 +46,8 @@ overridden by environment variables, overridden by flags.",
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    #[command(flatten)]
+    pub connection: registry::Connection,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -80,11 +89,47 @@ pub enum Command {
     /// Work with kits.
     #[command(subcommand)]
     Kit(kit::KitCommand),
-    /// Show an ONNX or safetensors model's inputs, outputs and metadata.
-    #[command(after_help = "Example:\n  algobay model inspect examples/kits/ocr/models/det.onnx")]
+    /// Models: inspect a model file, train a small classifier, publish to the registry.
+    #[command(
+        after_help = "Examples:\n  algobay model inspect examples/kits/ocr/models/det.onnx\n  algobay model publish det.onnx --name acme/ppocr-det --version 4.0.0 --domain vision --task detection"
+    )]
     Model {
         #[command(subcommand)]
         command: kit::ModelCommand,
+    },
+    /// Check a token against a registry and remember registry, token and certificate.
+    #[command(
+        after_help = "Example:\n  algobay login --registry https://localhost:7443 --token abt_… --ca-cert algobay-data/tls/cert.pem"
+    )]
+    Login,
+    /// Teams (operator).
+    #[command(subcommand)]
+    Team(registry::TeamCommand),
+    /// Tokens (operator).
+    #[command(subcommand)]
+    Token(registry::TokenCommand),
+    /// Tools: WASM stages published to the registry.
+    #[command(subcommand)]
+    Tool(registry::ToolCommand),
+    /// Search the registry's models, tools and kits.
+    #[command(
+        after_help = "Examples:\n  algobay search ocr\n  algobay search --kind kit --industry finance --json"
+    )]
+    Search(registry::SearchArgs),
+    /// Show one artifact: `team/name@version` or a digest.
+    #[command(after_help = "Example:\n  algobay show acme/ppocr-det@4.0.0")]
+    Show {
+        reference: String,
+        /// model, tool or kit (when a reference names several)
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ecosystem's counts: models by domain and task, tools, kits by industry, teams.
+    Coverage {
+        #[arg(long)]
+        json: bool,
     },
     /// Print shell completions.
     #[command(
@@ -97,6 +142,9 @@ pub enum Command {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    pub registry: Option<String>,
+    pub token: Option<String>,
+    pub ca_cert: Option<PathBuf>,
     pub ort_library: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -112,6 +160,13 @@ fn config_home() -> Option<PathBuf> {
 }
 
 impl Global {
+    /// Where the configuration file is (or would be).
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| config_home().map(|h| h.join("config.toml")))
+    }
+
     pub fn file_config(&self) -> anyhow::Result<FileConfig> {
         let path = match &self.config {
             Some(p) => p.clone(),
@@ -193,15 +248,29 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<NotFound>().is_some() {
         return exit::NOT_FOUND;
     }
+    if let Some(s) = e.downcast_ref::<algobay_sdk::SdkError>() {
+        if let Some(code) = registry::exit_code(s) {
+            return code;
+        }
+        if let algobay_sdk::SdkError::Runtime(r) = s {
+            return runtime_exit_code(r);
+        }
+    }
     match e.downcast_ref::<RtError>() {
-        Some(RtError::Signature(_) | RtError::DigestMismatch { .. }) => exit::VERIFY,
-        Some(RtError::Golden { .. }) => exit::GOLDEN,
-        Some(RtError::OrtUnavailable(_) | RtError::StageBuild { .. }) => exit::ENVIRONMENT,
-        Some(RtError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Some(r) => runtime_exit_code(r),
+        None => exit::FAILURE,
+    }
+}
+
+fn runtime_exit_code(e: &RtError) -> u8 {
+    match e {
+        RtError::Signature(_) | RtError::DigestMismatch { .. } => exit::VERIFY,
+        RtError::Golden { .. } => exit::GOLDEN,
+        RtError::OrtUnavailable(_) | RtError::StageBuild { .. } => exit::ENVIRONMENT,
+        RtError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             exit::NOT_FOUND
         }
-        Some(_) => exit::INVALID,
-        None => exit::FAILURE,
+        _ => exit::INVALID,
     }
 }
 
@@ -221,8 +290,28 @@ pub fn init_tracing(g: &Global) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { output, force } => keygen(&output, force),
+        Command::Kit(kit::KitCommand::Push { file }) => {
+            registry::kit_push(&cli.global, &cli.connection, &file)
+        }
+        Command::Kit(kit::KitCommand::Pull { reference, output }) => {
+            registry::kit_pull(&cli.global, &cli.connection, &reference, &output)
+        }
         Command::Kit(cmd) => kit::run(&cli.global, cmd),
+        Command::Model {
+            command: kit::ModelCommand::Publish(m),
+        } => registry::model_publish(&cli.global, &cli.connection, m),
         Command::Model { command } => kit::model(&cli.global, command),
+        Command::Login => registry::login(&cli.global, &cli.connection),
+        Command::Team(cmd) => registry::team(&cli.global, &cli.connection, cmd),
+        Command::Token(cmd) => registry::token(&cli.global, &cli.connection, cmd),
+        Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),
+        Command::Search(args) => registry::search(&cli.global, &cli.connection, args),
+        Command::Show {
+            reference,
+            kind,
+            json,
+        } => registry::show(&cli.global, &cli.connection, &reference, &kind, json),
+        Command::Coverage { json } => registry::coverage(&cli.global, &cli.connection, json),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

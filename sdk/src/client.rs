@@ -1,0 +1,638 @@
+//! A typed async client of the registry: domain values in and out, errors that
+//! carry the server's message.
+
+use std::io::Write;
+use std::path::Path;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Code, Request};
+
+use algobay_proto::v1 as pb;
+use algobay_runtime::archive::KitArchive;
+use algobay_runtime::sign::Signature;
+use algobay_runtime::{Digest, Manifest};
+
+/// Bytes per upload chunk.
+pub const CHUNK: usize = 1 << 20;
+
+/// Called with (bytes done, bytes in all) as a transfer goes on.
+pub type Progress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// A progress callback that does nothing.
+pub fn no_progress() -> Progress {
+    std::sync::Arc::new(|_, _| {})
+}
+
+/// What can go wrong talking to the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    /// The registry could not be reached or its certificate was not trusted.
+    #[error("cannot reach the registry at {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The registry answered with an error.
+    #[error("{message}")]
+    Status { code: Code, message: String },
+    /// A local file or value is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Runtime(#[from] algobay_runtime::Error),
+}
+
+impl From<tonic::Status> for SdkError {
+    fn from(s: tonic::Status) -> Self {
+        SdkError::Status {
+            code: s.code(),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+type Result<T, E = SdkError> = std::result::Result<T, E>;
+
+/// What kind of artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Model,
+    Tool,
+    Kit,
+}
+
+impl Kind {
+    fn to_pb(k: Option<Kind>) -> i32 {
+        match k {
+            None => pb::Kind::Unspecified as i32,
+            Some(Kind::Model) => pb::Kind::Model as i32,
+            Some(Kind::Tool) => pb::Kind::Tool as i32,
+            Some(Kind::Kit) => pb::Kind::Kit as i32,
+        }
+    }
+}
+
+/// A published model, tool or kit version, as the registry describes it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Artifact {
+    pub kind: Option<Kind>,
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub size: u64,
+    pub description: String,
+    pub license: String,
+    pub industries: Vec<String>,
+    pub tags: Vec<String>,
+    pub domain: String,
+    pub task: String,
+    pub format: String,
+    pub architecture: String,
+    pub tool_kind: String,
+    pub scenario: String,
+    pub inputs: Vec<(String, String)>,
+    pub outputs: Vec<(String, String)>,
+    pub card: String,
+    pub yanked: bool,
+    pub blobs: Vec<String>,
+    pub signers: Vec<String>,
+    #[serde(skip)]
+    signatures: Vec<Signature>,
+}
+
+impl Artifact {
+    fn from_pb(a: pb::Artifact) -> Artifact {
+        let kind = match pb::Kind::try_from(a.kind) {
+            Ok(pb::Kind::Model) => Some(Kind::Model),
+            Ok(pb::Kind::Tool) => Some(Kind::Tool),
+            Ok(pb::Kind::Kit) => Some(Kind::Kit),
+            _ => None,
+        };
+        let signatures: Vec<Signature> = a
+            .signatures
+            .into_iter()
+            .map(|s| Signature {
+                key: s.key,
+                signature: s.signature,
+            })
+            .collect();
+        Artifact {
+            kind,
+            name: a.name,
+            version: a.version,
+            digest: a.digest,
+            size: a.size,
+            description: a.description,
+            license: a.license,
+            industries: a.industries,
+            tags: a.tags,
+            domain: a.domain,
+            task: a.task,
+            format: a.format,
+            architecture: a.architecture,
+            tool_kind: a.tool_kind,
+            scenario: a.scenario,
+            inputs: a.inputs.into_iter().map(|p| (p.name, p.r#type)).collect(),
+            outputs: a.outputs.into_iter().map(|p| (p.name, p.r#type)).collect(),
+            card: a.card,
+            yanked: a.yanked,
+            blobs: a.blobs,
+            signers: signatures
+                .iter()
+                .filter_map(|s| s.public_key().ok())
+                .map(|k| k.id())
+                .collect(),
+            signatures,
+        }
+    }
+
+    /// `team/name@version`
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// Filters of a search.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    pub text: String,
+    pub kind: Option<Kind>,
+    pub domain: String,
+    pub task: String,
+    pub industry: String,
+    pub team: String,
+    pub page_size: u32,
+    pub page_token: String,
+}
+
+/// A page of search results.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Page {
+    pub artifacts: Vec<Artifact>,
+    pub next_page_token: String,
+    pub total: u64,
+}
+
+/// What a model publish says about the model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub domain: String,
+    pub task: String,
+    pub architecture: String,
+    pub description: String,
+    pub license: String,
+    pub industries: Vec<String>,
+    pub tags: Vec<String>,
+    pub card: String,
+}
+
+/// How an upload went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Bytes sent over the wire this time.
+    pub sent: u64,
+    /// The registry had the blob already.
+    pub existed: bool,
+}
+
+/// A connection to a registry.
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Connects to `url` (`https://…`, or `http://…` for an `--insecure` registry),
+    /// trusting `ca_pem` for TLS when given.
+    pub async fn connect(
+        url: &str,
+        token: Option<String>,
+        ca_pem: Option<String>,
+    ) -> Result<Client> {
+        let err = |m: String| SdkError::Connect {
+            url: url.to_owned(),
+            message: m,
+        };
+        let mut ep = Channel::from_shared(url.to_owned())
+            .map_err(|e| err(format!("not a valid url: {e}")))?;
+        if url.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(pem) = ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            ep = ep.tls_config(tls).map_err(|e| err(e.to_string()))?;
+        }
+        let channel = ep
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(8 << 20)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                ))
+            })?;
+        Ok(Client { channel, token })
+    }
+
+    fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        if let Some(t) = &self.token {
+            if let Ok(v) = format!("Bearer {t}").parse() {
+                r.metadata_mut().insert("authorization", v);
+            }
+        }
+        r
+    }
+
+    fn admin(&self) -> pb::admin_client::AdminClient<Channel> {
+        pb::admin_client::AdminClient::new(self.channel.clone())
+    }
+    fn blobs(&self) -> pb::blobs_client::BlobsClient<Channel> {
+        pb::blobs_client::BlobsClient::new(self.channel.clone()).max_decoding_message_size(16 << 20)
+    }
+    fn catalog(&self) -> pb::catalog_client::CatalogClient<Channel> {
+        pb::catalog_client::CatalogClient::new(self.channel.clone())
+    }
+
+    /// The role and subject of this client's token.
+    pub async fn whoami(&self) -> Result<(String, String)> {
+        let r = self
+            .admin()
+            .who_am_i(self.req(pb::WhoAmIRequest {}))
+            .await?
+            .into_inner();
+        let role = pb::Role::try_from(r.role)
+            .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+            .unwrap_or_default();
+        Ok((role, r.subject))
+    }
+
+    /// Operator: registers a team with the public key it signs kits with.
+    pub async fn create_team(
+        &self,
+        name: &str,
+        display_name: &str,
+        signing_key: &str,
+    ) -> Result<()> {
+        self.admin()
+            .create_team(self.req(pb::CreateTeamRequest {
+                name: name.into(),
+                display_name: display_name.into(),
+                signing_key: signing_key.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Operator: a token for `role` (`operator`, `team`, `enterprise`); returns (id, secret).
+    pub async fn create_token(
+        &self,
+        role: &str,
+        subject: &str,
+        ttl_seconds: i64,
+    ) -> Result<(String, String)> {
+        let role = match role {
+            "operator" => pb::Role::Operator,
+            "team" => pb::Role::Team,
+            "enterprise" => pb::Role::Enterprise,
+            other => {
+                return Err(SdkError::Invalid(format!(
+                    "role `{other}` must be operator, team or enterprise"
+                )))
+            }
+        };
+        let r = self
+            .admin()
+            .create_token(self.req(pb::CreateTokenRequest {
+                role: role as i32,
+                subject: subject.into(),
+                ttl_seconds,
+                description: String::new(),
+            }))
+            .await?
+            .into_inner();
+        Ok((r.token_id, r.token))
+    }
+
+    /// Operator.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.admin()
+            .revoke_token(self.req(pb::RevokeTokenRequest {
+                token_id: id.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Uploads bytes, resuming after whatever the registry already has, sending
+    /// nothing when it has them all. `progress(done, total)` is called per chunk.
+    pub async fn upload(&self, data: &[u8], progress: Progress) -> Result<Uploaded> {
+        let d = Digest::of(data);
+        let st = self
+            .blobs()
+            .stat(self.req(pb::StatBlobRequest {
+                digest: d.to_string(),
+            }))
+            .await?
+            .into_inner();
+        let total = data.len() as u64;
+        if st.present {
+            progress(total, total);
+            return Ok(Uploaded {
+                sent: 0,
+                existed: true,
+            });
+        }
+        let from = st.received.min(total) as usize;
+        let ds = d.to_string();
+        let mut chunks: Vec<pb::UploadChunk> = data[from..]
+            .chunks(CHUNK)
+            .enumerate()
+            .map(|(i, c)| pb::UploadChunk {
+                digest: ds.clone(),
+                size: total,
+                offset: (from + i * CHUNK) as u64,
+                data: c.to_vec(),
+                chunk_digest: Digest::of(c).to_string(),
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(pb::UploadChunk {
+                digest: ds.clone(),
+                size: total,
+                offset: from as u64,
+                ..Default::default()
+            });
+        }
+        let stream = tokio_stream::iter(
+            chunks
+                .into_iter()
+                .inspect(move |c| progress(c.offset + c.data.len() as u64, total)),
+        );
+        let r = self.blobs().upload(self.req(stream)).await?.into_inner();
+        Ok(Uploaded {
+            sent: if r.existed { 0 } else { total - from as u64 },
+            existed: r.existed,
+        })
+    }
+
+    /// Downloads a blob into `dest`, resuming a `dest.partial` left by an interrupted
+    /// download, and checks its digest before the file gets its name.
+    pub async fn download_to(&self, digest: &str, dest: &Path, progress: Progress) -> Result<u64> {
+        let d: Digest = digest.parse()?;
+        let partial = dest.with_extension(format!(
+            "{}.partial",
+            dest.extension().and_then(|e| e.to_str()).unwrap_or("")
+        ));
+        let io = |p: &Path, e: std::io::Error| SdkError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        let mut have = std::fs::read(&partial).unwrap_or_default();
+        let mut s = self
+            .blobs()
+            .download(self.req(pb::DownloadRequest {
+                digest: d.to_string(),
+                offset: have.len() as u64,
+            }))
+            .await;
+        if matches!(&s, Err(st) if st.code() == Code::InvalidArgument && !have.is_empty()) {
+            // The partial file is longer than the blob: start over.
+            have.clear();
+            s = self
+                .blobs()
+                .download(self.req(pb::DownloadRequest {
+                    digest: d.to_string(),
+                    offset: 0,
+                }))
+                .await;
+        }
+        let mut s = s?.into_inner();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&partial)
+            .map_err(|e| io(&partial, e))?;
+        f.write_all(&have).map_err(|e| io(&partial, e))?;
+        while let Some(c) = s.message().await? {
+            f.write_all(&c.data).map_err(|e| io(&partial, e))?;
+            have.extend_from_slice(&c.data);
+            progress(have.len() as u64, c.size);
+        }
+        f.sync_all().map_err(|e| io(&partial, e))?;
+        d.verify(&dest.display().to_string(), &have)?;
+        std::fs::rename(&partial, dest).map_err(|e| io(dest, e))?;
+        Ok(have.len() as u64)
+    }
+
+    /// Downloads a blob into memory, verified.
+    pub async fn download(&self, digest: &str) -> Result<Vec<u8>> {
+        let d: Digest = digest.parse()?;
+        let mut s = self
+            .blobs()
+            .download(self.req(pb::DownloadRequest {
+                digest: d.to_string(),
+                offset: 0,
+            }))
+            .await?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(c) = s.message().await? {
+            out.extend_from_slice(&c.data);
+        }
+        d.verify(digest, &out)?;
+        Ok(out)
+    }
+
+    /// Uploads a model file (and its architecture's config, if any) and publishes it.
+    pub async fn publish_model(
+        &self,
+        model: &[u8],
+        config: Option<&[u8]>,
+        info: ModelInfo,
+        progress: Progress,
+    ) -> Result<Artifact> {
+        self.upload(model, progress).await?;
+        let config_digest = match config {
+            Some(c) => {
+                self.upload(c, no_progress()).await?;
+                Digest::of(c).to_string()
+            }
+            None => String::new(),
+        };
+        let a = self
+            .catalog()
+            .publish_model(self.req(pb::PublishModelRequest {
+                name: info.name,
+                version: info.version,
+                digest: Digest::of(model).to_string(),
+                domain: info.domain,
+                task: info.task,
+                architecture: info.architecture,
+                config_digest,
+                description: info.description,
+                license: info.license,
+                industries: info.industries,
+                tags: info.tags,
+                card: info.card,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        Ok(Artifact::from_pb(a))
+    }
+
+    /// Uploads a stage's WASM and publishes it as a tool.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn publish_tool(
+        &self,
+        wasm: &[u8],
+        name: &str,
+        version: &str,
+        tool_kind: &str,
+        description: &str,
+        license: &str,
+        card: &str,
+    ) -> Result<Artifact> {
+        self.upload(wasm, no_progress()).await?;
+        let a = self
+            .catalog()
+            .publish_tool(self.req(pb::PublishToolRequest {
+                name: name.into(),
+                version: version.into(),
+                digest: Digest::of(wasm).to_string(),
+                tool_kind: tool_kind.into(),
+                description: description.into(),
+                license: license.into(),
+                card: card.into(),
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        Ok(Artifact::from_pb(a))
+    }
+
+    /// Uploads the blobs of a kit the registry lacks, then publishes it.
+    pub async fn push_kit(&self, kit: &KitArchive, progress: Progress) -> Result<(Artifact, u64)> {
+        let total: u64 = kit.blobs.values().map(|b| b.len() as u64).sum();
+        let mut done = 0u64;
+        let mut sent = 0u64;
+        for b in kit.blobs.values() {
+            let base = done;
+            let outer = progress.clone();
+            let up = self
+                .upload(b, std::sync::Arc::new(move |d, _| outer(base + d, total)))
+                .await?;
+            sent += up.sent;
+            done += b.len() as u64;
+        }
+        let sigs = kit
+            .signatures
+            .iter()
+            .map(|s| pb::KitSignature {
+                key: s.key.clone(),
+                signature: s.signature.clone(),
+            })
+            .collect();
+        let a = self
+            .catalog()
+            .publish_kit(self.req(pb::PublishKitRequest {
+                manifest: kit.manifest_bytes.clone(),
+                signatures: sigs,
+            }))
+            .await?
+            .into_inner();
+        Ok((Artifact::from_pb(a), sent))
+    }
+
+    /// Fetches a kit (its manifest, signatures and every blob, each verified) by reference or digest.
+    pub async fn pull_kit(&self, reference: &str, progress: Progress) -> Result<KitArchive> {
+        let a = self.get(reference, Some(Kind::Kit)).await?;
+        let manifest_bytes = self.download(&a.digest).await?;
+        let manifest = Manifest::from_json(&manifest_bytes)?;
+        let total: u64 = manifest.blobs.values().sum();
+        let mut done = 0u64;
+        let mut blobs = std::collections::BTreeMap::new();
+        for (d, size) in &manifest.blobs {
+            blobs.insert(
+                *d,
+                std::sync::Arc::new(self.download(&d.to_string()).await?),
+            );
+            done += size;
+            progress(done, total);
+        }
+        Ok(KitArchive {
+            manifest,
+            manifest_bytes,
+            signatures: a.signatures,
+            blobs,
+        })
+    }
+
+    pub async fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        let a = self
+            .catalog()
+            .get(self.req(pb::GetRequest {
+                reference: reference.into(),
+                kind: Kind::to_pb(kind),
+            }))
+            .await?
+            .into_inner();
+        Ok(Artifact::from_pb(a))
+    }
+
+    pub async fn search(&self, q: Search) -> Result<Page> {
+        let r = self
+            .catalog()
+            .search(self.req(pb::SearchRequest {
+                text: q.text,
+                kind: Kind::to_pb(q.kind),
+                domain: q.domain,
+                task: q.task,
+                industry: q.industry,
+                team: q.team,
+                page_size: q.page_size,
+                page_token: q.page_token,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        Ok(Page {
+            artifacts: r.artifacts.into_iter().map(Artifact::from_pb).collect(),
+            next_page_token: r.next_page_token,
+            total: r.total,
+        })
+    }
+
+    /// The operator's counts, as name → count maps and totals.
+    pub async fn coverage(&self) -> Result<serde_json::Value> {
+        let c = self
+            .catalog()
+            .coverage(self.req(pb::CoverageRequest {}))
+            .await?
+            .into_inner();
+        let sorted = |m: std::collections::HashMap<String, u64>| {
+            m.into_iter().collect::<std::collections::BTreeMap<_, _>>()
+        };
+        Ok(serde_json::json!({
+            "models": c.models, "tools": c.tools, "kits": c.kits,
+            "teams": c.teams, "publishing_teams": c.publishing_teams,
+            "industries": c.industries, "enterprises": c.enterprises,
+            "models_by_domain": sorted(c.models_by_domain), "models_by_task": sorted(c.models_by_task),
+            "tools_by_kind": sorted(c.tools_by_kind), "kits_by_industry": sorted(c.kits_by_industry),
+            "kits_by_scenario": sorted(c.kits_by_scenario),
+        }))
+    }
+}

@@ -1,0 +1,370 @@
+//! The `algobay` commands against a real registry over TLS: publish, push, search, show, pull, run.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use algobay_registry::blobs::LocalBlobStore;
+use algobay_registry::domain::SystemClock;
+use algobay_registry::service::Registry;
+use algobay_registry::store::SledStore;
+use algobay_runtime::{Runtime, RuntimeOptions};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn ort_lib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    url: String,
+    cert: PathBuf,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Env {
+    fn start() -> (Env, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("registry");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let kv = Arc::new(SledStore::open(&data.join("meta")).unwrap());
+        let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), 1 << 30).unwrap());
+        let runtime = Arc::new(
+            Runtime::new(RuntimeOptions {
+                cache_dir: None,
+                ort_library: Some(ort_lib()),
+                ort_threads: 1,
+            })
+            .unwrap(),
+        );
+        let registry = Arc::new(Registry::open(kv, blobs, runtime, Arc::new(SystemClock)).unwrap());
+        let operator = registry.bootstrap_operator().unwrap().unwrap();
+        let (tls, _) =
+            algobay_registry::tls::TlsIdentity::self_signed_in(&data.join("tls"), &[]).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _guard = rt.enter();
+        rt.spawn(algobay_registry::server::serve(
+            listener,
+            registry,
+            Some(tls),
+            algobay_registry::metrics::Metrics::new(),
+            std::future::pending(),
+        ));
+        let env = Env {
+            url: format!("https://localhost:{port}"),
+            cert: data.join("tls/cert.pem"),
+            dir,
+            _rt: rt,
+        };
+        (env, operator)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn algobay(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_algobay"));
+        c.env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("ALGOBAY_CACHE_DIR", self.dir.path().join("cache"))
+            .env("ORT_DYLIB_PATH", ort_lib())
+            .env_remove("ALGOBAY_REGISTRY")
+            .env_remove("ALGOBAY_TOKEN")
+            .env_remove("ALGOBAY_TRUST")
+            .arg("--quiet");
+        c
+    }
+
+    /// With explicit registry flags (before `login`).
+    fn as_user(&self, token: &str) -> Command {
+        let mut c = self.algobay();
+        c.arg("--registry")
+            .arg(&self.url)
+            .arg("--token")
+            .arg(token)
+            .arg("--ca-cert")
+            .arg(&self.cert);
+        c
+    }
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn ok(c: &mut Command) -> String {
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    out
+}
+
+#[test]
+fn publisher_pushes_and_an_enterprise_style_user_finds_pulls_and_runs() {
+    let (env, operator) = Env::start();
+    ok(env
+        .algobay()
+        .args(["keygen", "-o"])
+        .arg(env.path("team.key")));
+    ok(env
+        .as_user(&operator)
+        .args(["team", "create", "algobay", "--key"])
+        .arg(env.path("team.key.pub")));
+    let token = ok(env.as_user(&operator).args([
+        "token",
+        "create",
+        "--role",
+        "team",
+        "--subject",
+        "algobay",
+    ]))
+    .trim()
+    .to_owned();
+    assert!(token.starts_with("abt_"), "{token}");
+
+    // Log in once; later commands read the registry, token and certificate from the config file.
+    let out = ok(env
+        .algobay()
+        .args([
+            "login",
+            "--registry",
+            &env.url,
+            "--token",
+            &token,
+            "--ca-cert",
+        ])
+        .arg(&env.cert));
+    assert!(out.contains("as team algobay"), "{out}");
+
+    std::fs::write(
+        env.path("card.md"),
+        "# Silero VAD\nFinds speech in 16 kHz audio.",
+    )
+    .unwrap();
+    let out = ok(env
+        .algobay()
+        .args(["model", "publish"])
+        .arg(root().join("examples/kits/vad/models/silero_vad.onnx"))
+        .args([
+            "--name",
+            "algobay/silero-vad",
+            "--version",
+            "6.2.3",
+            "--domain",
+            "speech",
+            "--task",
+            "vad",
+            "--industry",
+            "telecom",
+            "--card",
+        ])
+        .arg(env.path("card.md")));
+    assert!(
+        out.contains("published model algobay/silero-vad@6.2.3 sha256:"),
+        "{out}"
+    );
+
+    let wasm = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("wasm32-wasip2/release/stage_classify_post.wasm");
+    let out = ok(env.algobay().args(["tool", "publish"]).arg(&wasm).args([
+        "--name",
+        "algobay/softmax",
+        "--version",
+        "1.0.0",
+        "--kind",
+        "postprocess",
+    ]));
+    assert!(
+        out.contains("published tool algobay/softmax@1.0.0"),
+        "{out}"
+    );
+
+    ok(env
+        .algobay()
+        .args(["kit", "build"])
+        .arg(root().join("examples/kits/digits"))
+        .arg("-o")
+        .arg(env.path("digits.kit"))
+        .arg("--key")
+        .arg(env.path("team.key")));
+    let out = ok(env
+        .algobay()
+        .args(["kit", "push"])
+        .arg(env.path("digits.kit")));
+    assert!(out.contains("pushed kit algobay/digits-mlp@1.0.0"), "{out}");
+    // A second push sends no blob bytes: the registry has them all.
+    let out = ok(env
+        .algobay()
+        .args(["kit", "push"])
+        .arg(env.path("digits.kit")));
+    assert!(out.contains("(0 of "), "{out}");
+
+    let out = ok(env.algobay().args(["search", "silero", "--json"]));
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["artifacts"][0]["name"], "algobay/silero-vad");
+    let out = ok(env.algobay().args(["search", "--kind", "kit"]));
+    assert!(
+        out.contains("algobay/digits-mlp@1.0.0") && out.contains("1 of 1 shown"),
+        "{out}"
+    );
+
+    let out = ok(env.algobay().args(["show", "algobay/silero-vad@6.2.3"]));
+    assert!(
+        out.contains("input       input: f32[?,?]") && out.contains("# Silero VAD"),
+        "{out}"
+    );
+
+    ok(env
+        .algobay()
+        .args(["kit", "pull", "algobay/digits-mlp@1.0.0", "-o"])
+        .arg(env.path("pulled.kit")));
+    let out = ok(env
+        .algobay()
+        .args(["kit", "run"])
+        .arg(env.path("pulled.kit"))
+        .arg("--trust")
+        .arg(env.path("team.key.pub"))
+        .arg("--input")
+        .arg(root().join("examples/kits/digits/samples/row9.json")));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"][0][0]["label"], "9");
+
+    let out = ok(env.algobay().args(["coverage", "--json"]));
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            c["models"].as_u64(),
+            c["tools"].as_u64(),
+            c["kits"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+}
+
+#[test]
+fn registry_errors_print_one_line_and_exit_with_their_code() {
+    let (env, operator) = Env::start();
+    // A wrong token.
+    let (code, _, err) = run(env.as_user("abt_000000000000_nope").args(["search", "x"]));
+    assert_eq!(code, 9, "{err}");
+    assert!(
+        err.contains("unknown token") && err.lines().count() == 1,
+        "{err}"
+    );
+    // Something that is not there.
+    let (code, _, err) = run(env
+        .as_user(&operator)
+        .args(["show", "algobay/nothing@1.0.0"]));
+    assert_eq!(code, 7, "{err}");
+    // A registry that is not there.
+    let (code, _, err) = run(env
+        .algobay()
+        .args(["--registry", "https://localhost:1", "--ca-cert"])
+        .arg(&env.cert)
+        .args(["--token", &operator, "search"]));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("cannot reach the registry at https://localhost:1"),
+        "{err}"
+    );
+    // No registry configured at all.
+    let (code, _, err) = run(env.algobay().args(["search"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("algobay login"), "{err}");
+    // A file that is not a model, and a name the caller's team does not own.
+    ok(env.algobay().args(["keygen", "-o"]).arg(env.path("k")));
+    ok(env
+        .as_user(&operator)
+        .args(["team", "create", "acme", "--key"])
+        .arg(env.path("k.pub")));
+    ok(env
+        .as_user(&operator)
+        .args(["team", "create", "other", "--key"])
+        .arg(env.path("k.pub")));
+    let acme =
+        ok(env
+            .as_user(&operator)
+            .args(["token", "create", "--role", "team", "--subject", "acme"]))
+        .trim()
+        .to_owned();
+    let (code, _, err) = run(env
+        .as_user(&acme)
+        .args(["model", "publish"])
+        .arg(root().join("README.md"))
+        .args([
+            "--name",
+            "acme/readme",
+            "--version",
+            "1.0.0",
+            "--domain",
+            "nlp",
+            "--task",
+            "none",
+        ]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not a valid ONNX model"), "{err}");
+    let (code, _, err) = run(env
+        .as_user(&acme)
+        .args(["model", "publish"])
+        .arg(root().join("examples/kits/vad/models/silero_vad.onnx"))
+        .args([
+            "--name",
+            "other/vad",
+            "--version",
+            "1.0.0",
+            "--domain",
+            "speech",
+            "--task",
+            "vad",
+        ]));
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("belongs to team `other`"), "{err}");
+    // A version that exists with other content.
+    let publish = |file: &Path| {
+        run(env
+            .as_user(&acme)
+            .args(["model", "publish"])
+            .arg(file)
+            .args([
+                "--name",
+                "acme/m",
+                "--version",
+                "1.0.0",
+                "--domain",
+                "vision",
+                "--task",
+                "x",
+            ]))
+    };
+    assert_eq!(
+        publish(&root().join("examples/kits/vad/models/silero_vad.onnx")).0,
+        0
+    );
+    let (code, _, err) = publish(&root().join("examples/kits/ocr/models/det.onnx"));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("already published"), "{err}");
+}
