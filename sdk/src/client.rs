@@ -391,10 +391,7 @@ impl Client {
     /// download, and checks its digest before the file gets its name.
     pub async fn download_to(&self, digest: &str, dest: &Path, progress: Progress) -> Result<u64> {
         let d: Digest = digest.parse()?;
-        let partial = dest.with_extension(format!(
-            "{}.partial",
-            dest.extension().and_then(|e| e.to_str()).unwrap_or("")
-        ));
+        let partial = std::path::PathBuf::from(format!("{}.partial", dest.display()));
         let io = |p: &Path, e: std::io::Error| SdkError::Io {
             path: p.display().to_string(),
             source: e,
@@ -557,28 +554,59 @@ impl Client {
         Ok((Artifact::from_pb(a), sent))
     }
 
-    /// Fetches a kit (its manifest, signatures and every blob, each verified) by reference or digest.
-    pub async fn pull_kit(&self, reference: &str, progress: Progress) -> Result<KitArchive> {
+    /// Fetches a kit by reference or digest into the kit file `output`. Blobs are
+    /// fetched into `<output>.parts/` first, each resumable and verified, so an
+    /// interrupted pull continues where it stopped when run again; the kit file is
+    /// written atomically once every blob is there.
+    pub async fn pull_kit(
+        &self,
+        reference: &str,
+        output: &Path,
+        progress: Progress,
+    ) -> Result<KitArchive> {
         let a = self.get(reference, Some(Kind::Kit)).await?;
+        let parts = output.with_extension("kit.parts");
+        let io = |p: &Path, e: std::io::Error| SdkError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(&parts).map_err(|e| io(&parts, e))?;
         let manifest_bytes = self.download(&a.digest).await?;
         let manifest = Manifest::from_json(&manifest_bytes)?;
         let total: u64 = manifest.blobs.values().sum();
         let mut done = 0u64;
         let mut blobs = std::collections::BTreeMap::new();
         for (d, size) in &manifest.blobs {
-            blobs.insert(
-                *d,
-                std::sync::Arc::new(self.download(&d.to_string()).await?),
-            );
+            let file = parts.join(d.hex());
+            let have = std::fs::read(&file).ok().filter(|b| Digest::of(b) == *d);
+            let bytes = match have {
+                Some(b) => b,
+                None => {
+                    let base = done;
+                    let outer = progress.clone();
+                    self.download_to(
+                        &d.to_string(),
+                        &file,
+                        std::sync::Arc::new(move |x, _| outer(base + x, total)),
+                    )
+                    .await?;
+                    std::fs::read(&file).map_err(|e| io(&file, e))?
+                }
+            };
+            d.verify(&file.display().to_string(), &bytes)?;
+            blobs.insert(*d, std::sync::Arc::new(bytes));
             done += size;
             progress(done, total);
         }
-        Ok(KitArchive {
+        let kit = KitArchive {
             manifest,
             manifest_bytes,
             signatures: a.signatures,
             blobs,
-        })
+        };
+        kit.write_file(output)?;
+        let _ = std::fs::remove_dir_all(&parts);
+        Ok(kit)
     }
 
     pub async fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {

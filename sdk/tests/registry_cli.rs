@@ -238,10 +238,30 @@ fn publisher_pushes_and_an_enterprise_style_user_finds_pulls_and_runs() {
         "{out}"
     );
 
+    // A pull that was cut off: one blob half there, in the parts folder. It resumes.
+    let kit = algobay_runtime::KitArchive::read_file(&env.path("digits.kit")).unwrap();
+    let (d, big) = kit.blobs.iter().max_by_key(|(_, b)| b.len()).unwrap();
+    let parts = env.path("pulled.kit.parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    std::fs::write(
+        parts.join(format!("{}.partial", d.hex())),
+        &big[..big.len() / 2],
+    )
+    .unwrap();
     ok(env
         .algobay()
         .args(["kit", "pull", "algobay/digits-mlp@1.0.0", "-o"])
         .arg(env.path("pulled.kit")));
+    assert!(
+        !parts.exists(),
+        "the parts folder is gone once the kit file is written"
+    );
+    assert_eq!(
+        algobay_runtime::KitArchive::read_file(&env.path("pulled.kit"))
+            .unwrap()
+            .digest(),
+        kit.digest()
+    );
     let out = ok(env
         .algobay()
         .args(["kit", "run"])

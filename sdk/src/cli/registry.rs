@@ -365,11 +365,10 @@ pub fn kit_pull(g: &Global, c: &Connection, reference: &str, output: &Path) -> a
     let kit = rt()?.block_on(async {
         let client = connect(g, c).await?;
         let (bar, progress) = bar(g, "pulling");
-        let r = client.pull_kit(reference, progress).await;
+        let r = client.pull_kit(reference, output, progress).await;
         bar.finish_and_clear();
         r.map_err(anyhow::Error::from)
     })?;
-    kit.write_file(output)?;
     println!(
         "pulled kit {} {} -> {}",
         kit.manifest.reference(),
