@@ -31,3 +31,58 @@ step "algobay kit run embed.kit --input 'Edge devices run kits offline.' (first 
   | python3 -c 'import json,sys; e=json.load(sys.stdin)["embedding"]; print(e["shape"], [round(v,4) for v in e["data"][:8]])'
 step "algobay kit run digits.kit --input row9.json"
 "$ALGOBAY" kit run "$BUILD/kits/digits.kit" --trust "$KEY.pub" --input examples/kits/digits/samples/row9.json
+
+# ---------------------------------------------------------------- the registry
+# A registry on its embedded defaults (sled metadata, a local blob folder, TLS
+# with a self-signed certificate), on a free loopback port; this demo's own
+# config folder, so no user settings are touched.
+DEMO=$BUILD/demo
+rm -rf "$DEMO" && mkdir -p "$DEMO"
+export XDG_CONFIG_HOME=$DEMO/config
+"$REGISTRY" serve --data "$DEMO/registry" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --log warn > "$DEMO/registry.out" &
+REG_PID=$!
+trap 'kill $REG_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q '^listening on' "$DEMO/registry.out" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/^listening on //p' "$DEMO/registry.out" | sed 's|https://127.0.0.1|https://localhost|')
+step "algobay-registry serve ($URL)"
+cat "$DEMO/registry.out"
+OP=$(cat "$DEMO/registry/operator.token")
+CA=$DEMO/registry/tls/cert.pem
+
+step "operator: team algobay with its signing key, and a team token"
+"$ALGOBAY" --registry "$URL" --token "$OP" --ca-cert "$CA" team create algobay --key "$KEY.pub" --display-name "Algobay examples"
+TEAM_TOKEN=$("$ALGOBAY" --registry "$URL" --token "$OP" --ca-cert "$CA" token create --role team --subject algobay)
+"$ALGOBAY" login --registry "$URL" --token "$TEAM_TOKEN" --ca-cert "$CA"
+
+step "algobay model publish (the registry reads each model for its signature)"
+M=examples/kits
+"$ALGOBAY" model publish $M/ocr/models/det.onnx --name algobay/ppocrv4-det --version 4.0.0 --domain vision --task detection --industry finance --license Apache-2.0
+"$ALGOBAY" model publish $M/ocr/models/rec.onnx --name algobay/ppocrv4-rec --version 4.0.0 --domain vision --task ocr --industry finance --license Apache-2.0
+"$ALGOBAY" model publish $M/vad/models/silero_vad.onnx --name algobay/silero-vad --version 6.2.3 --domain speech --task vad --industry telecom --license MIT
+"$ALGOBAY" model publish $M/embed/models/model.safetensors --architecture bert --arch-config $M/embed/models/config.json \
+  --name algobay/all-minilm-l6-v2 --version 1.0.0 --domain nlp --task embedding --license Apache-2.0
+"$ALGOBAY" model publish $M/digits/models/mlp.safetensors --architecture mlp --arch-config <(echo '{"layers":[64,32,10]}') \
+  --name algobay/digits-mlp --version 1.0.0 --domain vision --task classification --license Apache-2.0
+
+step "algobay tool publish (each stage must implement the stage interface)"
+W=$TARGET_DIR/wasm32-wasip2/release
+for t in ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess; do
+  name=${t%%:*}; kind=${t##*:}
+  "$ALGOBAY" tool publish "$W/stage_${name//-/_}.wasm" --name "algobay/$name" --version 1.0.0 --kind "$kind"
+done
+
+step "algobay kit push (golden samples run again in the registry)"
+for kit in ocr vad embed digits; do
+  "$ALGOBAY" kit push "$BUILD/kits/$kit.kit"
+done
+
+step "algobay search / show / coverage"
+"$ALGOBAY" search --kind kit
+"$ALGOBAY" search ocr
+"$ALGOBAY" show algobay/silero-vad@6.2.3
+"$ALGOBAY" coverage
+
+step "algobay kit pull + kit run (what a device does next)"
+"$ALGOBAY" kit pull algobay/ocr-ppocrv4@1.0.0 -o "$DEMO/pulled-ocr.kit"
+"$ALGOBAY" kit run "$DEMO/pulled-ocr.kit" --trust "$KEY.pub" --input examples/kits/ocr/samples/invoice.jpg \
+  | python3 -c 'import json,sys; print([l["text"] for l in json.load(sys.stdin)["result"]])'

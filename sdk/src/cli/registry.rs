@@ -104,8 +104,8 @@ pub struct ModelPublish {
     #[arg(long, default_value = "")]
     pub architecture: String,
     /// For safetensors: the architecture's config file (config.json, or {"layers": [...]}).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[arg(long = "arch-config", value_name = "FILE")]
+    pub arch_config: Option<PathBuf>,
     /// Industries it serves (repeatable).
     #[arg(long)]
     pub industry: Vec<String>,
@@ -288,7 +288,7 @@ pub fn token(g: &Global, c: &Connection, cmd: TokenCommand) -> anyhow::Result<()
 
 pub fn model_publish(g: &Global, c: &Connection, m: ModelPublish) -> anyhow::Result<()> {
     let bytes = read(&m.file)?;
-    let config = m.config.as_deref().map(read).transpose()?;
+    let config = m.arch_config.as_deref().map(read).transpose()?;
     let info = ModelInfo {
         name: m.name,
         version: m.version,
