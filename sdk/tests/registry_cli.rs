@@ -388,3 +388,20 @@ fn registry_errors_print_one_line_and_exit_with_their_code() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("already published"), "{err}");
 }
+
+#[test]
+fn an_untrusted_registry_certificate_is_refused_with_the_connect_code() {
+    let (env, operator) = Env::start();
+    let other = tempfile::tempdir().unwrap();
+    algobay_registry::tls::TlsIdentity::self_signed_in(other.path(), &[]).unwrap();
+    let (code, _, err) = run(env
+        .algobay()
+        .args(["--registry", &env.url, "--token", &operator, "--ca-cert"])
+        .arg(other.path().join("cert.pem"))
+        .arg("search"));
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("cannot reach the registry") && err.lines().count() == 1,
+        "{err}"
+    );
+}
