@@ -55,6 +55,116 @@ impl From<tonic::Status> for SdkError {
 
 type Result<T, E = SdkError> = std::result::Result<T, E>;
 
+/// Reads an https registry's certificate without trusting it, so a person can
+/// compare its fingerprint with the one the registry printed when it started.
+/// Returns the certificate (PEM) and its sha256 fingerprint (colon-separated hex).
+pub async fn fetch_certificate(url: &str) -> Result<(String, String)> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let err = |m: String| SdkError::Connect {
+        url: url.to_owned(),
+        message: m,
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| err("only an https registry has a certificate".into()))?;
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let (host, addr) = match hostport.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h.trim_matches(['[', ']']).to_owned(), hostport.to_owned())
+        }
+        _ => (
+            hostport.trim_matches(['[', ']']).to_owned(),
+            format!("{hostport}:443"),
+        ),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(ReadOnly(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host)
+        .map_err(|e| err(format!("bad host name: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let der = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| err("the registry presented no certificate".into()))?
+        .to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ascii"))
+        .collect();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    );
+    let fp = sha2::Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok((pem, fp))
+}
+
+/// Accepts any certificate: used only to read one, never to trust it.
+#[derive(Debug)]
+struct ReadOnly(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for ReadOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// What kind of artifact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

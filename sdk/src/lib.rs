@@ -20,5 +20,6 @@
 pub mod client;
 
 pub use client::{
-    no_progress, Artifact, Client, Kind, ModelInfo, Page, Progress, SdkError, Search, Uploaded,
+    fetch_certificate, no_progress, Artifact, Client, Kind, ModelInfo, Page, Progress, SdkError,
+    Search, Uploaded,
 };

@@ -405,3 +405,47 @@ fn an_untrusted_registry_certificate_is_refused_with_the_connect_code() {
         "{err}"
     );
 }
+
+#[test]
+fn login_without_a_certificate_shows_the_fingerprint_and_trusts_only_a_confirmed_one() {
+    let (env, operator) = Env::start();
+    let fp =
+        algobay_registry::tls::TlsIdentity::read(&env.cert, &env.cert.with_file_name("key.pem"))
+            .unwrap()
+            .fingerprint();
+    // Not a terminal, no confirmation: refused, and the fingerprint is shown to check.
+    let (code, _, err) =
+        run(env
+            .algobay()
+            .args(["login", "--registry", &env.url, "--token", &operator]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&fp) && err.contains("--trust-fingerprint"),
+        "{err}"
+    );
+    // A fingerprint that is not the registry's: refused.
+    let (code, _, err) = run(env.algobay().args([
+        "login",
+        "--registry",
+        &env.url,
+        "--token",
+        &operator,
+        "--trust-fingerprint",
+        "AA:BB",
+    ]));
+    assert_eq!(code, 8, "{err}");
+    // The right one: saved, and later commands trust the registry without --ca-cert.
+    let lower = fp.to_lowercase();
+    let out = ok(env.algobay().args([
+        "login",
+        "--registry",
+        &env.url,
+        "--token",
+        &operator,
+        "--trust-fingerprint",
+        &lower,
+    ]));
+    assert!(out.contains("as operator"), "{out}");
+    let out = ok(env.algobay().args(["coverage", "--json"]));
+    assert!(out.contains("\"teams\": 0"), "{out}");
+}

@@ -101,7 +101,13 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  algobay login --registry https://localhost:7443 --token abt_… --ca-cert algobay-data/tls/cert.pem"
     )]
-    Login,
+    Login {
+        /// Trust the registry's certificate when its sha256 fingerprint is this one (for
+        /// scripts; the registry prints it when it starts). Without --ca-cert or this, login
+        /// shows the fingerprint and asks.
+        #[arg(long)]
+        trust_fingerprint: Option<String>,
+    },
     /// Teams (operator).
     #[command(subcommand)]
     Team(registry::TeamCommand),
@@ -301,7 +307,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: kit::ModelCommand::Publish(m),
         } => registry::model_publish(&cli.global, &cli.connection, m),
         Command::Model { command } => kit::model(&cli.global, command),
-        Command::Login => registry::login(&cli.global, &cli.connection),
+        Command::Login { trust_fingerprint } => {
+            registry::login(&cli.global, &cli.connection, trust_fingerprint)
+        }
         Command::Team(cmd) => registry::team(&cli.global, &cli.connection, cmd),
         Command::Token(cmd) => registry::token(&cli.global, &cli.connection, cmd),
         Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),

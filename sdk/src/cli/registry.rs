@@ -200,8 +200,21 @@ fn parse_kind(k: &Option<String>) -> anyhow::Result<Option<Kind>> {
     })
 }
 
-/// `algobay login`: checks the token and stores registry, token and certificate in the config file.
-pub fn login(g: &Global, c: &Connection) -> anyhow::Result<()> {
+fn same_fingerprint(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    norm(a) == norm(b)
+}
+
+/// `algobay login`: checks the token and stores registry, token and certificate in the config
+/// file. With no `--ca-cert`, it reads the registry's certificate, shows its fingerprint and
+/// trusts it only when the user (or `--trust-fingerprint`) confirms it.
+pub fn login(g: &Global, c: &Connection, trust_fingerprint: Option<String>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let url = c
         .registry
         .clone()
@@ -210,20 +223,57 @@ pub fn login(g: &Global, c: &Connection) -> anyhow::Result<()> {
         .token
         .clone()
         .ok_or_else(|| Usage("login needs --token TOKEN".into()))?;
-    if url.starts_with("https://") && c.ca_cert.is_none() {
-        anyhow::bail!(Usage(
-            "login to an https registry needs --ca-cert: the registry's certificate (DATA/tls/cert.pem) or the CA that signed it".into()
-        ));
+    let path = g.config_path().ok_or_else(|| {
+        Usage("cannot tell where the config file goes: set HOME or --config".into())
+    })?;
+    let rt = rt()?;
+    let mut conn = Connection {
+        registry: Some(url.clone()),
+        token: Some(token.clone()),
+        ca_cert: c.ca_cert.clone(),
+    };
+    if url.starts_with("https://") && conn.ca_cert.is_none() {
+        let (pem, fp) = rt.block_on(algobay_sdk::fetch_certificate(&url))?;
+        eprintln!("the registry at {url} presents a certificate with sha256 fingerprint\n  {fp}");
+        let trusted = match &trust_fingerprint {
+            Some(want) if same_fingerprint(want, &fp) => true,
+            Some(want) => {
+                return Err(SdkError::Connect { url: url.clone(), message: format!("its certificate fingerprint is {fp}, not {want}; not trusting it") }.into())
+            }
+            None if std::io::stdin().is_terminal() => {
+                eprint!("compare it with the one the registry printed when it started. trust it? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                matches!(answer.trim(), "y" | "Y" | "yes")
+            }
+            None => anyhow::bail!(Usage(format!(
+                "not trusting the certificate of {url} without a confirmation: pass --ca-cert FILE, or --trust-fingerprint {fp} once you have checked it"
+            ))),
+        };
+        if !trusted {
+            anyhow::bail!(Usage("certificate not trusted; nothing was saved".into()));
+        }
+        let host = url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap_or("registry")
+            .replace([':', '[', ']'], "_");
+        let dir = path
+            .parent()
+            .map(|p| p.join("certs"))
+            .ok_or_else(|| Usage("config path has no folder".into()))?;
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("{host}.pem"));
+        std::fs::write(&file, pem)?;
+        conn.ca_cert = Some(file);
     }
-    let (role, subject) = rt()?.block_on(async {
-        connect(g, c)
+    let (role, subject) = rt.block_on(async {
+        connect(g, &conn)
             .await?
             .whoami()
             .await
             .map_err(anyhow::Error::from)
-    })?;
-    let path = g.config_path().ok_or_else(|| {
-        Usage("cannot tell where the config file goes: set HOME or --config".into())
     })?;
     let mut table: toml::Table = match std::fs::read_to_string(&path) {
         Ok(t) => toml::from_str(&t).map_err(|e| Usage(format!("{}: {e}", path.display())))?,
@@ -231,7 +281,7 @@ pub fn login(g: &Global, c: &Connection) -> anyhow::Result<()> {
     };
     table.insert("registry".into(), toml::Value::String(url.clone()));
     table.insert("token".into(), toml::Value::String(token));
-    if let Some(ca) = &c.ca_cert {
+    if let Some(ca) = &conn.ca_cert {
         let abs = std::fs::canonicalize(ca)?;
         table.insert(
             "ca_cert".into(),
