@@ -104,31 +104,23 @@ fn generated(i: usize, rng: &mut rand::rngs::StdRng) -> Artifact {
         .collect();
     let name = format!("team-{:02}/{}-{}-{i}", i % 60, domain, task);
     Artifact {
-        kind: Kind::Model,
-        name,
-        version: "1.0.0".into(),
-        digest: Digest::of(format!("model {i}").as_bytes()),
-        size: 60,
         description: format!("A {} {} {} model for {task}", words[0], words[1], words[2]),
         license: "Apache-2.0".into(),
         industries: vec![INDUSTRIES[i % 8].into(), INDUSTRIES[(i / 8) % 8].into()],
         tags: vec![words[0].into()],
         domain: domain.into(),
         task: task.into(),
-        format: "safetensors".into(),
         architecture: "mlp".into(),
-        tool_kind: String::new(),
-        scenario: String::new(),
-        inputs: vec![],
-        outputs: vec![],
-        card: String::new(),
-        metrics: Default::default(),
-        parent: String::new(),
-        blobs: vec![],
-        signatures: vec![],
-        yanked: false,
         published_unix: 1_800_000_000,
         published_by: "seed".into(),
+        ..Artifact::new(
+            Kind::Model,
+            name,
+            "1.0.0".into(),
+            Digest::of(format!("model {i}").as_bytes()),
+            60,
+            "safetensors",
+        )
     }
 }
 

@@ -281,31 +281,18 @@ mod tests {
 
     fn art(name: &str, domain: &str, desc: &str, industries: &[&str]) -> Artifact {
         Artifact {
-            kind: Kind::Model,
-            name: name.into(),
-            version: "1.0.0".into(),
-            digest: algobay_runtime::Digest::of(name.as_bytes()),
-            size: 1,
             description: desc.into(),
-            license: String::new(),
             industries: industries.iter().map(|s| s.to_string()).collect(),
-            tags: vec![],
             domain: domain.into(),
             task: "t".into(),
-            format: "onnx".into(),
-            architecture: String::new(),
-            tool_kind: String::new(),
-            scenario: String::new(),
-            inputs: vec![],
-            outputs: vec![],
-            card: String::new(),
-            metrics: Default::default(),
-            parent: String::new(),
-            blobs: vec![],
-            signatures: vec![],
-            yanked: false,
-            published_unix: 0,
-            published_by: String::new(),
+            ..Artifact::new(
+                Kind::Model,
+                name.into(),
+                "1.0.0".into(),
+                algobay_runtime::Digest::of(name.as_bytes()),
+                1,
+                "onnx",
+            )
         }
     }
 

@@ -174,18 +174,8 @@ async fn kill_during_upload_leaves_it_resumable() {
         .await
         .unwrap();
     }
-    let mut stat = pb::blobs_client::BlobsClient::new(ch.clone());
     for _ in 0..200 {
-        let s = stat
-            .stat(req(
-                pb::StatBlobRequest {
-                    digest: d.to_string(),
-                },
-                &tok,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let s = stat(&ch, &tok, &d).await;
         if s.received >= 4 << 20 {
             break;
         }
@@ -198,17 +188,7 @@ async fn kill_during_upload_leaves_it_resumable() {
 
     let server = Server::start(&data_dir);
     let ch = server.channel(&data_dir).await;
-    let mut blobs = pb::blobs_client::BlobsClient::new(ch.clone());
-    let s = blobs
-        .stat(req(
-            pb::StatBlobRequest {
-                digest: d.to_string(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let s = stat(&ch, &tok, &d).await;
     assert!(!s.present);
     assert!(
         s.received >= 4 << 20 && s.received <= 5 << 20,
@@ -216,16 +196,7 @@ async fn kill_during_upload_leaves_it_resumable() {
         s.received
     );
     upload_all(&ch, &tok, &data).await;
-    let s = blobs
-        .stat(req(
-            pb::StatBlobRequest {
-                digest: d.to_string(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let s = stat(&ch, &tok, &d).await;
     assert!(s.present && s.size == data.len() as u64);
     server.kill9();
 }

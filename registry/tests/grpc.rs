@@ -346,17 +346,7 @@ async fn upload_resumes_after_a_dropped_stream_and_a_present_blob_is_not_sent_ag
         "{}",
         err.message()
     );
-    let st = h
-        .blobs()
-        .stat(req(
-            pb::StatBlobRequest {
-                digest: d.to_string(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let st = stat(&h.channel, &tok, &d).await;
     assert_eq!((st.present, st.received), (false, 1 << 20));
     // Resuming at the wrong offset is refused.
     let wrong = vec![pb::UploadChunk {

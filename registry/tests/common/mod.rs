@@ -51,6 +51,24 @@ pub fn req<T>(msg: T, token: &str) -> Request<T> {
     r
 }
 
+/// What the registry knows of a blob.
+pub async fn stat(
+    ch: &tonic::transport::Channel,
+    token: &str,
+    d: &algobay_runtime::Digest,
+) -> algobay_proto::v1::StatBlobResponse {
+    algobay_proto::v1::blobs_client::BlobsClient::new(ch.clone())
+        .stat(req(
+            algobay_proto::v1::StatBlobRequest {
+                digest: d.to_string(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The example digits kit under another name, signed with `key`.
 pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
     let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
