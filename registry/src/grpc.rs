@@ -256,6 +256,38 @@ impl pb::blobs_server::Blobs for BlobsApi {
         })??;
         let d = parse_digest("digest", &first.digest)?;
         let size = first.size;
+        let first_offset = first.offset;
+        // A blob that fits one chunk is stored in one step (no resumable record).
+        let mut chunk = Some(first);
+        let mut rest = None;
+        if let Some(c) = chunk
+            .as_ref()
+            .filter(|c| c.offset == 0 && c.data.len() as u64 == size)
+        {
+            if !c.chunk_digest.is_empty() {
+                check_chunk(&d, 0, c)?;
+            }
+            match stream.next().await {
+                None => {
+                    let data = chunk.take().map(|c| c.data).unwrap_or_default();
+                    let reg = self.0.clone();
+                    let existed = blocking(move || {
+                        let existed = reg.blobs().stat(&d)?.size.is_some();
+                        if !existed {
+                            reg.blobs().put(&d, &data)?;
+                        }
+                        Ok(existed)
+                    })
+                    .await?;
+                    return Ok(Response::new(pb::UploadResponse {
+                        digest: d.to_string(),
+                        size,
+                        existed,
+                    }));
+                }
+                Some(next) => rest = Some(next?),
+            }
+        }
         let reg = self.0.clone();
         let stat = blocking(move || reg.blobs().stat(&d)).await?;
         if let Some(s) = stat.size {
@@ -267,17 +299,16 @@ impl pb::blobs_server::Blobs for BlobsApi {
         }
         let reg = self.0.clone();
         let from = blocking(move || reg.blobs().begin(&d, size)).await?;
-        if first.offset != from {
+        if first_offset != from {
             return Err(RegistryError::FailedPrecondition(format!(
                 "upload of {d} must resume at byte {from}, not {}",
-                first.offset
+                first_offset
             ))
             .into());
         }
         let mut received = from;
-        let mut chunk = Some(first);
         loop {
-            let c = match chunk.take() {
+            let c = match chunk.take().or_else(|| rest.take()) {
                 Some(c) => c,
                 None => match stream.next().await {
                     Some(c) => c?,
@@ -285,15 +316,7 @@ impl pb::blobs_server::Blobs for BlobsApi {
                 },
             };
             if !c.chunk_digest.is_empty() {
-                let want = parse_digest("chunk_digest", &c.chunk_digest)?;
-                let got: [u8; 32] = sha2::Sha256::digest(&c.data).into();
-                if &got != want.as_bytes() {
-                    return Err(RegistryError::invalid(
-                        "chunk_digest",
-                        format!("chunk at byte {received} of {d} does not match its digest {want}; resume from byte {received}"),
-                    )
-                    .into());
-                }
+                check_chunk(&d, received, &c)?;
             }
             if c.data.is_empty() {
                 continue;
@@ -528,4 +551,20 @@ impl pb::catalog_server::Catalog for CatalogApi {
             enterprises: c.enterprises,
         }))
     }
+}
+
+/// Checks a chunk against the digest its sender gave for it.
+fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Status> {
+    let want = parse_digest("chunk_digest", &c.chunk_digest)?;
+    let got: [u8; 32] = sha2::Sha256::digest(&c.data).into();
+    if &got != want.as_bytes() {
+        return Err(RegistryError::invalid(
+            "chunk_digest",
+            format!(
+                "chunk at byte {received} of {d} does not match its digest {want}; resume from byte {received}"
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }

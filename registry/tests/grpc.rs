@@ -488,6 +488,35 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
         err.message()
     );
 
+    // One chunk holding the whole blob, whose bytes are not what the digest names.
+    let claimed = Digest::of(b"what was promised");
+    let lying = vec![pb::UploadChunk {
+        digest: claimed.to_string(),
+        size: data.len() as u64,
+        offset: 0,
+        data: data.clone(),
+        chunk_digest: String::new(),
+    }];
+    let err = h
+        .blobs()
+        .upload(req(tokio_stream::iter(lying), &acme))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("hash to"), "{}", err.message());
+    let st = h
+        .blobs()
+        .stat(req(
+            pb::StatBlobRequest {
+                digest: claimed.to_string(),
+            },
+            &acme,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!st.present && st.received == 0, "{st:?}");
+
     let empty = h.upload(&acme, b"").await;
     let err = h
         .catalog()

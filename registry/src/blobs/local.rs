@@ -26,6 +26,14 @@ impl LocalBlobStore {
         for d in ["sha256", "uploads"] {
             std::fs::create_dir_all(root.join(d)).map_err(|e| io(root, e))?;
         }
+        // A whole-blob write cut short by a crash is never resumed: drop it.
+        let uploads = root.join("uploads");
+        for entry in std::fs::read_dir(&uploads).map_err(|e| io(&uploads, e))? {
+            let path = entry.map_err(|e| io(&uploads, e))?.path();
+            if path.extension().is_some_and(|x| x == "whole") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         Ok(LocalBlobStore {
             root: root.to_path_buf(),
             max_blob_bytes,
@@ -186,6 +194,50 @@ impl BlobStore for LocalBlobStore {
         sync_dir(dir)?;
         let _ = std::fs::remove_file(self.size_file(d));
         Ok(size)
+    }
+
+    /// A whole blob in one go: hashed in memory, written under a name of its
+    /// own in `uploads/` (so it never meets a chunked upload of the same
+    /// digest), synced, renamed into place.
+    fn put(&self, d: &Digest, data: &[u8]) -> Result<()> {
+        let dest = self.path(d);
+        if dest.exists() {
+            return Ok(());
+        }
+        if data.len() as u64 > self.max_blob_bytes {
+            return Err(RegistryError::TooLarge(format!(
+                "upload of {d} claims {} bytes, over the limit of {} bytes",
+                data.len(),
+                self.max_blob_bytes
+            )));
+        }
+        let got: [u8; 32] = sha2::Sha256::digest(data).into();
+        if &got != d.as_bytes() {
+            return Err(RegistryError::invalid(
+                "digest",
+                format!(
+                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
+                    hex::encode(got)
+                ),
+            ));
+        }
+        let tmp =
+            self.root
+                .join("uploads")
+                .join(format!("{}.{}.whole", d.hex(), rand::random::<u64>()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp, e));
+        }
+        let dir = dest.parent().expect("blob path has a parent");
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+        sync_dir(dir)
     }
 
     fn open(&self, d: &Digest) -> Result<(u64, BlobReader)> {

@@ -9,6 +9,7 @@ use crate::error::RegistryError;
 /// Runs every check against a fresh, empty store whose limit is at least 1 MiB and below 10 GB.
 pub fn run_all(s: &dyn BlobStore) {
     put_then_read_back_verified(s);
+    put_of_mismatching_bytes_stores_nothing(s);
     upload_resumes_from_what_was_received(s);
     wrong_offset_is_refused(s);
     mismatching_bytes_are_discarded_not_stored(s);
@@ -23,6 +24,13 @@ fn put_then_read_back_verified(s: &dyn BlobStore) {
     assert_eq!(s.stat(&d).unwrap().size, Some(data.len() as u64));
     assert_eq!(s.read_all(&d).unwrap(), data);
     s.put(&d, &data).unwrap(); // idempotent
+}
+
+fn put_of_mismatching_bytes_stores_nothing(s: &dyn BlobStore) {
+    let claimed = Digest::of(b"what the client said");
+    let err = s.put(&claimed, b"other bytes").unwrap_err();
+    assert!(err.to_string().contains("not sha256:"), "{err}");
+    assert_eq!(s.stat(&claimed).unwrap(), super::BlobStat::default());
 }
 
 fn upload_resumes_from_what_was_received(s: &dyn BlobStore) {
