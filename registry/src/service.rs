@@ -857,7 +857,7 @@ impl Registry {
             1 => Ok(found.remove(0)),
             _ => Err(RegistryError::invalid(
                 "kind",
-                format!("`{reference}` names several kinds of artifact; say which"),
+                format!("`{reference}` names several kinds of artifact; give the kind (model, tool or kit; `--kind` on the command line)"),
             )),
         }
     }

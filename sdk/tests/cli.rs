@@ -118,6 +118,21 @@ fn built_kit_tests_runs_and_inspects() {
     assert!(out.contains("3 passed, 0 failed"), "{out}");
 
     let (code, out, err) = run(algobay(env)
+        .args(["kit", "test", "--json"])
+        .arg(kit)
+        .arg("--trust")
+        .arg(env.public()));
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kit"], "algobay/digits-mlp@1.0.0");
+    assert_eq!(
+        (v["passed"].as_u64(), v["failed"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(v["samples"][2]["passed"], true);
+    assert!(v["samples"][0]["outputs"]["result"].is_array(), "{v}");
+
+    let (code, out, err) = run(algobay(env)
         .args(["kit", "run"])
         .arg(kit)
         .arg("--trust")
@@ -237,6 +252,17 @@ fn failing_golden_sample_exits_with_the_golden_code_and_shows_the_output() {
         out.contains("golden sample 0: FAILED") && out.contains("got:"),
         "{out}"
     );
+    let (code, out, _) = run(algobay(env)
+        .args(["kit", "test", "--json"])
+        .arg(&broken)
+        .arg("--trust")
+        .arg(env.public()));
+    assert_eq!(code, 5, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["failed"], 1, "{v}");
+    assert_eq!(v["samples"][0]["passed"], false);
+    assert!(v["samples"][0]["failure"].as_str().is_some(), "{v}");
+    assert!(v["samples"][0]["outputs"].is_object(), "{v}");
 }
 
 #[test]

@@ -449,3 +449,266 @@ fn login_without_a_certificate_shows_the_fingerprint_and_trusts_only_a_confirmed
     let out = ok(env.algobay().args(["coverage", "--json"]));
     assert!(out.contains("\"teams\": 0"), "{out}");
 }
+
+/// Every example model, stage and kit goes through the registry the way the README's
+/// main command drives it, and each pulled kit runs to the answers recorded for it.
+#[test]
+fn every_example_model_tool_and_kit_is_published_pushed_found_pulled_and_run() {
+    let (env, operator) = Env::start();
+    ok(env
+        .algobay()
+        .args(["keygen", "-o"])
+        .arg(env.path("team.key")));
+    ok(env
+        .as_user(&operator)
+        .args(["team", "create", "algobay", "--key"])
+        .arg(env.path("team.key.pub")));
+    let token = ok(env.as_user(&operator).args([
+        "token",
+        "create",
+        "--role",
+        "team",
+        "--subject",
+        "algobay",
+    ]))
+    .trim()
+    .to_owned();
+    ok(env
+        .algobay()
+        .args([
+            "login",
+            "--registry",
+            &env.url,
+            "--token",
+            &token,
+            "--ca-cert",
+        ])
+        .arg(&env.cert));
+
+    let kits = root().join("examples/kits");
+    std::fs::write(env.path("digits-arch.json"), r#"{"layers":[64,32,10]}"#).unwrap();
+    let models: [(&str, &str, &str, &str, &[&str]); 5] = [
+        (
+            "ocr/models/det.onnx",
+            "ppocrv4-det",
+            "vision",
+            "detection",
+            &[],
+        ),
+        ("ocr/models/rec.onnx", "ppocrv4-rec", "vision", "ocr", &[]),
+        (
+            "vad/models/silero_vad.onnx",
+            "silero-vad",
+            "speech",
+            "vad",
+            &[],
+        ),
+        (
+            "embed/models/model.safetensors",
+            "all-minilm-l6-v2",
+            "nlp",
+            "embedding",
+            &["--architecture", "bert", "--arch-config"],
+        ),
+        (
+            "digits/models/mlp.safetensors",
+            "digits-mlp",
+            "vision",
+            "classification",
+            &["--architecture", "mlp", "--arch-config"],
+        ),
+    ];
+    for (file, name, domain, task, extra) in models {
+        let mut c = env.algobay();
+        c.args(["model", "publish"]).arg(kits.join(file)).args([
+            "--name",
+            &format!("algobay/{name}"),
+            "--version",
+            "1.0.0",
+            "--domain",
+            domain,
+            "--task",
+            task,
+        ]);
+        if !extra.is_empty() {
+            c.args(extra);
+            c.arg(if name == "digits-mlp" {
+                env.path("digits-arch.json")
+            } else {
+                kits.join("embed/models/config.json")
+            });
+        }
+        let out = ok(&mut c);
+        assert!(
+            out.contains(&format!("published model algobay/{name}@1.0.0")),
+            "{out}"
+        );
+    }
+
+    let wasm_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("wasm32-wasip2/release");
+    let tools = [
+        ("ocr-pre", "preprocess"),
+        ("ocr-det-post", "postprocess"),
+        ("ocr-rec-post", "postprocess"),
+        ("vad-pre", "preprocess"),
+        ("vad-post", "postprocess"),
+        ("wordpiece", "preprocess"),
+        ("classify-post", "postprocess"),
+    ];
+    for (name, kind) in tools {
+        let wasm = wasm_dir.join(format!("stage_{}.wasm", name.replace('-', "_")));
+        ok(env.algobay().args(["tool", "publish"]).arg(wasm).args([
+            "--name",
+            &format!("algobay/{name}"),
+            "--version",
+            "1.0.0",
+            "--kind",
+            kind,
+        ]));
+    }
+
+    let kit_names = [
+        ("ocr", "algobay/ocr-ppocrv4"),
+        ("vad", "algobay/vad-silero"),
+        ("embed", "algobay/embed-minilm"),
+        ("digits", "algobay/digits-mlp"),
+    ];
+    for (dir, name) in kit_names {
+        let file = env.path(&format!("{dir}.kit"));
+        ok(env
+            .algobay()
+            .args(["kit", "build"])
+            .arg(kits.join(dir))
+            .arg("-o")
+            .arg(&file)
+            .arg("--key")
+            .arg(env.path("team.key")));
+        let out = ok(env.algobay().args(["kit", "push"]).arg(&file));
+        assert!(out.contains(&format!("pushed kit {name}@1.0.0")), "{out}");
+    }
+
+    for (kind, count) in [("model", 5), ("tool", 7), ("kit", 4)] {
+        let out = ok(env.algobay().args(["search", "--kind", kind, "--json"]));
+        let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(page["total"], count, "{kind}: {page}");
+    }
+    let out = ok(env.algobay().args(["search", "speech", "--json"]));
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        page["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "algobay/silero-vad"),
+        "{page}"
+    );
+
+    let expected = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(kits.join(p)).unwrap()).unwrap()
+    };
+    let inputs = [
+        ("ocr", "ocr/samples/invoice.png"),
+        ("vad", "vad/samples/speech.wav"),
+        ("embed", "embed/samples/edge.txt"),
+        ("digits", "digits/samples/row9.json"),
+    ];
+    for ((dir, name), (_, input)) in kit_names.iter().zip(inputs) {
+        if *dir == "digits" {
+            // The digits model and kit share a name: `show` asks which is meant.
+            let (code, _, err) = run(env.algobay().args(["show", "algobay/digits-mlp@1.0.0"]));
+            assert_eq!(code, 3, "{err}");
+            assert!(err.contains("--kind"), "{err}");
+        }
+        let out =
+            ok(env
+                .algobay()
+                .args(["show", &format!("{name}@1.0.0"), "--kind", "kit", "--json"]));
+        let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(shown["kind"], "kit", "{shown}");
+
+        let pulled = env.path(&format!("pulled-{dir}.kit"));
+        ok(env
+            .algobay()
+            .args(["kit", "pull", &format!("{name}@1.0.0"), "-o"])
+            .arg(&pulled));
+        let built = algobay_runtime::KitArchive::read_file(&env.path(&format!("{dir}.kit")))
+            .unwrap()
+            .digest();
+        assert_eq!(
+            algobay_runtime::KitArchive::read_file(&pulled)
+                .unwrap()
+                .digest(),
+            built
+        );
+        let mut c = env.algobay();
+        c.args(["kit", "run"])
+            .arg(&pulled)
+            .arg("--trust")
+            .arg(env.path("team.key.pub"))
+            .arg("--input");
+        if *dir == "embed" {
+            c.arg(std::fs::read_to_string(kits.join(input)).unwrap());
+        } else {
+            c.arg(kits.join(input));
+        }
+        let got: serde_json::Value = serde_json::from_str(&ok(&mut c)).unwrap();
+        match *dir {
+            "ocr" => {
+                let texts = |v: &serde_json::Value| -> Vec<String> {
+                    v["result"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|l| l["text"].as_str().unwrap().to_owned())
+                        .collect()
+                };
+                assert_eq!(
+                    texts(&got),
+                    texts(&expected("ocr/samples/invoice.png.expected.json"))
+                );
+            }
+            "vad" => {
+                let want = expected("vad/samples/speech.expected.json");
+                let starts = |v: &serde_json::Value| -> Vec<u64> {
+                    v["segments"]["segments"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s["start_sample"].as_u64().unwrap())
+                        .collect()
+                };
+                assert_eq!(starts(&got), starts(&want), "{}", got["segments"]);
+            }
+            "embed" => {
+                let want = expected("embed/samples/edge.expected.json");
+                let (a, b) = (
+                    got["embedding"]["data"].as_array().unwrap(),
+                    want["embedding"]["data"].as_array().unwrap(),
+                );
+                assert_eq!(a.len(), 384);
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
+                    .fold(0.0, f64::max);
+                assert!(worst < 1e-3, "largest difference {worst}");
+            }
+            _ => assert_eq!(got["result"][0][0]["label"], "9"),
+        }
+    }
+
+    let out = ok(env.algobay().args(["coverage", "--json"]));
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            c["models"].as_u64(),
+            c["tools"].as_u64(),
+            c["kits"].as_u64()
+        ),
+        (Some(5), Some(7), Some(4)),
+        "{c}"
+    );
+}

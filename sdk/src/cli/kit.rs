@@ -35,12 +35,18 @@ pub enum KitCommand {
         cargo: PathBuf,
     },
     /// Run a kit's golden samples; exits with 5 when one does not match.
-    #[command(after_help = "Example:\n  algobay kit test ocr.kit --trust team.key.pub")]
+    #[command(
+        after_help = "Examples:\n  algobay kit test ocr.kit --trust team.key.pub\n  \
+algobay kit test ocr.kit --trust team.key.pub --json"
+    )]
     Test {
         file: PathBuf,
         /// A trusted public key file (repeatable).
         #[arg(long)]
         trust: Vec<PathBuf>,
+        /// Print one JSON document: the kit, and each sample's outcome and outputs.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a kit on one input and print its outputs as JSON.
     #[command(
@@ -136,7 +142,7 @@ pub fn run(g: &Global, cmd: KitCommand) -> anyhow::Result<()> {
             key,
             cargo,
         } => build(g, &dir, &output, key, cargo),
-        KitCommand::Test { file, trust } => test(g, &file, &trust),
+        KitCommand::Test { file, trust, json } => test(g, &file, &trust, json),
         KitCommand::Run {
             file,
             input,
@@ -229,38 +235,68 @@ fn load(
     Ok((archive, loaded))
 }
 
-fn test(g: &Global, file: &Path, trust: &[PathBuf]) -> anyhow::Result<()> {
+fn test(g: &Global, file: &Path, trust: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let (archive, kit) = load(g, file, trust)?;
-    if archive.manifest.golden.is_empty() {
-        println!("{}: no golden samples", archive.manifest.reference());
-        return Ok(());
-    }
     let started = Instant::now();
-    let outcomes = run_golden(&kit, &archive)?;
-    let mut failed = None;
-    for o in &outcomes {
-        match &o.failure {
-            None => println!("golden sample {}: ok", o.index),
-            Some(f) => {
-                println!("golden sample {}: FAILED: {f}", o.index);
-                if let Some(out) = &o.outputs {
-                    let shown: serde_json::Map<_, _> =
-                        out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-                    println!("  got: {}", serde_json::Value::Object(shown));
+    let outcomes = if archive.manifest.golden.is_empty() {
+        Vec::new()
+    } else {
+        run_golden(&kit, &archive)?
+    };
+    let outputs_json = |out: &Option<Values>| {
+        out.as_ref().map(|out| {
+            serde_json::Value::Object(out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+        })
+    };
+    let passed = outcomes.iter().filter(|o| o.failure.is_none()).count();
+    let failed = outcomes.len() - passed;
+    if json {
+        let samples: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "index": o.index,
+                    "passed": o.failure.is_none(),
+                    "failure": o.failure,
+                    "outputs": outputs_json(&o.outputs),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "kit": archive.manifest.reference(),
+            "digest": archive.digest().to_string(),
+            "passed": passed,
+            "failed": failed,
+            "seconds": started.elapsed().as_secs_f64(),
+            "samples": samples,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if outcomes.is_empty() {
+        println!("{}: no golden samples", archive.manifest.reference());
+    } else {
+        for o in &outcomes {
+            match &o.failure {
+                None => println!("golden sample {}: ok", o.index),
+                Some(f) => {
+                    println!("golden sample {}: FAILED: {f}", o.index);
+                    if let Some(out) = outputs_json(&o.outputs) {
+                        println!("  got: {out}");
+                    }
                 }
-                failed.get_or_insert((o.index, f.clone()));
             }
         }
+        println!(
+            "{}: {passed} passed, {failed} failed ({:.2}s)",
+            archive.manifest.reference(),
+            started.elapsed().as_secs_f64()
+        );
     }
-    println!(
-        "{}: {} passed, {} failed ({:.2}s)",
-        archive.manifest.reference(),
-        outcomes.iter().filter(|o| o.failure.is_none()).count(),
-        outcomes.iter().filter(|o| o.failure.is_some()).count(),
-        started.elapsed().as_secs_f64()
-    );
-    if let Some((index, message)) = failed {
-        return Err(algobay_runtime::Error::Golden { index, message }.into());
+    if let Some(o) = outcomes.iter().find(|o| o.failure.is_some()) {
+        return Err(algobay_runtime::Error::Golden {
+            index: o.index,
+            message: o.failure.clone().unwrap_or_default(),
+        }
+        .into());
     }
     Ok(())
 }
