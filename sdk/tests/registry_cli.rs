@@ -331,6 +331,23 @@ fn registry_errors_print_one_line_and_exit_with_their_code() {
             .args(["token", "create", "--role", "team", "--subject", "acme"]))
         .trim()
         .to_owned();
+    // A revoked token: its id is printed when it is made, and revoking it cuts it off.
+    let (code, doomed, err) = run(env.as_user(&operator).args([
+        "token",
+        "create",
+        "--role",
+        "team",
+        "--subject",
+        "acme",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let doomed = doomed.trim().to_owned();
+    let doomed_id = doomed.split('_').nth(1).unwrap().to_owned();
+    assert!(err.contains(&format!("token {doomed_id} ")), "{err}");
+    ok(env.as_user(&operator).args(["token", "revoke", &doomed_id]));
+    let (code, _, err) = run(env.as_user(&doomed).args(["search", "x"]));
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("revoked") && err.lines().count() == 1, "{err}");
     let (code, _, err) = run(env
         .as_user(&acme)
         .args(["model", "publish"])

@@ -126,6 +126,9 @@ pub enum ModelCommand {
         output: PathBuf,
     },
     /// Print a model's signature and metadata keys.
+    #[command(
+        after_help = "Examples:\n  algobay model inspect det.onnx\n  algobay model inspect mlp.safetensors --json"
+    )]
     Inspect {
         file: PathBuf,
         /// Print JSON instead of text.

@@ -133,6 +133,7 @@ pub enum Command {
         json: bool,
     },
     /// The ecosystem's counts: models by domain and task, tools, kits by industry, teams.
+    #[command(after_help = "Examples:\n  algobay coverage\n  algobay coverage --json")]
     Coverage {
         #[arg(long)]
         json: bool,

@@ -56,8 +56,12 @@ pub enum TokenCommand {
         #[arg(long, default_value_t = 0)]
         ttl: i64,
     },
-    /// Revoke a token by its id (operator).
-    Revoke { id: String },
+    /// Revoke a token by its id (operator); calls made with it are refused from then on.
+    #[command(after_help = "Example:\n  algobay token revoke 3f9c2a1b7d4e")]
+    Revoke {
+        /// The token's id (12 hex digits, printed when it was made; also the part after `abt_`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
