@@ -2,7 +2,7 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["algobay/v1/registry.proto"];
+    let files = ["algobay/v1/registry.proto", "algobay/v1/fleet.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -164,6 +164,8 @@ pub enum Role {
     Operator,
     Team,
     Enterprise,
+    /// An enrolled device, known by its client certificate (never by a token).
+    Device,
 }
 
 /// A token as stored: only the hash of its secret.
@@ -195,6 +197,138 @@ impl Principal {
     pub fn may_publish_for(&self, team: &str) -> bool {
         self.role == Role::Operator || (self.role == Role::Team && self.subject == team)
     }
+}
+
+// ---------------------------------------------------------------- fleet
+
+/// Labels of a device, and the selector of a deployment.
+pub type Labels = BTreeMap<String, String>;
+
+/// A one-time token a device enrolls with, as stored (its secret only hashed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub id: String,
+    pub hash: String,
+    pub enterprise: String,
+    pub labels: Labels,
+    pub expires_unix: i64,
+    /// The device that used it; empty while unused.
+    pub used_by: String,
+    pub created_unix: i64,
+}
+
+/// What a device last said about itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceState {
+    pub active_digest: String,
+    pub active_reference: String,
+    pub previous_digest: String,
+    pub deployment_id: String,
+    pub phase: String,
+    pub message: String,
+    pub requests: u64,
+    pub error_rate: f64,
+    pub p99_ms: f64,
+    pub active_since_unix: i64,
+    pub target_digest: String,
+}
+
+/// An enrolled device of an enterprise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    pub enterprise: String,
+    pub name: String,
+    pub labels: Labels,
+    /// sha256 of its client certificate.
+    pub fingerprint: String,
+    pub enrolled_unix: i64,
+    pub last_seen_unix: i64,
+    pub revoked: bool,
+    pub state: DeviceState,
+}
+
+impl Device {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.enterprise, self.id)
+    }
+}
+
+/// How a deployment reaches its devices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPolicy {
+    pub canary_share: f64,
+    pub soak_seconds: u32,
+    pub max_error_rate: f64,
+    pub max_p99_ms: f64,
+    pub manual_promote: bool,
+}
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    /// Only the canary devices have it; the gate decides what comes next.
+    Canary,
+    /// Stopped where it was; nothing happens until promote or rollback.
+    Paused,
+    /// Every targeted device has it.
+    Promoted,
+    /// Taken back: its devices return to what they ran before.
+    RolledBack,
+}
+
+impl DeploymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Canary => "canary",
+            DeploymentState::Paused => "paused",
+            DeploymentState::Promoted => "promoted",
+            DeploymentState::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// A kit version put on the devices whose labels match a selector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub enterprise: String,
+    pub kit_reference: String,
+    pub kit_digest: Digest,
+    pub selector: Labels,
+    pub policy: RolloutPolicy,
+    pub state: DeploymentState,
+    pub reason: String,
+    pub created_unix: i64,
+    pub updated_unix: i64,
+    /// The devices that get it first (chosen when it is created).
+    pub canary_devices: Vec<String>,
+    /// Creation order within the registry, newest highest.
+    pub seq: u64,
+}
+
+impl Deployment {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.enterprise, self.id)
+    }
+
+    /// Whether a device's labels include every pair of the selector.
+    pub fn selects(&self, d: &Device) -> bool {
+        self.selector
+            .iter()
+            .all(|(k, v)| d.labels.get(k) == Some(v))
+    }
+}
+
+/// What a device should run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Desired {
+    /// `None`: no kit.
+    pub kit_digest: Option<Digest>,
+    pub kit_reference: String,
+    pub deployment_id: String,
+    pub signatures: Vec<Signature>,
 }
 
 /// Filters of a search.

@@ -8,6 +8,8 @@
 //! - [`error`]: the registry's error type and its mapping to gRPC status codes.
 //! - [`domain`]: artifacts, teams, enterprises, tokens, principals, queries.
 //! - [`service`]: the registry itself, over domain types: auth, publishing, search, coverage.
+//! - [`fleet`]: enterprises' devices (enrollment, mTLS identity, revocation),
+//!   deployments with canary rollouts and health gates, each device's desired state.
 //! - [`index`]: the in-memory search index.
 //! - [`grpc`]: the thin gRPC adapter (wire types stay there); [`server`] wires it
 //!   up with health checking and reflection; [`tls`] makes or reads the identity;
@@ -16,6 +18,7 @@
 pub mod blobs;
 pub mod domain;
 pub mod error;
+pub mod fleet;
 pub mod grpc;
 pub mod index;
 pub mod metrics;

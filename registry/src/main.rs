@@ -119,7 +119,14 @@ async fn main() -> anyhow::Result<()> {
         ort_library: ort_lib,
         ort_threads: 0,
     })?);
-    let registry = Arc::new(Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?);
+    let mut registry = Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?;
+    let mut device_ca = None;
+    if !insecure {
+        let ca = algobay_registry::tls::DeviceCa::open_or_create(&data.join("ca"))?;
+        device_ca = Some(ca.cert_pem().to_owned());
+        registry = registry.with_device_ca(ca);
+    }
+    let registry = Arc::new(registry);
     if let Some(token) = registry.bootstrap_operator()? {
         let path = data.join("operator.token");
         algobay_registry::tls::write_private(&path, format!("{token}\n").as_bytes())?;
@@ -144,6 +151,11 @@ async fn main() -> anyhow::Result<()> {
         println!("tls certificate sha256 fingerprint: {}", id.fingerprint());
         Some(id)
     };
+    // Devices enroll for a certificate from the registry's own CA, then use mTLS.
+    let tls = tls.map(|id| match &device_ca {
+        Some(ca) => id.with_client_ca(ca),
+        None => id,
+    });
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
     let metrics = algobay_registry::metrics::Metrics::new();

@@ -8,7 +8,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use algobay_proto::v1 as pb;
 
-use crate::grpc::{AdminApi, BlobsApi, CatalogApi};
+use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::RegistryApi;
 use crate::tls::TlsIdentity;
@@ -35,6 +35,26 @@ pub async fn serve(
     health
         .set_serving::<pb::catalog_server::CatalogServer<CatalogApi>>()
         .await;
+    health
+        .set_serving::<pb::fleet_server::FleetServer<FleetApi>>()
+        .await;
+    // Rollouts whose canaries are soaking move on with time, not only on reports.
+    let ticker = {
+        let reg = registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let reg = reg.clone();
+                match tokio::task::spawn_blocking(move || reg.tick()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "rollout gates"),
+                    Err(e) => tracing::warn!(error = %e, "rollout gates task"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+    };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(algobay_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -46,11 +66,15 @@ pub async fn serve(
         .tcp_nodelay(true)
         .layer(MetricsLayer(metrics));
     if let Some(id) = tls {
-        builder = builder.tls_config(
-            ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem)),
-        )?;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem));
+        if let Some(ca) = id.client_ca_pem {
+            config = config
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        builder = builder.tls_config(config)?;
     }
-    builder
+    let served = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -62,13 +86,16 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE),
         )
         .add_service(
-            pb::catalog_server::CatalogServer::new(CatalogApi(registry))
+            pb::catalog_server::CatalogServer::new(CatalogApi(registry.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
+        .add_service(pb::fleet_server::FleetServer::new(FleetApi(registry)))
         .serve_with_incoming_shutdown(
             // Set here: the builder's tcp_nodelay only reaches sockets it accepts itself.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await
+        .await;
+    ticker.abort();
+    served
 }

@@ -125,6 +125,55 @@ pub trait RegistryApi: Send + Sync + 'static {
     ) -> Result<Artifact>;
     /// The operator's counts.
     fn coverage(&self) -> Result<Coverage>;
+
+    // ---------------------------------------------------------------- fleet
+    /// Resolves a client certificate's sha256 to its enrolled, unrevoked device.
+    fn authenticate_device(&self, fingerprint: &str) -> Result<Principal>;
+    /// Whether the caller may download the blob (devices: only their enterprise's kits).
+    fn may_download(&self, p: &Principal, digest: &Digest) -> Result<()>;
+    /// A one-time enrollment token; returned once.
+    fn create_enrollment(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        labels: Labels,
+        ttl_seconds: i64,
+    ) -> Result<(Enrollment, String)>;
+    /// Enrolls a device: its certificate (PEM) and the device CA (PEM).
+    fn enroll(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        name: &str,
+        labels: Labels,
+    ) -> Result<(Device, String, String)>;
+    fn list_devices(&self, p: &Principal, enterprise: &str) -> Result<Vec<Device>>;
+    fn revoke_device(&self, p: &Principal, id: &str) -> Result<Device>;
+    fn create_deployment(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        kit: &str,
+        selector: Labels,
+        policy: RolloutPolicy,
+    ) -> Result<Deployment>;
+    fn deployment_status(&self, p: &Principal, id: &str) -> Result<(Deployment, Vec<Device>)>;
+    fn list_deployments(&self, p: &Principal, enterprise: &str) -> Result<Vec<Deployment>>;
+    fn act_on_deployment(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: crate::fleet::DeploymentAction,
+        reason: &str,
+    ) -> Result<Deployment>;
+    /// Stores what a device reports and applies it to the health gates.
+    fn report(&self, p: &Principal, state: DeviceState) -> Result<()>;
+    /// What a device should run now.
+    fn desired(&self, p: &Principal) -> Result<Desired>;
+    /// Sees every change of what some device should run.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Applies the time-driven gates (canary soak); called every second.
+    fn tick(&self) -> Result<()>;
 }
 
 impl RegistryApi for Registry {
@@ -197,15 +246,90 @@ impl RegistryApi for Registry {
     fn coverage(&self) -> Result<Coverage> {
         Registry::coverage(self)
     }
+    fn authenticate_device(&self, fingerprint: &str) -> Result<Principal> {
+        Registry::authenticate_device(self, fingerprint)
+    }
+    fn may_download(&self, p: &Principal, digest: &Digest) -> Result<()> {
+        Registry::may_download(self, p, digest)
+    }
+    fn create_enrollment(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        labels: Labels,
+        ttl_seconds: i64,
+    ) -> Result<(Enrollment, String)> {
+        Registry::create_enrollment(self, p, enterprise, labels, ttl_seconds)
+    }
+    fn enroll(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        name: &str,
+        labels: Labels,
+    ) -> Result<(Device, String, String)> {
+        Registry::enroll(self, token, csr_pem, name, labels)
+    }
+    fn list_devices(&self, p: &Principal, enterprise: &str) -> Result<Vec<Device>> {
+        Registry::list_devices(self, p, enterprise)
+    }
+    fn revoke_device(&self, p: &Principal, id: &str) -> Result<Device> {
+        Registry::revoke_device(self, p, id)
+    }
+    fn create_deployment(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        kit: &str,
+        selector: Labels,
+        policy: RolloutPolicy,
+    ) -> Result<Deployment> {
+        Registry::create_deployment(self, p, enterprise, kit, selector, policy)
+    }
+    fn deployment_status(&self, p: &Principal, id: &str) -> Result<(Deployment, Vec<Device>)> {
+        Registry::deployment_status(self, p, id)
+    }
+    fn list_deployments(&self, p: &Principal, enterprise: &str) -> Result<Vec<Deployment>> {
+        Registry::list_deployments(self, p, enterprise)
+    }
+    fn act_on_deployment(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: crate::fleet::DeploymentAction,
+        reason: &str,
+    ) -> Result<Deployment> {
+        Registry::act_on_deployment(self, p, id, action, reason)
+    }
+    fn report(&self, p: &Principal, state: DeviceState) -> Result<()> {
+        Registry::report(self, p, state)
+    }
+    fn desired(&self, p: &Principal) -> Result<Desired> {
+        Registry::desired(self, p)
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        Registry::subscribe(self)
+    }
+    fn tick(&self) -> Result<()> {
+        Registry::tick(self)
+    }
 }
 
 /// The registry over a metadata store and a blob store.
 pub struct Registry {
-    kv: Arc<dyn KvStore>,
+    pub(crate) kv: Arc<dyn KvStore>,
     blobs: Arc<dyn BlobStore>,
     runtime: Arc<Runtime>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     index: RwLock<SearchIndex>,
+    /// Signs enrolled devices' certificates (none when serving without TLS).
+    pub(crate) device_ca: Option<crate::tls::DeviceCa>,
+    /// The last deployment sequence number given out.
+    pub(crate) seq: std::sync::atomic::AtomicU64,
+    /// When each device last synced (kept in memory; stored only on a change of state).
+    pub(crate) seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Bumped on every change of what some device should run.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -214,11 +338,11 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("domain types serialise")
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| RegistryError::Storage(format!("stored {what} is unreadable: {e}")))
 }
@@ -253,7 +377,7 @@ fn check_simple_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
@@ -269,13 +393,37 @@ impl Registry {
         for (_, v) in kv.scan_prefix(Tree::Artifacts, b"")? {
             index.upsert(parse::<Artifact>("artifact", &v)?);
         }
+        let mut seq = 0;
+        for (_, v) in kv.scan_prefix(Tree::Deployments, b"")? {
+            seq = seq.max(parse::<Deployment>("deployment", &v)?.seq);
+        }
         Ok(Registry {
             kv,
             blobs,
             runtime,
             clock,
             index: RwLock::new(index),
+            device_ca: None,
+            seq: std::sync::atomic::AtomicU64::new(seq),
+            seen: Default::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Enrolls devices with certificates signed by this CA.
+    pub fn with_device_ca(mut self, ca: crate::tls::DeviceCa) -> Registry {
+        self.device_ca = Some(ca);
+        self
+    }
+
+    /// Wakes every device waiting for its desired state to change.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that sees every change of desired state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The blob store.

@@ -325,6 +325,26 @@ impl Client {
         token: Option<String>,
         ca_pem: Option<String>,
     ) -> Result<Client> {
+        Self::connect_with(url, token, ca_pem, None).await
+    }
+
+    /// Connects as an enrolled device: mTLS with its certificate and key (PEM), no token.
+    pub async fn connect_device(
+        url: &str,
+        ca_pem: Option<String>,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Client> {
+        let id = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        Self::connect_with(url, None, ca_pem, Some(id)).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        token: Option<String>,
+        ca_pem: Option<String>,
+        identity: Option<tonic::transport::Identity>,
+    ) -> Result<Client> {
         let err = |m: String| SdkError::Connect {
             url: url.to_owned(),
             message: m,
@@ -335,6 +355,9 @@ impl Client {
             let mut tls = ClientTlsConfig::new();
             if let Some(pem) = ca_pem {
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some(id) = identity {
+                tls = tls.identity(id);
             }
             ep = ep.tls_config(tls).map_err(|e| err(e.to_string()))?;
         }
@@ -355,7 +378,7 @@ impl Client {
         Ok(Client { channel, token })
     }
 
-    fn req<T>(&self, msg: T) -> Request<T> {
+    pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         if let Some(t) = &self.token {
             if let Ok(v) = format!("Bearer {t}").parse() {
@@ -363,6 +386,10 @@ impl Client {
             }
         }
         r
+    }
+
+    pub(crate) fn fleet(&self) -> pb::fleet_client::FleetClient<Channel> {
+        pb::fleet_client::FleetClient::new(self.channel.clone())
     }
 
     fn admin(&self) -> pb::admin_client::AdminClient<Channel> {
@@ -400,6 +427,23 @@ impl Client {
                 name: name.into(),
                 display_name: display_name.into(),
                 signing_key: signing_key.into(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Operator: registers an enterprise (a tenant with its own fleet).
+    pub async fn create_enterprise(
+        &self,
+        name: &str,
+        display_name: &str,
+        industries: Vec<String>,
+    ) -> Result<()> {
+        self.admin()
+            .create_enterprise(self.req(pb::CreateEnterpriseRequest {
+                name: name.into(),
+                display_name: display_name.into(),
+                industries,
             }))
             .await?;
         Ok(())

@@ -15,9 +15,11 @@
 //!
 //! # Layout
 //! - [`client`]: [`Client`] and the domain values it returns ([`Artifact`], [`Page`]).
+//! - [`fleet`]: the fleet calls of [`Client`]: enrollment, devices, deployments, sync.
 //! - The `algobay` binary (`src/main.rs`, `src/cli/`) is built on it.
 
 pub mod client;
+pub mod fleet;
 
 pub use client::{
     fetch_certificate, no_progress, Artifact, Client, Kind, ModelInfo, Page, Progress, SdkError,

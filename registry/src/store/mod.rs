@@ -21,16 +21,28 @@ pub enum Tree {
     Tokens,
     Artifacts,
     Digests,
+    /// `enterprise/device id` → device.
+    Devices,
+    /// Client certificate fingerprint → `enterprise/device id`.
+    DeviceCerts,
+    /// Enrollment token id → enrollment.
+    Enrollments,
+    /// `enterprise/deployment id` → deployment.
+    Deployments,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 5] = [
+    pub const ALL: [Tree; 9] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
         Tree::Artifacts,
         Tree::Digests,
+        Tree::Devices,
+        Tree::DeviceCerts,
+        Tree::Enrollments,
+        Tree::Deployments,
     ];
 
     /// The tree's name on disk.
@@ -41,6 +53,10 @@ impl Tree {
             Tree::Tokens => "tokens",
             Tree::Artifacts => "artifacts",
             Tree::Digests => "digests",
+            Tree::Devices => "devices",
+            Tree::DeviceCerts => "device_certs",
+            Tree::Enrollments => "enrollments",
+            Tree::Deployments => "deployments",
         }
     }
 }

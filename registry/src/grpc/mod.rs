@@ -38,10 +38,18 @@ fn token<T>(req: &Request<T>) -> Option<String> {
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
 }
 
+/// The caller: by its bearer token, or (with no token) by the client
+/// certificate an enrolled device presented in the TLS handshake.
 async fn principal<T>(reg: &Arc<dyn RegistryApi>, req: &Request<T>) -> Result<Principal, Status> {
     let reg = reg.clone();
     let t = token(req);
-    blocking(move || reg.authenticate(t.as_deref())).await
+    let cert = req
+        .peer_certs()
+        .and_then(|c| c.first().map(|c| crate::tls::der_fingerprint(c.as_ref())));
+    match (t, cert) {
+        (None, Some(fp)) => blocking(move || reg.authenticate_device(&fp)).await,
+        (t, _) => blocking(move || reg.authenticate(t.as_deref())).await,
+    }
 }
 
 fn role_to_pb(r: Role) -> i32 {
@@ -49,6 +57,7 @@ fn role_to_pb(r: Role) -> i32 {
         Role::Operator => pb::Role::Operator as i32,
         Role::Team => pb::Role::Team as i32,
         Role::Enterprise => pb::Role::Enterprise as i32,
+        Role::Device => pb::Role::Device as i32,
     }
 }
 
@@ -242,10 +251,11 @@ impl pb::blobs_server::Blobs for BlobsApi {
         req: Request<Streaming<pb::UploadChunk>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
         let p = principal(&self.0, &req).await?;
-        if p.role == Role::Enterprise {
-            return Err(
-                RegistryError::PermissionDenied("enterprises do not upload blobs".into()).into(),
-            );
+        if matches!(p.role, Role::Enterprise | Role::Device) {
+            return Err(RegistryError::PermissionDenied(
+                "enterprises and devices do not upload blobs".into(),
+            )
+            .into());
         }
         let mut stream = req.into_inner();
         let first = stream.next().await.ok_or_else(|| {
@@ -346,11 +356,15 @@ impl pb::blobs_server::Blobs for BlobsApi {
         &self,
         req: Request<pb::DownloadRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        principal(&self.0, &req).await?;
+        let p = principal(&self.0, &req).await?;
         let r = req.into_inner();
         let d = parse_digest("digest", &r.digest)?;
         let reg = self.0.clone();
-        let (size, reader) = blocking(move || reg.blobs().open(&d)).await?;
+        let (size, reader) = blocking(move || {
+            reg.may_download(&p, &d)?;
+            reg.blobs().open(&d)
+        })
+        .await?;
         if r.offset > size {
             return Err(RegistryError::invalid(
                 "offset",
@@ -568,3 +582,6 @@ fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Sta
     }
     Ok(())
 }
+
+mod fleet;
+pub use fleet::FleetApi;

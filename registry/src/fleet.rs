@@ -1,0 +1,726 @@
+//! Fleets: enrollment of devices, deployments with canary rollouts and health
+//! gates, and the desired state each device syncs. Tenant checks happen here:
+//! an enterprise sees and changes only its own devices and deployments.
+
+use std::collections::BTreeSet;
+
+use rand::RngCore;
+
+use algobay_runtime::Digest;
+
+use crate::domain::*;
+use crate::error::{RegistryError, Result};
+use crate::service::{hash_secret, json, parse, Registry};
+use crate::store::{Batch, Tree};
+
+/// What can be done to a deployment by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeploymentAction {
+    Promote,
+    Pause,
+    Rollback,
+}
+
+/// Enrollment tokens live a day unless asked otherwise.
+const ENROLLMENT_TTL: i64 = 24 * 3600;
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn check_labels(field: &str, labels: &Labels) -> Result<()> {
+    for (k, v) in labels {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        if !ok(k) || !ok(v) {
+            return Err(RegistryError::invalid(
+                field,
+                format!("`{k}={v}`: keys and values are 1-63 letters, digits, `-`, `_` or `.`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// The enterprise a caller acts for: its own, or (operator) the one named.
+    fn tenant(&self, p: &Principal, named: &str) -> Result<String> {
+        let e = match p.role {
+            Role::Enterprise if named.is_empty() || named == p.subject => p.subject.clone(),
+            Role::Enterprise => {
+                return Err(RegistryError::PermissionDenied(format!(
+                    "this token acts for enterprise `{}`, not `{named}`",
+                    p.subject
+                )))
+            }
+            Role::Operator if !named.is_empty() => named.to_owned(),
+            Role::Operator => {
+                return Err(RegistryError::invalid(
+                    "enterprise",
+                    "is required for an operator",
+                ))
+            }
+            _ => {
+                return Err(RegistryError::PermissionDenied(
+                    "only an enterprise or an operator may manage a fleet".into(),
+                ))
+            }
+        };
+        if self.kv.get(Tree::Enterprises, e.as_bytes())?.is_none() {
+            return Err(RegistryError::NotFound(format!("enterprise `{e}`")));
+        }
+        Ok(e)
+    }
+
+    /// A one-time enrollment token for a device of the enterprise; returned once.
+    pub fn create_enrollment(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        labels: Labels,
+        ttl_seconds: i64,
+    ) -> Result<(Enrollment, String)> {
+        let enterprise = self.tenant(p, enterprise)?;
+        check_labels("labels", &labels)?;
+        if ttl_seconds < 0 {
+            return Err(RegistryError::invalid("ttl_seconds", "must not be negative"));
+        }
+        let id = random_hex(6);
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let secret = hex::encode(secret);
+        let now = self.clock.now_unix();
+        let e = Enrollment {
+            id: id.clone(),
+            hash: hash_secret(&secret),
+            enterprise,
+            labels,
+            expires_unix: now
+                + if ttl_seconds == 0 {
+                    ENROLLMENT_TTL
+                } else {
+                    ttl_seconds
+                },
+            used_by: String::new(),
+            created_unix: now,
+        };
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Enrollments, id.as_bytes(), None)
+                .put(Tree::Enrollments, id.as_bytes(), json(&e)),
+        )? {
+            return Err(RegistryError::Storage(
+                "enrollment id collision; try again".into(),
+            ));
+        }
+        Ok((e, format!("abe_{id}_{secret}")))
+    }
+
+    /// A device presents its enrollment token once, with a signing request for
+    /// its own key; it gets a client certificate from the registry's device CA.
+    pub fn enroll(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        name: &str,
+        labels: Labels,
+    ) -> Result<(Device, String, String)> {
+        let ca = self.device_ca.as_ref().ok_or_else(|| {
+            RegistryError::FailedPrecondition(
+                "this registry has no device CA (it serves without TLS)".into(),
+            )
+        })?;
+        let (id, secret) = token
+            .strip_prefix("abe_")
+            .and_then(|r| r.split_once('_'))
+            .ok_or_else(|| {
+                RegistryError::Unauthenticated(
+                    "malformed enrollment token: it must look like `abe_<id>_<secret>`".into(),
+                )
+            })?;
+        let old = self
+            .kv
+            .get(Tree::Enrollments, id.as_bytes())?
+            .ok_or_else(|| RegistryError::Unauthenticated("unknown enrollment token".into()))?;
+        let mut e: Enrollment = parse("enrollment", &old)?;
+        if hash_secret(secret) != e.hash {
+            return Err(RegistryError::Unauthenticated(
+                "unknown enrollment token".into(),
+            ));
+        }
+        if !e.used_by.is_empty() {
+            return Err(RegistryError::Unauthenticated(format!(
+                "enrollment token {id} was already used by device {}",
+                e.used_by
+            )));
+        }
+        let now = self.clock.now_unix();
+        if now >= e.expires_unix {
+            return Err(RegistryError::Unauthenticated(format!(
+                "enrollment token {id} expired"
+            )));
+        }
+        check_labels("labels", &labels)?;
+        let name = if name.is_empty() { "device" } else { name };
+        if name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(RegistryError::invalid(
+                "name",
+                "must be at most 128 printable characters",
+            ));
+        }
+        let device_id = format!("dev-{}", random_hex(6));
+        let cert = ca.issue(csr_pem, &device_id)?;
+        let der = crate::tls::pem_to_der(&cert)
+            .ok_or_else(|| RegistryError::Storage("issued certificate is not PEM".into()))?;
+        let fingerprint = crate::tls::der_fingerprint(&der);
+        let mut all = labels;
+        all.extend(e.labels.clone());
+        let device = Device {
+            id: device_id.clone(),
+            enterprise: e.enterprise.clone(),
+            name: name.to_owned(),
+            labels: all,
+            fingerprint: fingerprint.clone(),
+            enrolled_unix: now,
+            last_seen_unix: now,
+            revoked: false,
+            state: DeviceState::default(),
+        };
+        e.used_by = device_id;
+        let committed = self.kv.commit(
+            Batch::new()
+                .check(Tree::Enrollments, id.as_bytes(), Some(old))
+                .put(Tree::Enrollments, id.as_bytes(), json(&e))
+                .check(Tree::Devices, device.key(), None)
+                .put(Tree::Devices, device.key(), json(&device))
+                .put(Tree::DeviceCerts, fingerprint, device.key()),
+        )?;
+        if !committed {
+            return Err(RegistryError::Unauthenticated(format!(
+                "enrollment token {id} was already used"
+            )));
+        }
+        self.changed();
+        Ok((device, cert, ca.cert_pem().to_owned()))
+    }
+
+    fn device_by_key(&self, key: &[u8]) -> Result<Option<Device>> {
+        self.kv
+            .get(Tree::Devices, key)?
+            .map(|v| parse("device", &v))
+            .transpose()
+    }
+
+    /// Resolves a client certificate (its sha256) to the device that holds it.
+    pub fn authenticate_device(&self, fingerprint: &str) -> Result<Principal> {
+        let key = self
+            .kv
+            .get(Tree::DeviceCerts, fingerprint.as_bytes())?
+            .ok_or_else(|| {
+                RegistryError::Unauthenticated(
+                    "this client certificate belongs to no enrolled device".into(),
+                )
+            })?;
+        let d = self
+            .device_by_key(&key)?
+            .ok_or_else(|| RegistryError::Unauthenticated("device record is gone".into()))?;
+        if d.revoked {
+            return Err(RegistryError::Unauthenticated(format!(
+                "device {} was revoked",
+                d.id
+            )));
+        }
+        Ok(Principal {
+            role: Role::Device,
+            subject: d.enterprise,
+            token_id: d.id,
+        })
+    }
+
+    /// The devices of an enterprise.
+    pub fn list_devices(&self, p: &Principal, enterprise: &str) -> Result<Vec<Device>> {
+        let e = self.tenant(p, enterprise)?;
+        let mut out: Vec<Device> = self
+            .kv
+            .scan_prefix(Tree::Devices, format!("{e}/").as_bytes())?
+            .iter()
+            .map(|(_, v)| parse("device", v))
+            .collect::<Result<_>>()?;
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for d in &mut out {
+            if let Some(t) = seen.get(&d.id) {
+                d.last_seen_unix = d.last_seen_unix.max(*t);
+            }
+        }
+        Ok(out)
+    }
+
+    fn find_device(&self, p: &Principal, id: &str) -> Result<Device> {
+        let e = self.tenant(p, "")
+            .or_else(|err| match p.role {
+                // An operator names no enterprise here: look the device up anywhere.
+                Role::Operator => Ok(String::new()),
+                _ => Err(err),
+            })?;
+        let prefix = if e.is_empty() { String::new() } else { format!("{e}/") };
+        for (_, v) in self.kv.scan_prefix(Tree::Devices, prefix.as_bytes())? {
+            let d: Device = parse("device", &v)?;
+            if d.id == id {
+                return Ok(d);
+            }
+        }
+        Err(RegistryError::NotFound(format!("device `{id}`")))
+    }
+
+    /// Cuts a device off: its certificate is refused from now on.
+    pub fn revoke_device(&self, p: &Principal, id: &str) -> Result<Device> {
+        let mut d = self.find_device(p, id)?;
+        let old = json(&d);
+        d.revoked = true;
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Devices, d.key(), Some(old))
+                .put(Tree::Devices, d.key(), json(&d)),
+        )? {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "device {id} changed meanwhile; try again"
+            )));
+        }
+        self.changed();
+        Ok(d)
+    }
+
+    // ------------------------------------------------------------ deployments
+
+    fn deployments_of(&self, enterprise: &str) -> Result<Vec<Deployment>> {
+        let mut v: Vec<Deployment> = self
+            .kv
+            .scan_prefix(Tree::Deployments, format!("{enterprise}/").as_bytes())?
+            .iter()
+            .map(|(_, v)| parse("deployment", v))
+            .collect::<Result<_>>()?;
+        v.sort_by(|a, b| b.seq.cmp(&a.seq));
+        Ok(v)
+    }
+
+    /// Puts a kit on the enterprise's devices that match the selector.
+    pub fn create_deployment(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        kit: &str,
+        selector: Labels,
+        policy: RolloutPolicy,
+    ) -> Result<Deployment> {
+        let enterprise = self.tenant(p, enterprise)?;
+        check_labels("selector", &selector)?;
+        if !(policy.canary_share > 0.0 && policy.canary_share <= 1.0) {
+            return Err(RegistryError::invalid(
+                "policy.canary_share",
+                format!("{} is not in (0, 1]", policy.canary_share),
+            ));
+        }
+        if policy.max_error_rate < 0.0 || policy.max_error_rate > 1.0 {
+            return Err(RegistryError::invalid(
+                "policy.max_error_rate",
+                format!("{} is not in [0, 1]", policy.max_error_rate),
+            ));
+        }
+        if policy.max_p99_ms < 0.0 || !policy.max_p99_ms.is_finite() {
+            return Err(RegistryError::invalid(
+                "policy.max_p99_ms",
+                "must be a finite number of milliseconds, 0 for no bound",
+            ));
+        }
+        if kit.is_empty() {
+            return Err(RegistryError::invalid("kit", "is required"));
+        }
+        let a = self.get(kit, Some(Kind::Kit))?;
+        if a.yanked {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "kit {} is yanked; deploy another version",
+                a.reference()
+            )));
+        }
+        let mut targets: Vec<Device> = self
+            .list_devices(p, &enterprise)?
+            .into_iter()
+            .filter(|d| !d.revoked)
+            .collect();
+        let now = self.clock.now_unix();
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let mut dep = Deployment {
+            id: format!("dep-{seq:06}-{}", random_hex(3)),
+            enterprise,
+            kit_reference: a.reference(),
+            kit_digest: a.digest,
+            selector,
+            policy,
+            state: DeploymentState::Canary,
+            reason: String::new(),
+            created_unix: now,
+            updated_unix: now,
+            canary_devices: Vec::new(),
+            seq,
+        };
+        targets.retain(|d| dep.selects(d));
+        targets.sort_by(|a, b| a.id.cmp(&b.id));
+        let n = (dep.policy.canary_share * targets.len() as f64).ceil() as usize;
+        dep.canary_devices = targets.iter().take(n).map(|d| d.id.clone()).collect();
+        if n >= targets.len() {
+            // Nobody is left after the canaries: the gate still decides when it is done.
+            dep.reason = format!("{} device(s) targeted, all canaries", targets.len());
+        } else {
+            dep.reason = format!(
+                "{} of {} targeted device(s) first",
+                n,
+                targets.len()
+            );
+        }
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Deployments, dep.key(), None)
+                .put(Tree::Deployments, dep.key(), json(&dep)),
+        )? {
+            return Err(RegistryError::Storage("deployment id collision; try again".into()));
+        }
+        self.changed();
+        Ok(dep)
+    }
+
+    fn find_deployment(&self, p: &Principal, id: &str) -> Result<Deployment> {
+        let prefix = match p.role {
+            Role::Operator => String::new(),
+            _ => format!("{}/", self.tenant(p, "")?),
+        };
+        for (_, v) in self.kv.scan_prefix(Tree::Deployments, prefix.as_bytes())? {
+            let d: Deployment = parse("deployment", &v)?;
+            if d.id == id {
+                return Ok(d);
+            }
+        }
+        Err(RegistryError::NotFound(format!("deployment `{id}`")))
+    }
+
+    /// The deployments of an enterprise, newest first.
+    pub fn list_deployments(&self, p: &Principal, enterprise: &str) -> Result<Vec<Deployment>> {
+        let e = self.tenant(p, enterprise)?;
+        self.deployments_of(&e)
+    }
+
+    /// A deployment and the devices it targets, with their states.
+    pub fn deployment_status(&self, p: &Principal, id: &str) -> Result<(Deployment, Vec<Device>)> {
+        let d = self.find_deployment(p, id)?;
+        let d = self.evaluate(d)?;
+        let devices = self
+            .kv
+            .scan_prefix(Tree::Devices, format!("{}/", d.enterprise).as_bytes())?
+            .iter()
+            .map(|(_, v)| parse::<Device>("device", v))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|dev| d.selects(dev))
+            .collect();
+        Ok((d, devices))
+    }
+
+    fn save_deployment(&self, old: &Deployment, new: &Deployment) -> Result<bool> {
+        let ok = self.kv.commit(
+            Batch::new()
+                .check(Tree::Deployments, old.key(), Some(json(old)))
+                .put(Tree::Deployments, new.key(), json(new)),
+        )?;
+        if ok {
+            tracing::info!(
+                deployment = %new.id,
+                enterprise = %new.enterprise,
+                state = new.state.as_str(),
+                reason = %new.reason,
+                "deployment changed"
+            );
+            self.changed();
+        }
+        Ok(ok)
+    }
+
+    /// Promote, pause or roll back by hand.
+    pub fn act_on_deployment(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: DeploymentAction,
+        reason: &str,
+    ) -> Result<Deployment> {
+        if p.role == Role::Device {
+            return Err(RegistryError::PermissionDenied(
+                "devices do not manage deployments".into(),
+            ));
+        }
+        for _ in 0..8 {
+            let old = self.find_deployment(p, id)?;
+            let mut new = old.clone();
+            let by = if reason.is_empty() {
+                "by hand".to_owned()
+            } else {
+                reason.to_owned()
+            };
+            match (action, old.state) {
+                (_, DeploymentState::RolledBack) => {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "deployment {id} was rolled back ({}); create a new one",
+                        old.reason
+                    )))
+                }
+                (DeploymentAction::Promote, _) => {
+                    new.state = DeploymentState::Promoted;
+                    new.reason = format!("promoted {by}");
+                }
+                (DeploymentAction::Pause, DeploymentState::Promoted) => {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "deployment {id} is already on every targeted device; roll it back instead"
+                    )))
+                }
+                (DeploymentAction::Pause, _) => {
+                    new.state = DeploymentState::Paused;
+                    new.reason = format!("paused {by}");
+                }
+                (DeploymentAction::Rollback, _) => {
+                    new.state = DeploymentState::RolledBack;
+                    new.reason = format!("rolled back {by}");
+                }
+            }
+            new.updated_unix = self.clock.now_unix();
+            if self.save_deployment(&old, &new)? {
+                return Ok(new);
+            }
+        }
+        Err(RegistryError::FailedPrecondition(format!(
+            "deployment {id} keeps changing; try again"
+        )))
+    }
+
+    /// Applies the health gate: rolls back on a failed or out-of-bounds device,
+    /// promotes when every canary has run the kit for the soak time.
+    fn evaluate(&self, dep: Deployment) -> Result<Deployment> {
+        if !matches!(
+            dep.state,
+            DeploymentState::Canary | DeploymentState::Promoted
+        ) {
+            return Ok(dep);
+        }
+        let now = self.clock.now_unix();
+        let watched: Vec<Device> = if dep.state == DeploymentState::Canary {
+            dep.canary_devices
+                .iter()
+                .map(|id| self.device_by_key(format!("{}/{id}", dep.enterprise).as_bytes()))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            self.kv
+                .scan_prefix(Tree::Devices, format!("{}/", dep.enterprise).as_bytes())?
+                .iter()
+                .map(|(_, v)| parse::<Device>("device", v))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .filter(|d| dep.selects(d))
+                .collect()
+        };
+        let want = dep.kit_digest.to_string();
+        let mut failure = None;
+        let mut ready = 0;
+        for d in &watched {
+            let s = &d.state;
+            if s.target_digest == want && s.deployment_id == dep.id && s.phase == "failed" {
+                failure = Some(format!("device {}: {}", d.id, s.message));
+                break;
+            }
+            if s.active_digest != want {
+                continue;
+            }
+            let p = &dep.policy;
+            if p.max_error_rate > 0.0 && s.requests > 0 && s.error_rate > p.max_error_rate {
+                failure = Some(format!(
+                    "device {}: error rate {:.3} above the bound {:.3}",
+                    d.id, s.error_rate, p.max_error_rate
+                ));
+                break;
+            }
+            if p.max_p99_ms > 0.0 && s.requests > 0 && s.p99_ms > p.max_p99_ms {
+                failure = Some(format!(
+                    "device {}: p99 latency {:.1} ms above the bound {:.1} ms",
+                    d.id, s.p99_ms, p.max_p99_ms
+                ));
+                break;
+            }
+            if now - s.active_since_unix >= i64::from(p.soak_seconds) {
+                ready += 1;
+            }
+        }
+        let mut new = dep.clone();
+        if let Some(why) = failure {
+            new.state = DeploymentState::RolledBack;
+            new.reason = format!("health gate failed: {why}");
+        } else if dep.state == DeploymentState::Canary
+            && ready == dep.canary_devices.len()
+            && !dep.policy.manual_promote
+        {
+            new.state = DeploymentState::Promoted;
+            new.reason = format!(
+                "gate passed: {ready} canary device(s) ran it {} s within bounds",
+                dep.policy.soak_seconds
+            );
+        } else if dep.state == DeploymentState::Canary
+            && ready == dep.canary_devices.len()
+            && !dep.reason.starts_with("gate passed")
+        {
+            new.reason = "gate passed; waiting for promote".into();
+        } else {
+            return Ok(dep);
+        }
+        new.updated_unix = now;
+        if self.save_deployment(&dep, &new)? {
+            Ok(new)
+        } else {
+            // Changed meanwhile (by hand, or another evaluation): take what is stored.
+            self.find_deployment(
+                &Principal {
+                    role: Role::Operator,
+                    subject: String::new(),
+                    token_id: String::new(),
+                },
+                &dep.id,
+            )
+        }
+    }
+
+    /// Evaluates every rollout that waits on time (the soak of its canaries).
+    pub fn tick(&self) -> Result<()> {
+        for (_, v) in self.kv.scan_prefix(Tree::Deployments, b"")? {
+            let d: Deployment = parse("deployment", &v)?;
+            if d.state == DeploymentState::Canary {
+                self.evaluate(d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a device should run: the newest deployment that reaches it.
+    pub fn desired(&self, p: &Principal) -> Result<Desired> {
+        let dev = self.device_for(p)?;
+        for d in self.deployments_of(&dev.enterprise)? {
+            if !d.selects(&dev) {
+                continue;
+            }
+            let reaches = match d.state {
+                DeploymentState::RolledBack => false,
+                DeploymentState::Canary | DeploymentState::Paused => {
+                    d.canary_devices.contains(&dev.id)
+                }
+                DeploymentState::Promoted => true,
+            };
+            if reaches {
+                let a = self.get(&d.kit_digest.to_string(), Some(Kind::Kit))?;
+                return Ok(Desired {
+                    kit_digest: Some(d.kit_digest),
+                    kit_reference: d.kit_reference,
+                    deployment_id: d.id,
+                    signatures: a.signatures,
+                });
+            }
+        }
+        Ok(Desired::default())
+    }
+
+    fn device_for(&self, p: &Principal) -> Result<Device> {
+        if p.role != Role::Device {
+            return Err(RegistryError::PermissionDenied(
+                "only an enrolled device syncs (over mTLS with its certificate)".into(),
+            ));
+        }
+        self.device_by_key(format!("{}/{}", p.subject, p.token_id).as_bytes())?
+            .ok_or_else(|| RegistryError::NotFound(format!("device `{}`", p.token_id)))
+    }
+
+    /// Records what a device reports; a change of state is stored and applied
+    /// to the gates of the deployments it concerns.
+    pub fn report(&self, p: &Principal, state: DeviceState) -> Result<()> {
+        let now = self.clock.now_unix();
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.token_id.clone(), now);
+        let dev = self.device_for(p)?;
+        if dev.state == state {
+            return Ok(());
+        }
+        for (field, v) in [
+            ("state.active_digest", &state.active_digest),
+            ("state.previous_digest", &state.previous_digest),
+            ("state.target_digest", &state.target_digest),
+        ] {
+            if !v.is_empty() {
+                v.parse::<Digest>()
+                    .map_err(|e| RegistryError::invalid(field, e.to_string()))?;
+            }
+        }
+        if state.message.len() > 4096 || state.phase.len() > 32 {
+            return Err(RegistryError::invalid(
+                "state",
+                "phase or message is too long",
+            ));
+        }
+        let old = json(&dev);
+        let mut new = dev.clone();
+        new.state = state;
+        new.last_seen_unix = now;
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Devices, dev.key(), Some(old))
+                .put(Tree::Devices, dev.key(), json(&new)),
+        )? {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "device {} changed meanwhile; report again",
+                dev.id
+            )));
+        }
+        let mut concerned = BTreeSet::new();
+        concerned.insert(new.state.deployment_id.clone());
+        for d in self.deployments_of(&dev.enterprise)? {
+            if concerned.contains(&d.id)
+                || d.kit_digest.to_string() == new.state.active_digest
+            {
+                self.evaluate(d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a caller may download a blob: anyone but a device, and a device
+    /// only the manifests and blobs of kits deployed to its enterprise.
+    pub fn may_download(&self, p: &Principal, d: &Digest) -> Result<()> {
+        if p.role != Role::Device {
+            return Ok(());
+        }
+        for dep in self.deployments_of(&p.subject)? {
+            if dep.kit_digest == *d {
+                return Ok(());
+            }
+            let a = self.get(&dep.kit_digest.to_string(), Some(Kind::Kit))?;
+            if a.blobs.contains(d) {
+                return Ok(());
+            }
+        }
+        Err(RegistryError::PermissionDenied(format!(
+            "blob {d} is in no kit deployed to enterprise `{}`",
+            p.subject
+        )))
+    }
+}

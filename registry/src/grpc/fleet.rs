@@ -1,0 +1,324 @@
+//! The Fleet service's gRPC adapter: wire types in, domain types to the service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use algobay_proto::v1 as pb;
+use algobay_runtime::Digest;
+
+use super::{blocking, principal};
+use crate::domain::*;
+use crate::error::RegistryError;
+use crate::fleet::DeploymentAction;
+use crate::service::RegistryApi;
+
+/// The longest a sync waits for a change.
+const MAX_WAIT: u32 = 60;
+
+/// The Fleet service.
+#[derive(Clone)]
+pub struct FleetApi(pub Arc<dyn RegistryApi>);
+
+fn state_to_pb(s: DeviceState) -> pb::DeviceState {
+    pb::DeviceState {
+        active_digest: s.active_digest,
+        active_reference: s.active_reference,
+        previous_digest: s.previous_digest,
+        deployment_id: s.deployment_id,
+        phase: s.phase,
+        message: s.message,
+        requests: s.requests,
+        error_rate: s.error_rate,
+        p99_ms: s.p99_ms,
+        active_since_unix: s.active_since_unix,
+        target_digest: s.target_digest,
+    }
+}
+
+fn state_from_pb(s: pb::DeviceState) -> DeviceState {
+    DeviceState {
+        active_digest: s.active_digest,
+        active_reference: s.active_reference,
+        previous_digest: s.previous_digest,
+        deployment_id: s.deployment_id,
+        phase: s.phase,
+        message: s.message,
+        requests: s.requests,
+        error_rate: s.error_rate,
+        p99_ms: s.p99_ms,
+        active_since_unix: s.active_since_unix,
+        target_digest: s.target_digest,
+    }
+}
+
+fn device_to_pb(d: Device) -> pb::Device {
+    pb::Device {
+        id: d.id,
+        enterprise: d.enterprise,
+        name: d.name,
+        labels: d.labels.into_iter().collect(),
+        fingerprint: d.fingerprint,
+        enrolled_unix: d.enrolled_unix,
+        last_seen_unix: d.last_seen_unix,
+        revoked: d.revoked,
+        state: Some(state_to_pb(d.state)),
+    }
+}
+
+fn policy_to_pb(p: RolloutPolicy) -> pb::RolloutPolicy {
+    pb::RolloutPolicy {
+        canary_share: p.canary_share,
+        soak_seconds: p.soak_seconds,
+        max_error_rate: p.max_error_rate,
+        max_p99_ms: p.max_p99_ms,
+        manual_promote: p.manual_promote,
+    }
+}
+
+fn deployment_to_pb(d: Deployment) -> pb::Deployment {
+    pb::Deployment {
+        id: d.id,
+        enterprise: d.enterprise,
+        kit_reference: d.kit_reference,
+        kit_digest: d.kit_digest.to_string(),
+        selector: d.selector.into_iter().collect(),
+        policy: Some(policy_to_pb(d.policy)),
+        state: d.state.as_str().into(),
+        reason: d.reason,
+        created_unix: d.created_unix,
+        updated_unix: d.updated_unix,
+        canary_devices: d.canary_devices,
+    }
+}
+
+fn desired_to_pb(d: Desired) -> pb::Desired {
+    pb::Desired {
+        kit_digest: d.kit_digest.map(|d| d.to_string()).unwrap_or_default(),
+        kit_reference: d.kit_reference,
+        deployment_id: d.deployment_id,
+        signatures: d
+            .signatures
+            .into_iter()
+            .map(|s| pb::KitSignature {
+                key: s.key,
+                signature: s.signature,
+            })
+            .collect(),
+    }
+}
+
+fn same(d: &Desired, known_digest: &str, known_deployment: &str) -> bool {
+    d.kit_digest.map(|x| x.to_string()).unwrap_or_default() == known_digest
+        && d.deployment_id == known_deployment
+}
+
+#[tonic::async_trait]
+impl pb::fleet_server::Fleet for FleetApi {
+    async fn create_enrollment_token(
+        &self,
+        req: Request<pb::CreateEnrollmentTokenRequest>,
+    ) -> Result<Response<pb::CreateEnrollmentTokenResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let (e, token) = blocking(move || {
+            reg.create_enrollment(&p, &r.enterprise, r.labels.into_iter().collect(), r.ttl_seconds)
+        })
+        .await?;
+        Ok(Response::new(pb::CreateEnrollmentTokenResponse {
+            token,
+            id: e.id,
+            expires_unix: e.expires_unix,
+        }))
+    }
+
+    async fn list_devices(
+        &self,
+        req: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let devices = blocking(move || reg.list_devices(&p, &r.enterprise)).await?;
+        Ok(Response::new(pb::ListDevicesResponse {
+            devices: devices.into_iter().map(device_to_pb).collect(),
+        }))
+    }
+
+    async fn revoke_device(
+        &self,
+        req: Request<pb::RevokeDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let d = blocking(move || reg.revoke_device(&p, &r.id)).await?;
+        Ok(Response::new(device_to_pb(d)))
+    }
+
+    async fn create_deployment(
+        &self,
+        req: Request<pb::CreateDeploymentRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let policy = r.policy.ok_or_else(|| {
+            Status::from(RegistryError::invalid(
+                "policy",
+                "is required (canary_share at least)",
+            ))
+        })?;
+        let policy = RolloutPolicy {
+            canary_share: policy.canary_share,
+            soak_seconds: policy.soak_seconds,
+            max_error_rate: policy.max_error_rate,
+            max_p99_ms: policy.max_p99_ms,
+            manual_promote: policy.manual_promote,
+        };
+        let reg = self.0.clone();
+        let d = blocking(move || {
+            reg.create_deployment(
+                &p,
+                &r.enterprise,
+                &r.kit,
+                r.selector.into_iter().collect(),
+                policy,
+            )
+        })
+        .await?;
+        Ok(Response::new(deployment_to_pb(d)))
+    }
+
+    async fn get_deployment(
+        &self,
+        req: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::DeploymentStatus>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let (d, devices) = blocking(move || reg.deployment_status(&p, &r.id)).await?;
+        Ok(Response::new(pb::DeploymentStatus {
+            deployment: Some(deployment_to_pb(d)),
+            devices: devices.into_iter().map(device_to_pb).collect(),
+        }))
+    }
+
+    async fn list_deployments(
+        &self,
+        req: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let v = blocking(move || reg.list_deployments(&p, &r.enterprise)).await?;
+        Ok(Response::new(pb::ListDeploymentsResponse {
+            deployments: v.into_iter().map(deployment_to_pb).collect(),
+        }))
+    }
+
+    async fn promote(
+        &self,
+        req: Request<pb::DeploymentAction>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.act(req, DeploymentAction::Promote).await
+    }
+
+    async fn pause(
+        &self,
+        req: Request<pb::DeploymentAction>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.act(req, DeploymentAction::Pause).await
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<pb::DeploymentAction>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.act(req, DeploymentAction::Rollback).await
+    }
+
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let (d, cert, ca) = blocking(move || {
+            reg.enroll(&r.token, &r.csr_pem, &r.name, r.labels.into_iter().collect())
+        })
+        .await?;
+        tracing::info!(device = %d.id, enterprise = %d.enterprise, "device enrolled");
+        Ok(Response::new(pb::EnrollResponse {
+            device_id: d.id,
+            enterprise: d.enterprise,
+            certificate_pem: cert,
+            ca_pem: ca,
+        }))
+    }
+
+    async fn sync(
+        &self,
+        req: Request<pb::SyncRequest>,
+    ) -> Result<Response<pb::SyncResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        if r.wait_seconds > MAX_WAIT {
+            return Err(RegistryError::invalid(
+                "wait_seconds",
+                format!("{} is above the limit of {MAX_WAIT}", r.wait_seconds),
+            )
+            .into());
+        }
+        if !r.known_desired.is_empty() {
+            r.known_desired.parse::<Digest>().map_err(|e| {
+                Status::from(RegistryError::invalid("known_desired", e.to_string()))
+            })?;
+        }
+        // Subscribe before reading, so no change between the read and the wait is missed.
+        let mut changes = self.0.subscribe();
+        let reg = self.0.clone();
+        let state = r.state.map(state_from_pb);
+        let who = p.clone();
+        let mut desired = blocking(move || {
+            if let Some(s) = state {
+                reg.report(&who, s)?;
+            }
+            reg.desired(&who)
+        })
+        .await?;
+        if r.wait_seconds > 0 && same(&desired, &r.known_desired, &r.known_deployment) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(r.wait_seconds.into());
+            loop {
+                match tokio::time::timeout_at(deadline, changes.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
+                }
+                let reg = self.0.clone();
+                let who = p.clone();
+                desired = blocking(move || reg.desired(&who)).await?;
+                if !same(&desired, &r.known_desired, &r.known_deployment) {
+                    break;
+                }
+            }
+        }
+        Ok(Response::new(pb::SyncResponse {
+            desired: Some(desired_to_pb(desired)),
+        }))
+    }
+}
+
+impl FleetApi {
+    async fn act(
+        &self,
+        req: Request<pb::DeploymentAction>,
+        action: DeploymentAction,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let d = blocking(move || reg.act_on_deployment(&p, &r.id, action, &r.reason)).await?;
+        Ok(Response::new(deployment_to_pb(d)))
+    }
+}

@@ -1,0 +1,367 @@
+//! The fleet side of the client: enrollment, devices, deployments and the
+//! device's sync, over domain types.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use algobay_proto::v1 as pb;
+use algobay_runtime::sign::Signature;
+
+use crate::client::{Client, SdkError};
+
+type Result<T, E = SdkError> = std::result::Result<T, E>;
+
+/// What a device says about itself, and what the registry last heard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeviceState {
+    pub active_digest: String,
+    pub active_reference: String,
+    pub previous_digest: String,
+    pub deployment_id: String,
+    /// idle, pulling, verifying, testing, active, failed, rolled_back
+    pub phase: String,
+    pub message: String,
+    pub requests: u64,
+    pub error_rate: f64,
+    pub p99_ms: f64,
+    pub active_since_unix: i64,
+    pub target_digest: String,
+}
+
+impl DeviceState {
+    fn from_pb(s: pb::DeviceState) -> Self {
+        DeviceState {
+            active_digest: s.active_digest,
+            active_reference: s.active_reference,
+            previous_digest: s.previous_digest,
+            deployment_id: s.deployment_id,
+            phase: s.phase,
+            message: s.message,
+            requests: s.requests,
+            error_rate: s.error_rate,
+            p99_ms: s.p99_ms,
+            active_since_unix: s.active_since_unix,
+            target_digest: s.target_digest,
+        }
+    }
+
+    fn to_pb(&self) -> pb::DeviceState {
+        pb::DeviceState {
+            active_digest: self.active_digest.clone(),
+            active_reference: self.active_reference.clone(),
+            previous_digest: self.previous_digest.clone(),
+            deployment_id: self.deployment_id.clone(),
+            phase: self.phase.clone(),
+            message: self.message.clone(),
+            requests: self.requests,
+            error_rate: self.error_rate,
+            p99_ms: self.p99_ms,
+            active_since_unix: self.active_since_unix,
+            target_digest: self.target_digest.clone(),
+        }
+    }
+}
+
+/// An enrolled device.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Device {
+    pub id: String,
+    pub enterprise: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub fingerprint: String,
+    pub enrolled_unix: i64,
+    pub last_seen_unix: i64,
+    pub revoked: bool,
+    pub state: DeviceState,
+}
+
+impl Device {
+    fn from_pb(d: pb::Device) -> Self {
+        Device {
+            id: d.id,
+            enterprise: d.enterprise,
+            name: d.name,
+            labels: d.labels.into_iter().collect(),
+            fingerprint: d.fingerprint,
+            enrolled_unix: d.enrolled_unix,
+            last_seen_unix: d.last_seen_unix,
+            revoked: d.revoked,
+            state: d.state.map(DeviceState::from_pb).unwrap_or_default(),
+        }
+    }
+}
+
+/// How a deployment reaches its devices.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RolloutPolicy {
+    /// Share of the targeted devices that get it first (0 < share <= 1).
+    pub canary_share: f64,
+    /// How long the canaries must run it within bounds before the rest get it.
+    pub soak_seconds: u32,
+    /// Highest error rate on a device (0: no bound).
+    pub max_error_rate: f64,
+    /// Highest p99 latency on a device, ms (0: no bound).
+    pub max_p99_ms: f64,
+    /// Wait for a promote when the gate passes.
+    pub manual_promote: bool,
+}
+
+impl Default for RolloutPolicy {
+    fn default() -> Self {
+        RolloutPolicy {
+            canary_share: 0.1,
+            soak_seconds: 60,
+            max_error_rate: 0.0,
+            max_p99_ms: 0.0,
+            manual_promote: false,
+        }
+    }
+}
+
+/// A kit put on an enterprise's devices.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Deployment {
+    pub id: String,
+    pub enterprise: String,
+    pub kit_reference: String,
+    pub kit_digest: String,
+    pub selector: BTreeMap<String, String>,
+    pub policy: RolloutPolicy,
+    /// canary, paused, promoted, rolled_back
+    pub state: String,
+    pub reason: String,
+    pub created_unix: i64,
+    pub updated_unix: i64,
+    pub canary_devices: Vec<String>,
+}
+
+impl Deployment {
+    fn from_pb(d: pb::Deployment) -> Self {
+        let p = d.policy.unwrap_or_default();
+        Deployment {
+            id: d.id,
+            enterprise: d.enterprise,
+            kit_reference: d.kit_reference,
+            kit_digest: d.kit_digest,
+            selector: d.selector.into_iter().collect(),
+            policy: RolloutPolicy {
+                canary_share: p.canary_share,
+                soak_seconds: p.soak_seconds,
+                max_error_rate: p.max_error_rate,
+                max_p99_ms: p.max_p99_ms,
+                manual_promote: p.manual_promote,
+            },
+            state: d.state,
+            reason: d.reason,
+            created_unix: d.created_unix,
+            updated_unix: d.updated_unix,
+            canary_devices: d.canary_devices,
+        }
+    }
+}
+
+/// A deployment and the devices it targets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentStatus {
+    pub deployment: Deployment,
+    pub devices: Vec<Device>,
+}
+
+/// What a device should run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Desired {
+    /// Empty: no kit.
+    pub kit_digest: String,
+    pub kit_reference: String,
+    pub deployment_id: String,
+    pub signatures: Vec<Signature>,
+}
+
+/// What enrollment gives a device.
+#[derive(Clone, Debug)]
+pub struct Enrolled {
+    pub device_id: String,
+    pub enterprise: String,
+    pub certificate_pem: String,
+    pub ca_pem: String,
+}
+
+/// Manual steps of a rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Promote,
+    Pause,
+    Rollback,
+}
+
+impl Client {
+    /// Enterprise or operator: a one-time enrollment token; returns (id, token).
+    pub async fn create_enrollment_token(
+        &self,
+        enterprise: &str,
+        labels: BTreeMap<String, String>,
+        ttl_seconds: i64,
+    ) -> Result<(String, String)> {
+        let r = self
+            .fleet()
+            .create_enrollment_token(self.req(pb::CreateEnrollmentTokenRequest {
+                enterprise: enterprise.into(),
+                labels: labels.into_iter().collect(),
+                ttl_seconds,
+            }))
+            .await?
+            .into_inner();
+        Ok((r.id, r.token))
+    }
+
+    /// Device: trades the enrollment token and a CSR for a client certificate.
+    pub async fn enroll(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Enrolled> {
+        let r = self
+            .fleet()
+            .enroll(pb::EnrollRequest {
+                token: token.into(),
+                csr_pem: csr_pem.into(),
+                name: name.into(),
+                labels: labels.into_iter().collect(),
+            })
+            .await?
+            .into_inner();
+        Ok(Enrolled {
+            device_id: r.device_id,
+            enterprise: r.enterprise,
+            certificate_pem: r.certificate_pem,
+            ca_pem: r.ca_pem,
+        })
+    }
+
+    pub async fn list_devices(&self, enterprise: &str) -> Result<Vec<Device>> {
+        let r = self
+            .fleet()
+            .list_devices(self.req(pb::ListDevicesRequest {
+                enterprise: enterprise.into(),
+            }))
+            .await?
+            .into_inner();
+        Ok(r.devices.into_iter().map(Device::from_pb).collect())
+    }
+
+    pub async fn revoke_device(&self, id: &str) -> Result<Device> {
+        let d = self
+            .fleet()
+            .revoke_device(self.req(pb::RevokeDeviceRequest { id: id.into() }))
+            .await?
+            .into_inner();
+        Ok(Device::from_pb(d))
+    }
+
+    pub async fn create_deployment(
+        &self,
+        enterprise: &str,
+        kit: &str,
+        selector: BTreeMap<String, String>,
+        policy: RolloutPolicy,
+    ) -> Result<Deployment> {
+        let d = self
+            .fleet()
+            .create_deployment(self.req(pb::CreateDeploymentRequest {
+                enterprise: enterprise.into(),
+                kit: kit.into(),
+                selector: selector.into_iter().collect(),
+                policy: Some(pb::RolloutPolicy {
+                    canary_share: policy.canary_share,
+                    soak_seconds: policy.soak_seconds,
+                    max_error_rate: policy.max_error_rate,
+                    max_p99_ms: policy.max_p99_ms,
+                    manual_promote: policy.manual_promote,
+                }),
+            }))
+            .await?
+            .into_inner();
+        Ok(Deployment::from_pb(d))
+    }
+
+    pub async fn deployment_status(&self, id: &str) -> Result<DeploymentStatus> {
+        let r = self
+            .fleet()
+            .get_deployment(self.req(pb::GetDeploymentRequest { id: id.into() }))
+            .await?
+            .into_inner();
+        Ok(DeploymentStatus {
+            deployment: Deployment::from_pb(r.deployment.unwrap_or_default()),
+            devices: r.devices.into_iter().map(Device::from_pb).collect(),
+        })
+    }
+
+    pub async fn list_deployments(&self, enterprise: &str) -> Result<Vec<Deployment>> {
+        let r = self
+            .fleet()
+            .list_deployments(self.req(pb::ListDeploymentsRequest {
+                enterprise: enterprise.into(),
+            }))
+            .await?
+            .into_inner();
+        Ok(r.deployments.into_iter().map(Deployment::from_pb).collect())
+    }
+
+    pub async fn deployment_action(
+        &self,
+        id: &str,
+        action: Action,
+        reason: &str,
+    ) -> Result<Deployment> {
+        let req = self.req(pb::DeploymentAction {
+            id: id.into(),
+            reason: reason.into(),
+        });
+        let mut f = self.fleet();
+        let d = match action {
+            Action::Promote => f.promote(req).await,
+            Action::Pause => f.pause(req).await,
+            Action::Rollback => f.rollback(req).await,
+        }?
+        .into_inner();
+        Ok(Deployment::from_pb(d))
+    }
+
+    /// Device: reports its state and waits up to `wait_seconds` for its desired
+    /// state to differ from `known` (digest, deployment id).
+    pub async fn sync(
+        &self,
+        state: Option<&DeviceState>,
+        known: (&str, &str),
+        wait_seconds: u32,
+    ) -> Result<Desired> {
+        let r = self
+            .fleet()
+            .sync(self.req(pb::SyncRequest {
+                state: state.map(DeviceState::to_pb),
+                known_desired: known.0.into(),
+                known_deployment: known.1.into(),
+                wait_seconds,
+            }))
+            .await?
+            .into_inner();
+        let d = r.desired.unwrap_or_default();
+        Ok(Desired {
+            kit_digest: d.kit_digest,
+            kit_reference: d.kit_reference,
+            deployment_id: d.deployment_id,
+            signatures: d
+                .signatures
+                .into_iter()
+                .map(|s| Signature {
+                    key: s.key,
+                    signature: s.signature,
+                })
+                .collect(),
+        })
+    }
+}
