@@ -221,6 +221,7 @@ async fn main() {
             cache_dir: None,
             ort_library: None,
             ort_threads: 1,
+            stage_limits_cap: None,
         })
         .unwrap(),
     );

@@ -89,7 +89,10 @@ impl Registry {
         let enterprise = self.tenant(p, enterprise)?;
         check_labels("labels", &labels)?;
         if ttl_seconds < 0 {
-            return Err(RegistryError::invalid("ttl_seconds", "must not be negative"));
+            return Err(RegistryError::invalid(
+                "ttl_seconds",
+                "must not be negative",
+            ));
         }
         let id = random_hex(6);
         let mut secret = [0u8; 32];
@@ -262,13 +265,16 @@ impl Registry {
     }
 
     fn find_device(&self, p: &Principal, id: &str) -> Result<Device> {
-        let e = self.tenant(p, "")
-            .or_else(|err| match p.role {
-                // An operator names no enterprise here: look the device up anywhere.
-                Role::Operator => Ok(String::new()),
-                _ => Err(err),
-            })?;
-        let prefix = if e.is_empty() { String::new() } else { format!("{e}/") };
+        let e = self.tenant(p, "").or_else(|err| match p.role {
+            // An operator names no enterprise here: look the device up anywhere.
+            Role::Operator => Ok(String::new()),
+            _ => Err(err),
+        })?;
+        let prefix = if e.is_empty() {
+            String::new()
+        } else {
+            format!("{e}/")
+        };
         for (_, v) in self.kv.scan_prefix(Tree::Devices, prefix.as_bytes())? {
             let d: Device = parse("device", &v)?;
             if d.id == id {
@@ -283,11 +289,14 @@ impl Registry {
         let mut d = self.find_device(p, id)?;
         let old = json(&d);
         d.revoked = true;
-        if !self.kv.commit(
-            Batch::new()
-                .check(Tree::Devices, d.key(), Some(old))
-                .put(Tree::Devices, d.key(), json(&d)),
-        )? {
+        if !self
+            .kv
+            .commit(Batch::new().check(Tree::Devices, d.key(), Some(old)).put(
+                Tree::Devices,
+                d.key(),
+                json(&d),
+            ))?
+        {
             return Err(RegistryError::FailedPrecondition(format!(
                 "device {id} changed meanwhile; try again"
             )));
@@ -377,18 +386,19 @@ impl Registry {
             // Nobody is left after the canaries: the gate still decides when it is done.
             dep.reason = format!("{} device(s) targeted, all canaries", targets.len());
         } else {
-            dep.reason = format!(
-                "{} of {} targeted device(s) first",
-                n,
-                targets.len()
-            );
+            dep.reason = format!("{} of {} targeted device(s) first", n, targets.len());
         }
-        if !self.kv.commit(
-            Batch::new()
-                .check(Tree::Deployments, dep.key(), None)
-                .put(Tree::Deployments, dep.key(), json(&dep)),
-        )? {
-            return Err(RegistryError::Storage("deployment id collision; try again".into()));
+        if !self
+            .kv
+            .commit(Batch::new().check(Tree::Deployments, dep.key(), None).put(
+                Tree::Deployments,
+                dep.key(),
+                json(&dep),
+            ))?
+        {
+            return Err(RegistryError::Storage(
+                "deployment id collision; try again".into(),
+            ));
         }
         self.changed();
         Ok(dep)
@@ -681,11 +691,14 @@ impl Registry {
         let mut new = dev.clone();
         new.state = state;
         new.last_seen_unix = now;
-        if !self.kv.commit(
-            Batch::new()
-                .check(Tree::Devices, dev.key(), Some(old))
-                .put(Tree::Devices, dev.key(), json(&new)),
-        )? {
+        if !self
+            .kv
+            .commit(Batch::new().check(Tree::Devices, dev.key(), Some(old)).put(
+                Tree::Devices,
+                dev.key(),
+                json(&new),
+            ))?
+        {
             return Err(RegistryError::FailedPrecondition(format!(
                 "device {} changed meanwhile; report again",
                 dev.id
@@ -694,9 +707,7 @@ impl Registry {
         let mut concerned = BTreeSet::new();
         concerned.insert(new.state.deployment_id.clone());
         for d in self.deployments_of(&dev.enterprise)? {
-            if concerned.contains(&d.id)
-                || d.kit_digest.to_string() == new.state.active_digest
-            {
+            if concerned.contains(&d.id) || d.kit_digest.to_string() == new.state.active_digest {
                 self.evaluate(d)?;
             }
         }

@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: Some(data.join("wasm-cache")),
         ort_library: ort_lib,
         ort_threads: 0,
+        stage_limits_cap: None,
     })?);
     let mut registry = Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?;
     let mut device_ca = None;

@@ -66,7 +66,8 @@ pub async fn serve(
         .tcp_nodelay(true)
         .layer(MetricsLayer(metrics));
     if let Some(id) = tls {
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem));
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem));
         if let Some(ca) = id.client_ca_pem {
             config = config
                 .client_ca_root(tonic::transport::Certificate::from_pem(ca))

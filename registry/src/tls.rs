@@ -166,7 +166,10 @@ impl DeviceCa {
     /// (the device id), whatever the request asked for.
     pub fn issue(&self, csr_pem: &str, device_id: &str) -> Result<String> {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
-            RegistryError::invalid("csr_pem", format!("not a valid certificate signing request: {e}"))
+            RegistryError::invalid(
+                "csr_pem",
+                format!("not a valid certificate signing request: {e}"),
+            )
         })?;
         let mut p = rcgen::CertificateParams::default();
         p.distinguished_name

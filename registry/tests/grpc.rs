@@ -45,6 +45,7 @@ async fn start() -> Harness {
             cache_dir: Some(dir.path().join("wasm")),
             ort_library: Some(ort_lib()),
             ort_threads: 1,
+            stage_limits_cap: None,
         })
         .unwrap(),
     );

@@ -31,6 +31,7 @@ fn runtime(cache: Option<PathBuf>) -> Runtime {
         cache_dir: cache,
         ort_library: Some(ort_lib()),
         ort_threads: 0,
+        stage_limits_cap: None,
     })
     .unwrap()
 }

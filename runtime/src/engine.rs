@@ -22,6 +22,10 @@ pub struct RuntimeOptions {
     pub ort_library: Option<PathBuf>,
     /// ONNX Runtime intra-op threads per session (0: ONNX Runtime's default).
     pub ort_threads: usize,
+    /// The most a stage may use on this machine, whatever its kit asks for
+    /// (a device with little memory or a slow clock sets it); a stage then gets
+    /// the lower of the two.
+    pub stage_limits_cap: Option<crate::manifest::Limits>,
 }
 
 /// The engine: one wasmtime engine, ONNX Runtime loaded on first use.
@@ -88,12 +92,19 @@ impl Runtime {
                         .iter()
                         .map(|(k, d)| Ok((k.clone(), archive.blob(d)?.clone())))
                         .collect::<Result<Vec<_>>>()?;
+                    let limits = match self.options.stage_limits_cap {
+                        Some(cap) => crate::manifest::Limits {
+                            memory_mb: limits.memory_mb.min(cap.memory_mb),
+                            time_ms: limits.time_ms.min(cap.time_ms),
+                        },
+                        None => *limits,
+                    };
                     let runner = self.stages.prepare(
                         &step.name,
                         archive.blob(wasm)?,
                         config,
                         assets,
-                        *limits,
+                        limits,
                     )?;
                     same_contract(
                         &step.name,

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-use tonic::{Code, Request};
+/// gRPC status codes, as [`SdkError::Status`] carries them.
+pub use tonic::Code;
+use tonic::Request;
 
 use algobay_proto::v1 as pb;
 use algobay_runtime::archive::KitArchive;

@@ -47,6 +47,7 @@ impl Env {
                 cache_dir: None,
                 ort_library: Some(ort_lib()),
                 ort_threads: 1,
+                stage_limits_cap: None,
             })
             .unwrap(),
         );

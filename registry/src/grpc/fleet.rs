@@ -124,7 +124,12 @@ impl pb::fleet_server::Fleet for FleetApi {
         let r = req.into_inner();
         let reg = self.0.clone();
         let (e, token) = blocking(move || {
-            reg.create_enrollment(&p, &r.enterprise, r.labels.into_iter().collect(), r.ttl_seconds)
+            reg.create_enrollment(
+                &p,
+                &r.enterprise,
+                r.labels.into_iter().collect(),
+                r.ttl_seconds,
+            )
         })
         .await?;
         Ok(Response::new(pb::CreateEnrollmentTokenResponse {
@@ -246,7 +251,12 @@ impl pb::fleet_server::Fleet for FleetApi {
         let r = req.into_inner();
         let reg = self.0.clone();
         let (d, cert, ca) = blocking(move || {
-            reg.enroll(&r.token, &r.csr_pem, &r.name, r.labels.into_iter().collect())
+            reg.enroll(
+                &r.token,
+                &r.csr_pem,
+                &r.name,
+                r.labels.into_iter().collect(),
+            )
         })
         .await?;
         tracing::info!(device = %d.id, enterprise = %d.enterprise, "device enrolled");

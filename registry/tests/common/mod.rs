@@ -75,6 +75,7 @@ pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
         cache_dir: None,
         ort_library: Some(ort_lib()),
         ort_threads: 1,
+        stage_limits_cap: None,
     })
     .unwrap();
     let digits = root().join("examples/kits/digits");

@@ -29,6 +29,7 @@ pub fn runtime_with_cache(cache: Option<PathBuf>) -> Runtime {
         cache_dir: cache,
         ort_library: Some(ort_library()),
         ort_threads: 1,
+        stage_limits_cap: None,
     })
     .expect("runtime")
 }

@@ -271,6 +271,7 @@ fn missing_onnx_runtime_says_how_to_install_it() {
         cache_dir: None,
         ort_library: Some("/nonexistent/libonnxruntime.so.1.32.0".into()),
         ort_threads: 1,
+        stage_limits_cap: None,
     })
     .unwrap();
     let verified = example("vad").verify(&trust()).unwrap();

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use algobay_runtime::{Error as RtError, Runtime, RuntimeOptions, TrustRoots};
 
+mod fleet;
 mod kit;
 mod registry;
 
@@ -114,6 +115,15 @@ pub enum Command {
     /// Tokens (operator).
     #[command(subcommand)]
     Token(registry::TokenCommand),
+    /// Enterprises (operator).
+    #[command(subcommand)]
+    Enterprise(fleet::EnterpriseCommand),
+    /// An enterprise's devices: enrollment tokens, listing, revocation.
+    #[command(subcommand)]
+    Device(fleet::DeviceCommand),
+    /// Deployments of kits onto devices, with canary rollouts.
+    #[command(subcommand)]
+    Deploy(fleet::DeployCommand),
     /// Tools: WASM stages published to the registry.
     #[command(subcommand)]
     Tool(registry::ToolCommand),
@@ -206,6 +216,7 @@ impl Global {
             cache_dir,
             ort_library,
             ort_threads: 0,
+            stage_limits_cap: None,
         })?)
     }
 
@@ -314,6 +325,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Team(cmd) => registry::team(&cli.global, &cli.connection, cmd),
         Command::Token(cmd) => registry::token(&cli.global, &cli.connection, cmd),
         Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),
+        Command::Enterprise(cmd) => fleet::enterprise(&cli.global, &cli.connection, cmd),
+        Command::Device(cmd) => fleet::device(&cli.global, &cli.connection, cmd),
+        Command::Deploy(cmd) => fleet::deploy(&cli.global, &cli.connection, cmd),
         Command::Search(args) => registry::search(&cli.global, &cli.connection, args),
         Command::Show {
             reference,

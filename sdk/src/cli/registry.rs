@@ -139,14 +139,14 @@ fn read_text(path: &Option<PathBuf>) -> anyhow::Result<String> {
     }
 }
 
-fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?)
 }
 
-async fn connect(g: &Global, c: &Connection) -> anyhow::Result<Client> {
+pub(super) async fn connect(g: &Global, c: &Connection) -> anyhow::Result<Client> {
     let file = g.file_config()?;
     let url = c.registry.clone().or(file.registry).ok_or_else(|| {
         Usage(
@@ -187,7 +187,7 @@ fn bar(g: &Global, what: &str) -> (ProgressBar, Progress) {
     )
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -1,0 +1,548 @@
+//! The agent: restore the last good kit, then sync with the registry; pull
+//! what a new desired kit lacks, verify it against the device's own trust
+//! roots, run its golden samples here, activate it atomically (keeping the
+//! previous kit as the fallback), report; fall back by itself when a kit fails.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use algobay_runtime::golden::run_golden;
+use algobay_runtime::{Digest, KitArchive, LoadedKit, Manifest, Runtime, TrustRoots};
+use algobay_sdk::fleet::{Desired, DeviceState};
+use algobay_sdk::{Client, SdkError};
+
+use crate::cache::BlobCache;
+use crate::config::AgentConfig;
+use crate::error::{AgentError, Result};
+use crate::identity::Identity;
+use crate::state::{AgentState, Failure, Slot};
+
+/// A kit loaded and serving.
+#[derive(Debug)]
+pub struct Active {
+    pub slot: Slot,
+    pub kit: LoadedKit,
+}
+
+/// Requests served by the active kit: counts and recent latencies.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    latencies_ms: Mutex<VecDeque<f64>>,
+}
+
+/// Latencies kept for the p99.
+const LATENCY_WINDOW: usize = 2048;
+
+impl Stats {
+    pub fn record(&self, ms: f64, ok: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut l = self.latencies_ms.lock().unwrap_or_else(|e| e.into_inner());
+        if l.len() == LATENCY_WINDOW {
+            l.pop_front();
+        }
+        l.push_back(ms);
+    }
+
+    fn reset(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+        self.errors.store(0, Ordering::Relaxed);
+        self.latencies_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    fn p99(&self) -> f64 {
+        let mut v: Vec<f64> = self
+            .latencies_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * 0.99).round() as usize]
+    }
+}
+
+/// What the agent is doing about its desired kit.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Progress {
+    phase: String,
+    message: String,
+    deployment_id: String,
+    target_digest: String,
+}
+
+/// The edge agent.
+pub struct Agent {
+    cfg: AgentConfig,
+    identity: Identity,
+    server_ca: Option<String>,
+    runtime: Arc<Runtime>,
+    roots: TrustRoots,
+    cache: BlobCache,
+    state: Mutex<AgentState>,
+    serving: RwLock<Option<Arc<Active>>>,
+    progress: Mutex<Progress>,
+    pub stats: Stats,
+    /// Blob bytes received from the registry since start.
+    pub bytes_received: AtomicU64,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("device", &self.identity.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether an error is the link's (retry later) rather than the kit's (give up on it).
+fn transient(e: &AgentError) -> bool {
+    match e {
+        AgentError::Registry(SdkError::Connect { .. }) | AgentError::Io { .. } => true,
+        AgentError::Registry(SdkError::Status { code, .. }) => matches!(
+            code,
+            tonic_code::Unavailable
+                | tonic_code::Unknown
+                | tonic_code::Cancelled
+                | tonic_code::DeadlineExceeded
+                | tonic_code::Internal
+                | tonic_code::Unauthenticated
+                | tonic_code::ResourceExhausted
+        ),
+        _ => false,
+    }
+}
+
+mod tonic_code {
+    pub use algobay_sdk::client::Code::*;
+}
+
+impl Agent {
+    /// Enrolls if needed, then restores the last good kit from disk.
+    pub async fn start(cfg: AgentConfig, runtime: Arc<Runtime>) -> Result<Arc<Agent>> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| crate::error::io(&cfg.data_dir, e))?;
+        let server_ca = match &cfg.ca_cert {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| crate::error::io(p, e))?),
+            None => None,
+        };
+        let identity = match Identity::load(&cfg.data_dir)? {
+            Some(id) => id,
+            None => {
+                let id = Identity::enroll(&cfg, server_ca.clone()).await?;
+                tracing::info!(device = %id.device_id, enterprise = %id.enterprise, "enrolled");
+                id
+            }
+        };
+        let mut roots = TrustRoots::new();
+        for p in &cfg.trust {
+            roots.trust_file(p)?;
+        }
+        let cache = BlobCache::open(&cfg.data_dir)?;
+        let state = AgentState::load(&cfg.data_dir)?;
+        let agent = Arc::new(Agent {
+            identity,
+            server_ca,
+            runtime,
+            roots,
+            cache,
+            state: Mutex::new(state),
+            serving: RwLock::new(None),
+            progress: Mutex::new(Progress {
+                phase: "idle".into(),
+                ..Default::default()
+            }),
+            stats: Stats::default(),
+            bytes_received: AtomicU64::new(0),
+            cfg,
+        });
+        let a = agent.clone();
+        tokio::task::spawn_blocking(move || a.restore())
+            .await
+            .map_err(|e| AgentError::Config(format!("restore task: {e}")))??;
+        Ok(agent)
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.identity.device_id
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// The kit serving now.
+    pub fn active(&self) -> Option<Arc<Active>> {
+        self.serving
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn state(&self) -> AgentState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_progress(&self, phase: &str, message: String, desired: Option<&Desired>) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.phase = phase.into();
+        p.message = message;
+        if let Some(d) = desired {
+            p.deployment_id = d.deployment_id.clone();
+            p.target_digest = d.kit_digest.clone();
+        }
+    }
+
+    /// The phase and message of the current work.
+    pub fn phase(&self) -> (String, String) {
+        let p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        (p.phase.clone(), p.message.clone())
+    }
+
+    /// What the device tells the registry.
+    pub fn report(&self) -> DeviceState {
+        let st = self.state();
+        let p = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let requests = self.stats.requests.load(Ordering::Relaxed);
+        let errors = self.stats.errors.load(Ordering::Relaxed);
+        DeviceState {
+            active_digest: st
+                .active
+                .as_ref()
+                .map(|s| s.digest.clone())
+                .unwrap_or_default(),
+            active_reference: st
+                .active
+                .as_ref()
+                .map(|s| s.reference.clone())
+                .unwrap_or_default(),
+            previous_digest: st
+                .previous
+                .as_ref()
+                .map(|s| s.digest.clone())
+                .unwrap_or_default(),
+            deployment_id: p.deployment_id,
+            phase: p.phase,
+            message: p.message,
+            requests,
+            error_rate: if requests == 0 {
+                0.0
+            } else {
+                errors as f64 / requests as f64
+            },
+            p99_ms: self.stats.p99(),
+            active_since_unix: st.active.as_ref().map(|s| s.activated_unix).unwrap_or(0),
+            target_digest: p.target_digest,
+        }
+    }
+
+    /// Reads a kit of a slot from the cache and verifies it against the device's trust roots.
+    fn archive(&self, slot: &Slot) -> Result<KitArchive> {
+        let d: Digest = slot.digest.parse()?;
+        let manifest_bytes = self.cache.read(&d)?;
+        let manifest = Manifest::from_json(&manifest_bytes)?;
+        let mut blobs = BTreeMap::new();
+        for b in manifest.blobs.keys() {
+            blobs.insert(*b, Arc::new(self.cache.read(b)?));
+        }
+        Ok(KitArchive {
+            manifest,
+            manifest_bytes,
+            signatures: slot.signatures.clone(),
+            blobs,
+        })
+    }
+
+    fn load(&self, slot: &Slot) -> Result<LoadedKit> {
+        let verified = self.archive(slot)?.verify(&self.roots)?;
+        Ok(self.runtime.load(&verified)?)
+    }
+
+    /// At start: serve the active kit, or the previous one if the active one
+    /// no longer loads.
+    fn restore(&self) -> Result<()> {
+        let mut st = self.state();
+        let mut changed = false;
+        if let Some(slot) = st.active.clone() {
+            match self.load(&slot) {
+                Ok(kit) => {
+                    tracing::info!(kit = %slot.reference, digest = %slot.digest, "serving the active kit");
+                    *self.serving.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::new(Active { slot, kit }));
+                    self.set_progress("active", String::new(), None);
+                }
+                Err(e) => {
+                    tracing::error!(kit = %slot.reference, error = %e, "the active kit does not load; falling back");
+                    st.active = None;
+                    changed = true;
+                }
+            }
+        }
+        if st.active.is_none() {
+            if let Some(slot) = st.previous.clone() {
+                if let Ok(kit) = self.load(&slot) {
+                    tracing::info!(kit = %slot.reference, "serving the previous kit");
+                    *self.serving.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::new(Active {
+                            slot: slot.clone(),
+                            kit,
+                        }));
+                    st.active = Some(slot);
+                    st.previous = None;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            st.save(&self.cfg.data_dir)?;
+            *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
+        }
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<Client> {
+        Ok(Client::connect_device(
+            &self.cfg.registry,
+            self.server_ca.clone(),
+            &self.identity.cert_pem,
+            &self.identity.key_pem,
+        )
+        .await?)
+    }
+
+    /// Syncs until `shutdown` resolves: long-polls the desired state, applies
+    /// it, reports. The registry being away only delays this; serving goes on.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            _ = self.clone().sync_loop() => {}
+            _ = shutdown => {}
+        }
+    }
+
+    async fn sync_loop(self: Arc<Self>) {
+        let max = Duration::from_secs(self.cfg.retry_max_seconds.max(1));
+        let mut backoff = Duration::from_millis(500);
+        let mut known = (String::new(), String::new());
+        let mut last_sent: Option<DeviceState> = None;
+        loop {
+            let client = match self.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "registry unreachable; serving on");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(max);
+                    continue;
+                }
+            };
+            loop {
+                let report = self.report();
+                // A change of phase or kit is sent at once; figures every report_seconds.
+                let news = last_sent.as_ref().is_none_or(|l| {
+                    l.phase != report.phase
+                        || l.active_digest != report.active_digest
+                        || l.target_digest != report.target_digest
+                        || l.deployment_id != report.deployment_id
+                });
+                let wait = if news {
+                    0
+                } else {
+                    self.cfg.sync_wait_seconds.min(self.cfg.report_seconds)
+                };
+                match client.sync(Some(&report), (&known.0, &known.1), wait).await {
+                    Ok(desired) => {
+                        backoff = Duration::from_millis(500);
+                        last_sent = Some(report);
+                        known = (desired.kit_digest.clone(), desired.deployment_id.clone());
+                        if let Err(e) = self.apply(&client, &desired).await {
+                            tracing::warn!(error = %e, "update interrupted; it resumes on the next sync");
+                            self.set_progress("pulling", format!("interrupted: {e}"), None);
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        if matches!(&e, SdkError::Status { code, .. } if *code == tonic_code::Unauthenticated)
+                        {
+                            tracing::error!(error = %e, "the registry refuses this device");
+                        } else {
+                            tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; serving on");
+                        }
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(max);
+        }
+    }
+
+    /// Moves the device towards the desired state. Errors returned are the
+    /// link's; a kit that fails is recorded, reported and not retried.
+    pub async fn apply(self: &Arc<Self>, client: &Client, desired: &Desired) -> Result<()> {
+        let st = self.state();
+        if desired.kit_digest.is_empty() {
+            if st.active.is_some() {
+                let a = self.clone();
+                tokio::task::spawn_blocking(move || a.deactivate())
+                    .await
+                    .map_err(|e| AgentError::Config(format!("task: {e}")))??;
+            }
+            self.set_progress("idle", String::new(), Some(desired));
+            return Ok(());
+        }
+        if st
+            .active
+            .as_ref()
+            .is_some_and(|s| s.digest == desired.kit_digest)
+        {
+            self.set_progress("active", String::new(), Some(desired));
+            return Ok(());
+        }
+        if let Some(f) = st.failed(&desired.deployment_id, &desired.kit_digest) {
+            self.set_progress("failed", f.reason.clone(), Some(desired));
+            return Ok(());
+        }
+        match self.install(client, desired).await {
+            Ok(()) => Ok(()),
+            Err(e) if transient(&e) => Err(e),
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(kit = %desired.kit_reference, reason = %reason, "kit failed on this device; keeping the current kit");
+                let mut st = self.state();
+                st.record_failure(Failure {
+                    deployment_id: desired.deployment_id.clone(),
+                    digest: desired.kit_digest.clone(),
+                    reason: reason.clone(),
+                });
+                let data = self.cfg.data_dir.clone();
+                let saved = st.clone();
+                tokio::task::spawn_blocking(move || saved.save(&data))
+                    .await
+                    .map_err(|e| AgentError::Config(format!("task: {e}")))??;
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
+                self.set_progress("failed", reason, Some(desired));
+                Ok(())
+            }
+        }
+    }
+
+    async fn install(self: &Arc<Self>, client: &Client, desired: &Desired) -> Result<()> {
+        let started = Instant::now();
+        self.set_progress("pulling", String::new(), Some(desired));
+        let d: Digest = desired.kit_digest.parse()?;
+        let got = self.cache.fetch(client, &d).await?;
+        self.bytes_received.fetch_add(got, Ordering::Relaxed);
+        let manifest = Manifest::from_json(&self.cache.read(&d)?)?;
+        let mut sent = got;
+        for b in manifest.blobs.keys() {
+            let n = self.cache.fetch(client, b).await?;
+            self.bytes_received.fetch_add(n, Ordering::Relaxed);
+            sent += n;
+        }
+        tracing::info!(kit = %desired.kit_reference, bytes = sent, "kit pulled");
+        self.set_progress("testing", String::new(), None);
+        let slot = Slot {
+            digest: desired.kit_digest.clone(),
+            reference: desired.kit_reference.clone(),
+            deployment_id: desired.deployment_id.clone(),
+            signatures: desired.signatures.clone(),
+            activated_unix: 0,
+        };
+        let a = self.clone();
+        tokio::task::spawn_blocking(move || a.test_and_activate(slot))
+            .await
+            .map_err(|e| AgentError::Config(format!("task: {e}")))??;
+        tracing::info!(kit = %desired.kit_reference, seconds = started.elapsed().as_secs_f64(), "kit active");
+        self.set_progress("active", String::new(), None);
+        Ok(())
+    }
+
+    fn test_and_activate(&self, mut slot: Slot) -> Result<()> {
+        let archive = self.archive(&slot)?;
+        let verified = archive.clone().verify(&self.roots)?;
+        let kit = self.runtime.load(&verified)?;
+        for o in run_golden(&kit, &archive)? {
+            if let Some(f) = o.failure {
+                return Err(algobay_runtime::Error::Golden {
+                    index: o.index,
+                    message: f,
+                }
+                .into());
+            }
+        }
+        slot.activated_unix = now_unix();
+        let mut st = self.state();
+        let old = st.active.take();
+        if old.as_ref().is_some_and(|o| o.digest != slot.digest) {
+            st.previous = old;
+        }
+        st.active = Some(slot.clone());
+        // The commit point: before it the old kit is active, after it the new one.
+        st.save(&self.cfg.data_dir)?;
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
+        *self.serving.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(Active { slot, kit }));
+        self.stats.reset();
+        self.collect_garbage()?;
+        Ok(())
+    }
+
+    fn deactivate(&self) -> Result<()> {
+        let mut st = self.state();
+        if let Some(a) = st.active.take() {
+            st.previous = Some(a);
+        }
+        st.save(&self.cfg.data_dir)?;
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
+        *self.serving.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.stats.reset();
+        tracing::info!("no kit is desired; stopped serving");
+        Ok(())
+    }
+
+    /// Deletes cached blobs that neither the active nor the previous kit uses,
+    /// once older than the grace period.
+    pub fn collect_garbage(&self) -> Result<u64> {
+        let st = self.state();
+        let mut keep = BTreeSet::new();
+        for slot in st.active.iter().chain(st.previous.iter()) {
+            let d: Digest = slot.digest.parse()?;
+            keep.insert(d);
+            if let Ok(bytes) = self.cache.read(&d) {
+                if let Ok(m) = Manifest::from_json(&bytes) {
+                    keep.extend(m.blobs.keys().copied());
+                }
+            }
+        }
+        // A download in progress is younger than the grace period, so it stays.
+        self.cache
+            .gc(&keep, Duration::from_secs(self.cfg.gc_grace_seconds))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+}

@@ -1,0 +1,89 @@
+//! The content-addressed blob cache every kit on the device shares: a blob is
+//! stored once under its digest, downloads resume from a `.partial` file, and
+//! nothing gets its name before its digest is checked.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use algobay_runtime::Digest;
+
+use crate::error::{io, Result};
+
+/// Blobs under `<data>/blobs/sha256/<hex>`.
+#[derive(Clone, Debug)]
+pub struct BlobCache {
+    dir: PathBuf,
+}
+
+impl BlobCache {
+    pub fn open(data: &Path) -> Result<BlobCache> {
+        let dir = data.join("blobs").join("sha256");
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(BlobCache { dir })
+    }
+
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.dir.join(d.hex())
+    }
+
+    pub fn has(&self, d: &Digest) -> bool {
+        self.path(d).exists()
+    }
+
+    /// The blob's bytes, checked against its digest.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.path(d);
+        let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
+        d.verify(&p.display().to_string(), &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Bytes of an unfinished download of the blob.
+    pub fn partial_len(&self, d: &Digest) -> u64 {
+        std::fs::metadata(format!("{}.partial", self.path(d).display()))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Fetches the blob unless it is here, resuming an interrupted download.
+    /// Returns the bytes sent over the wire.
+    pub async fn fetch(&self, client: &algobay_sdk::Client, d: &Digest) -> Result<u64> {
+        if self.has(d) {
+            return Ok(0);
+        }
+        let before = self.partial_len(d);
+        let total = client
+            .download_to(&d.to_string(), &self.path(d), algobay_sdk::no_progress())
+            .await?;
+        Ok(total.saturating_sub(before))
+    }
+
+    /// Deletes blobs (and abandoned partial downloads) outside `keep` that are
+    /// older than `grace`; returns how many bytes it freed.
+    pub fn gc(&self, keep: &BTreeSet<Digest>, grace: Duration) -> Result<u64> {
+        let keep: BTreeSet<String> = keep.iter().map(Digest::hex).collect();
+        let now = SystemTime::now();
+        let mut freed = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+            let entry = entry.map_err(|e| io(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let hex = name.trim_end_matches(".partial");
+            if keep.contains(hex) {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| io(&entry.path(), e))?;
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            if age >= grace {
+                std::fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
+                freed += meta.len();
+                tracing::info!(blob = %name, bytes = meta.len(), "blob collected");
+            }
+        }
+        Ok(freed)
+    }
+}

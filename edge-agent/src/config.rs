@@ -1,0 +1,135 @@
+//! `agent.toml`: where the registry is, what the device trusts, where it keeps its state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{AgentError, Result};
+
+/// The agent's settings (file, then environment, then flags).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `https://host:port` of the registry.
+    pub registry: String,
+    /// PEM certificate (or CA) the registry's TLS certificate must chain to.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Used once, at the first start (or `ALGOBAY_ENROLLMENT_TOKEN`).
+    #[serde(default)]
+    pub enrollment_token: Option<String>,
+    /// Where the identity, the blob cache and the state live.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub name: String,
+    /// Labels deployments select devices by (the enrollment token may add more).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Team public keys (files) whose signatures make a kit trusted; held on the
+    /// device, so verification works offline.
+    #[serde(default)]
+    pub trust: Vec<PathBuf>,
+    /// ONNX Runtime shared library (else `ORT_DYLIB_PATH`).
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// The most linear memory (MiB) a stage may use on this device, whatever
+    /// its kit asks for; a kit that needs more fails its golden samples here.
+    #[serde(default)]
+    pub stage_memory_mb: Option<u32>,
+    /// The most time (ms) one stage call may take on this device.
+    #[serde(default)]
+    pub stage_time_ms: Option<u32>,
+    /// Local serving address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How long one sync waits for a change at the registry.
+    #[serde(default = "default_wait")]
+    pub sync_wait_seconds: u32,
+    /// How often the device reports its serving figures while nothing changes.
+    #[serde(default = "default_report")]
+    pub report_seconds: u32,
+    /// Longest pause between reconnection attempts.
+    #[serde(default = "default_retry")]
+    pub retry_max_seconds: u64,
+    /// Blobs no kit uses are deleted once they are this old.
+    #[serde(default = "default_grace")]
+    pub gc_grace_seconds: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8470".into()
+}
+fn default_wait() -> u32 {
+    20
+}
+fn default_report() -> u32 {
+    10
+}
+fn default_retry() -> u64 {
+    30
+}
+fn default_grace() -> u64 {
+    3600
+}
+
+impl AgentConfig {
+    /// The device's ceiling on stage limits, if it sets one.
+    pub fn stage_limits_cap(&self) -> Option<algobay_runtime::manifest::Limits> {
+        if self.stage_memory_mb.is_none() && self.stage_time_ms.is_none() {
+            return None;
+        }
+        Some(algobay_runtime::manifest::Limits {
+            memory_mb: self.stage_memory_mb.unwrap_or(u32::MAX),
+            time_ms: self.stage_time_ms.unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Reads and checks a config file.
+    pub fn read(path: &Path) -> Result<AgentConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::error::io(path, e))?;
+        let mut c: AgentConfig = toml::from_str(&text)
+            .map_err(|e| AgentError::Config(format!("{}: {e}", path.display())))?;
+        // Relative paths are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut c.data_dir);
+        if let Some(p) = c.ca_cert.as_mut() {
+            fix(p);
+        }
+        c.trust.iter_mut().for_each(fix);
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Checks values the file format cannot.
+    pub fn check(&self) -> Result<()> {
+        if !(self.registry.starts_with("https://") || self.registry.starts_with("http://")) {
+            return Err(AgentError::Config(format!(
+                "registry: `{}` must start with https://",
+                self.registry
+            )));
+        }
+        if self.trust.is_empty() {
+            return Err(AgentError::Config(
+                "trust: name at least one team public key; no kit runs unverified".into(),
+            ));
+        }
+        if self.sync_wait_seconds > 60 {
+            return Err(AgentError::Config(format!(
+                "sync_wait_seconds: {} is above 60",
+                self.sync_wait_seconds
+            )));
+        }
+        if self.report_seconds == 0 {
+            return Err(AgentError::Config(
+                "report_seconds: must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

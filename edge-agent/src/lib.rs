@@ -1,0 +1,21 @@
+//! The Algobay edge agent.
+//!
+//! # Layout
+//! - [`config`]: `agent.toml`.
+//! - [`identity`]: enrollment (a key made here, a certificate from the registry's CA).
+//! - [`cache`]: the content-addressed blob cache shared by all kits, with resumable downloads.
+//! - [`state`]: the active and previous (fallback) kits, written atomically.
+//! - [`agent`]: restore, the sync loop, pull → verify → golden samples → activate, rollback, GC.
+//! - [`serve`]: the local HTTP endpoint of the active kit.
+
+pub mod agent;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod serve;
+pub mod state;
+
+pub use agent::Agent;
+pub use config::AgentConfig;
+pub use error::{AgentError, Result};
