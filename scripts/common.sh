@@ -11,7 +11,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 ALGOBAY=$TARGET_DIR/release/algobay
 REGISTRY=$TARGET_DIR/release/algobay-registry
 
-cargo build --release --locked -p algobay-sdk -p algobay-registry
+cargo build --release --locked -p algobay-sdk -p algobay-registry -p algobay-agent
 # Every stage crate, built to WASM components (the packager would build them on demand too).
 cargo build --release --locked --target wasm32-wasip2 \
   -p stage-ocr-pre -p stage-ocr-det-post -p stage-ocr-rec-post \

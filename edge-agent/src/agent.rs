@@ -472,7 +472,28 @@ impl Agent {
             activated_unix: 0,
         };
         let a = self.clone();
-        tokio::task::spawn_blocking(move || a.test_and_activate(slot))
+        let kit = tokio::task::spawn_blocking(move || a.test(&slot).map(|k| (slot, k)))
+            .await
+            .map_err(|e| AgentError::Config(format!("task: {e}")))??;
+        // Testing takes a while: if the registry meanwhile wants something else
+        // (the deployment was rolled back), do not activate a kit nobody wants.
+        // When the registry cannot be asked, the last word it gave holds.
+        if let Ok(now) = client
+            .sync(
+                Some(&self.report()),
+                (&desired.kit_digest, &desired.deployment_id),
+                0,
+            )
+            .await
+        {
+            if now.kit_digest != desired.kit_digest {
+                tracing::info!(kit = %desired.kit_reference, "no longer desired; not activated");
+                self.set_progress("idle", String::new(), None);
+                return Ok(());
+            }
+        }
+        let a = self.clone();
+        tokio::task::spawn_blocking(move || a.activate(kit.0, kit.1))
             .await
             .map_err(|e| AgentError::Config(format!("task: {e}")))??;
         tracing::info!(kit = %desired.kit_reference, seconds = started.elapsed().as_secs_f64(), "kit active");
@@ -480,8 +501,9 @@ impl Agent {
         Ok(())
     }
 
-    fn test_and_activate(&self, mut slot: Slot) -> Result<()> {
-        let archive = self.archive(&slot)?;
+    /// Verifies the kit against the device's trust roots, loads it and runs its golden samples.
+    fn test(&self, slot: &Slot) -> Result<LoadedKit> {
+        let archive = self.archive(slot)?;
         let verified = archive.clone().verify(&self.roots)?;
         let kit = self.runtime.load(&verified)?;
         for o in run_golden(&kit, &archive)? {
@@ -493,6 +515,12 @@ impl Agent {
                 .into());
             }
         }
+        Ok(kit)
+    }
+
+    /// The commit point: before the state file is replaced the old kit is
+    /// active, after it the new one; the old one becomes the fallback.
+    fn activate(&self, mut slot: Slot, kit: LoadedKit) -> Result<()> {
         slot.activated_unix = now_unix();
         let mut st = self.state();
         let old = st.active.take();
@@ -500,7 +528,6 @@ impl Agent {
             st.previous = old;
         }
         st.active = Some(slot.clone());
-        // The commit point: before it the old kit is active, after it the new one.
         st.save(&self.cfg.data_dir)?;
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
         *self.serving.write().unwrap_or_else(|e| e.into_inner()) =

@@ -87,3 +87,48 @@ impl BlobCache {
         Ok(freed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn garbage_collection_keeps_used_and_young_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let put = |data: &[u8]| {
+            let d = Digest::of(data);
+            std::fs::write(cache.path(&d), data).unwrap();
+            d
+        };
+        let used = put(b"used by the active kit");
+        let unused = put(b"used by nothing");
+        let abandoned = Digest::of(b"a download nobody finished");
+        std::fs::write(
+            format!("{}.partial", cache.path(&abandoned).display()),
+            b"half",
+        )
+        .unwrap();
+        let keep: BTreeSet<Digest> = [used].into();
+
+        // Within the grace period nothing goes.
+        assert_eq!(cache.gc(&keep, Duration::from_secs(3600)).unwrap(), 0);
+        assert!(cache.has(&unused));
+        // Past it, what no kit uses goes; what one uses stays and still verifies.
+        let freed = cache.gc(&keep, Duration::ZERO).unwrap();
+        assert_eq!(freed, b"used by nothing".len() as u64 + 4);
+        assert!(!cache.has(&unused) && cache.partial_len(&abandoned) == 0);
+        assert_eq!(cache.read(&used).unwrap(), b"used by the active kit");
+    }
+
+    #[test]
+    fn a_corrupted_cached_blob_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let d = Digest::of(b"original");
+        std::fs::write(cache.path(&d), b"tampered").unwrap();
+        let err = cache.read(&d).unwrap_err().to_string();
+        assert!(err.contains("digest"), "{err}");
+    }
+}

@@ -1,7 +1,7 @@
 //! The Algobay edge agent.
 //!
 //! # Layout
-//! - [`config`]: `agent.toml`.
+//! - [`config`]: the settings file, `agent.toml`.
 //! - [`identity`]: enrollment (a key made here, a certificate from the registry's CA).
 //! - [`cache`]: the content-addressed blob cache shared by all kits, with resumable downloads.
 //! - [`state`]: the active and previous (fallback) kits, written atomically.

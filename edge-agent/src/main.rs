@@ -20,7 +20,12 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log filter (error, warn, info, debug) or RUST_LOG syntax.
-    #[arg(long, global = true, env = "ALGOBAY_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "ALGOBAY_LOG",
+        default_value = "info,ort=warn"
+    )]
     log: String,
 }
 

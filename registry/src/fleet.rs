@@ -314,7 +314,7 @@ impl Registry {
             .iter()
             .map(|(_, v)| parse("deployment", v))
             .collect::<Result<_>>()?;
-        v.sort_by(|a, b| b.seq.cmp(&a.seq));
+        v.sort_by_key(|d| std::cmp::Reverse(d.seq));
         Ok(v)
     }
 

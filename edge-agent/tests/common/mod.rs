@@ -1,0 +1,473 @@
+//! Real processes for the fleet tests: a registry, agents, a cutting proxy, and
+//! the kits they move, built from the examples.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use algobay_runtime::{KitArchive, Runtime, RuntimeOptions, SecretKey};
+use algobay_sdk::Client;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn ort_lib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+/// The folder the workspace's binaries are built into (this test runs from its `deps/`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+pub fn registry_bin() -> PathBuf {
+    let p = bin_dir().join("algobay-registry");
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --release -p algobay-registry` (the README's test command builds it)",
+        p.display()
+    );
+    p
+}
+
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_algobay-agent"))
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_or(secs, what, f, String::new)
+}
+
+/// [`wait_for`], adding `context()` (logs, states) to the panic message.
+pub fn wait_or<T>(
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {secs}s waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reads stdout lines until one starts with `prefix`; the rest is drained in the background.
+fn read_until(child: &mut Child, prefix: &str) -> String {
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with(prefix) => {
+                std::thread::spawn(move || for _ in lines.by_ref() {});
+                return l;
+            }
+            Some(Ok(l)) => seen.push(l),
+            _ => panic!("process ended before printing `{prefix}`: {seen:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- registry
+
+pub struct RegistryProc {
+    child: Child,
+    pub data: PathBuf,
+    pub port: u16,
+    pub ca_pem: String,
+    pub operator: String,
+}
+
+impl RegistryProc {
+    /// Starts `algobay-registry serve` on `port` (0: any free one).
+    pub fn start(data: &Path, port: u16) -> RegistryProc {
+        let mut child = Command::new(registry_bin())
+            .args(["serve", "--data"])
+            .arg(data)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+                "--ort-lib",
+            ])
+            .arg(ort_lib())
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data.with_extension("log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let line = read_until(&mut child, "listening on ");
+        let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        RegistryProc {
+            child,
+            data: data.to_path_buf(),
+            port,
+            ca_pem: std::fs::read_to_string(data.join("tls/cert.pem")).unwrap(),
+            operator: std::fs::read_to_string(data.join("operator.token"))
+                .unwrap()
+                .trim()
+                .to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    pub async fn client(&self, token: &str) -> Client {
+        Client::connect(
+            &self.url(),
+            Some(token.to_owned()),
+            Some(self.ca_pem.clone()),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RegistryProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- agent
+
+pub struct AgentProc {
+    child: Child,
+    pub dir: PathBuf,
+    pub http: String,
+}
+
+/// Settings of one test device.
+pub struct DeviceSpec<'a> {
+    pub name: &'a str,
+    pub labels: &'a [(&'a str, &'a str)],
+    pub stage_memory_mb: Option<u32>,
+}
+
+impl AgentProc {
+    /// Writes `agent.toml` in `dir` (once) and starts `algobay-agent run`.
+    pub fn start(
+        dir: &Path,
+        registry_url: &str,
+        ca_pem: &str,
+        token: &str,
+        trust: &Path,
+        spec: &DeviceSpec,
+    ) -> AgentProc {
+        std::fs::create_dir_all(dir).unwrap();
+        let cfg = dir.join("agent.toml");
+        if !cfg.exists() {
+            std::fs::write(dir.join("registry.pem"), ca_pem).unwrap();
+            let labels: Vec<String> = spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k} = \"{v}\""))
+                .collect();
+            let mut text = format!(
+                "registry = \"{registry_url}\"\nca_cert = \"registry.pem\"\nenrollment_token = \"{token}\"\n\
+data_dir = \"data\"\nname = \"{}\"\ntrust = [\"{}\"]\nort_library = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+sync_wait_seconds = 2\nreport_seconds = 1\nretry_max_seconds = 1\n",
+                spec.name,
+                trust.display(),
+                ort_lib().display()
+            );
+            if let Some(mb) = spec.stage_memory_mb {
+                text.push_str(&format!("stage_memory_mb = {mb}\n"));
+            }
+            text.push_str(&format!("labels = {{ {} }}\n", labels.join(", ")));
+            std::fs::write(&cfg, text).unwrap();
+        }
+        Self::run(dir)
+    }
+
+    fn run(dir: &Path) -> AgentProc {
+        let mut child = Command::new(agent_bin())
+            .args(["run", "--config"])
+            .arg(dir.join("agent.toml"))
+            .args(["--log", "info"])
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("agent.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let line = read_until(&mut child, "device ");
+        let http = line.rsplit(' ').next().unwrap().to_owned();
+        AgentProc {
+            child,
+            dir: dir.to_path_buf(),
+            http,
+        }
+    }
+
+    /// `kill -9`, then the same command again.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        *self = Self::run(&self.dir.clone());
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = http(&self.http, "GET", "/v1/status", &[]);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The reference of the active kit, if any.
+    pub fn active(&self) -> Option<String> {
+        self.status()["active"]["reference"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    pub fn infer(&self, body: &[u8]) -> (u16, serde_json::Value) {
+        let (code, text) = http(&self.http, "POST", "/v1/infer", body);
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; (status, body).
+pub fn http(base: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
+
+// ---------------------------------------------------------------- proxy
+
+/// A TCP proxy in front of the registry that counts the bytes it carries to
+/// the client and can cut one connection after a number of them.
+pub struct Proxy {
+    pub port: u16,
+    pub to_client: Arc<AtomicU64>,
+    pub cut_after: Arc<AtomicU64>,
+    pub cuts: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let to_client = Arc::new(AtomicU64::new(0));
+        let cut_after = Arc::new(AtomicU64::new(0));
+        let cuts = Arc::new(AtomicU64::new(0));
+        let (tc, ca, cu) = (to_client.clone(), cut_after.clone(), cuts.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(client) = c else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // client → server
+                let (mut cr, mut sw) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut cr, &mut sw);
+                    let _ = sw.shutdown(std::net::Shutdown::Write);
+                });
+                // server → client, counted, maybe cut
+                let (tc, ca, cu) = (tc.clone(), ca.clone(), cu.clone());
+                std::thread::spawn(move || {
+                    let (mut sr, mut cw) = (s2, c2);
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut here = 0u64;
+                    loop {
+                        let n = match sr.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if cw.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        here += n as u64;
+                        tc.fetch_add(n as u64, Ordering::SeqCst);
+                        let limit = ca.load(Ordering::SeqCst);
+                        if limit > 0 && here >= limit {
+                            ca.store(0, Ordering::SeqCst);
+                            cu.fetch_add(1, Ordering::SeqCst);
+                            let _ = cw.shutdown(std::net::Shutdown::Both);
+                            let _ = sr.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Proxy {
+            port,
+            to_client,
+            cut_after,
+            cuts,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+}
+
+// ---------------------------------------------------------------- kits
+
+pub struct Kits {
+    pub key: PathBuf,
+    pub public: PathBuf,
+    pub digits: KitArchive,
+    pub digits_next: KitArchive,
+    pub ocr: KitArchive,
+    _dir: tempfile::TempDir,
+}
+
+/// The example digits kit (1.0.0 and 1.0.1) and OCR kit, signed by one team
+/// key; built once per test binary.
+pub fn kits() -> &'static Kits {
+    static KITS: OnceLock<Kits> = OnceLock::new();
+    KITS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate();
+        let key_path = dir.path().join("team.key");
+        std::fs::write(&key_path, key.to_text()).unwrap();
+        let public = dir.path().join("team.key.pub");
+        std::fs::write(&public, key.public().to_string()).unwrap();
+        let rt = Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            ort_library: Some(ort_lib()),
+            ort_threads: 1,
+            stage_limits_cap: None,
+        })
+        .unwrap();
+        let cargo = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "cargo".into());
+        let build = |kit: &str, version: &str| {
+            let src = root().join("examples/kits").join(kit);
+            let d = dir.path().join(format!("{kit}-{version}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let text = std::fs::read_to_string(src.join("Kitfile"))
+                .unwrap()
+                .replace("version = \"1.0.0\"", &format!("version = \"{version}\""))
+                .replace("\"models/", &format!("\"{}/models/", src.display()))
+                .replace("\"samples/", &format!("\"{}/samples/", src.display()))
+                .replace(
+                    "\"../../stages/",
+                    &format!("\"{}/examples/stages/", root().display()),
+                );
+            std::fs::write(d.join("Kitfile"), text).unwrap();
+            algobay_runtime::kitfile::Packager::new(&rt, cargo.clone())
+                .build(&d, &key, &|_| {})
+                .unwrap()
+        };
+        Kits {
+            digits: build("digits", "1.0.0"),
+            digits_next: build("digits", "1.0.1"),
+            ocr: build("ocr", "1.0.0"),
+            key: key_path,
+            public,
+            _dir: dir,
+        }
+    })
+}
+
+/// A registry with team `algobay` (the kits' key), enterprises `acme` and
+/// `globex`, and the kits pushed; returns the enterprise tokens.
+pub async fn seed(reg: &RegistryProc, push_ocr: bool) -> (String, String) {
+    let k = kits();
+    let op = reg.client(&reg.operator).await;
+    let public = std::fs::read_to_string(&k.public).unwrap();
+    op.create_team("algobay", "", public.trim()).await.unwrap();
+    let (_, team) = op.create_token("team", "algobay", 0).await.unwrap();
+    let team = reg.client(&team).await;
+    for kit in [&k.digits, &k.digits_next] {
+        team.push_kit(kit, algobay_sdk::no_progress())
+            .await
+            .unwrap();
+    }
+    if push_ocr {
+        team.push_kit(&k.ocr, algobay_sdk::no_progress())
+            .await
+            .unwrap();
+    }
+    op.create_enterprise("acme", "Acme", vec!["logistics".into()])
+        .await
+        .unwrap();
+    op.create_enterprise("globex", "Globex", vec![])
+        .await
+        .unwrap();
+    let (_, acme) = op.create_token("enterprise", "acme", 0).await.unwrap();
+    let (_, globex) = op.create_token("enterprise", "globex", 0).await.unwrap();
+    (acme, globex)
+}
+
+/// The digits sample that must come out as a 9.
+pub fn row9() -> Vec<u8> {
+    std::fs::read(root().join("examples/kits/digits/samples/row9.json")).unwrap()
+}
