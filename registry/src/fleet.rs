@@ -427,7 +427,7 @@ impl Registry {
     /// A deployment and the devices it targets, with their states.
     pub fn deployment_status(&self, p: &Principal, id: &str) -> Result<(Deployment, Vec<Device>)> {
         let d = self.find_deployment(p, id)?;
-        let d = self.evaluate(d)?;
+        let d = self.evaluate(d, None)?;
         let devices = self
             .kv
             .scan_prefix(Tree::Devices, format!("{}/", d.enterprise).as_bytes())?
@@ -516,8 +516,10 @@ impl Registry {
     }
 
     /// Applies the health gate: rolls back on a failed or out-of-bounds device,
-    /// promotes when every canary has run the kit for the soak time.
-    fn evaluate(&self, dep: Deployment) -> Result<Deployment> {
+    /// promotes when every canary has run the kit for the soak time. With a
+    /// `reporter`, a promoted deployment looks only at that device's news (so a
+    /// report costs the same with ten devices or ten thousand).
+    fn evaluate(&self, dep: Deployment, reporter: Option<&Device>) -> Result<Deployment> {
         if !matches!(
             dep.state,
             DeploymentState::Canary | DeploymentState::Promoted
@@ -525,24 +527,34 @@ impl Registry {
             return Ok(dep);
         }
         let now = self.clock.now_unix();
-        let watched: Vec<Device> = if dep.state == DeploymentState::Canary {
-            dep.canary_devices
-                .iter()
-                .map(|id| self.device_by_key(format!("{}/{id}", dep.enterprise).as_bytes()))
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .flatten()
-                .collect()
-        } else {
-            self.kv
-                .scan_prefix(Tree::Devices, format!("{}/", dep.enterprise).as_bytes())?
-                .iter()
-                .map(|(_, v)| parse::<Device>("device", v))
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .filter(|d| dep.selects(d))
-                .collect()
-        };
+        let watched: Vec<Device> =
+            if let (DeploymentState::Promoted, Some(r)) = (dep.state, reporter) {
+                if dep.selects(r) {
+                    vec![r.clone()]
+                } else {
+                    Vec::new()
+                }
+            } else if dep.state == DeploymentState::Canary {
+                if reporter.is_some_and(|r| !dep.canary_devices.contains(&r.id)) {
+                    return Ok(dep);
+                }
+                dep.canary_devices
+                    .iter()
+                    .map(|id| self.device_by_key(format!("{}/{id}", dep.enterprise).as_bytes()))
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            } else {
+                self.kv
+                    .scan_prefix(Tree::Devices, format!("{}/", dep.enterprise).as_bytes())?
+                    .iter()
+                    .map(|(_, v)| parse::<Device>("device", v))
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .filter(|d| dep.selects(d))
+                    .collect()
+            };
         let want = dep.kit_digest.to_string();
         let mut failure = None;
         let mut ready = 0;
@@ -616,7 +628,7 @@ impl Registry {
         for (_, v) in self.kv.scan_prefix(Tree::Deployments, b"")? {
             let d: Deployment = parse("deployment", &v)?;
             if d.state == DeploymentState::Canary {
-                self.evaluate(d)?;
+                self.evaluate(d, None)?;
             }
         }
         Ok(())
@@ -708,7 +720,7 @@ impl Registry {
         concerned.insert(new.state.deployment_id.clone());
         for d in self.deployments_of(&dev.enterprise)? {
             if concerned.contains(&d.id) || d.kit_digest.to_string() == new.state.active_digest {
-                self.evaluate(d)?;
+                self.evaluate(d, Some(&new))?;
             }
         }
         Ok(())

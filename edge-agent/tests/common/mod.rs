@@ -384,7 +384,56 @@ pub struct Kits {
     pub digits: KitArchive,
     pub digits_next: KitArchive,
     pub ocr: KitArchive,
-    _dir: tempfile::TempDir,
+    pub builder: KitBuilder,
+}
+
+/// Builds example kits with the team key.
+pub struct KitBuilder {
+    key: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl KitBuilder {
+    /// An example kit at another version, its Kitfile edited by `edits`
+    /// (pairs of text to find and replace, applied after the paths are made absolute).
+    pub fn build(&self, kit: &str, version: &str, edits: &[(&str, &str)]) -> KitArchive {
+        let rt = Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            ort_library: Some(ort_lib()),
+            ort_threads: 1,
+            stage_limits_cap: None,
+        })
+        .unwrap();
+        let key = SecretKey::read(&self.key).unwrap();
+        let cargo = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "cargo".into());
+        let src = root().join("examples/kits").join(kit);
+        let d = self.dir.path().join(format!("{kit}-{version}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let mut text = std::fs::read_to_string(src.join("Kitfile"))
+            .unwrap()
+            .replace("version = \"1.0.0\"", &format!("version = \"{version}\""))
+            .replace("\"models/", &format!("\"{}/models/", src.display()))
+            .replace("\"samples/", &format!("\"{}/samples/", src.display()))
+            .replace(
+                "\"../../stages/",
+                &format!("\"{}/examples/stages/", root().display()),
+            );
+        for (from, to) in edits {
+            assert!(text.contains(from), "`{from}` is not in the {kit} Kitfile");
+            text = text.replace(from, to);
+        }
+        std::fs::write(d.join("Kitfile"), text).unwrap();
+        algobay_runtime::kitfile::Packager::new(&rt, cargo)
+            .build(&d, &key, &|_| {})
+            .unwrap()
+    }
+
+    /// A folder for files the kits are built from.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// The example digits kit (1.0.0 and 1.0.1) and OCR kit, signed by one team
@@ -398,41 +447,17 @@ pub fn kits() -> &'static Kits {
         std::fs::write(&key_path, key.to_text()).unwrap();
         let public = dir.path().join("team.key.pub");
         std::fs::write(&public, key.public().to_string()).unwrap();
-        let rt = Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            ort_library: Some(ort_lib()),
-            ort_threads: 1,
-            stage_limits_cap: None,
-        })
-        .unwrap();
-        let cargo = std::env::var_os("CARGO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "cargo".into());
-        let build = |kit: &str, version: &str| {
-            let src = root().join("examples/kits").join(kit);
-            let d = dir.path().join(format!("{kit}-{version}"));
-            std::fs::create_dir_all(&d).unwrap();
-            let text = std::fs::read_to_string(src.join("Kitfile"))
-                .unwrap()
-                .replace("version = \"1.0.0\"", &format!("version = \"{version}\""))
-                .replace("\"models/", &format!("\"{}/models/", src.display()))
-                .replace("\"samples/", &format!("\"{}/samples/", src.display()))
-                .replace(
-                    "\"../../stages/",
-                    &format!("\"{}/examples/stages/", root().display()),
-                );
-            std::fs::write(d.join("Kitfile"), text).unwrap();
-            algobay_runtime::kitfile::Packager::new(&rt, cargo.clone())
-                .build(&d, &key, &|_| {})
-                .unwrap()
+        let builder = KitBuilder {
+            key: key_path.clone(),
+            dir,
         };
         Kits {
-            digits: build("digits", "1.0.0"),
-            digits_next: build("digits", "1.0.1"),
-            ocr: build("ocr", "1.0.0"),
             key: key_path,
             public,
-            _dir: dir,
+            digits: builder.build("digits", "1.0.0", &[]),
+            digits_next: builder.build("digits", "1.0.1", &[]),
+            ocr: builder.build("ocr", "1.0.0", &[]),
+            builder,
         }
     })
 }
