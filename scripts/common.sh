@@ -10,6 +10,7 @@ export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$BUILD/onnxruntime/libonnxruntime.so.1.3
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 ALGOBAY=$TARGET_DIR/release/algobay
 REGISTRY=$TARGET_DIR/release/algobay-registry
+AGENT=$TARGET_DIR/release/algobay-agent
 
 cargo build --release --locked -p algobay-sdk -p algobay-registry -p algobay-agent
 # Every stage crate, built to WASM components (the packager would build them on demand too).

@@ -41,7 +41,7 @@ rm -rf "$DEMO" && mkdir -p "$DEMO"
 export XDG_CONFIG_HOME=$DEMO/config
 "$REGISTRY" serve --data "$DEMO/registry" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --log warn > "$DEMO/registry.out" &
 REG_PID=$!
-trap 'kill $REG_PID 2>/dev/null || true' EXIT
+trap 'kill $REG_PID ${AGENT_PID:-} 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do grep -q '^listening on' "$DEMO/registry.out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/^listening on //p' "$DEMO/registry.out" | sed 's|https://127.0.0.1|https://localhost|')
 step "algobay-registry serve ($URL)"
@@ -86,3 +86,51 @@ step "algobay kit pull + kit run (what a device does next)"
 "$ALGOBAY" kit pull algobay/ocr-ppocrv4@1.0.0 -o "$DEMO/pulled-ocr.kit"
 "$ALGOBAY" kit run "$DEMO/pulled-ocr.kit" --trust "$KEY.pub" --input examples/kits/ocr/samples/invoice.jpg \
   | python3 -c 'import json,sys; print([l["text"] for l in json.load(sys.stdin)["result"]])'
+
+# ---------------------------------------------------------------- a device
+step "operator: enterprise acme and its token; acme: a one-time enrollment token"
+"$ALGOBAY" --token "$OP" enterprise create acme --display-name "Acme Logistics" --industry logistics
+ACME=$("$ALGOBAY" --token "$OP" token create --role enterprise --subject acme)
+ENROLL=$("$ALGOBAY" --token "$ACME" device token --label site=hangzhou)
+
+step "algobay-agent run (enrolls with its own key over TLS, then mTLS)"
+mkdir -p "$DEMO/device"
+cat > "$DEMO/device/agent.toml" <<TOML
+registry = "$URL"
+ca_cert = "$CA"
+enrollment_token = "$ENROLL"
+data_dir = "$DEMO/device/data"
+name = "line-3-camera"
+labels = { line = "3" }
+trust = ["$KEY.pub"]
+listen = "127.0.0.1:0"
+sync_wait_seconds = 5
+report_seconds = 2
+TOML
+"$AGENT" run --config "$DEMO/device/agent.toml" --log warn > "$DEMO/agent.out" &
+AGENT_PID=$!
+for _ in $(seq 1 100); do grep -q 'listening on' "$DEMO/agent.out" 2>/dev/null && break; sleep 0.1; done
+cat "$DEMO/agent.out"
+AGENT_URL=$(sed -n 's/.* listening on //p' "$DEMO/agent.out")
+"$ALGOBAY" --token "$ACME" device list
+
+step "algobay deploy create (canary first; the gate promotes after the soak)"
+"$ALGOBAY" --token "$ACME" deploy create algobay/ocr-ppocrv4@1.0.0 --selector site=hangzhou --canary 1 --soak 2
+for _ in $(seq 1 300); do
+  python3 - "$AGENT_URL" <<'PY' && break
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1] + "/v1/status"))
+sys.exit(0 if (s.get("active") or {}).get("reference") == "algobay/ocr-ppocrv4@1.0.0" else 1)
+PY
+  sleep 0.2
+done
+sleep 3
+"$ALGOBAY" --token "$ACME" deploy list
+"$ALGOBAY" --token "$ACME" device list
+
+step "the device serves the kit: POST $AGENT_URL/v1/infer with invoice.png"
+python3 - "$AGENT_URL" examples/kits/ocr/samples/invoice.png <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/v1/infer", data=open(sys.argv[2], "rb").read(), method="POST")
+print([l["text"] for l in json.load(urllib.request.urlopen(req))["result"]])
+PY

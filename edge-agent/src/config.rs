@@ -30,7 +30,7 @@ pub struct AgentConfig {
     /// device, so verification works offline.
     #[serde(default)]
     pub trust: Vec<PathBuf>,
-    /// ONNX Runtime shared library (else `ORT_DYLIB_PATH`).
+    /// ONNX Runtime shared library (else the `ORT_DYLIB_PATH` environment variable).
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
     /// The most linear memory (MiB) a stage may use on this device, whatever

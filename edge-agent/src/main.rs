@@ -100,7 +100,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     }
     let runtime = Arc::new(Runtime::new(RuntimeOptions {
         cache_dir: Some(cfg.data_dir.join("wasm-cache")),
-        ort_library: cfg.ort_library.clone(),
+        ort_library: cfg
+            .ort_library
+            .clone()
+            .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)),
         ort_threads: 0,
         stage_limits_cap: cfg.stage_limits_cap(),
     })?);
@@ -109,7 +112,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         .map_err(|e| algobay_agent::AgentError::Config(format!("listen: {}: {e}", cfg.listen)))?;
     let agent = Agent::start(cfg, runtime).await?;
     println!(
-        "device {} serving on http://{}",
+        "device {} listening on http://{}",
         agent.device_id(),
         listener.local_addr()?
     );
