@@ -1,0 +1,298 @@
+//! The rollout gate over the service API, with a clock the test moves: soak
+//! time, error-rate and latency bounds, manual promote, pause, rollback, and
+//! what each device is told to run.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use algobay_registry::domain::*;
+use algobay_registry::fleet::DeploymentAction;
+use algobay_registry::service::Registry;
+use algobay_registry::store::MemoryStore;
+use algobay_registry::tls::DeviceCa;
+use algobay_runtime::{Digest, Runtime, RuntimeOptions, SecretKey};
+
+struct FakeClock(AtomicI64);
+
+impl Clock for FakeClock {
+    fn now_unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Fleet {
+    reg: Registry,
+    clock: Arc<FakeClock>,
+    acme: Principal,
+    devices: Vec<Principal>,
+    v1: String,
+    v2: String,
+    _dir: tempfile::TempDir,
+}
+
+fn principal(role: Role, subject: &str) -> Principal {
+    Principal {
+        role,
+        subject: subject.into(),
+        token_id: String::new(),
+    }
+}
+
+/// A registry in memory with the digits kit at two versions and `n` devices of acme.
+fn fleet(n: usize) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(
+        Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            ort_library: Some(ort_lib()),
+            ort_threads: 1,
+            stage_limits_cap: None,
+        })
+        .unwrap(),
+    );
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000)));
+    let reg = Registry::open(
+        Arc::new(MemoryStore::new()),
+        Arc::new(algobay_registry::blobs::MemoryBlobStore::new(1 << 30)),
+        runtime,
+        clock.clone(),
+    )
+    .unwrap()
+    .with_device_ca(DeviceCa::open_or_create(&dir.path().join("ca")).unwrap());
+    let op = principal(Role::Operator, "");
+    let key = SecretKey::generate();
+    reg.create_team(&op, "algobay", "", &key.public().to_string())
+        .unwrap();
+    let team = principal(Role::Team, "algobay");
+    let mut refs = Vec::new();
+    for name in ["algobay/digits-a", "algobay/digits-b"] {
+        let kit = build_digits(&key, name);
+        for (d, b) in &kit.blobs {
+            reg.blobs().put(d, b).unwrap();
+        }
+        reg.blobs()
+            .put(&Digest::of(&kit.manifest_bytes), &kit.manifest_bytes)
+            .unwrap();
+        let a = reg
+            .publish_kit(&team, kit.manifest_bytes.clone(), kit.signatures.clone())
+            .unwrap();
+        refs.push(a.reference());
+    }
+    reg.create_enterprise(&op, "acme", "", vec![]).unwrap();
+    let acme = principal(Role::Enterprise, "acme");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut devices = Vec::new();
+    for i in 0..n {
+        let (_, token) = reg
+            .create_enrollment(&acme, "", [("site".into(), "hz".into())].into(), 0)
+            .unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let (d, _, _) = reg
+            .enroll(&token, &csr, &format!("d{i}"), BTreeMap::new())
+            .unwrap();
+        devices.push(reg.authenticate_device(&d.fingerprint).unwrap());
+    }
+    devices.sort_by(|a, b| a.token_id.cmp(&b.token_id));
+    Fleet {
+        reg,
+        clock,
+        acme,
+        devices,
+        v1: refs[0].clone(),
+        v2: refs[1].clone(),
+        _dir: dir,
+    }
+}
+
+impl Fleet {
+    fn policy(&self, canary: f64, soak: u32) -> RolloutPolicy {
+        RolloutPolicy {
+            canary_share: canary,
+            soak_seconds: soak,
+            max_error_rate: 0.05,
+            max_p99_ms: 200.0,
+            manual_promote: false,
+        }
+    }
+
+    fn deploy(&self, kit: &str, policy: RolloutPolicy) -> Deployment {
+        self.reg
+            .create_deployment(&self.acme, "", kit, BTreeMap::new(), policy)
+            .unwrap()
+    }
+
+    fn wants(&self, i: usize) -> String {
+        let d = self.reg.desired(&self.devices[i]).unwrap();
+        d.kit_reference
+    }
+
+    /// Device `i` reports it runs what it was told to (since now), with figures.
+    fn runs(&self, i: usize, requests: u64, error_rate: f64, p99_ms: f64) {
+        let d = self.reg.desired(&self.devices[i]).unwrap();
+        self.reg
+            .report(
+                &self.devices[i],
+                DeviceState {
+                    active_digest: d.kit_digest.map(|d| d.to_string()).unwrap_or_default(),
+                    active_reference: d.kit_reference,
+                    deployment_id: d.deployment_id,
+                    phase: "active".into(),
+                    requests,
+                    error_rate,
+                    p99_ms,
+                    active_since_unix: self.now(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.0.load(Ordering::SeqCst)
+    }
+
+    fn advance(&self, secs: i64) {
+        self.clock.0.fetch_add(secs, Ordering::SeqCst);
+        self.reg.tick().unwrap();
+    }
+
+    fn state(&self, id: &str) -> (DeploymentState, String) {
+        let (d, _) = self.reg.deployment_status(&self.acme, id).unwrap();
+        (d.state, d.reason)
+    }
+}
+
+#[test]
+fn canaries_soak_then_the_rest_follow() {
+    let f = fleet(4);
+    let dep = f.deploy(&f.v1, f.policy(0.25, 60));
+    assert_eq!(dep.canary_devices, vec![f.devices[0].token_id.clone()]);
+    assert_eq!(f.wants(0), f.v1);
+    assert_eq!(f.wants(1), "", "only the canary has it before the gate");
+    f.runs(0, 100, 0.0, 20.0);
+    f.advance(59);
+    assert_eq!(f.state(&dep.id).0, DeploymentState::Canary);
+    f.advance(1);
+    let (state, reason) = f.state(&dep.id);
+    assert_eq!(state, DeploymentState::Promoted, "{reason}");
+    assert!(reason.starts_with("gate passed"), "{reason}");
+    for i in 0..4 {
+        assert_eq!(f.wants(i), f.v1);
+    }
+}
+
+#[test]
+fn a_canary_out_of_bounds_rolls_back_and_devices_return_to_the_previous_kit() {
+    let f = fleet(2);
+    let first = f.deploy(&f.v1, f.policy(1.0, 0));
+    f.runs(0, 10, 0.0, 10.0);
+    f.runs(1, 10, 0.0, 10.0);
+    f.advance(1);
+    assert_eq!(f.state(&first.id).0, DeploymentState::Promoted);
+
+    let second = f.deploy(&f.v2, f.policy(0.5, 600));
+    assert_eq!(f.wants(0), f.v2);
+    assert_eq!(f.wants(1), f.v1);
+    // Too many errors on the canary.
+    f.runs(0, 200, 0.2, 10.0);
+    let (state, reason) = f.state(&second.id);
+    assert_eq!(state, DeploymentState::RolledBack);
+    assert!(
+        reason.contains("error rate 0.200 above the bound 0.050"),
+        "{reason}"
+    );
+    assert_eq!(f.wants(0), f.v1, "back to what it ran before");
+
+    // Too slow, this time after promotion.
+    let third = f.deploy(&f.v2, f.policy(1.0, 0));
+    f.runs(0, 10, 0.0, 10.0);
+    f.runs(1, 10, 0.0, 10.0);
+    f.advance(1);
+    assert_eq!(f.state(&third.id).0, DeploymentState::Promoted);
+    f.runs(1, 50, 0.0, 950.0);
+    let (state, reason) = f.state(&third.id);
+    assert_eq!(state, DeploymentState::RolledBack);
+    assert!(reason.contains("p99 latency 950.0 ms"), "{reason}");
+    assert_eq!((f.wants(0), f.wants(1)), (f.v1.clone(), f.v1.clone()));
+}
+
+#[test]
+fn a_device_failing_the_kit_rolls_it_back_with_its_reason() {
+    let f = fleet(2);
+    let dep = f.deploy(&f.v1, f.policy(1.0, 30));
+    let d = f.reg.desired(&f.devices[1]).unwrap();
+    f.reg
+        .report(
+            &f.devices[1],
+            DeviceState {
+                phase: "failed".into(),
+                message: "golden sample 0 failed: label 4 expected, got 9".into(),
+                deployment_id: d.deployment_id,
+                target_digest: d.kit_digest.unwrap().to_string(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (state, reason) = f.state(&dep.id);
+    assert_eq!(state, DeploymentState::RolledBack);
+    assert!(reason.contains("golden sample 0 failed"), "{reason}");
+    assert_eq!(f.wants(0), "");
+}
+
+#[test]
+fn manual_promote_waits_and_pause_holds() {
+    let f = fleet(3);
+    let dep = f.deploy(
+        &f.v1,
+        RolloutPolicy {
+            manual_promote: true,
+            ..f.policy(0.34, 5)
+        },
+    );
+    assert_eq!(dep.canary_devices.len(), 2);
+    f.runs(0, 1, 0.0, 1.0);
+    f.runs(1, 1, 0.0, 1.0);
+    f.advance(10);
+    let (state, reason) = f.state(&dep.id);
+    assert_eq!(state, DeploymentState::Canary);
+    assert_eq!(reason, "gate passed; waiting for promote");
+    assert_eq!(f.wants(2), "");
+
+    let paused = f
+        .reg
+        .act_on_deployment(&f.acme, &dep.id, DeploymentAction::Pause, "")
+        .unwrap();
+    assert_eq!(paused.state, DeploymentState::Paused);
+    f.advance(100);
+    assert_eq!(f.state(&dep.id).0, DeploymentState::Paused);
+    assert_eq!(f.wants(0), f.v1, "a paused rollout keeps what it reached");
+    assert_eq!(f.wants(2), "");
+
+    f.reg
+        .act_on_deployment(&f.acme, &dep.id, DeploymentAction::Promote, "ok by ops")
+        .unwrap();
+    assert_eq!(f.wants(2), f.v1);
+    let back = f
+        .reg
+        .act_on_deployment(&f.acme, &dep.id, DeploymentAction::Rollback, "")
+        .unwrap();
+    assert_eq!(
+        (back.state, back.reason.as_str()),
+        (DeploymentState::RolledBack, "rolled back by hand")
+    );
+    let err = f
+        .reg
+        .act_on_deployment(&f.acme, &dep.id, DeploymentAction::Promote, "")
+        .unwrap_err();
+    assert!(err.to_string().contains("create a new one"), "{err}");
+    assert_eq!(f.wants(2), "");
+}
