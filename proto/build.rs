@@ -2,7 +2,11 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["algobay/v1/registry.proto", "algobay/v1/fleet.proto"];
+    let files = [
+        "algobay/v1/registry.proto",
+        "algobay/v1/fleet.proto",
+        "inference/grpc_predict_v2.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -104,6 +104,7 @@ name = "line-3-camera"
 labels = { line = "3" }
 trust = ["$KEY.pub"]
 listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
 sync_wait_seconds = 5
 report_seconds = 2
 TOML
@@ -111,7 +112,7 @@ TOML
 AGENT_PID=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$DEMO/agent.out" 2>/dev/null && break; sleep 0.1; done
 cat "$DEMO/agent.out"
-AGENT_URL=$(sed -n 's/.* listening on //p' "$DEMO/agent.out")
+AGENT_URL=$(sed -n 's/.* listening on \([^ ]*\).*/\1/p' "$DEMO/agent.out")
 "$ALGOBAY" --token "$ACME" device list
 
 step "algobay deploy create (canary first; the gate promotes after the soak)"

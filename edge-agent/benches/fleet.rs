@@ -118,6 +118,7 @@ fn main() {
             name: "bench",
             labels: &[],
             stage_memory_mb: None,
+            extra: "",
         },
     );
     let t = Instant::now();

@@ -18,6 +18,7 @@ use crate::cache::BlobCache;
 use crate::config::AgentConfig;
 use crate::error::{AgentError, Result};
 use crate::identity::Identity;
+use crate::oip::{OipError, RawTensor};
 use crate::state::{AgentState, Failure, Slot};
 
 /// A kit loaded and serving.
@@ -32,14 +33,48 @@ pub struct Active {
 pub struct Stats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Requests turned away because too many were waiting (since start).
+    pub rejected: AtomicU64,
     latencies_ms: Mutex<VecDeque<f64>>,
+    /// Requests by latency bucket (upper bounds in [`LATENCY_BUCKETS_MS`]) since start.
+    histogram: Mutex<Histogram>,
 }
+
+/// Upper bounds of the latency histogram's buckets, in milliseconds.
+pub const LATENCY_BUCKETS_MS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+];
+
+/// Cumulative counts per bucket, plus the sum and count (Prometheus' form).
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    pub buckets: [u64; 12],
+    pub sum_ms: f64,
+    pub count: u64,
+    pub errors: u64,
+}
+
+/// Longest message reported to the registry, in bytes.
+const MAX_MESSAGE: usize = 2000;
 
 /// Latencies kept for the p99.
 const LATENCY_WINDOW: usize = 2048;
 
 impl Stats {
     pub fn record(&self, ms: f64, ok: bool) {
+        {
+            let mut h = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+                if ms <= *le {
+                    h.buckets[i] += 1;
+                }
+            }
+            h.sum_ms += ms;
+            h.count += 1;
+            if !ok {
+                h.errors += 1;
+            }
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -49,6 +84,18 @@ impl Stats {
             l.pop_front();
         }
         l.push_back(ms);
+    }
+
+    pub fn record_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latency histogram since the agent started.
+    pub fn histogram(&self) -> Histogram {
+        self.histogram
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn reset(&self) {
@@ -99,6 +146,10 @@ pub struct Agent {
     pub stats: Stats,
     /// Blob bytes received from the registry since start.
     pub bytes_received: AtomicU64,
+    /// Requests running at once.
+    running: tokio::sync::Semaphore,
+    /// Requests waiting for a turn.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Agent {
@@ -174,6 +225,14 @@ impl Agent {
             }),
             stats: Stats::default(),
             bytes_received: AtomicU64::new(0),
+            running: tokio::sync::Semaphore::new(if cfg.max_concurrent == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                cfg.max_concurrent
+            }),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             cfg,
         });
         let a = agent.clone();
@@ -203,7 +262,16 @@ impl Agent {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_progress(&self, phase: &str, message: String, desired: Option<&Desired>) {
+    fn set_progress(&self, phase: &str, mut message: String, desired: Option<&Desired>) {
+        // The registry takes messages of up to 4 KiB; a longer one would be refused.
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
         let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         p.phase = phase.into();
         p.message = message;
@@ -567,6 +635,119 @@ impl Agent {
         // A download in progress is younger than the grace period, so it stays.
         self.cache
             .gc(&keep, Duration::from_secs(self.cfg.gc_grace_seconds))
+    }
+
+    /// Runs `job` on the active kit: waits for a turn (or answers overloaded
+    /// when too many wait), runs off the async threads, records the figures.
+    /// `model` must name the active kit (its name without the team, or the full
+    /// name; empty: whatever is active); `version`, if given, its version.
+    pub async fn run_on_active<T: Send + 'static>(
+        self: &Arc<Self>,
+        model: &str,
+        version: &str,
+        job: impl FnOnce(&LoadedKit) -> Result<T, OipError> + Send + 'static,
+    ) -> Result<(Arc<Active>, T), OipError> {
+        let active = self.model(model, version)?;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.stats.record_rejected();
+            return Err(OipError::Overloaded(format!(
+                "overloaded: {} requests are already waiting; retry later",
+                self.cfg.max_queue
+            )));
+        }
+        let permit = self.running.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| OipError::Unavailable("the agent is stopping".into()))?;
+        let started = Instant::now();
+        let kit = active.clone();
+        let result = tokio::task::spawn_blocking(move || job(&kit.kit))
+            .await
+            .unwrap_or_else(|e| Err(OipError::Failed(format!("request task: {e}"))));
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.stats.record(ms, result.is_ok());
+        result.map(|out| (active, out))
+    }
+
+    /// Runs the active kit on the protocol's tensors; returns the outputs asked
+    /// for (all when `wanted` is empty).
+    pub async fn infer(
+        self: &Arc<Self>,
+        model: &str,
+        version: &str,
+        inputs: Vec<RawTensor>,
+        wanted: Vec<String>,
+    ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
+        self.run_on_active(model, version, move |kit| {
+            let manifest = kit.manifest();
+            let mut values = algobay_runtime::Values::new();
+            for t in &inputs {
+                let port = manifest
+                    .inputs
+                    .iter()
+                    .find(|p| p.name == t.name)
+                    .ok_or_else(|| {
+                        OipError::BadRequest(format!(
+                            "input `{}` is not one of the kit's inputs ({})",
+                            t.name,
+                            manifest
+                                .inputs
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                values.insert(t.name.clone(), crate::oip::to_value(&port.ty, t)?);
+            }
+            if let Some(missing) = manifest
+                .inputs
+                .iter()
+                .find(|p| !values.contains_key(&p.name))
+            {
+                return Err(OipError::BadRequest(format!(
+                    "input `{}` is missing",
+                    missing.name
+                )));
+            }
+            for w in &wanted {
+                if !manifest.outputs.iter().any(|p| &p.name == w) {
+                    return Err(OipError::BadRequest(format!(
+                        "output `{w}` is not one of the kit's outputs"
+                    )));
+                }
+            }
+            let out = kit
+                .run(values)
+                .map_err(|e| OipError::Failed(e.to_string()))?;
+            Ok(out
+                .iter()
+                .filter(|(k, _)| wanted.is_empty() || wanted.contains(k))
+                .map(|(k, v)| crate::oip::from_value(k, v))
+                .collect::<Vec<_>>())
+        })
+        .await
+    }
+
+    /// The active kit, if `model` (and `version`) name it.
+    pub fn model(&self, model: &str, version: &str) -> Result<Arc<Active>, OipError> {
+        let active = self
+            .active()
+            .ok_or_else(|| OipError::Unavailable("no kit is active on this device".into()))?;
+        let m = active.kit.manifest();
+        let short = m.name.rsplit('/').next().unwrap_or(&m.name);
+        if !model.is_empty() && model != short && model != m.name {
+            return Err(OipError::NotFound(format!(
+                "model `{model}` is not served here; the active kit is `{short}`"
+            )));
+        }
+        if !version.is_empty() && version != m.version {
+            return Err(OipError::NotFound(format!(
+                "model `{short}` version `{version}` is not served here; version {} is",
+                m.version
+            )));
+        }
+        Ok(active)
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -40,9 +40,18 @@ pub struct AgentConfig {
     /// The most time (ms) one stage call may take on this device.
     #[serde(default)]
     pub stage_time_ms: Option<u32>,
-    /// Local serving address.
+    /// Local serving address: HTTP (status, the Open Inference Protocol's REST form, `/metrics`).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// The Open Inference Protocol's gRPC form (`inference.GRPCInferenceService`); empty: off.
+    #[serde(default = "default_grpc_listen")]
+    pub grpc_listen: String,
+    /// Requests run at once (0: one per core).
+    #[serde(default)]
+    pub max_concurrent: usize,
+    /// Requests that may wait for a turn; past that, callers are told the device is overloaded.
+    #[serde(default = "default_queue")]
+    pub max_queue: usize,
     /// How long one sync waits for a change at the registry.
     #[serde(default = "default_wait")]
     pub sync_wait_seconds: u32,
@@ -59,6 +68,12 @@ pub struct AgentConfig {
 
 fn default_listen() -> String {
     "127.0.0.1:8470".into()
+}
+fn default_grpc_listen() -> String {
+    "127.0.0.1:8471".into()
+}
+fn default_queue() -> usize {
+    64
 }
 fn default_wait() -> u32 {
     20

@@ -6,13 +6,17 @@
 //! - [`cache`]: the content-addressed blob cache shared by all kits, with resumable downloads.
 //! - [`state`]: the active and previous (fallback) kits, written atomically.
 //! - [`agent`]: restore, the sync loop, pull → verify → golden samples → activate, rollback, GC.
-//! - [`serve`]: the local HTTP endpoint of the active kit.
+//! - [`oip`]: the Open Inference Protocol's tensors mapped to a kit's ports.
+//! - [`serve`]: local HTTP: status, the protocol's REST form, `/metrics`.
+//! - [`oip_grpc`]: the protocol's gRPC form (`inference.GRPCInferenceService`).
 
 pub mod agent;
 pub mod cache;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod oip;
+pub mod oip_grpc;
 pub mod serve;
 pub mod state;
 

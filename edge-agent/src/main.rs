@@ -110,11 +110,29 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| algobay_agent::AgentError::Config(format!("listen: {}: {e}", cfg.listen)))?;
+    let grpc_listener = if cfg.grpc_listen.is_empty() {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(&cfg.grpc_listen)
+                .await
+                .map_err(|e| {
+                    algobay_agent::AgentError::Config(format!(
+                        "grpc_listen: {}: {e}",
+                        cfg.grpc_listen
+                    ))
+                })?,
+        )
+    };
     let agent = Agent::start(cfg, runtime).await?;
     println!(
-        "device {} listening on http://{}",
+        "device {} listening on http://{}{}",
         agent.device_id(),
-        listener.local_addr()?
+        listener.local_addr()?,
+        match &grpc_listener {
+            Some(l) => format!(" and grpc://{}", l.local_addr()?),
+            None => String::new(),
+        }
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -127,6 +145,16 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             },
         ))
     };
+    let grpc = grpc_listener.map(|l| {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(algobay_agent::oip_grpc::serve(
+            l,
+            agent.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
+    });
     let mut rx = stop_rx;
     let sync = tokio::spawn(agent.clone().run(async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -136,6 +164,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = sync.await;
     server.await??;
+    if let Some(g) = grpc {
+        g.await??;
+    }
     Ok(())
 }
 

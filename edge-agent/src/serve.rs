@@ -4,12 +4,15 @@
 //! - `GET /v1/status`: the device, its active and previous kits, what it is doing.
 //! - `POST /v1/infer[?input=NAME]`: the body is the input (an image, a WAV, text
 //!   or JSON, as the kit's input port says); the answer is the kit's outputs as JSON.
+//! - The Open Inference Protocol's REST form: `/v2/health/live`, `/v2/health/ready`,
+//!   `/v2`, `/v2/models/{model}[/versions/{v}]`, `…/ready`, `…/infer` (JSON, or the
+//!   binary tensor extension that Triton's clients use).
+//! - `GET /metrics`: Prometheus text.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +20,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::agent::Agent;
+use crate::oip::{OipError, RawTensor};
 
 /// The routes, over the agent.
 pub fn router(agent: Arc<Agent>) -> Router {
@@ -24,6 +28,32 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/status", get(status))
         .route("/v1/infer", post(infer))
+        .route("/metrics", get(metrics))
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(serde_json::json!({"live": true})) }),
+        )
+        .route(
+            "/v2/health/ready",
+            get(|| async { Json(serde_json::json!({"ready": true})) }),
+        )
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(model_metadata_v),
+        )
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(model_ready_v),
+        )
+        .route("/v2/models/{model}/infer", post(oip_infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(oip_infer_v),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(agent)
 }
 
@@ -77,58 +107,394 @@ async fn infer(
     Query(q): Query<InferQuery>,
     body: Bytes,
 ) -> Response {
-    let Some(active) = agent.active() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no kit is active on this device".into(),
-        );
-    };
-    let inputs = &active.kit.manifest().inputs;
-    let port = match &q.input {
-        Some(name) => inputs.iter().find(|p| &p.name == name),
-        None if inputs.len() == 1 => inputs.first(),
-        None => {
-            let names: Vec<&str> = inputs.iter().map(|p| p.name.as_str()).collect();
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the kit has several inputs ({}); name one with ?input=",
-                    names.join(", ")
-                ),
-            );
-        }
-    };
-    let Some(port) = port.cloned() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "input `{}` is not one of the kit's inputs",
-                q.input.unwrap_or_default()
-            ),
-        );
-    };
-    let started = Instant::now();
-    let a = agent.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let value = algobay_runtime::golden::decode_input(&port.name, &port.ty, &body)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        let mut values = algobay_runtime::Values::new();
-        values.insert(port.name.clone(), value);
-        active
-            .kit
-            .run(values)
-            .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
-    })
-    .await
-    .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())));
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    a.stats.record(ms, result.is_ok());
+    let result = agent
+        .run_on_active("", "", move |kit| {
+            let inputs = &kit.manifest().inputs;
+            let port = match &q.input {
+                Some(name) => inputs.iter().find(|p| &p.name == name).ok_or_else(|| {
+                    OipError::BadRequest(format!("input `{name}` is not one of the kit's inputs"))
+                })?,
+                None if inputs.len() == 1 => &inputs[0],
+                None => {
+                    let names: Vec<&str> = inputs.iter().map(|p| p.name.as_str()).collect();
+                    return Err(OipError::BadRequest(format!(
+                        "the kit has several inputs ({}); name one with ?input=",
+                        names.join(", ")
+                    )));
+                }
+            };
+            let value = algobay_runtime::golden::decode_input(&port.name, &port.ty, &body)
+                .map_err(|e| OipError::BadRequest(e.to_string()))?;
+            let mut values = algobay_runtime::Values::new();
+            values.insert(port.name.clone(), value);
+            let out = kit
+                .run(values)
+                .map_err(|e| OipError::Failed(e.to_string()))?;
+            Ok(serde_json::Value::Object(
+                out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+            ))
+        })
+        .await;
     match result {
-        Ok(out) => {
-            let shown: serde_json::Map<_, _> =
-                out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-            Json(serde_json::Value::Object(shown)).into_response()
-        }
-        Err((code, message)) => error(code, message),
+        Ok((_, out)) => Json(out).into_response(),
+        Err(OipError::Failed(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => oip_error(e),
     }
+}
+
+fn oip_error(e: OipError) -> Response {
+    let code = match &e {
+        OipError::BadRequest(_) | OipError::Failed(_) => StatusCode::BAD_REQUEST,
+        OipError::NotFound(_) => StatusCode::NOT_FOUND,
+        OipError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OipError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+    };
+    error(code, e.to_string())
+}
+
+async fn server_metadata() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "algobay-agent",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+fn metadata(agent: &Agent, model: &str, version: &str) -> Response {
+    let active = match agent.model(model, version) {
+        Ok(a) => a,
+        Err(e) => return oip_error(e),
+    };
+    let m = active.kit.manifest();
+    let ports = |ports: &[algobay_runtime::manifest::KitPort]| {
+        ports
+            .iter()
+            .map(|p| {
+                let (datatype, shape) = crate::oip::port_metadata(&p.ty);
+                serde_json::json!({"name": p.name, "datatype": datatype, "shape": shape})
+            })
+            .collect::<Vec<_>>()
+    };
+    Json(serde_json::json!({
+        "name": m.name.rsplit('/').next().unwrap_or(&m.name),
+        "versions": [m.version],
+        "platform": "algobay_kit",
+        "inputs": ports(&m.inputs),
+        "outputs": ports(&m.outputs),
+        "parameters": {"kit": m.name, "kit_digest": active.slot.digest},
+    }))
+    .into_response()
+}
+
+async fn model_metadata(State(a): State<Arc<Agent>>, Path(model): Path<String>) -> Response {
+    metadata(&a, &model, "")
+}
+
+async fn model_metadata_v(
+    State(a): State<Arc<Agent>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    metadata(&a, &model, &version)
+}
+
+fn ready(agent: &Agent, model: &str, version: &str) -> Response {
+    match agent.model(model, version) {
+        Ok(_) => Json(serde_json::json!({"name": model, "ready": true})).into_response(),
+        Err(e) => oip_error(e),
+    }
+}
+
+async fn model_ready(State(a): State<Arc<Agent>>, Path(model): Path<String>) -> Response {
+    ready(&a, &model, "")
+}
+
+async fn model_ready_v(
+    State(a): State<Arc<Agent>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    ready(&a, &model, &version)
+}
+
+async fn oip_infer(
+    State(a): State<Arc<Agent>>,
+    Path(model): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    oip_infer_any(a, model, String::new(), headers, body).await
+}
+
+async fn oip_infer_v(
+    State(a): State<Arc<Agent>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    oip_infer_any(a, model, version, headers, body).await
+}
+
+fn binary_flag(params: &serde_json::Value, key: &str) -> bool {
+    params.get(key).and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// An infer request in JSON, or JSON followed by binary tensor data (the
+/// `Inference-Header-Content-Length` header says where the JSON ends).
+async fn oip_infer_any(
+    agent: Arc<Agent>,
+    model: String,
+    version: String,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = agent.model(&model, &version) {
+        return oip_error(e);
+    }
+    let json_len = match headers.get("inference-header-content-length") {
+        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {
+            Some(n) if n <= body.len() => n,
+            _ => {
+                return oip_error(OipError::BadRequest(format!(
+                    "Inference-Header-Content-Length `{}` is not a length within the {}-byte body",
+                    v.to_str().unwrap_or("?"),
+                    body.len()
+                )))
+            }
+        },
+        None => body.len(),
+    };
+    let req: serde_json::Value = match serde_json::from_slice(&body[..json_len]) {
+        Ok(v) => v,
+        Err(e) => {
+            return oip_error(OipError::BadRequest(format!(
+                "the request is not JSON: {e}"
+            )))
+        }
+    };
+    let mut binary = &body[json_len..];
+    let Some(inputs) = req.get("inputs").and_then(|v| v.as_array()) else {
+        return oip_error(OipError::BadRequest(
+            "`inputs` must be a list of tensors".into(),
+        ));
+    };
+    let mut tensors = Vec::new();
+    for (i, t) in inputs.iter().enumerate() {
+        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+        let datatype = t
+            .get("datatype")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let shape: Option<Vec<i64>> = t
+            .get("shape")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_i64()).collect());
+        let (Some(shape), false, false) = (shape, name.is_empty(), datatype.is_empty()) else {
+            return oip_error(OipError::BadRequest(format!(
+                "inputs[{i}] needs `name`, `datatype` and `shape` (a list of integers)"
+            )));
+        };
+        let size = t
+            .get("parameters")
+            .and_then(|p| p.get("binary_data_size"))
+            .and_then(|v| v.as_u64());
+        let raw = match (size, t.get("data")) {
+            (Some(n), _) => {
+                let n = n as usize;
+                if n > binary.len() {
+                    return oip_error(OipError::BadRequest(format!(
+                        "input `{name}`: binary_data_size {n} is more than the {} bytes left",
+                        binary.len()
+                    )));
+                }
+                let (head, rest) = binary.split_at(n);
+                binary = rest;
+                head.to_vec()
+            }
+            (None, Some(data)) => match crate::oip::json_to_raw(name, datatype, data) {
+                Ok(r) => r,
+                Err(e) => return oip_error(e),
+            },
+            (None, None) => {
+                return oip_error(OipError::BadRequest(format!(
+                    "input `{name}` has neither `data` nor `parameters.binary_data_size`"
+                )))
+            }
+        };
+        tensors.push(RawTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape,
+            raw,
+        });
+    }
+    let all_binary = req
+        .get("parameters")
+        .map(|p| binary_flag(p, "binary_data_output"))
+        .unwrap_or(false);
+    let mut wanted = Vec::new();
+    let mut binary_out = std::collections::BTreeSet::new();
+    for o in req
+        .get("outputs")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(n) = o.get("name").and_then(|v| v.as_str()) {
+            wanted.push(n.to_owned());
+            if o.get("parameters")
+                .is_some_and(|p| binary_flag(p, "binary_data"))
+            {
+                binary_out.insert(n.to_owned());
+            }
+        }
+    }
+    let id = req.get("id").cloned();
+    let (active, outputs) = match agent.infer(&model, &version, tensors, wanted).await {
+        Ok(r) => r,
+        Err(e) => return oip_error(e),
+    };
+    let m = active.kit.manifest();
+    let mut tail = Vec::new();
+    let outs: Vec<serde_json::Value> = outputs
+        .iter()
+        .map(|t| {
+            if all_binary || binary_out.contains(&t.name) {
+                tail.extend_from_slice(&t.raw);
+                serde_json::json!({
+                    "name": t.name, "datatype": t.datatype, "shape": t.shape,
+                    "parameters": {"binary_data_size": t.raw.len()},
+                })
+            } else {
+                serde_json::json!({
+                    "name": t.name, "datatype": t.datatype, "shape": t.shape,
+                    "data": crate::oip::raw_to_json(t),
+                })
+            }
+        })
+        .collect();
+    let mut doc = serde_json::json!({
+        "model_name": m.name.rsplit('/').next().unwrap_or(&m.name),
+        "model_version": m.version,
+        "outputs": outs,
+    });
+    if let Some(id) = id {
+        doc["id"] = id;
+    }
+    let head = serde_json::to_vec(&doc).unwrap_or_default();
+    if tail.is_empty() {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            head,
+        )
+            .into_response();
+    }
+    let len = head.len();
+    let mut body = head;
+    body.extend_from_slice(&tail);
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            ),
+            (
+                axum::http::HeaderName::from_static("inference-header-content-length"),
+                len.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Prometheus text: requests, errors, rejections, latency, the active kit.
+async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    use std::fmt::Write as _;
+    let h = agent.stats.histogram();
+    let st = agent.state();
+    let (kit, digest) = st
+        .active
+        .as_ref()
+        .map(|s| (s.reference.clone(), s.digest.clone()))
+        .unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP algobay_agent_active_kit The kit serving on this device."
+    );
+    let _ = writeln!(out, "# TYPE algobay_agent_active_kit gauge");
+    let _ = writeln!(
+        out,
+        "algobay_agent_active_kit{{kit=\"{kit}\",digest=\"{digest}\"}} {}",
+        u8::from(st.active.is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP algobay_agent_requests_total Inference requests served, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE algobay_agent_requests_total counter");
+    let _ = writeln!(
+        out,
+        "algobay_agent_requests_total{{outcome=\"ok\"}} {}",
+        h.count - h.errors
+    );
+    let _ = writeln!(
+        out,
+        "algobay_agent_requests_total{{outcome=\"error\"}} {}",
+        h.errors
+    );
+    let _ = writeln!(
+        out,
+        "algobay_agent_requests_total{{outcome=\"overloaded\"}} {}",
+        agent
+            .stats
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP algobay_agent_request_seconds Inference latency, end to end."
+    );
+    let _ = writeln!(out, "# TYPE algobay_agent_request_seconds histogram");
+    for (i, le) in crate::agent::LATENCY_BUCKETS_MS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "algobay_agent_request_seconds_bucket{{le=\"{}\"}} {}",
+            le / 1000.0,
+            h.buckets[i]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "algobay_agent_request_seconds_bucket{{le=\"+Inf\"}} {}",
+        h.count
+    );
+    let _ = writeln!(
+        out,
+        "algobay_agent_request_seconds_sum {}",
+        h.sum_ms / 1000.0
+    );
+    let _ = writeln!(out, "algobay_agent_request_seconds_count {}", h.count);
+    let _ = writeln!(
+        out,
+        "# HELP algobay_agent_blob_bytes_received_total Blob bytes pulled from the registry."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE algobay_agent_blob_bytes_received_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "algobay_agent_blob_bytes_received_total {}",
+        agent
+            .bytes_received
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
 }

@@ -62,6 +62,7 @@ fn canary_passes_its_gate_then_promotes_and_a_kit_failing_on_a_device_rolls_back
             name: "camera-a",
             labels: &[("line", "1")],
             stage_memory_mb: None,
+            extra: "",
         },
     );
     // A small device: its stages get at most 16 MiB, too little for the OCR kit's decoder.
@@ -75,6 +76,7 @@ fn canary_passes_its_gate_then_promotes_and_a_kit_failing_on_a_device_rolls_back
             name: "camera-b",
             labels: &[("line", "2")],
             stage_memory_mb: Some(16),
+            extra: "",
         },
     );
     let devices = rt.block_on(acme.list_devices("")).unwrap();
@@ -101,15 +103,15 @@ fn canary_passes_its_gate_then_promotes_and_a_kit_failing_on_a_device_rolls_back
         .name
         == "camera-a";
     let (canary, other) = if canary_is_a { (&a, &b) } else { (&b, &a) };
-    wait_for(60, "the canary to run the kit", || {
+    wait_for(180, "the canary to run the kit", || {
         canary.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
     });
     assert_eq!(other.active(), None, "the other device waits for the gate");
-    wait_for(60, "the gate to promote", || {
+    wait_for(180, "the gate to promote", || {
         let (state, reason) = rt.block_on(deployment_state(&acme, &dep.id));
         (state == "promoted").then_some(reason)
     });
-    wait_for(60, "the other device to run the kit", || {
+    wait_for(180, "the other device to run the kit", || {
         other.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
     });
     for agent in [&a, &b] {
@@ -170,9 +172,15 @@ fn canary_passes_its_gate_then_promotes_and_a_kit_failing_on_a_device_rolls_back
     rt.block_on(acme.deployment_action(&next.id, Action::Promote, "looks good"))
         .unwrap();
     for agent in [&a, &b] {
-        wait_for(60, "every device to run 1.0.1", || {
-            agent.active().filter(|r| r == "algobay/digits-mlp@1.0.1")
-        });
+        wait_or(
+            180,
+            "every device to run 1.0.1",
+            || agent.active().filter(|r| r == "algobay/digits-mlp@1.0.1"),
+            || {
+                let s = rt.block_on(acme.deployment_status(&next.id));
+                format!("{s:?}\n{}\n{}", agent.status(), agent.log())
+            },
+        );
         let st = agent.status();
         assert_eq!(
             st["previous"]["reference"],
@@ -210,6 +218,7 @@ fn pulls_resume_after_a_cut_and_a_kill_and_the_agent_outlives_the_registry() {
             name: "gate-1",
             labels: &[],
             stage_memory_mb: None,
+            extra: "",
         },
     );
     rt.block_on(acme.create_deployment(
@@ -219,7 +228,7 @@ fn pulls_resume_after_a_cut_and_a_kill_and_the_agent_outlives_the_registry() {
         policy(1.0, 0),
     ))
     .unwrap();
-    wait_for(60, "the digits kit", || {
+    wait_for(180, "the digits kit", || {
         agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
     });
 

@@ -171,6 +171,8 @@ pub struct AgentProc {
     child: Child,
     pub dir: PathBuf,
     pub http: String,
+    /// `host:port` of the Open Inference Protocol's gRPC form.
+    pub grpc: String,
 }
 
 /// Settings of one test device.
@@ -178,6 +180,8 @@ pub struct DeviceSpec<'a> {
     pub name: &'a str,
     pub labels: &'a [(&'a str, &'a str)],
     pub stage_memory_mb: Option<u32>,
+    /// More lines for agent.toml.
+    pub extra: &'a str,
 }
 
 impl AgentProc {
@@ -210,7 +214,9 @@ sync_wait_seconds = 2\nreport_seconds = 1\nretry_max_seconds = 1\n",
             if let Some(mb) = spec.stage_memory_mb {
                 text.push_str(&format!("stage_memory_mb = {mb}\n"));
             }
-            text.push_str(&format!("labels = {{ {} }}\n", labels.join(", ")));
+            text.push_str("grpc_listen = \"127.0.0.1:0\"\n");
+            text.push_str(spec.extra);
+            text.push_str(&format!("\nlabels = {{ {} }}\n", labels.join(", ")));
             std::fs::write(&cfg, text).unwrap();
         }
         Self::run(dir)
@@ -232,11 +238,20 @@ sync_wait_seconds = 2\nreport_seconds = 1\nretry_max_seconds = 1\n",
             .spawn()
             .unwrap();
         let line = read_until(&mut child, "device ");
-        let http = line.rsplit(' ').next().unwrap().to_owned();
+        let words: Vec<&str> = line.split(' ').collect();
+        let after = |w: &str| {
+            words
+                .iter()
+                .position(|x| *x == w)
+                .and_then(|i| words.get(i + 1))
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        };
         AgentProc {
             child,
             dir: dir.to_path_buf(),
-            http,
+            http: after("on"),
+            grpc: after("and").trim_start_matches("grpc://").to_owned(),
         }
     }
 
@@ -281,6 +296,59 @@ impl Drop for AgentProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// An HTTP answer with its headers and raw body.
+pub struct Answer {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One HTTP/1.1 request with extra headers; (status, answer).
+pub fn http_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Answer) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let mut lines = head.lines();
+    let code = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (
+        code,
+        Answer {
+            headers,
+            body: out[split + 4..].to_vec(),
+        },
+    )
 }
 
 /// One HTTP/1.1 request over a fresh connection; (status, body).

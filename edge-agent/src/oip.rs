@@ -1,0 +1,363 @@
+//! The Open Inference Protocol (KServe v2, as Triton speaks it), independent of
+//! transport: a kit is one model (named by its kit name without the team,
+//! versioned by the kit version); its ports map to tensors. Tensor ports keep
+//! their element type and shape (`?` is -1); `bytes`, `text` and `json` ports
+//! are `BYTES` tensors of one element (a JSON output is its JSON text).
+//!
+//! Tensor data arrives in one form here: row-major little-endian bytes, `BYTES`
+//! elements each prefixed by their length (u32, little endian), which is what
+//! the gRPC `raw_*_contents` and the HTTP binary extension carry. JSON data is
+//! converted to and from that form.
+
+use algobay_runtime::value::Dim;
+use algobay_runtime::{DType, PortType, Tensor, Value};
+
+/// What a request can fail with, by kind (each transport maps it to its codes).
+#[derive(Debug, thiserror::Error)]
+pub enum OipError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// No kit is active.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Too many requests waiting.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The kit failed on this input.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A tensor as the protocol names it, with its data in raw form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    pub raw: Vec<u8>,
+}
+
+/// The protocol's datatype of a tensor element type.
+pub fn datatype(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "FP32",
+        DType::F16 => "FP16",
+        DType::I64 => "INT64",
+        DType::I32 => "INT32",
+        DType::U8 => "UINT8",
+        DType::I8 => "INT8",
+        DType::Bool => "BOOL",
+    }
+}
+
+fn dtype_of(datatype: &str) -> Option<DType> {
+    Some(match datatype {
+        "FP32" => DType::F32,
+        "FP16" => DType::F16,
+        "INT64" => DType::I64,
+        "INT32" => DType::I32,
+        "UINT8" => DType::U8,
+        "INT8" => DType::I8,
+        "BOOL" => DType::Bool,
+        _ => return None,
+    })
+}
+
+/// Datatype and shape of a port type, as model metadata shows them.
+pub fn port_metadata(ty: &PortType) -> (String, Vec<i64>) {
+    match ty {
+        PortType::Tensor { dtype, shape } => (
+            datatype(*dtype).into(),
+            shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n as i64,
+                    Dim::Any => -1,
+                })
+                .collect(),
+        ),
+        _ => ("BYTES".into(), vec![1]),
+    }
+}
+
+/// `BYTES` elements in raw form.
+pub fn bytes_elements(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err("a BYTES element's 4-byte length is cut short".into());
+        }
+        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + n {
+            return Err(format!(
+                "a BYTES element claims {n} bytes but {} are left",
+                rest.len() - 4
+            ));
+        }
+        out.push(&rest[4..4 + n]);
+        rest = &rest[4 + n..];
+    }
+    Ok(out)
+}
+
+fn bytes_raw(elements: &[&[u8]]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for e in elements {
+        raw.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        raw.extend_from_slice(e);
+    }
+    raw
+}
+
+/// A request tensor as the value an input port of type `ty` takes.
+pub fn to_value(ty: &PortType, t: &RawTensor) -> Result<Value, OipError> {
+    let bad = |m: String| OipError::BadRequest(format!("input `{}`: {m}", t.name));
+    if t.shape.iter().any(|d| *d < 0) {
+        return Err(bad(format!("shape {:?} has a negative dimension", t.shape)));
+    }
+    match ty {
+        PortType::Tensor { dtype, .. } => {
+            let want = datatype(*dtype);
+            if t.datatype != want {
+                return Err(bad(format!(
+                    "datatype {} where the kit takes {want}",
+                    t.datatype
+                )));
+            }
+            let shape: Vec<usize> = t.shape.iter().map(|d| *d as usize).collect();
+            Tensor::new(*dtype, shape, t.raw.clone())
+                .map(Value::Tensor)
+                .map_err(|e| bad(e.to_string()))
+        }
+        other => {
+            if t.datatype != "BYTES" {
+                return Err(bad(format!(
+                    "datatype {} where the kit takes BYTES (one element)",
+                    t.datatype
+                )));
+            }
+            let elements = bytes_elements(&t.raw).map_err(bad)?;
+            if elements.len() != 1 || t.shape.iter().product::<i64>() != 1 {
+                return Err(bad(format!(
+                    "{} elements (shape {:?}) where the kit takes one",
+                    elements.len(),
+                    t.shape
+                )));
+            }
+            let b = elements[0].to_vec();
+            match other {
+                PortType::Bytes => Ok(Value::Bytes(b)),
+                PortType::Text => String::from_utf8(b)
+                    .map(Value::Text)
+                    .map_err(|_| bad("text is not UTF-8".into())),
+                _ => {
+                    let s = String::from_utf8(b).map_err(|_| bad("json is not UTF-8".into()))?;
+                    serde_json::from_str::<serde_json::Value>(&s)
+                        .map_err(|e| bad(format!("not JSON: {e}")))?;
+                    Ok(Value::Json(s))
+                }
+            }
+        }
+    }
+}
+
+/// An output value as a response tensor.
+pub fn from_value(name: &str, v: &Value) -> RawTensor {
+    let (datatype, shape, raw) = match v {
+        Value::Tensor(t) => (
+            datatype(t.dtype).to_owned(),
+            t.shape.iter().map(|d| *d as i64).collect(),
+            t.data.clone(),
+        ),
+        Value::Bytes(b) => ("BYTES".into(), vec![1], bytes_raw(&[b])),
+        Value::Text(s) | Value::Json(s) => ("BYTES".into(), vec![1], bytes_raw(&[s.as_bytes()])),
+    };
+    RawTensor {
+        name: name.to_owned(),
+        datatype,
+        shape,
+        raw,
+    }
+}
+
+fn flatten<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    match v {
+        serde_json::Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
+        other => out.push(other),
+    }
+}
+
+/// JSON `data` (flat or nested, row-major) in raw form.
+pub fn json_to_raw(
+    name: &str,
+    datatype: &str,
+    data: &serde_json::Value,
+) -> Result<Vec<u8>, OipError> {
+    let bad = |m: String| OipError::BadRequest(format!("input `{name}`: {m}"));
+    let mut items = Vec::new();
+    flatten(data, &mut items);
+    if datatype == "BYTES" {
+        let parts: Vec<&[u8]> = items
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::as_bytes)
+                    .ok_or_else(|| bad("BYTES data must be strings".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok(bytes_raw(&parts));
+    }
+    let dtype = dtype_of(datatype).ok_or_else(|| {
+        bad(format!(
+            "datatype `{datatype}` is not one this server takes"
+        ))
+    })?;
+    let mut raw = Vec::with_capacity(items.len() * dtype.size());
+    for x in items {
+        let num = || {
+            x.as_f64()
+                .ok_or_else(|| bad(format!("`{x}` is not a number")))
+        };
+        match dtype {
+            DType::F32 => raw.extend_from_slice(&(num()? as f32).to_le_bytes()),
+            DType::F16 => raw.extend_from_slice(&half::f16::from_f64(num()?).to_le_bytes()),
+            DType::I64 => raw.extend_from_slice(&(num()? as i64).to_le_bytes()),
+            DType::I32 => raw.extend_from_slice(&(num()? as i32).to_le_bytes()),
+            DType::U8 => raw.push(num()? as u8),
+            DType::I8 => raw.push((num()? as i8) as u8),
+            DType::Bool => raw.push(
+                x.as_bool()
+                    .ok_or_else(|| bad(format!("`{x}` is not a boolean")))? as u8,
+            ),
+        }
+    }
+    Ok(raw)
+}
+
+/// Raw data as JSON `data` (flat): numbers, booleans, or strings for `BYTES`.
+pub fn raw_to_json(t: &RawTensor) -> serde_json::Value {
+    use serde_json::Value as J;
+    if t.datatype == "BYTES" {
+        return J::Array(
+            bytes_elements(&t.raw)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| J::String(String::from_utf8_lossy(e).into_owned()))
+                .collect(),
+        );
+    }
+    let Some(dtype) = dtype_of(&t.datatype) else {
+        return J::Null;
+    };
+    let c = t.raw.chunks_exact(dtype.size());
+    J::Array(match dtype {
+        DType::F32 => c
+            .map(|b| J::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64))
+            .collect(),
+        DType::F16 => c
+            .map(|b| J::from(half::f16::from_le_bytes([b[0], b[1]]).to_f64()))
+            .collect(),
+        DType::I64 => c
+            .map(|b| J::from(i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))))
+            .collect(),
+        DType::I32 => c
+            .map(|b| J::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect(),
+        DType::U8 => c.map(|b| J::from(b[0])).collect(),
+        DType::I8 => c.map(|b| J::from(b[0] as i8)).collect(),
+        DType::Bool => c.map(|b| J::from(b[0] != 0)).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn port(ty: &str) -> PortType {
+        ty.parse().unwrap()
+    }
+
+    #[test]
+    fn json_tensors_round_trip_through_raw_form() {
+        let raw = json_to_raw("x", "FP32", &serde_json::json!([[1.5, 2.0], [3.0, -4.25]])).unwrap();
+        let t = RawTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![2, 2],
+            raw,
+        };
+        let v = to_value(&port("f32[?,2]"), &t).unwrap();
+        let back = from_value("y", &v);
+        assert_eq!(back.shape, vec![2, 2]);
+        assert_eq!(
+            raw_to_json(&back),
+            serde_json::json!([1.5, 2.0, 3.0, -4.25])
+        );
+    }
+
+    #[test]
+    fn bytes_ports_take_one_element_and_check_it() {
+        let raw = json_to_raw("x", "BYTES", &serde_json::json!(["{\"a\": 1}"])).unwrap();
+        let t = RawTensor {
+            name: "x".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            raw,
+        };
+        assert_eq!(
+            to_value(&port("json"), &t).unwrap(),
+            Value::Json("{\"a\": 1}".into())
+        );
+        let not_json = RawTensor {
+            raw: bytes_raw(&[b"{oops"]),
+            ..t.clone()
+        };
+        let err = to_value(&port("json"), &not_json).unwrap_err().to_string();
+        assert!(err.starts_with("input `x`: not JSON"), "{err}");
+        let two = RawTensor {
+            raw: bytes_raw(&[b"a", b"b"]),
+            shape: vec![2],
+            ..t.clone()
+        };
+        assert!(to_value(&port("text"), &two)
+            .unwrap_err()
+            .to_string()
+            .contains("2 elements"));
+        let cut = RawTensor {
+            raw: vec![9, 0, 0, 0, b'a'],
+            ..t
+        };
+        assert!(to_value(&port("bytes"), &cut)
+            .unwrap_err()
+            .to_string()
+            .contains("claims 9 bytes"));
+    }
+
+    #[test]
+    fn wrong_datatype_or_size_is_named() {
+        let t = RawTensor {
+            name: "pixels".into(),
+            datatype: "INT64".into(),
+            shape: vec![1, 64],
+            raw: vec![0; 512],
+        };
+        let err = to_value(&port("f32[1,64]"), &t).unwrap_err().to_string();
+        assert!(
+            err.contains("datatype INT64 where the kit takes FP32"),
+            "{err}"
+        );
+        let short = RawTensor {
+            datatype: "FP32".into(),
+            raw: vec![0; 12],
+            ..t
+        };
+        let err = to_value(&port("f32[1,64]"), &short)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs 256 bytes"), "{err}");
+    }
+}

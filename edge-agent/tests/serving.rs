@@ -1,0 +1,306 @@
+//! The agent serves its active kit the way the field expects: the Open
+//! Inference Protocol over HTTP (JSON and the binary extension) and gRPC, a
+//! plain file endpoint, Prometheus metrics, and a clear "overloaded" answer.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use algobay_proto::inference as oip;
+use algobay_sdk::fleet::RolloutPolicy;
+
+use common::*;
+
+fn all() -> RolloutPolicy {
+    RolloutPolicy {
+        canary_share: 1.0,
+        soak_seconds: 0,
+        ..Default::default()
+    }
+}
+
+/// The 64 pixel values of the sample that must come out as a 9.
+fn pixels() -> Vec<f32> {
+    let v: serde_json::Value = serde_json::from_slice(&row9()).unwrap();
+    let mut out = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<f32>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            x => {
+                if let Some(f) = x.as_f64() {
+                    out.push(f as f32)
+                }
+            }
+        }
+    }
+    walk(&v["data"], &mut out);
+    if out.is_empty() {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+#[test]
+fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let k = kits();
+    let (_, token) = rt
+        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
+        .unwrap();
+    let agent = AgentProc::start(
+        &dir.path().join("agent"),
+        &reg.url(),
+        &reg.ca_pem,
+        &token,
+        &k.public,
+        &DeviceSpec {
+            name: "edge",
+            labels: &[],
+            stage_memory_mb: None,
+            extra: "",
+        },
+    );
+    // Before any kit: live, but the model is not there.
+    let (code, _) = http(&agent.http, "GET", "/v2/health/live", &[]);
+    assert_eq!(code, 200);
+    let (code, body) = http(&agent.http, "GET", "/v2/models/digits-mlp/ready", &[]);
+    assert_eq!(code, 503, "{body}");
+    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.0.0", BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(180, "the digits kit", || {
+        agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
+    });
+
+    // Metadata from the kit's ports.
+    let (code, body) = http(&agent.http, "GET", "/v2/models/digits-mlp", &[]);
+    assert_eq!(code, 200, "{body}");
+    let meta: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(meta["versions"][0], "1.0.0");
+    assert_eq!(
+        meta["inputs"][0],
+        serde_json::json!({"name": "pixels", "datatype": "FP32", "shape": [1, 64]})
+    );
+    assert_eq!(meta["outputs"][0]["datatype"], "BYTES");
+
+    // JSON infer.
+    let px = pixels();
+    assert_eq!(px.len(), 64);
+    let req = serde_json::json!({
+        "id": "r1",
+        "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": px}],
+    });
+    let (code, body) = http(
+        &agent.http,
+        "POST",
+        "/v2/models/digits-mlp/versions/1.0.0/infer",
+        &serde_json::to_vec(&req).unwrap(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(out["id"], "r1");
+    let result: serde_json::Value =
+        serde_json::from_str(out["outputs"][0]["data"][0].as_str().unwrap()).unwrap();
+    assert_eq!(result[0][0]["label"], "9");
+
+    // The binary tensor extension, as Triton's HTTP client sends it.
+    let raw: Vec<u8> = px.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let head = serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64],
+                     "parameters": {"binary_data_size": raw.len()}}],
+        "outputs": [{"name": "result", "parameters": {"binary_data": true}}],
+    }))
+    .unwrap();
+    let (code, body) = http_with(
+        &agent.http,
+        "POST",
+        "/v2/models/digits-mlp/infer",
+        &[("Inference-Header-Content-Length", &head.len().to_string())],
+        &[head.clone(), raw.clone()].concat(),
+    );
+    assert_eq!(code, 200);
+    let (json_len, _) = body
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("inference-header-content-length"))
+        .map(|(_, v)| (v.parse::<usize>().unwrap(), ()))
+        .expect("a binary answer says where its JSON ends");
+    let head_out: serde_json::Value = serde_json::from_slice(&body.body[..json_len]).unwrap();
+    let tail = &body.body[json_len..];
+    assert_eq!(
+        head_out["outputs"][0]["parameters"]["binary_data_size"],
+        tail.len()
+    );
+    let n = u32::from_le_bytes(tail[..4].try_into().unwrap()) as usize;
+    let result: serde_json::Value = serde_json::from_slice(&tail[4..4 + n]).unwrap();
+    assert_eq!(result[0][0]["label"], "9");
+
+    // Bad requests are named.
+    for (req, want) in [
+        (
+            serde_json::json!({"inputs": [{"name": "pixels", "datatype": "INT64", "shape": [1, 64], "data": vec![0; 64]}]}),
+            "datatype INT64 where the kit takes FP32",
+        ),
+        (
+            serde_json::json!({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": [1.0]}]}),
+            "needs 256 bytes",
+        ),
+        (
+            serde_json::json!({"inputs": []}),
+            "input `pixels` is missing",
+        ),
+        (serde_json::json!({"oops": 1}), "`inputs` must be a list"),
+    ] {
+        let (code, body) = http(
+            &agent.http,
+            "POST",
+            "/v2/models/digits-mlp/infer",
+            &serde_json::to_vec(&req).unwrap(),
+        );
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains(want), "{want}: {body}");
+    }
+    let (code, body) = http(&agent.http, "POST", "/v2/models/other/infer", b"{}");
+    assert_eq!(code, 404, "{body}");
+
+    // gRPC, with raw contents, as Triton's gRPC client sends them.
+    rt.block_on(async {
+        let mut c = oip::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
+            format!("http://{}", agent.grpc),
+        )
+        .await
+        .unwrap();
+        assert!(
+            c.server_live(oip::ServerLiveRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .live
+        );
+        let ready = c
+            .model_ready(oip::ModelReadyRequest {
+                name: "digits-mlp".into(),
+                version: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(ready.ready);
+        let r = c
+            .model_infer(oip::ModelInferRequest {
+                model_name: "digits-mlp".into(),
+                id: "g1".into(),
+                inputs: vec![oip::model_infer_request::InferInputTensor {
+                    name: "pixels".into(),
+                    datatype: "FP32".into(),
+                    shape: vec![1, 64],
+                    ..Default::default()
+                }],
+                raw_input_contents: vec![raw.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((r.id.as_str(), r.model_version.as_str()), ("g1", "1.0.0"));
+        let out = &r.raw_output_contents[0];
+        let result: serde_json::Value = serde_json::from_slice(&out[4..]).unwrap();
+        assert_eq!(result[0][0]["label"], "9");
+        let err = c
+            .model_infer(oip::ModelInferRequest {
+                model_name: "digits-mlp".into(),
+                inputs: vec![oip::model_infer_request::InferInputTensor {
+                    name: "pixels".into(),
+                    datatype: "FP32".into(),
+                    shape: vec![1, 64],
+                    ..Default::default()
+                }],
+                raw_input_contents: vec![raw[..8].to_vec()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("needs 256 bytes"),
+            "{}",
+            err.message()
+        );
+    });
+
+    // The plain file endpoint and the metrics that count it all.
+    let (code, body) = http(&agent.http, "POST", "/v1/infer", &row9());
+    assert_eq!(code, 200, "{body}");
+    let (code, metrics) = http(&agent.http, "GET", "/metrics", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("algobay_agent_active_kit{kit=\"algobay/digits-mlp@1.0.0\""),
+        "{metrics}"
+    );
+    let count = metrics
+        .lines()
+        .find(|l| l.starts_with("algobay_agent_request_seconds_count"))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(count >= 8, "{metrics}");
+}
+
+#[test]
+fn a_device_past_its_queue_answers_overloaded_and_keeps_serving() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, true));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let k = kits();
+    let (_, token) = rt
+        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
+        .unwrap();
+    let agent = AgentProc::start(
+        &dir.path().join("agent"),
+        &reg.url(),
+        &reg.ca_pem,
+        &token,
+        &k.public,
+        &DeviceSpec {
+            name: "small",
+            labels: &[],
+            stage_memory_mb: None,
+            extra: "max_concurrent = 1\nmax_queue = 1\n",
+        },
+    );
+    rt.block_on(acme.create_deployment("", "algobay/ocr-ppocrv4@1.0.0", BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(120, "the OCR kit", || {
+        agent.active().filter(|r| r == "algobay/ocr-ppocrv4@1.0.0")
+    });
+    let image = std::fs::read(root().join("examples/kits/ocr/samples/invoice.png")).unwrap();
+    // Six at once: one runs, one waits, the rest are told to come back later.
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| http(&agent.http, "POST", "/v1/infer", &image)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap().0).collect()
+    });
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    let overloaded = codes.iter().filter(|c| **c == 429).count();
+    assert!(
+        ok >= 1 && overloaded >= 1 && ok + overloaded == 6,
+        "{codes:?}"
+    );
+    let (code, _) = http(&agent.http, "POST", "/v1/infer", &image);
+    assert_eq!(code, 200, "it serves again once the queue drains");
+    let (_, metrics) = http(&agent.http, "GET", "/metrics", &[]);
+    assert!(
+        metrics.contains(&format!(
+            "algobay_agent_requests_total{{outcome=\"overloaded\"}} {overloaded}"
+        )),
+        "{metrics}"
+    );
+}
