@@ -150,6 +150,8 @@ pub struct Agent {
     running: tokio::sync::Semaphore,
     /// Requests waiting for a turn.
     waiting: std::sync::atomic::AtomicUsize,
+    /// OpenTelemetry metrics, when exported.
+    telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -211,6 +213,21 @@ impl Agent {
         }
         let cache = BlobCache::open(&cfg.data_dir)?;
         let state = AgentState::load(&cfg.data_dir)?;
+        let telemetry = if cfg.telemetry_seconds == 0 {
+            None
+        } else {
+            let channel = Client::device_channel(
+                &cfg.registry,
+                server_ca.clone(),
+                &identity.cert_pem,
+                &identity.key_pem,
+            )?;
+            Some(crate::telemetry::Telemetry::new(
+                channel,
+                Duration::from_secs(cfg.telemetry_seconds),
+                &identity.device_id,
+            )?)
+        };
         let agent = Arc::new(Agent {
             identity,
             server_ca,
@@ -233,6 +250,7 @@ impl Agent {
                 cfg.max_concurrent
             }),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            telemetry,
             cfg,
         });
         let a = agent.clone();
@@ -408,6 +426,15 @@ impl Agent {
         tokio::select! {
             _ = self.clone().sync_loop() => {}
             _ = shutdown => {}
+        }
+        if self.telemetry.is_some() {
+            let a = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(t) = &a.telemetry {
+                    t.flush();
+                }
+            })
+            .await;
         }
     }
 
@@ -645,12 +672,20 @@ impl Agent {
         self: &Arc<Self>,
         model: &str,
         version: &str,
-        job: impl FnOnce(&LoadedKit) -> Result<T, OipError> + Send + 'static,
+        job: impl FnOnce(&Active) -> Result<T, OipError> + Send + 'static,
     ) -> Result<(Arc<Active>, T), OipError> {
         let active = self.model(model, version)?;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_queue {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             self.stats.record_rejected();
+            if let Some(t) = &self.telemetry {
+                t.request(
+                    &active.slot.reference,
+                    &active.slot.digest,
+                    "overloaded",
+                    None,
+                );
+            }
             return Err(OipError::Overloaded(format!(
                 "overloaded: {} requests are already waiting; retry later",
                 self.cfg.max_queue
@@ -661,12 +696,48 @@ impl Agent {
         let _permit = permit.map_err(|_| OipError::Unavailable("the agent is stopping".into()))?;
         let started = Instant::now();
         let kit = active.clone();
-        let result = tokio::task::spawn_blocking(move || job(&kit.kit))
+        let result = tokio::task::spawn_blocking(move || job(&kit))
             .await
             .unwrap_or_else(|e| Err(OipError::Failed(format!("request task: {e}"))));
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.stats.record(ms, result.is_ok());
+        if let Some(t) = &self.telemetry {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(OipError::BadRequest(_)) => "bad_request",
+                Err(_) => "failed",
+            };
+            t.request(
+                &active.slot.reference,
+                &active.slot.digest,
+                outcome,
+                Some(ms),
+            );
+        }
         result.map(|out| (active, out))
+    }
+
+    /// Runs the kit, timing each step for the stage metrics.
+    pub fn run_kit(
+        &self,
+        active: &Active,
+        values: algobay_runtime::Values,
+    ) -> Result<algobay_runtime::Values, OipError> {
+        let (out, timings) = active
+            .kit
+            .run_timed(values)
+            .map_err(|e| OipError::Failed(e.to_string()))?;
+        if let Some(t) = &self.telemetry {
+            for s in &timings {
+                t.stage(
+                    &active.slot.reference,
+                    &active.slot.digest,
+                    &s.step,
+                    s.elapsed.as_secs_f64() * 1000.0,
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Runs the active kit on the protocol's tensors; returns the outputs asked
@@ -678,8 +749,9 @@ impl Agent {
         inputs: Vec<RawTensor>,
         wanted: Vec<String>,
     ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
-        self.run_on_active(model, version, move |kit| {
-            let manifest = kit.manifest();
+        let agent = self.clone();
+        self.run_on_active(model, version, move |active| {
+            let manifest = active.kit.manifest();
             let mut values = algobay_runtime::Values::new();
             for t in &inputs {
                 let port = manifest
@@ -717,9 +789,7 @@ impl Agent {
                     )));
                 }
             }
-            let out = kit
-                .run(values)
-                .map_err(|e| OipError::Failed(e.to_string()))?;
+            let out = agent.run_kit(active, values)?;
             Ok(out
                 .iter()
                 .filter(|(k, _)| wanted.is_empty() || wanted.contains(k))

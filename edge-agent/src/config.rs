@@ -61,6 +61,9 @@ pub struct AgentConfig {
     /// Longest pause between reconnection attempts.
     #[serde(default = "default_retry")]
     pub retry_max_seconds: u64,
+    /// How often serving metrics go to the registry's OTLP receiver (0: never).
+    #[serde(default = "default_telemetry")]
+    pub telemetry_seconds: u64,
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,
@@ -83,6 +86,9 @@ fn default_report() -> u32 {
 }
 fn default_retry() -> u64 {
     30
+}
+fn default_telemetry() -> u64 {
+    10
 }
 fn default_grace() -> u64 {
     3600

@@ -8,6 +8,7 @@
 //! - [`agent`]: restore, the sync loop, pull → verify → golden samples → activate, rollback, GC.
 //! - [`oip`]: the Open Inference Protocol's tensors mapped to a kit's ports.
 //! - [`serve`]: local HTTP: status, the protocol's REST form, `/metrics`.
+//! - [`telemetry`]: OpenTelemetry metrics of every request, exported over OTLP.
 //! - [`oip_grpc`]: the protocol's gRPC form (`inference.GRPCInferenceService`).
 
 pub mod agent;
@@ -19,6 +20,7 @@ pub mod oip;
 pub mod oip_grpc;
 pub mod serve;
 pub mod state;
+pub mod telemetry;
 
 pub use agent::Agent;
 pub use config::AgentConfig;

@@ -107,9 +107,10 @@ async fn infer(
     Query(q): Query<InferQuery>,
     body: Bytes,
 ) -> Response {
+    let runner = agent.clone();
     let result = agent
-        .run_on_active("", "", move |kit| {
-            let inputs = &kit.manifest().inputs;
+        .run_on_active("", "", move |active| {
+            let inputs = &active.kit.manifest().inputs;
             let port = match &q.input {
                 Some(name) => inputs.iter().find(|p| &p.name == name).ok_or_else(|| {
                     OipError::BadRequest(format!("input `{name}` is not one of the kit's inputs"))
@@ -127,9 +128,7 @@ async fn infer(
                 .map_err(|e| OipError::BadRequest(e.to_string()))?;
             let mut values = algobay_runtime::Values::new();
             values.insert(port.name.clone(), value);
-            let out = kit
-                .run(values)
-                .map_err(|e| OipError::Failed(e.to_string()))?;
+            let out = runner.run_kit(active, values)?;
             Ok(serde_json::Value::Object(
                 out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
             ))

@@ -47,7 +47,7 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
-    let (acme_token, _) = rt.block_on(seed(&reg, false));
+    let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
     let acme = rt.block_on(reg.client(&acme_token));
     let k = kits();
     let (_, token) = rt
@@ -63,7 +63,7 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
             name: "edge",
             labels: &[],
             stage_memory_mb: None,
-            extra: "",
+            extra: "telemetry_seconds = 1\n",
         },
     );
     // Before any kit: live, but the model is not there.
@@ -249,6 +249,30 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap();
     assert!(count >= 8, "{metrics}");
+
+    // The same figures reached the registry's OTLP receiver, per device and kit,
+    // with the time of each step; another enterprise sees none of them.
+    let device = agent.status()["device_id"].as_str().unwrap().to_owned();
+    let t = wait_for(60, "the device's metrics at the registry", || {
+        let kits = rt.block_on(acme.telemetry("", "")).unwrap();
+        kits.into_iter()
+            .find(|k| k.device_id == device && k.requests + k.errors >= count)
+    });
+    assert_eq!(t.kit_reference, "algobay/digits-mlp@1.0.0");
+    assert!(
+        t.errors >= 1,
+        "the bad gRPC request counts as an error: {t:?}"
+    );
+    assert!(
+        t.stages.contains_key("mlp") && t.stages.contains_key("post"),
+        "{t:?}"
+    );
+    assert!(
+        t.latency_count >= count && t.latency_quantile_ms(0.99).is_some(),
+        "{t:?}"
+    );
+    let globex = rt.block_on(reg.client(&globex_token));
+    assert!(rt.block_on(globex.telemetry("", "")).unwrap().is_empty());
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn check_labels(field: &str, labels: &Labels) -> Result<()> {
 
 impl Registry {
     /// The enterprise a caller acts for: its own, or (operator) the one named.
-    fn tenant(&self, p: &Principal, named: &str) -> Result<String> {
+    pub(crate) fn tenant(&self, p: &Principal, named: &str) -> Result<String> {
         let e = match p.role {
             Role::Enterprise if named.is_empty() || named == p.subject => p.subject.clone(),
             Role::Enterprise => {

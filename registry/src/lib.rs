@@ -10,6 +10,8 @@
 //! - [`service`]: the registry itself, over domain types: auth, publishing, search, coverage.
 //! - [`fleet`]: enterprises' devices (enrollment, mTLS identity, revocation),
 //!   deployments with canary rollouts and health gates, each device's desired state.
+//! - [`telemetry`]: devices' serving figures from their OpenTelemetry metrics
+//!   (the embedded OTLP receiver is in [`grpc`]).
 //! - [`index`]: the in-memory search index.
 //! - [`grpc`]: the thin gRPC adapter (wire types stay there); [`server`] wires it
 //!   up with health checking and reflection; [`tls`] makes or reads the identity;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 
 pub use error::{RegistryError, Result};

@@ -8,7 +8,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use algobay_proto::v1 as pb;
 
-use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi};
+use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi, OtlpMetrics};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::RegistryApi;
 use crate::tls::TlsIdentity;
@@ -90,7 +90,12 @@ pub async fn serve(
             pb::catalog_server::CatalogServer::new(CatalogApi(registry.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
-        .add_service(pb::fleet_server::FleetServer::new(FleetApi(registry)))
+        .add_service(pb::fleet_server::FleetServer::new(FleetApi(registry.clone())))
+        .add_service(
+            opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+                OtlpMetrics(registry),
+            ),
+        )
         .serve_with_incoming_shutdown(
             // Set here: the builder's tcp_nodelay only reaches sockets it accepts itself.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -174,6 +174,19 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Applies the time-driven gates (canary soak); called every second.
     fn tick(&self) -> Result<()>;
+    /// Takes a device's metrics export (cumulative OpenTelemetry points).
+    fn ingest_metrics(
+        &self,
+        p: &Principal,
+        points: Vec<crate::telemetry::MetricPoint>,
+    ) -> Result<()>;
+    /// Serving figures per device and kit.
+    fn telemetry(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        device: &str,
+    ) -> Result<Vec<crate::telemetry::KitTelemetry>>;
 }
 
 impl RegistryApi for Registry {
@@ -313,6 +326,21 @@ impl RegistryApi for Registry {
     fn tick(&self) -> Result<()> {
         Registry::tick(self)
     }
+    fn ingest_metrics(
+        &self,
+        p: &Principal,
+        points: Vec<crate::telemetry::MetricPoint>,
+    ) -> Result<()> {
+        Registry::ingest_metrics(self, p, points)
+    }
+    fn telemetry(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        device: &str,
+    ) -> Result<Vec<crate::telemetry::KitTelemetry>> {
+        Registry::telemetry(self, p, enterprise, device)
+    }
 }
 
 /// The registry over a metadata store and a blob store.
@@ -330,6 +358,8 @@ pub struct Registry {
     pub(crate) seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Bumped on every change of what some device should run.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Devices' serving figures (rebuilt from their next exports after a restart).
+    pub(crate) telemetry: std::sync::Mutex<crate::telemetry::TelemetryMap>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -407,6 +437,7 @@ impl Registry {
             seq: std::sync::atomic::AtomicU64::new(seq),
             seen: Default::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            telemetry: Default::default(),
         })
     }
 

@@ -341,6 +341,32 @@ impl Client {
         Self::connect_with(url, None, ca_pem, Some(id)).await
     }
 
+    /// A channel to the registry as an enrolled device (mTLS), connected on
+    /// first use and reconnected after a failure: for exporters that outlive
+    /// outages (OpenTelemetry metrics).
+    pub fn device_channel(
+        url: &str,
+        ca_pem: Option<String>,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Channel> {
+        let err = |m: String| SdkError::Connect {
+            url: url.to_owned(),
+            message: m,
+        };
+        let mut tls = ClientTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        if let Some(pem) = ca_pem {
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        Ok(Channel::from_shared(url.to_owned())
+            .map_err(|e| err(format!("not a valid url: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| err(e.to_string()))?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect_lazy())
+    }
+
     async fn connect_with(
         url: &str,
         token: Option<String>,

@@ -169,6 +169,36 @@ pub struct DeploymentStatus {
     pub devices: Vec<Device>,
 }
 
+/// Serving figures of one kit on one device, from its OpenTelemetry metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KitTelemetry {
+    pub device_id: String,
+    pub kit_reference: String,
+    pub kit_digest: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub overloaded: u64,
+    pub latency_count: u64,
+    pub latency_sum_ms: f64,
+    pub bucket_bounds_ms: Vec<f64>,
+    pub bucket_counts: Vec<u64>,
+    /// step → (count, total ms)
+    pub stages: BTreeMap<String, (u64, f64)>,
+    pub updated_unix: i64,
+}
+
+impl KitTelemetry {
+    /// The latency under which `q` (0..1) of the requests fell, from the histogram's bounds.
+    pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
+        let want = (self.latency_count as f64 * q).ceil() as u64;
+        self.bucket_bounds_ms
+            .iter()
+            .zip(&self.bucket_counts)
+            .find(|(_, c)| **c >= want)
+            .map(|(b, _)| *b)
+    }
+}
+
 /// What a device should run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
@@ -329,6 +359,39 @@ impl Client {
         }?
         .into_inner();
         Ok(Deployment::from_pb(d))
+    }
+
+    /// Serving figures per device and kit (an enterprise's own; an operator's choice).
+    pub async fn telemetry(&self, enterprise: &str, device: &str) -> Result<Vec<KitTelemetry>> {
+        let r = self
+            .fleet()
+            .telemetry(self.req(pb::TelemetryRequest {
+                enterprise: enterprise.into(),
+                device_id: device.into(),
+            }))
+            .await?
+            .into_inner();
+        Ok(r.kits
+            .into_iter()
+            .map(|k| KitTelemetry {
+                device_id: k.device_id,
+                kit_reference: k.kit_reference,
+                kit_digest: k.kit_digest,
+                requests: k.requests,
+                errors: k.errors,
+                overloaded: k.overloaded,
+                latency_count: k.latency_count,
+                latency_sum_ms: k.latency_sum_ms,
+                bucket_bounds_ms: k.bucket_bounds_ms,
+                bucket_counts: k.bucket_counts,
+                stages: k
+                    .stages
+                    .into_iter()
+                    .map(|s| (s.step, (s.count, s.sum_ms)))
+                    .collect(),
+                updated_unix: k.updated_unix,
+            })
+            .collect())
     }
 
     /// Device: reports its state and waits up to `wait_seconds` for its desired

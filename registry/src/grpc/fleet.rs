@@ -244,6 +244,43 @@ impl pb::fleet_server::Fleet for FleetApi {
         self.act(req, DeploymentAction::Rollback).await
     }
 
+    async fn telemetry(
+        &self,
+        req: Request<pb::TelemetryRequest>,
+    ) -> Result<Response<pb::TelemetryResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let kits = blocking(move || reg.telemetry(&p, &r.enterprise, &r.device_id)).await?;
+        Ok(Response::new(pb::TelemetryResponse {
+            kits: kits
+                .into_iter()
+                .map(|t| pb::KitTelemetry {
+                    device_id: t.device_id,
+                    kit_reference: t.kit_reference,
+                    kit_digest: t.kit_digest,
+                    requests: t.requests,
+                    errors: t.errors,
+                    overloaded: t.overloaded,
+                    latency_count: t.latency_count,
+                    latency_sum_ms: t.latency_sum_ms,
+                    bucket_bounds_ms: t.bucket_bounds_ms,
+                    bucket_counts: t.bucket_counts,
+                    stages: t
+                        .stages
+                        .into_iter()
+                        .map(|(step, (count, sum_ms))| pb::StageTelemetry {
+                            step,
+                            count,
+                            sum_ms,
+                        })
+                        .collect(),
+                    updated_unix: t.updated_unix,
+                })
+                .collect(),
+        }))
+    }
+
     async fn enroll(
         &self,
         req: Request<pb::EnrollRequest>,

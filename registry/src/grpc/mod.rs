@@ -585,3 +585,5 @@ fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Sta
 
 mod fleet;
 pub use fleet::FleetApi;
+mod otlp;
+pub use otlp::OtlpMetrics;

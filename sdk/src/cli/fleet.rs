@@ -51,6 +51,18 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Serving figures per device and kit: requests, errors, latency, time per step.
+    #[command(
+        after_help = "Examples:\n  algobay device telemetry\n  algobay device telemetry --device dev-3f9c2a1b7d4e --json"
+    )]
+    Telemetry {
+        #[arg(long, default_value = "")]
+        enterprise: String,
+        #[arg(long, default_value = "")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut a device off: its certificate is refused from now on.
     #[command(after_help = "Example:\n  algobay device revoke dev-3f9c2a1b7d4e")]
     Revoke { id: String },
@@ -223,6 +235,44 @@ pub fn device(g: &Global, c: &Connection, cmd: DeviceCommand) -> anyhow::Result<
                 }
                 print_devices(&devices);
                 println!("{} device(s)", devices.len());
+            }
+            DeviceCommand::Telemetry {
+                enterprise,
+                device,
+                json,
+            } => {
+                let kits = client.telemetry(&enterprise, &device).await?;
+                if json {
+                    return print_json(&kits);
+                }
+                for k in &kits {
+                    let mean = if k.latency_count == 0 {
+                        0.0
+                    } else {
+                        k.latency_sum_ms / k.latency_count as f64
+                    };
+                    println!(
+                        "{}  {}  {} requests, {} errors, {} overloaded, mean {:.1} ms, p99 ≤ {} ms",
+                        k.device_id,
+                        k.kit_reference,
+                        k.requests,
+                        k.errors,
+                        k.overloaded,
+                        mean,
+                        k.latency_quantile_ms(0.99)
+                            .map_or("?".to_string(), |v| v.to_string())
+                    );
+                    for (step, (count, sum)) in &k.stages {
+                        println!(
+                            "    {step:<16} mean {:.2} ms",
+                            if *count == 0 {
+                                0.0
+                            } else {
+                                sum / *count as f64
+                            }
+                        );
+                    }
+                }
             }
             DeviceCommand::Revoke { id } => {
                 client.revoke_device(&id).await?;
