@@ -211,6 +211,9 @@ impl Agent {
         for p in &cfg.trust {
             roots.trust_file(p)?;
         }
+        if cfg.trust_registry && !identity.registry_key.is_empty() {
+            roots.trust(identity.registry_key.parse()?);
+        }
         let cache = BlobCache::open(&cfg.data_dir)?;
         let state = AgentState::load(&cfg.data_dir)?;
         let telemetry = if cfg.telemetry_seconds == 0 {

@@ -30,6 +30,10 @@ pub struct AgentConfig {
     /// device, so verification works offline.
     #[serde(default)]
     pub trust: Vec<PathBuf>,
+    /// Also trust the registry's countersignature (its key comes with enrollment):
+    /// then any kit the registry accepted runs, not only those of the teams in `trust`.
+    #[serde(default = "default_true")]
+    pub trust_registry: bool,
     /// ONNX Runtime shared library (else the `ORT_DYLIB_PATH` environment variable).
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
@@ -69,6 +73,9 @@ pub struct AgentConfig {
     pub gc_grace_seconds: u64,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_listen() -> String {
     "127.0.0.1:8470".into()
 }
@@ -135,9 +142,10 @@ impl AgentConfig {
                 self.registry
             )));
         }
-        if self.trust.is_empty() {
+        if self.trust.is_empty() && !self.trust_registry {
             return Err(AgentError::Config(
-                "trust: name at least one team public key; no kit runs unverified".into(),
+                "trust: name at least one team public key, or set trust_registry; no kit runs unverified"
+                    .into(),
             ));
         }
         if self.sync_wait_seconds > 60 {

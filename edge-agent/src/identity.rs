@@ -17,6 +17,9 @@ pub struct Identity {
     pub cert_pem: String,
     #[serde(skip)]
     pub key_pem: String,
+    /// The registry's countersigning key, as enrollment gave it (`ed25519:…`).
+    #[serde(default)]
+    pub registry_key: String,
 }
 
 impl std::fmt::Debug for Identity {
@@ -88,6 +91,7 @@ impl Identity {
             enterprise: e.enterprise,
             cert_pem: e.certificate_pem,
             key_pem: key.serialize_pem(),
+            registry_key: e.registry_key,
         };
         let d = dir(&cfg.data_dir);
         write_atomic(&d.join("key.pem"), id.key_pem.as_bytes(), true)?;

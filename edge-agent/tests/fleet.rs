@@ -379,6 +379,16 @@ fn tenants_see_only_their_own_fleet_and_a_revoked_device_is_refused() {
         // Acme's device is told to run the kit and may fetch it; Globex's is told nothing and may not.
         let want = acme_device.sync(None, ("", ""), 0).await.unwrap();
         assert_eq!(want.kit_reference, "algobay/digits-mlp@1.0.0");
+        // The team's signature and the registry's countersignature, both over the manifest.
+        let registry_key = std::fs::read_to_string(reg.data.join("registry.key.pub"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert_eq!(want.signatures.len(), 2, "{:?}", want.signatures);
+        let manifest = acme_device.download(&want.kit_digest).await.unwrap();
+        let mut only_registry = algobay_runtime::TrustRoots::new();
+        only_registry.trust(registry_key.parse().unwrap());
+        only_registry.verify(&manifest, &want.signatures).unwrap();
         acme_device.download(&want.kit_digest).await.unwrap();
         let none = globex_device.sync(None, ("", ""), 0).await.unwrap();
         assert!(none.kit_digest.is_empty(), "{none:?}");

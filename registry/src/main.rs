@@ -121,6 +121,21 @@ async fn main() -> anyhow::Result<()> {
         stage_limits_cap: None,
     })?);
     let mut registry = Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?;
+    let key_path = data.join("registry.key");
+    let key = if key_path.exists() {
+        algobay_runtime::SecretKey::read(&key_path)?
+    } else {
+        let k = algobay_runtime::SecretKey::generate();
+        algobay_registry::tls::write_private(&key_path, k.to_text().as_bytes())?;
+        std::fs::write(data.join("registry.key.pub"), format!("{}\n", k.public()))?;
+        k
+    };
+    println!(
+        "registry signing key (countersigns accepted kits; in {}): {}",
+        data.join("registry.key.pub").display(),
+        key.public()
+    );
+    registry = registry.with_signing_key(key);
     let mut device_ca = None;
     if !insecure {
         let ca = algobay_registry::tls::DeviceCa::open_or_create(&data.join("ca"))?;

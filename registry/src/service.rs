@@ -174,6 +174,8 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Applies the time-driven gates (canary soak); called every second.
     fn tick(&self) -> Result<()>;
+    /// The key accepted kits are countersigned with, if any.
+    fn registry_key(&self) -> Option<PublicKey>;
     /// Takes a device's metrics export (cumulative OpenTelemetry points).
     fn ingest_metrics(
         &self,
@@ -326,6 +328,9 @@ impl RegistryApi for Registry {
     fn tick(&self) -> Result<()> {
         Registry::tick(self)
     }
+    fn registry_key(&self) -> Option<PublicKey> {
+        Registry::registry_key(self)
+    }
     fn ingest_metrics(
         &self,
         p: &Principal,
@@ -360,6 +365,8 @@ pub struct Registry {
     changes: tokio::sync::watch::Sender<u64>,
     /// Devices' serving figures (rebuilt from their next exports after a restart).
     pub(crate) telemetry: std::sync::Mutex<crate::telemetry::TelemetryMap>,
+    /// Countersigns every kit it accepts (devices may trust it as a root).
+    signing_key: Option<algobay_runtime::SecretKey>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -438,6 +445,7 @@ impl Registry {
             seen: Default::default(),
             changes: tokio::sync::watch::Sender::new(0),
             telemetry: Default::default(),
+            signing_key: None,
         })
     }
 
@@ -445,6 +453,17 @@ impl Registry {
     pub fn with_device_ca(mut self, ca: crate::tls::DeviceCa) -> Registry {
         self.device_ca = Some(ca);
         self
+    }
+
+    /// Countersigns accepted kits with this key.
+    pub fn with_signing_key(mut self, key: algobay_runtime::SecretKey) -> Registry {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// The public key kits are countersigned with.
+    pub fn registry_key(&self) -> Option<PublicKey> {
+        self.signing_key.as_ref().map(|k| k.public())
     }
 
     /// Wakes every device waiting for its desired state to change.
@@ -960,6 +979,14 @@ impl Registry {
                     outcome.index
                 )));
             }
+        }
+        // The registry's countersignature: it checked the team's signature, the
+        // blobs and the golden samples. Devices may hold its key as a trust root.
+        let mut signatures = signatures;
+        if let Some(k) = &self.signing_key {
+            let own = k.sign(&manifest_bytes);
+            signatures.retain(|s| s.key != own.key);
+            signatures.push(own);
         }
         self.blobs.put(&kit_digest, &manifest_bytes)?;
         let port = |k: &algobay_runtime::manifest::KitPort| algobay_runtime::manifest::Port {

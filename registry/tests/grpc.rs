@@ -27,6 +27,12 @@ impl Clock for FakeClock {
     }
 }
 
+/// The registry's countersigning key in these tests (one per test binary).
+fn registry_key() -> SecretKey {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SecretKey::from_text(KEY.get_or_init(|| SecretKey::generate().to_text())).unwrap()
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     channel: Channel,
@@ -50,7 +56,11 @@ async fn start() -> Harness {
         .unwrap(),
     );
     let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000)));
-    let registry = Arc::new(Registry::open(kv, blobs, runtime, clock.clone()).unwrap());
+    let registry = Arc::new(
+        Registry::open(kv, blobs, runtime, clock.clone())
+            .unwrap()
+            .with_signing_key(registry_key()),
+    );
     let operator = registry.bootstrap_operator().unwrap().unwrap();
     assert!(
         registry.bootstrap_operator().unwrap().is_none(),
@@ -731,6 +741,15 @@ async fn a_kit_is_accepted_only_signed_by_its_team_with_passing_golden_samples()
         (pb::Kind::Kit as i32, kit.digest().to_string())
     );
     assert_eq!(a.scenario, "handwritten digit classification");
+    // Countersigned by the registry, after the team.
+    let keys: Vec<&str> = a.signatures.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            key.public().to_string(),
+            registry_key().public().to_string()
+        ]
+    );
     // The manifest is downloadable by the kit's digest.
     assert_eq!(h.download(&tok, &kit.digest(), 0).await, kit.manifest_bytes);
 

@@ -216,6 +216,8 @@ pub struct Enrolled {
     pub enterprise: String,
     pub certificate_pem: String,
     pub ca_pem: String,
+    /// The key the registry countersigns accepted kits with (may be empty).
+    pub registry_key: String,
 }
 
 /// Manual steps of a rollout.
@@ -269,6 +271,7 @@ impl Client {
             enterprise: r.enterprise,
             certificate_pem: r.certificate_pem,
             ca_pem: r.ca_pem,
+            registry_key: r.registry_key,
         })
     }
 

@@ -297,11 +297,13 @@ impl pb::fleet_server::Fleet for FleetApi {
         })
         .await?;
         tracing::info!(device = %d.id, enterprise = %d.enterprise, "device enrolled");
+        let registry_key = self.0.registry_key();
         Ok(Response::new(pb::EnrollResponse {
             device_id: d.id,
             enterprise: d.enterprise,
             certificate_pem: cert,
             ca_pem: ca,
+            registry_key: registry_key.map(|k| k.to_string()).unwrap_or_default(),
         }))
     }
 
