@@ -152,6 +152,10 @@ pub struct Agent {
     waiting: std::sync::atomic::AtomicUsize,
     /// OpenTelemetry metrics, when exported.
     telemetry: Option<crate::telemetry::Telemetry>,
+    /// Hard examples waiting to go to the registry.
+    pub samples: crate::samples::SampleQueue,
+    /// The active deployment keeps no hard examples.
+    sampling_off: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -216,6 +220,7 @@ impl Agent {
         }
         let cache = BlobCache::open(&cfg.data_dir)?;
         let state = AgentState::load(&cfg.data_dir)?;
+        let samples = crate::samples::SampleQueue::open(&cfg.data_dir, cfg.sample_budget_mb << 20)?;
         let telemetry = if cfg.telemetry_seconds == 0 {
             None
         } else {
@@ -254,6 +259,8 @@ impl Agent {
             }),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             telemetry,
+            samples,
+            sampling_off: std::sync::atomic::AtomicBool::new(false),
             cfg,
         });
         let a = agent.clone();
@@ -346,6 +353,8 @@ impl Agent {
             p99_ms: self.stats.p99(),
             active_since_unix: st.active.as_ref().map(|s| s.activated_unix).unwrap_or(0),
             target_digest: p.target_digest,
+            samples_queued: self.samples.len().0 as u64,
+            samples_dropped: self.samples.dropped(),
         }
     }
 
@@ -480,6 +489,9 @@ impl Agent {
                             self.set_progress("pulling", format!("interrupted: {e}"), None);
                             break;
                         }
+                        if !self.samples.is_empty() {
+                            self.upload_samples(&client).await;
+                        }
                     }
                     Err(e) => {
                         if matches!(&e, SdkError::Status { code, .. } if *code == tonic_code::Unauthenticated)
@@ -500,6 +512,8 @@ impl Agent {
     /// Moves the device towards the desired state. Errors returned are the
     /// link's; a kit that fails is recorded, reported and not retried.
     pub async fn apply(self: &Arc<Self>, client: &Client, desired: &Desired) -> Result<()> {
+        self.sampling_off
+            .store(desired.sampling_off, Ordering::Relaxed);
         let st = self.state();
         if desired.kit_digest.is_empty() {
             if st.active.is_some() {
@@ -726,10 +740,24 @@ impl Agent {
         active: &Active,
         values: algobay_runtime::Values,
     ) -> Result<algobay_runtime::Values, OipError> {
+        let sampling = active
+            .kit
+            .manifest()
+            .sampling
+            .clone()
+            .filter(|_| !self.sampling_off.load(Ordering::Relaxed));
+        let kept = sampling.as_ref().map(|_| values.clone());
         let (out, timings) = active
             .kit
             .run_timed(values)
             .map_err(|e| OipError::Failed(e.to_string()))?;
+        if let (Some(rule), Some(inputs)) = (sampling, kept) {
+            if let Some(reason) = rule.matches(&out) {
+                if let Err(e) = self.keep_sample(active, &inputs, &out, reason) {
+                    tracing::warn!(error = %e, "could not keep a hard example");
+                }
+            }
+        }
         if let Some(t) = &self.telemetry {
             for s in &timings {
                 t.stage(
@@ -800,6 +828,126 @@ impl Agent {
                 .collect::<Vec<_>>())
         })
         .await
+    }
+
+    /// Queues a hard example: its inputs' bytes, the outputs, why it was kept.
+    fn keep_sample(
+        &self,
+        active: &Active,
+        inputs: &algobay_runtime::Values,
+        outputs: &algobay_runtime::Values,
+        reason: String,
+    ) -> Result<()> {
+        use algobay_runtime::Value;
+        let mut metas = Vec::new();
+        let mut data = Vec::new();
+        let mut id = active.slot.digest.clone();
+        for (name, v) in inputs {
+            let (datatype, shape, bytes): (String, Vec<i64>, &[u8]) = match v {
+                Value::Tensor(t) => (
+                    crate::oip::datatype(t.dtype).into(),
+                    t.shape.iter().map(|d| *d as i64).collect(),
+                    &t.data,
+                ),
+                Value::Bytes(b) => ("BYTES".into(), vec![1], b),
+                Value::Text(s) | Value::Json(s) => ("BYTES".into(), vec![1], s.as_bytes()),
+            };
+            let d = Digest::of(bytes);
+            id.push_str(&d.to_string());
+            metas.push(crate::samples::SampleInput {
+                name: name.clone(),
+                datatype,
+                shape,
+                digest: d.to_string(),
+                size: bytes.len() as u64,
+            });
+            data.extend_from_slice(bytes);
+        }
+        let meta = crate::samples::SampleMeta {
+            id: Digest::of(id.as_bytes()).hex(),
+            kit_reference: active.slot.reference.clone(),
+            kit_digest: active.slot.digest.clone(),
+            deployment_id: active.slot.deployment_id.clone(),
+            reason,
+            trace_id: String::new(),
+            created_unix: now_unix(),
+            outputs: serde_json::Value::Object(
+                outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+            inputs: metas,
+        };
+        self.samples.push(&meta, &data)
+    }
+
+    /// Sends queued hard examples, oldest first, until the queue is empty or the
+    /// link fails (they stay queued then).
+    async fn upload_samples(self: &Arc<Self>, client: &Client) {
+        for _ in 0..64 {
+            let a = self.clone();
+            let batch = match tokio::task::spawn_blocking(move || a.samples.peek(4 << 20)).await {
+                Ok(Ok(b)) if !b.is_empty() => b,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "sample queue unreadable");
+                    return;
+                }
+                _ => return,
+            };
+            let mut seqs = Vec::new();
+            let mut samples = Vec::new();
+            for (seq, meta, data) in batch {
+                let mut at = 0usize;
+                let inputs = meta
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let end = (at + i.size as usize).min(data.len());
+                        let bytes = data[at.min(end)..end].to_vec();
+                        at = end;
+                        algobay_sdk::fleet::SampleInput {
+                            name: i.name.clone(),
+                            datatype: i.datatype.clone(),
+                            shape: i.shape.clone(),
+                            digest: i.digest.clone(),
+                            size: i.size,
+                            data: bytes,
+                        }
+                    })
+                    .collect();
+                seqs.push(seq);
+                samples.push(algobay_sdk::fleet::Sample {
+                    id: meta.id,
+                    kit_digest: meta.kit_digest,
+                    kit_reference: meta.kit_reference,
+                    deployment_id: meta.deployment_id,
+                    reason: meta.reason,
+                    trace_id: meta.trace_id,
+                    created_unix: meta.created_unix,
+                    outputs_json: meta.outputs.to_string(),
+                    inputs,
+                    device_id: String::new(),
+                    enterprise: String::new(),
+                });
+            }
+            match client.push_samples(&samples).await {
+                Ok((stored, dup)) => {
+                    tracing::info!(stored, duplicates = dup, "hard examples sent");
+                    let a = self.clone();
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || a.samples.ack(&seqs)).await
+                    {
+                        tracing::warn!(error = %e, "sample queue");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "hard examples stay queued");
+                    return;
+                }
+            }
+        }
     }
 
     /// The active kit, if `model` (and `version`) name it.

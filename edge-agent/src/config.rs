@@ -68,6 +68,9 @@ pub struct AgentConfig {
     /// How often serving metrics go to the registry's OTLP receiver (0: never).
     #[serde(default = "default_telemetry")]
     pub telemetry_seconds: u64,
+    /// Disk the hard-example queue may use, in MiB; past it the oldest are dropped.
+    #[serde(default = "default_sample_budget")]
+    pub sample_budget_mb: u64,
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,
@@ -93,6 +96,9 @@ fn default_report() -> u32 {
 }
 fn default_retry() -> u64 {
     30
+}
+fn default_sample_budget() -> u64 {
+    256
 }
 fn default_telemetry() -> u64 {
     10

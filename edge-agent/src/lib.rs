@@ -4,6 +4,7 @@
 //! - [`config`]: the settings file, `agent.toml`.
 //! - [`identity`]: enrollment (a key made here, a certificate from the registry's CA).
 //! - [`cache`]: the content-addressed blob cache shared by all kits, with resumable downloads.
+//! - [`samples`]: hard examples waiting to go to the registry, on disk, within a byte budget.
 //! - [`state`]: the active and previous (fallback) kits, written atomically.
 //! - [`agent`]: restore, the sync loop, pull → verify → golden samples → activate, rollback, GC.
 //! - [`oip`]: the Open Inference Protocol's tensors mapped to a kit's ports.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod identity;
 pub mod oip;
 pub mod oip_grpc;
+pub mod samples;
 pub mod serve;
 pub mod state;
 pub mod telemetry;

@@ -328,3 +328,124 @@ fn a_device_past_its_queue_answers_overloaded_and_keeps_serving() {
         "{metrics}"
     );
 }
+
+/// A digits input with one pixel changed (so each is a different sample).
+fn digits_input(pixel: usize, value: f32) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&row9()).unwrap();
+    v["data"][pixel] = serde_json::json!(value);
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_registry_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg_dir = dir.path().join("registry");
+    let mut reg = RegistryProc::start(&reg_dir, 0);
+    let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let k = kits();
+    // Every answer scores under 1.01: every request is a hard example here.
+    let keen = k.builder.build(
+        "digits",
+        "1.1.0",
+        &[("threshold = 0.9", "threshold = 1.01")],
+    );
+    rt.block_on(async {
+        let op = reg.client(&reg.operator).await;
+        let (_, team) = op.create_token("team", "algobay", 0).await.unwrap();
+        reg.client(&team)
+            .await
+            .push_kit(&keen, algobay_sdk::no_progress())
+            .await
+            .unwrap();
+    });
+    let (_, token) = rt
+        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
+        .unwrap();
+    let mut agent = AgentProc::start(
+        &dir.path().join("agent"),
+        &reg.url(),
+        &reg.ca_pem,
+        &token,
+        &k.public,
+        &DeviceSpec {
+            name: "keen",
+            labels: &[],
+            stage_memory_mb: None,
+            extra: "telemetry_seconds = 0\n",
+        },
+    );
+    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.1.0", BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(120, "the keen digits kit", || {
+        agent.active().filter(|r| r == "algobay/digits-mlp@1.1.0")
+    });
+    let count = |reg: &RegistryProc| {
+        let c = rt.block_on(reg.client(&acme_token));
+        rt.block_on(c.list_samples("", "algobay/digits-mlp@1.1.0", 100, ""))
+            .unwrap()
+            .0
+    };
+
+    // Three different inputs, one of them twice: three samples.
+    for (p, v) in [(0, 1.0), (1, 2.0), (0, 1.0), (2, 3.0)] {
+        let (code, body) = http(&agent.http, "POST", "/v1/infer", &digits_input(p, v));
+        assert_eq!(code, 200, "{body}");
+    }
+    let samples = wait_for(60, "three samples at the registry", || {
+        let s = count(&reg);
+        (s.len() == 3).then_some(s)
+    });
+    let s = &samples[0];
+    assert!(s.reason.contains("below 1.01"), "{}", s.reason);
+    assert_eq!(s.inputs[0].datatype, "FP32");
+    assert_eq!(s.inputs[0].shape, vec![1, 64]);
+    let bytes = rt.block_on(acme.download(&s.inputs[0].digest)).unwrap();
+    assert_eq!(bytes.len(), 256);
+    assert!(s.outputs_json.contains("label"), "{}", s.outputs_json);
+    let globex = rt.block_on(reg.client(&globex_token));
+    assert!(rt
+        .block_on(globex.list_samples("", "", 100, ""))
+        .unwrap()
+        .0
+        .is_empty());
+
+    // The registry goes away; two more; the agent is killed and comes back; then the registry.
+    let port = reg.port;
+    reg.kill();
+    for (p, v) in [(3, 4.0), (4, 5.0)] {
+        let (code, _) = http(&agent.http, "POST", "/v1/infer", &digits_input(p, v));
+        assert_eq!(code, 200);
+    }
+    agent.kill_and_restart();
+    let reg = RegistryProc::start(&reg_dir, port);
+    wait_for(120, "all five samples after the outage", || {
+        (count(&reg).len() == 5).then_some(())
+    });
+
+    // A deployment with sampling off keeps nothing.
+    let acme = rt.block_on(reg.client(&acme_token));
+    rt.block_on(acme.create_deployment(
+        "",
+        "algobay/digits-mlp@1.1.0",
+        BTreeMap::new(),
+        RolloutPolicy {
+            sampling_off: true,
+            ..all()
+        },
+    ))
+    .unwrap();
+    let device = agent.status()["device_id"].as_str().unwrap().to_owned();
+    wait_for(60, "the device to take the new deployment", || {
+        let d = rt.block_on(acme.list_devices("")).unwrap();
+        d.into_iter()
+            .find(|d| d.id == device)
+            .filter(|d| d.state.deployment_id != samples[0].deployment_id)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (code, _) = http(&agent.http, "POST", "/v1/infer", &digits_input(5, 6.0));
+    assert_eq!(code, 200);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(count(&reg).len(), 5);
+}

@@ -231,6 +231,10 @@ pub struct DeviceState {
     pub p99_ms: f64,
     pub active_since_unix: i64,
     pub target_digest: String,
+    #[serde(default)]
+    pub samples_queued: u64,
+    #[serde(default)]
+    pub samples_dropped: u64,
 }
 
 /// An enrolled device of an enterprise.
@@ -262,6 +266,9 @@ pub struct RolloutPolicy {
     pub max_error_rate: f64,
     pub max_p99_ms: f64,
     pub manual_promote: bool,
+    /// Keep no hard examples from this deployment's devices.
+    #[serde(default)]
+    pub sampling_off: bool,
 }
 
 /// Where a rollout stands.
@@ -329,6 +336,34 @@ pub struct Desired {
     pub kit_reference: String,
     pub deployment_id: String,
     pub signatures: Vec<Signature>,
+    pub sampling_off: bool,
+}
+
+/// One input of a hard example; its bytes are a blob.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleInput {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A hard example a device's sample filter kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub id: String,
+    pub enterprise: String,
+    pub device_id: String,
+    pub kit_reference: String,
+    pub kit_digest: Digest,
+    pub deployment_id: String,
+    pub reason: String,
+    pub trace_id: String,
+    pub created_unix: i64,
+    pub received_unix: i64,
+    pub outputs_json: String,
+    pub inputs: Vec<SampleInput>,
 }
 
 /// Filters of a search.

@@ -176,6 +176,21 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn tick(&self) -> Result<()>;
     /// The key accepted kits are countersigned with, if any.
     fn registry_key(&self) -> Option<PublicKey>;
+    /// Stores a device's hard examples; returns (stored, already there).
+    fn push_samples(
+        &self,
+        p: &Principal,
+        samples: Vec<(SampleRecord, Vec<Vec<u8>>)>,
+    ) -> Result<(u32, u32)>;
+    /// A page of hard examples and the token of the next.
+    fn list_samples(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        kit: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<SampleRecord>, String)>;
     /// Takes a device's metrics export (cumulative OpenTelemetry points).
     fn ingest_metrics(
         &self,
@@ -330,6 +345,23 @@ impl RegistryApi for Registry {
     }
     fn registry_key(&self) -> Option<PublicKey> {
         Registry::registry_key(self)
+    }
+    fn push_samples(
+        &self,
+        p: &Principal,
+        samples: Vec<(SampleRecord, Vec<Vec<u8>>)>,
+    ) -> Result<(u32, u32)> {
+        Registry::push_samples(self, p, samples)
+    }
+    fn list_samples(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        kit: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<SampleRecord>, String)> {
+        Registry::list_samples(self, p, enterprise, kit, page_size, page_token)
     }
     fn ingest_metrics(
         &self,

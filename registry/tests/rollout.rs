@@ -121,6 +121,7 @@ impl Fleet {
             max_error_rate: 0.05,
             max_p99_ms: 200.0,
             manual_promote: false,
+            sampling_off: false,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct Kitfile {
     pub golden: Vec<GoldenSpec>,
     #[serde(default)]
     pub resources: Resources,
+    /// `[sampling]`: which served requests are kept as hard examples.
+    #[serde(default)]
+    pub sampling: Option<crate::manifest::Sampling>,
 }
 
 /// `[kit]`: who and what.
@@ -315,6 +318,7 @@ impl<'a> Packager<'a> {
             golden,
             resources: kf.resources,
             blobs: blobs.iter().map(|(d, b)| (*d, b.len() as u64)).collect(),
+            sampling: kf.sampling,
         };
         manifest.validate()?;
         progress(BuildEvent::Progress("manifest".into()));

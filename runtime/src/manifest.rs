@@ -283,6 +283,122 @@ pub struct Manifest {
     pub resources: Resources,
     /// Every blob of the kit with its size in bytes.
     pub blobs: BTreeMap<Digest, u64>,
+    /// Which served requests are kept as hard examples for retraining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+}
+
+/// A kit's sample filter: which served requests are hard examples.
+///
+/// - `score_below`: the lowest `score` anywhere in a JSON output is under `threshold`;
+/// - `entropy_above`: the entropy (nats) of a tensor output's last dimension,
+///   read as probabilities (softmax first if they are not), is over `threshold`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    pub rule: String,
+    pub output: String,
+    pub threshold: f64,
+}
+
+impl Sampling {
+    /// Checks the rule against the kit's outputs.
+    pub fn validate(&self, outputs: &[KitPort]) -> Result<()> {
+        let port = outputs
+            .iter()
+            .find(|p| p.name == self.output)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "sampling.output",
+                    format!("`{}` is not one of the kit's outputs", self.output),
+                )
+            })?;
+        if !self.threshold.is_finite() {
+            return Err(Error::invalid(
+                "sampling.threshold",
+                "must be a finite number",
+            ));
+        }
+        match (self.rule.as_str(), &port.ty) {
+            ("score_below", PortType::Json) | ("entropy_above", PortType::Tensor { .. }) => Ok(()),
+            ("score_below", t) | ("entropy_above", t) => Err(Error::invalid(
+                "sampling.output",
+                format!(
+                    "rule `{}` reads a {} output; `{}` is {t}",
+                    self.rule,
+                    if self.rule == "score_below" {
+                        "json"
+                    } else {
+                        "tensor"
+                    },
+                    self.output
+                ),
+            )),
+            (other, _) => Err(Error::invalid(
+                "sampling.rule",
+                format!("`{other}` is not a rule (score_below, entropy_above)"),
+            )),
+        }
+    }
+
+    /// Why a request with these outputs is a hard example, if it is one.
+    pub fn matches(&self, outputs: &crate::value::Values) -> Option<String> {
+        match (self.rule.as_str(), outputs.get(&self.output)?) {
+            ("score_below", crate::value::Value::Json(text)) => {
+                fn lowest(v: &serde_json::Value, min: &mut Option<f64>) {
+                    match v {
+                        serde_json::Value::Object(o) => {
+                            for (k, x) in o {
+                                match (k.as_str(), x.as_f64()) {
+                                    ("score", Some(f)) => {
+                                        *min = Some(min.map_or(f, |m: f64| m.min(f)))
+                                    }
+                                    _ => lowest(x, min),
+                                }
+                            }
+                        }
+                        serde_json::Value::Array(a) => a.iter().for_each(|x| lowest(x, min)),
+                        _ => {}
+                    }
+                }
+                let v: serde_json::Value = serde_json::from_str(text).ok()?;
+                let mut min = None;
+                lowest(&v, &mut min);
+                let m = min?;
+                (m < self.threshold)
+                    .then(|| format!("lowest score {m:.4} is below {}", self.threshold))
+            }
+            ("entropy_above", crate::value::Value::Tensor(t)) => {
+                let v = t.to_f64_lossy();
+                let n = *t.shape.last()?;
+                if n == 0 {
+                    return None;
+                }
+                let mut worst: f64 = 0.0;
+                for row in v.chunks(n) {
+                    let sum: f64 = row.iter().sum();
+                    let probs: Vec<f64> =
+                        if row.iter().all(|p| *p >= 0.0) && (sum - 1.0).abs() < 1e-3 {
+                            row.to_vec()
+                        } else {
+                            let max = row.iter().cloned().fold(f64::MIN, f64::max);
+                            let e: Vec<f64> = row.iter().map(|x| (x - max).exp()).collect();
+                            let s: f64 = e.iter().sum();
+                            e.into_iter().map(|x| x / s).collect()
+                        };
+                    let h: f64 = probs
+                        .iter()
+                        .filter(|p| **p > 0.0)
+                        .map(|p| -p * p.ln())
+                        .sum();
+                    worst = worst.max(h);
+                }
+                (worst > self.threshold)
+                    .then(|| format!("entropy {worst:.4} is above {}", self.threshold))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Checks a `team/name` reference: two lowercase segments of `a-z 0-9 - _ .`, no `..`.
@@ -361,6 +477,9 @@ impl Manifest {
         }
         if self.steps.is_empty() {
             return Err(Error::invalid("steps", "a kit needs at least one step"));
+        }
+        if let Some(s) = &self.sampling {
+            s.validate(&self.outputs)?;
         }
         // Every referenced blob is listed.
         let mut named: Vec<(Digest, String)> = self.steps.iter().flat_map(Step::blobs).collect();
@@ -485,4 +604,80 @@ fn names(ports: &[Port]) -> String {
         .map(|p| p.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::value::{Tensor, Value, Values};
+
+    fn rule(rule: &str, threshold: f64) -> Sampling {
+        Sampling {
+            rule: rule.into(),
+            output: "out".into(),
+            threshold,
+        }
+    }
+
+    #[test]
+    fn score_below_finds_the_lowest_score_anywhere_in_the_json() {
+        let out: Values = [(
+            "out".to_string(),
+            Value::Json(
+                r#"{"result":[{"text":"a","score":0.97},{"text":"b","score":0.41}]}"#.into(),
+            ),
+        )]
+        .into();
+        let why = rule("score_below", 0.5).matches(&out).unwrap();
+        assert!(why.contains("0.4100"), "{why}");
+        assert_eq!(rule("score_below", 0.4).matches(&out), None);
+        let none: Values = [("out".to_string(), Value::Json(r#"{"result":[]}"#.into()))].into();
+        assert_eq!(rule("score_below", 0.5).matches(&none), None);
+    }
+
+    #[test]
+    fn entropy_above_reads_probabilities_or_logits() {
+        let sure = Tensor::from_f32(vec![1, 4], &[0.97, 0.01, 0.01, 0.01]);
+        let torn = Tensor::from_f32(vec![1, 4], &[0.25, 0.25, 0.25, 0.25]);
+        let logits = Tensor::from_f32(vec![1, 4], &[3.0, 3.0, 3.0, 3.0]);
+        let r = rule("entropy_above", 1.0);
+        let v = |t: Tensor| -> Values { [("out".to_string(), Value::Tensor(t))].into() };
+        assert_eq!(r.matches(&v(sure)), None);
+        assert!(r.matches(&v(torn)).unwrap().contains("1.3863"));
+        assert!(
+            r.matches(&v(logits)).is_some(),
+            "uniform logits are torn too"
+        );
+    }
+
+    #[test]
+    fn a_rule_that_does_not_fit_the_output_is_named() {
+        let json_out = KitPort {
+            name: "out".into(),
+            ty: "json".parse().unwrap(),
+            media: None,
+        };
+        let err = rule("entropy_above", 1.0)
+            .validate(std::slice::from_ref(&json_out))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reads a tensor output"), "{err}");
+        let err = rule("median_above", 1.0)
+            .validate(std::slice::from_ref(&json_out))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`median_above` is not a rule"), "{err}");
+        let err = Sampling {
+            output: "missing".into(),
+            ..rule("score_below", 0.5)
+        }
+        .validate(&[json_out])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`missing` is not one of the kit's outputs"),
+            "{err}"
+        );
+    }
 }

@@ -27,6 +27,9 @@ pub struct DeviceState {
     pub p99_ms: f64,
     pub active_since_unix: i64,
     pub target_digest: String,
+    /// Hard examples waiting on the device, and dropped to keep within its budget.
+    pub samples_queued: u64,
+    pub samples_dropped: u64,
 }
 
 impl DeviceState {
@@ -43,6 +46,8 @@ impl DeviceState {
             p99_ms: s.p99_ms,
             active_since_unix: s.active_since_unix,
             target_digest: s.target_digest,
+            samples_queued: s.samples_queued,
+            samples_dropped: s.samples_dropped,
         }
     }
 
@@ -59,6 +64,8 @@ impl DeviceState {
             p99_ms: self.p99_ms,
             active_since_unix: self.active_since_unix,
             target_digest: self.target_digest.clone(),
+            samples_queued: self.samples_queued,
+            samples_dropped: self.samples_dropped,
         }
     }
 }
@@ -106,6 +113,8 @@ pub struct RolloutPolicy {
     pub max_p99_ms: f64,
     /// Wait for a promote when the gate passes.
     pub manual_promote: bool,
+    /// Keep no hard examples from the deployment's devices.
+    pub sampling_off: bool,
 }
 
 impl Default for RolloutPolicy {
@@ -116,6 +125,7 @@ impl Default for RolloutPolicy {
             max_error_rate: 0.0,
             max_p99_ms: 0.0,
             manual_promote: false,
+            sampling_off: false,
         }
     }
 }
@@ -152,6 +162,7 @@ impl Deployment {
                 max_error_rate: p.max_error_rate,
                 max_p99_ms: p.max_p99_ms,
                 manual_promote: p.manual_promote,
+                sampling_off: p.sampling_off,
             },
             state: d.state,
             reason: d.reason,
@@ -207,6 +218,93 @@ pub struct Desired {
     pub kit_reference: String,
     pub deployment_id: String,
     pub signatures: Vec<Signature>,
+    /// The deployment keeps no hard examples.
+    pub sampling_off: bool,
+}
+
+/// One input of a hard example.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SampleInput {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    pub digest: String,
+    pub size: u64,
+    /// The bytes, when pushing; empty when listed (download them by digest).
+    #[serde(skip)]
+    pub data: Vec<u8>,
+}
+
+/// A hard example a kit's sample filter kept on a device.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub id: String,
+    pub kit_digest: String,
+    pub kit_reference: String,
+    pub deployment_id: String,
+    pub reason: String,
+    pub trace_id: String,
+    pub created_unix: i64,
+    pub outputs_json: String,
+    pub inputs: Vec<SampleInput>,
+    pub device_id: String,
+    pub enterprise: String,
+}
+
+impl Sample {
+    fn to_pb(&self) -> pb::Sample {
+        pb::Sample {
+            id: self.id.clone(),
+            kit_digest: self.kit_digest.clone(),
+            kit_reference: self.kit_reference.clone(),
+            deployment_id: self.deployment_id.clone(),
+            reason: self.reason.clone(),
+            trace_id: self.trace_id.clone(),
+            created_unix: self.created_unix,
+            outputs_json: self.outputs_json.clone(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| pb::SampleInput {
+                    name: i.name.clone(),
+                    datatype: i.datatype.clone(),
+                    shape: i.shape.clone(),
+                    data: i.data.clone(),
+                    digest: i.digest.clone(),
+                    size: i.size,
+                })
+                .collect(),
+            device_id: String::new(),
+            enterprise: String::new(),
+        }
+    }
+
+    fn from_pb(s: pb::Sample) -> Sample {
+        Sample {
+            id: s.id,
+            kit_digest: s.kit_digest,
+            kit_reference: s.kit_reference,
+            deployment_id: s.deployment_id,
+            reason: s.reason,
+            trace_id: s.trace_id,
+            created_unix: s.created_unix,
+            outputs_json: s.outputs_json,
+            inputs: s
+                .inputs
+                .into_iter()
+                .map(|i| SampleInput {
+                    name: i.name,
+                    datatype: i.datatype,
+                    shape: i.shape,
+                    digest: i.digest,
+                    size: i.size,
+                    data: i.data,
+                })
+                .collect(),
+            device_id: s.device_id,
+            enterprise: s.enterprise,
+        }
+    }
 }
 
 /// What enrollment gives a device.
@@ -314,6 +412,7 @@ impl Client {
                     max_error_rate: policy.max_error_rate,
                     max_p99_ms: policy.max_p99_ms,
                     manual_promote: policy.manual_promote,
+                    sampling_off: policy.sampling_off,
                 }),
             }))
             .await?
@@ -362,6 +461,43 @@ impl Client {
         }?
         .into_inner();
         Ok(Deployment::from_pb(d))
+    }
+
+    /// Device: sends hard examples; returns (stored, already there).
+    pub async fn push_samples(&self, samples: &[Sample]) -> Result<(u32, u32)> {
+        let r = self
+            .fleet()
+            .push_samples(self.req(pb::PushSamplesRequest {
+                samples: samples.iter().map(Sample::to_pb).collect(),
+            }))
+            .await?
+            .into_inner();
+        Ok((r.stored, r.duplicates))
+    }
+
+    /// Hard examples (an enterprise's own; an operator's choice), a page at a time;
+    /// returns the page and the token of the next ("" at the end).
+    pub async fn list_samples(
+        &self,
+        enterprise: &str,
+        kit: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<Sample>, String)> {
+        let r = self
+            .fleet()
+            .list_samples(self.req(pb::ListSamplesRequest {
+                enterprise: enterprise.into(),
+                kit: kit.into(),
+                page_size,
+                page_token: page_token.into(),
+            }))
+            .await?
+            .into_inner();
+        Ok((
+            r.samples.into_iter().map(Sample::from_pb).collect(),
+            r.next_page_token,
+        ))
     }
 
     /// Serving figures per device and kit (an enterprise's own; an operator's choice).
@@ -420,6 +556,7 @@ impl Client {
             kit_digest: d.kit_digest,
             kit_reference: d.kit_reference,
             deployment_id: d.deployment_id,
+            sampling_off: d.sampling_off,
             signatures: d
                 .signatures
                 .into_iter()

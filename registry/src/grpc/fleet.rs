@@ -34,6 +34,8 @@ fn state_to_pb(s: DeviceState) -> pb::DeviceState {
         p99_ms: s.p99_ms,
         active_since_unix: s.active_since_unix,
         target_digest: s.target_digest,
+        samples_queued: s.samples_queued,
+        samples_dropped: s.samples_dropped,
     }
 }
 
@@ -50,6 +52,8 @@ fn state_from_pb(s: pb::DeviceState) -> DeviceState {
         p99_ms: s.p99_ms,
         active_since_unix: s.active_since_unix,
         target_digest: s.target_digest,
+        samples_queued: s.samples_queued,
+        samples_dropped: s.samples_dropped,
     }
 }
 
@@ -74,6 +78,7 @@ fn policy_to_pb(p: RolloutPolicy) -> pb::RolloutPolicy {
         max_error_rate: p.max_error_rate,
         max_p99_ms: p.max_p99_ms,
         manual_promote: p.manual_promote,
+        sampling_off: p.sampling_off,
     }
 }
 
@@ -98,6 +103,7 @@ fn desired_to_pb(d: Desired) -> pb::Desired {
         kit_digest: d.kit_digest.map(|d| d.to_string()).unwrap_or_default(),
         kit_reference: d.kit_reference,
         deployment_id: d.deployment_id,
+        sampling_off: d.sampling_off,
         signatures: d
             .signatures
             .into_iter()
@@ -181,6 +187,7 @@ impl pb::fleet_server::Fleet for FleetApi {
             max_error_rate: policy.max_error_rate,
             max_p99_ms: policy.max_p99_ms,
             manual_promote: policy.manual_promote,
+            sampling_off: policy.sampling_off,
         };
         let reg = self.0.clone();
         let d = blocking(move || {
@@ -278,6 +285,113 @@ impl pb::fleet_server::Fleet for FleetApi {
                     updated_unix: t.updated_unix,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn push_samples(
+        &self,
+        req: Request<pb::PushSamplesRequest>,
+    ) -> Result<Response<pb::PushSamplesResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let mut samples = Vec::new();
+        for s in req.into_inner().samples {
+            let field = |f: &str| format!("sample.{f}");
+            let kit_digest = s.kit_digest.parse().map_err(|e: algobay_runtime::Error| {
+                Status::from(RegistryError::invalid(field("kit_digest"), e.to_string()))
+            })?;
+            let mut inputs = Vec::new();
+            let mut data = Vec::new();
+            for i in s.inputs {
+                inputs.push(SampleInput {
+                    digest: i.digest.parse().map_err(|e: algobay_runtime::Error| {
+                        Status::from(RegistryError::invalid(
+                            field("inputs.digest"),
+                            e.to_string(),
+                        ))
+                    })?,
+                    size: if i.data.is_empty() {
+                        i.size
+                    } else {
+                        i.data.len() as u64
+                    },
+                    name: i.name,
+                    datatype: i.datatype,
+                    shape: i.shape,
+                });
+                data.push(i.data);
+            }
+            samples.push((
+                SampleRecord {
+                    id: s.id,
+                    enterprise: String::new(),
+                    device_id: String::new(),
+                    kit_reference: s.kit_reference,
+                    kit_digest,
+                    deployment_id: s.deployment_id,
+                    reason: s.reason,
+                    trace_id: s.trace_id,
+                    created_unix: s.created_unix,
+                    received_unix: 0,
+                    outputs_json: s.outputs_json,
+                    inputs,
+                },
+                data,
+            ));
+        }
+        let reg = self.0.clone();
+        let (stored, duplicates) = blocking(move || reg.push_samples(&p, samples)).await?;
+        Ok(Response::new(pb::PushSamplesResponse {
+            stored,
+            duplicates,
+        }))
+    }
+
+    async fn list_samples(
+        &self,
+        req: Request<pb::ListSamplesRequest>,
+    ) -> Result<Response<pb::ListSamplesResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let (v, next) = blocking(move || {
+            reg.list_samples(
+                &p,
+                &r.enterprise,
+                &r.kit,
+                r.page_size as usize,
+                &r.page_token,
+            )
+        })
+        .await?;
+        Ok(Response::new(pb::ListSamplesResponse {
+            samples: v
+                .into_iter()
+                .map(|s| pb::Sample {
+                    id: s.id,
+                    kit_digest: s.kit_digest.to_string(),
+                    kit_reference: s.kit_reference,
+                    deployment_id: s.deployment_id,
+                    reason: s.reason,
+                    trace_id: s.trace_id,
+                    created_unix: s.created_unix,
+                    outputs_json: s.outputs_json,
+                    inputs: s
+                        .inputs
+                        .into_iter()
+                        .map(|i| pb::SampleInput {
+                            name: i.name,
+                            datatype: i.datatype,
+                            shape: i.shape,
+                            data: Vec::new(),
+                            digest: i.digest.to_string(),
+                            size: i.size,
+                        })
+                        .collect(),
+                    device_id: s.device_id,
+                    enterprise: s.enterprise,
+                })
+                .collect(),
+            next_page_token: next,
         }))
     }
 

@@ -29,11 +29,13 @@ pub enum Tree {
     Enrollments,
     /// `enterprise/deployment id` → deployment.
     Deployments,
+    /// `enterprise/kit digest/sample id` → hard example.
+    Samples,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 9] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -43,6 +45,7 @@ impl Tree {
         Tree::DeviceCerts,
         Tree::Enrollments,
         Tree::Deployments,
+        Tree::Samples,
     ];
 
     /// The tree's name on disk.
@@ -57,6 +60,7 @@ impl Tree {
             Tree::DeviceCerts => "device_certs",
             Tree::Enrollments => "enrollments",
             Tree::Deployments => "deployments",
+            Tree::Samples => "samples",
         }
     }
 }

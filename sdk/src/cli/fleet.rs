@@ -63,6 +63,21 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Hard examples the devices kept (inputs downloadable by digest), oldest first.
+    #[command(
+        after_help = "Examples:\n  algobay device samples --kit algobay/ocr-ppocrv4@1.0.0\n  algobay device samples --json"
+    )]
+    Samples {
+        #[arg(long, default_value = "")]
+        enterprise: String,
+        /// Only this kit (`team/name@version` or digest).
+        #[arg(long, default_value = "")]
+        kit: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cut a device off: its certificate is refused from now on.
     #[command(after_help = "Example:\n  algobay device revoke dev-3f9c2a1b7d4e")]
     Revoke { id: String },
@@ -98,6 +113,9 @@ pub enum DeployCommand {
         /// Wait for `deploy promote` when the gate passes.
         #[arg(long)]
         manual_promote: bool,
+        /// Keep no hard examples from these devices.
+        #[arg(long)]
+        no_samples: bool,
         #[arg(long)]
         json: bool,
     },
@@ -274,6 +292,33 @@ pub fn device(g: &Global, c: &Connection, cmd: DeviceCommand) -> anyhow::Result<
                     }
                 }
             }
+            DeviceCommand::Samples {
+                enterprise,
+                kit,
+                limit,
+                json,
+            } => {
+                let (v, _) = client.list_samples(&enterprise, &kit, limit, "").await?;
+                if json {
+                    return print_json(&v);
+                }
+                for s in &v {
+                    println!(
+                        "{}  {}  {}  {}",
+                        &s.id[..12.min(s.id.len())],
+                        s.device_id,
+                        s.kit_reference,
+                        s.reason
+                    );
+                    for i in &s.inputs {
+                        println!(
+                            "    {} {} {:?} {} ({} bytes)",
+                            i.name, i.datatype, i.shape, i.digest, i.size
+                        );
+                    }
+                }
+                println!("{} sample(s)", v.len());
+            }
             DeviceCommand::Revoke { id } => {
                 client.revoke_device(&id).await?;
                 println!("device {id} revoked");
@@ -296,6 +341,7 @@ pub fn deploy(g: &Global, c: &Connection, cmd: DeployCommand) -> anyhow::Result<
                 max_error_rate,
                 max_p99_ms,
                 manual_promote,
+                no_samples,
                 json,
             } => {
                 let d = client
@@ -309,6 +355,7 @@ pub fn deploy(g: &Global, c: &Connection, cmd: DeployCommand) -> anyhow::Result<
                             max_error_rate,
                             max_p99_ms,
                             manual_promote,
+                            sampling_off: no_samples,
                         },
                     )
                     .await?;
