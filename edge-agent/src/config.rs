@@ -50,6 +50,11 @@ pub struct AgentConfig {
     /// The Open Inference Protocol's gRPC form (`inference.GRPCInferenceService`); empty: off.
     #[serde(default = "default_grpc_listen")]
     pub grpc_listen: String,
+    /// ONNX Runtime threads per session (0: its own choice, all cores). With
+    /// several requests at once, 1 often serves more: each model keeps up to one
+    /// session per core.
+    #[serde(default)]
+    pub ort_threads: usize,
     /// Requests run at once (0: one per core).
     #[serde(default)]
     pub max_concurrent: usize,

@@ -104,7 +104,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             .ort_library
             .clone()
             .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)),
-        ort_threads: 0,
+        ort_threads: cfg.ort_threads,
         stage_limits_cap: cfg.stage_limits_cap(),
     })?);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -680,9 +680,26 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(p.token_id.clone(), now);
-        let dev = self.device_for(p)?;
+        if p.role != Role::Device {
+            return Err(RegistryError::PermissionDenied(
+                "only an enrolled device syncs (over mTLS with its certificate)".into(),
+            ));
+        }
+        let key = format!("{}/{}", p.subject, p.token_id);
+        // Compared with the stored bytes themselves, never a re-serialization.
+        let old = self
+            .kv
+            .get(Tree::Devices, key.as_bytes())?
+            .ok_or_else(|| RegistryError::NotFound(format!("device `{}`", p.token_id)))?;
+        let dev: Device = parse("device", &old)?;
         if dev.state == state {
             return Ok(());
+        }
+        if !state.error_rate.is_finite() || !state.p99_ms.is_finite() {
+            return Err(RegistryError::invalid(
+                "state",
+                "error_rate and p99_ms must be finite numbers",
+            ));
         }
         for (field, v) in [
             ("state.active_digest", &state.active_digest),
@@ -700,7 +717,6 @@ impl Registry {
                 "phase or message is too long",
             ));
         }
-        let old = json(&dev);
         let mut new = dev.clone();
         new.state = state;
         new.last_seen_unix = now;

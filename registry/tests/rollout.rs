@@ -297,3 +297,32 @@ fn manual_promote_waits_and_pause_holds() {
     assert!(err.to_string().contains("create a new one"), "{err}");
     assert_eq!(f.wants(2), "");
 }
+
+#[test]
+fn reports_carrying_awkward_floats_keep_being_accepted() {
+    let f = fleet(1);
+    f.deploy(&f.v1, f.policy(1.0, 0));
+    for (i, p99) in [
+        94.812_345_678_912_34,
+        0.1 + 0.2,
+        1e-7,
+        5e300,
+        70.910_000_000_000_01,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        f.runs(0, 10 + i as u64, 0.0, p99);
+    }
+    let err = f
+        .reg
+        .report(
+            &f.devices[0],
+            DeviceState {
+                p99_ms: f64::NAN,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("finite"), "{err}");
+}

@@ -85,11 +85,56 @@ impl OrtRuntime {
     }
 }
 
-/// A loaded ONNX model.
+/// A loaded ONNX model: a pool of sessions over the same bytes, so that
+/// concurrent requests run side by side (a session runs one call at a time).
+/// The first session is made at load; more are made when requests overlap, up
+/// to one per core.
 pub struct OnnxModel {
     step: String,
-    session: Mutex<Session>,
+    rt: OrtRuntime,
+    bytes: std::sync::Arc<Vec<u8>>,
+    pool: Mutex<Pool>,
+    returned: std::sync::Condvar,
+    max_sessions: usize,
     signature: Contract,
+}
+
+struct Pool {
+    idle: Vec<Session>,
+    made: usize,
+}
+
+/// A session taken from the pool; it goes back when dropped.
+struct Lease<'a> {
+    model: &'a OnnxModel,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session
+            .as_ref()
+            .expect("a lease holds its session until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session
+            .as_mut()
+            .expect("a lease holds its session until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            let mut pool = self.model.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.idle.push(s);
+            self.model.returned.notify_one();
+        }
+    }
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -146,19 +191,23 @@ fn port_of(step: &str, kind: &str, name: &str, vt: &ValueType) -> Result<Port> {
 }
 
 impl OnnxModel {
-    fn load(rt: &OrtRuntime, step: &str, bytes: &[u8]) -> Result<OnnxModel> {
-        if bytes.is_empty() {
-            return Err(Error::model(step, "model file is empty"));
-        }
+    fn session(rt: &OrtRuntime, step: &str, bytes: &[u8]) -> Result<Session> {
         let mut builder = Session::builder(&rt.env).map_err(|e| Error::model(step, e))?;
         if rt.intra_threads > 0 {
             builder = builder
                 .with_intra_threads(rt.intra_threads)
                 .map_err(|e| Error::model(step, e.to_string()))?;
         }
-        let session = builder
+        builder
             .commit_from_memory(bytes)
-            .map_err(|e| Error::model(step, format!("is not a valid ONNX model: {e}")))?;
+            .map_err(|e| Error::model(step, format!("is not a valid ONNX model: {e}")))
+    }
+
+    fn load(rt: &OrtRuntime, step: &str, bytes: &[u8]) -> Result<OnnxModel> {
+        if bytes.is_empty() {
+            return Err(Error::model(step, "model file is empty"));
+        }
+        let session = Self::session(rt, step, bytes)?;
         let signature = Contract {
             inputs: session
                 .inputs()
@@ -173,9 +222,47 @@ impl OnnxModel {
         };
         Ok(OnnxModel {
             step: step.to_owned(),
-            session: Mutex::new(session),
+            rt: rt.clone(),
+            bytes: std::sync::Arc::new(bytes.to_vec()),
+            pool: Mutex::new(Pool {
+                idle: vec![session],
+                made: 1,
+            }),
+            returned: std::sync::Condvar::new(),
+            max_sessions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             signature,
         })
+    }
+
+    /// An idle session, a new one if all are busy and the pool may grow, else
+    /// the first one returned.
+    fn lease(&self) -> Result<Lease<'_>> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(s) = pool.idle.pop() {
+                return Ok(Lease {
+                    model: self,
+                    session: Some(s),
+                });
+            }
+            if pool.made < self.max_sessions {
+                pool.made += 1;
+                drop(pool);
+                return match Self::session(&self.rt, &self.step, &self.bytes) {
+                    Ok(s) => Ok(Lease {
+                        model: self,
+                        session: Some(s),
+                    }),
+                    Err(e) => {
+                        self.pool.lock().unwrap_or_else(|e| e.into_inner()).made -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            pool = self.returned.wait(pool).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Inputs and outputs as the model declares them.
@@ -185,10 +272,7 @@ impl OnnxModel {
 
     /// A custom metadata value of the model (e.g. PP-OCR's `character` list).
     pub fn metadata(&self, key: &str) -> Result<Option<String>> {
-        let s = self
-            .session
-            .lock()
-            .map_err(|_| Error::model(&self.step, "session lock poisoned"))?;
+        let s = self.lease()?;
         let m = s.metadata().map_err(|e| Error::model(&self.step, e))?;
         Ok(m.custom(key))
     }
@@ -209,10 +293,7 @@ impl OnnxModel {
             };
             feed.push((port.name.clone(), to_ort(&self.step, t)?));
         }
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| Error::model(&self.step, "session lock poisoned"))?;
+        let mut session = self.lease()?;
         let outputs = session
             .run(feed)
             .map_err(|e| Error::model(&self.step, format!("inference failed: {e}")))?;

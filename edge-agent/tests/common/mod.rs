@@ -255,6 +255,10 @@ sync_wait_seconds = 2\nreport_seconds = 1\nretry_max_seconds = 1\n",
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`, then the same command again.
     pub fn kill_and_restart(&mut self) {
         self.kill();

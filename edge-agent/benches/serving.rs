@@ -1,0 +1,380 @@
+//! Edge serving benchmarks, with a real registry and agents as processes:
+//!
+//! 1. HTTP infer throughput and p50/p99 for the VAD and OCR kits on the agent
+//!    against the Python server a user would otherwise write (FastAPI +
+//!    uvicorn + onnxruntime, `python_server.py`), same machine, same client,
+//!    side by side, as ratios; for OCR, the time inside ONNX Runtime alone as
+//!    the ceiling;
+//! 2. agent resident memory idle (no kit) and with the VAD kit, binary size;
+//! 3. throughput with telemetry (OTLP metrics every second) on and off.
+//!
+//! Needs the reference Python environment `build/pyref` (fastapi, uvicorn,
+//! onnxruntime, rapidocr-onnxruntime); without it, part 1 prints the agent only.
+//!
+//! `cargo bench -p algobay-agent --bench serving [-- --requests 400]`
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use algobay_sdk::fleet::RolloutPolicy;
+
+use common::*;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// A keep-alive HTTP/1.1 client: POST `body` to `path`, read the answer.
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    host: String,
+}
+
+impl Conn {
+    fn open(addr: &str) -> Conn {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            host: addr.to_owned(),
+        }
+    }
+
+    fn post(&mut self, path: &str, body: &[u8]) -> u16 {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        );
+        self.w.write_all(head.as_bytes()).unwrap();
+        self.w.write_all(body).unwrap();
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        let code = line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            self.r.read_line(&mut h).unwrap();
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.r.read_exact(&mut buf).unwrap();
+        code
+    }
+}
+
+/// `clients` threads, `n` requests in all; (requests/s, p50 ms, p99 ms).
+fn load(addr: &str, path: &str, body: &[u8], clients: usize, n: usize) -> (f64, f64, f64) {
+    // Warm up every connection.
+    let t = Instant::now();
+    let lat: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = Conn::open(addr);
+                    assert_eq!(c.post(path, body), 200);
+                    let mut lat = Vec::new();
+                    for _ in 0..n / clients {
+                        let s = Instant::now();
+                        assert_eq!(c.post(path, body), 200);
+                        lat.push(s.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = t.elapsed().as_secs_f64();
+    let mut lat = lat;
+    (
+        lat.len() as f64 / elapsed,
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+    )
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Python(std::process::Child);
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python(kind: &str, models: &std::path::Path) -> Option<(Python, String)> {
+    let py = root().join("build/pyref/bin/python");
+    if !py.exists() {
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(py)
+        .arg(root().join("edge-agent/benches/python_server.py"))
+        .arg(kind)
+        .arg(models)
+        .arg(port.to_string())
+        .env("OMP_NUM_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let p = Python(child);
+    wait_for(120, "the python server", || TcpStream::connect(&addr).ok());
+    Some((p, addr))
+}
+
+fn all(sampling_off: bool) -> RolloutPolicy {
+    RolloutPolicy {
+        canary_share: 1.0,
+        soak_seconds: 0,
+        sampling_off,
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let n = arg("--requests", 400) as usize;
+    println!(
+        "algobay edge serving benchmarks ({} cores)\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let k = kits();
+    let vad = k.builder.build("vad", "1.0.0", &[]);
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, true));
+    let acme = rt.block_on(reg.client(&acme_token));
+    rt.block_on(async {
+        let op = reg.client(&reg.operator).await;
+        let (_, team) = op.create_token("team", "algobay", 0).await.unwrap();
+        reg.client(&team)
+            .await
+            .push_kit(&vad, algobay_sdk::no_progress())
+            .await
+            .unwrap();
+    });
+    let agent = |name: &str, extra: &str, role: &str| {
+        let (_, token) = rt
+            .block_on(acme.create_enrollment_token(
+                "",
+                [("role".to_string(), role.to_string())].into(),
+                0,
+            ))
+            .unwrap();
+        AgentProc::start(
+            &dir.path().join(name),
+            &reg.url(),
+            &reg.ca_pem,
+            &token,
+            &k.public,
+            &DeviceSpec {
+                name,
+                labels: &[],
+                stage_memory_mb: None,
+                extra,
+            },
+        )
+    };
+    let deploy = |kit: &str, role: &str| {
+        rt.block_on(acme.create_deployment(
+            "",
+            kit,
+            [("role".to_string(), role.to_string())].into(),
+            all(true),
+        ))
+        .unwrap();
+    };
+
+    // ------------------------------------------------------------ memory, size
+    println!("## agent footprint");
+    let idle = agent("idle", "telemetry_seconds = 0\n", "idle");
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_kb = rss_kb(idle.pid());
+    deploy("algobay/vad-silero@1.0.0", "idle");
+    wait_for(120, "the VAD kit on the idle agent", || {
+        idle.active().filter(|r| r == "algobay/vad-silero@1.0.0")
+    });
+    let wav = std::fs::read(root().join("examples/kits/vad/samples/speech.wav")).unwrap();
+    let (code, _) = http(&idle.http, "POST", "/v1/infer", &wav);
+    assert_eq!(code, 200);
+    let vad_kb = rss_kb(idle.pid());
+    let size = std::fs::metadata(agent_bin()).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "resident memory: idle with no kit {:.1} MB (goal ≤ 20 MB: {}), VAD kit loaded and used {:.1} MB; binary {:.1} MB\n",
+        idle_kb as f64 / 1024.0,
+        if idle_kb <= 20 * 1024 { "met" } else { "NOT met" },
+        vad_kb as f64 / 1024.0,
+        size as f64 / 1e6
+    );
+    drop(idle);
+
+    // ------------------------------------------------------------ VAD
+    println!("## VAD kit over HTTP ({n} requests of a 9.3 s WAV, 4 clients, keep-alive)");
+    let on = agent(
+        "telemetry-on",
+        "telemetry_seconds = 1\nort_threads = 1\n",
+        "on",
+    );
+    let off = agent(
+        "telemetry-off",
+        "telemetry_seconds = 0\nort_threads = 1\n",
+        "off",
+    );
+    deploy("algobay/vad-silero@1.0.0", "on");
+    deploy("algobay/vad-silero@1.0.0", "off");
+    for a in [&on, &off] {
+        wait_for(120, "the VAD kit", || {
+            a.active().filter(|r| r == "algobay/vad-silero@1.0.0")
+        });
+    }
+    let addr = |a: &AgentProc| a.http.trim_start_matches("http://").to_owned();
+    let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &wav, 4, n);
+    println!("algobay-agent: {ours:.1} req/s, p50 {p50:.1} ms, p99 {p99:.1} ms");
+    let models = root().join("examples/kits/vad/models");
+    match python("vad", &models) {
+        Some((_py, paddr)) => {
+            let (theirs, tp50, tp99) = load(&paddr, "/infer", &wav, 4, n);
+            println!("FastAPI + uvicorn + onnxruntime: {theirs:.1} req/s, p50 {tp50:.1} ms, p99 {tp99:.1} ms");
+            println!(
+                "ratio: throughput {:.2}x (goal ≥ 3x: {}), p50 {:.2} of theirs (goal ≤ 0.5: {})\n",
+                ours / theirs,
+                if ours / theirs >= 3.0 {
+                    "met"
+                } else {
+                    "NOT met"
+                },
+                p50 / tp50,
+                if p50 / tp50 <= 0.5 { "met" } else { "NOT met" }
+            );
+        }
+        None => println!("(build/pyref is missing: no Python server to compare with)\n"),
+    }
+
+    // ------------------------------------------------------------ telemetry overhead
+    println!("## telemetry overhead (VAD, best of 3 runs each, interleaved)");
+    let (mut best_on, mut best_off) = (0f64, 0f64);
+    for _ in 0..3 {
+        best_on = best_on.max(load(&addr(&on), "/v1/infer", &wav, 4, n / 2).0);
+        best_off = best_off.max(load(&addr(&off), "/v1/infer", &wav, 4, n / 2).0);
+    }
+    let cost = (1.0 - best_on / best_off) * 100.0;
+    println!(
+        "with OTLP metrics exported every second {best_on:.1} req/s, without {best_off:.1} req/s: {cost:.1}% lower (goal ≤ 3%: {})\n",
+        if cost <= 3.0 { "met" } else { "NOT met" }
+    );
+    drop(off);
+
+    // ------------------------------------------------------------ OCR
+    let m = (n / 20).max(10);
+    println!("## OCR kit over HTTP ({m} requests of invoice.png, 2 clients, keep-alive)");
+    deploy("algobay/ocr-ppocrv4@1.0.0", "on");
+    wait_or(
+        300,
+        "the OCR kit",
+        || on.active().filter(|r| r == "algobay/ocr-ppocrv4@1.0.0"),
+        || {
+            let log = on.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            format!("{}\n{}", on.status(), tail.join("\n"))
+        },
+    );
+    let png = std::fs::read(root().join("examples/kits/ocr/samples/invoice.png")).unwrap();
+    let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &png, 2, m);
+    println!("algobay-agent: {ours:.2} req/s, p50 {p50:.0} ms, p99 {p99:.0} ms");
+    // The ceiling: the time the same kit spends inside ONNX Runtime per image.
+    let ceiling = {
+        let runtime = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
+            cache_dir: None,
+            ort_library: Some(ort_lib()),
+            ort_threads: 0,
+            stage_limits_cap: None,
+        })
+        .unwrap();
+        let mut roots = algobay_runtime::TrustRoots::new();
+        roots.trust_file(&k.public).unwrap();
+        let kit = runtime
+            .load(&k.ocr.clone().verify(&roots).unwrap())
+            .unwrap();
+        let input = |png: &[u8]| {
+            let port = &kit.manifest().inputs[0];
+            let v = algobay_runtime::golden::decode_input(&port.name, &port.ty, png).unwrap();
+            [(port.name.clone(), v)]
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
+        };
+        kit.run(input(&png)).unwrap();
+        let mut onnx = Vec::new();
+        for _ in 0..5 {
+            let (_, t) = kit.run_timed(input(&png)).unwrap();
+            onnx.push(
+                t.iter()
+                    .filter(|s| s.kind == "onnx")
+                    .map(|s| s.elapsed.as_secs_f64())
+                    .sum::<f64>(),
+            );
+        }
+        1.0 / pct(&mut onnx, 0.5)
+    };
+    match python("ocr", &root().join("examples/kits/ocr/models")) {
+        Some((_py, paddr)) => {
+            let (theirs, tp50, tp99) = load(&paddr, "/infer", &png, 2, m);
+            println!("FastAPI + uvicorn + rapidocr: {theirs:.2} req/s, p50 {tp50:.0} ms, p99 {tp99:.0} ms");
+            println!(
+                "ratio: throughput {:.2}x (goal ≥ 1.2x: {}); ONNX Runtime alone (the ceiling, one image at a time): {ceiling:.2} req/s",
+                ours / theirs,
+                if ours / theirs >= 1.2 { "met" } else { "NOT met" }
+            );
+        }
+        None => println!("ONNX Runtime alone (the ceiling): {ceiling:.2} req/s"),
+    }
+}
