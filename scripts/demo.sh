@@ -107,6 +107,7 @@ listen = "127.0.0.1:0"
 grpc_listen = "127.0.0.1:0"
 sync_wait_seconds = 5
 report_seconds = 2
+telemetry_seconds = 1
 TOML
 "$AGENT" run --config "$DEMO/device/agent.toml" --log warn > "$DEMO/agent.out" &
 AGENT_PID=$!
@@ -135,3 +136,7 @@ import json, sys, urllib.request
 req = urllib.request.Request(sys.argv[1] + "/v1/infer", data=open(sys.argv[2], "rb").read(), method="POST")
 print([l["text"] for l in json.load(urllib.request.urlopen(req))["result"]])
 PY
+
+step "what the device reported: algobay device telemetry (OTLP metrics at the registry)"
+sleep 3
+"$ALGOBAY" --token "$ACME" device telemetry
