@@ -82,6 +82,19 @@ pub fn port_metadata(ty: &PortType) -> (String, Vec<i64>) {
     }
 }
 
+/// (name, datatype, shape) of each port, as model metadata lists them.
+pub fn ports_metadata(
+    ports: &[algobay_runtime::manifest::KitPort],
+) -> Vec<(String, String, Vec<i64>)> {
+    ports
+        .iter()
+        .map(|p| {
+            let (datatype, shape) = port_metadata(&p.ty);
+            (p.name.clone(), datatype, shape)
+        })
+        .collect()
+}
+
 /// `BYTES` elements in raw form.
 pub fn bytes_elements(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
     let mut out = Vec::new();

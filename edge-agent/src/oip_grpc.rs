@@ -105,17 +105,16 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         model_of(&r.name)?;
         let active = self.0.model(&r.name, &r.version).map_err(status)?;
         let m = active.kit.manifest();
-        let ports = |ports: &[algobay_runtime::manifest::KitPort]| {
-            ports
-                .iter()
-                .map(|p| {
-                    let (datatype, shape) = crate::oip::port_metadata(&p.ty);
-                    pb::model_metadata_response::TensorMetadata {
-                        name: p.name.clone(),
+        let ports = |ports| {
+            crate::oip::ports_metadata(ports)
+                .into_iter()
+                .map(
+                    |(name, datatype, shape)| pb::model_metadata_response::TensorMetadata {
+                        name,
                         datatype,
                         shape,
-                    }
-                })
+                    },
+                )
                 .collect()
         };
         Ok(Response::new(pb::ModelMetadataResponse {

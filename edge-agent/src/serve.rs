@@ -165,12 +165,11 @@ fn metadata(agent: &Agent, model: &str, version: &str) -> Response {
         Err(e) => return oip_error(e),
     };
     let m = active.kit.manifest();
-    let ports = |ports: &[algobay_runtime::manifest::KitPort]| {
-        ports
-            .iter()
-            .map(|p| {
-                let (datatype, shape) = crate::oip::port_metadata(&p.ty);
-                serde_json::json!({"name": p.name, "datatype": datatype, "shape": shape})
+    let ports = |ports| {
+        crate::oip::ports_metadata(ports)
+            .into_iter()
+            .map(|(name, datatype, shape)| {
+                serde_json::json!({"name": name, "datatype": datatype, "shape": shape})
             })
             .collect::<Vec<_>>()
     };

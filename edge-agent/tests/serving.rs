@@ -20,6 +20,33 @@ fn all() -> RolloutPolicy {
     }
 }
 
+/// An agent enrolled in acme, trusting the kits' team key.
+fn device(
+    rt: &tokio::runtime::Runtime,
+    reg: &RegistryProc,
+    acme: &algobay_sdk::Client,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &str,
+) -> AgentProc {
+    let (_, token) = rt
+        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
+        .unwrap();
+    AgentProc::start(
+        &dir.join("agent"),
+        &reg.url(),
+        &reg.ca_pem,
+        &token,
+        &kits().public,
+        &DeviceSpec {
+            name,
+            labels: &[],
+            stage_memory_mb: None,
+            extra,
+        },
+    )
+}
+
 /// The 64 pixel values of the sample that must come out as a 9.
 fn pixels() -> Vec<f32> {
     let v: serde_json::Value = serde_json::from_slice(&row9()).unwrap();
@@ -49,22 +76,13 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
     let acme = rt.block_on(reg.client(&acme_token));
-    let k = kits();
-    let (_, token) = rt
-        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
-        .unwrap();
-    let agent = AgentProc::start(
-        &dir.path().join("agent"),
-        &reg.url(),
-        &reg.ca_pem,
-        &token,
-        &k.public,
-        &DeviceSpec {
-            name: "edge",
-            labels: &[],
-            stage_memory_mb: None,
-            extra: "telemetry_seconds = 1\n",
-        },
+    let agent = device(
+        &rt,
+        &reg,
+        &acme,
+        dir.path(),
+        "edge",
+        "telemetry_seconds = 1\n",
     );
     // Before any kit: live, but the model is not there.
     let (code, _) = http(&agent.http, "GET", "/v2/health/live", &[]);
@@ -282,22 +300,13 @@ fn a_device_past_its_queue_answers_overloaded_and_keeps_serving() {
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (acme_token, _) = rt.block_on(seed(&reg, true));
     let acme = rt.block_on(reg.client(&acme_token));
-    let k = kits();
-    let (_, token) = rt
-        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
-        .unwrap();
-    let agent = AgentProc::start(
-        &dir.path().join("agent"),
-        &reg.url(),
-        &reg.ca_pem,
-        &token,
-        &k.public,
-        &DeviceSpec {
-            name: "small",
-            labels: &[],
-            stage_memory_mb: None,
-            extra: "max_concurrent = 1\nmax_queue = 1\n",
-        },
+    let agent = device(
+        &rt,
+        &reg,
+        &acme,
+        dir.path(),
+        "small",
+        "max_concurrent = 1\nmax_queue = 1\n",
     );
     rt.block_on(acme.create_deployment("", "algobay/ocr-ppocrv4@1.0.0", BTreeMap::new(), all()))
         .unwrap();
@@ -360,21 +369,13 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
             .await
             .unwrap();
     });
-    let (_, token) = rt
-        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
-        .unwrap();
-    let mut agent = AgentProc::start(
-        &dir.path().join("agent"),
-        &reg.url(),
-        &reg.ca_pem,
-        &token,
-        &k.public,
-        &DeviceSpec {
-            name: "keen",
-            labels: &[],
-            stage_memory_mb: None,
-            extra: "telemetry_seconds = 0\n",
-        },
+    let mut agent = device(
+        &rt,
+        &reg,
+        &acme,
+        dir.path(),
+        "keen",
+        "telemetry_seconds = 0\n",
     );
     rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.1.0", BTreeMap::new(), all()))
         .unwrap();
