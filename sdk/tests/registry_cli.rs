@@ -26,6 +26,7 @@ fn ort_lib() -> PathBuf {
 
 struct Env {
     dir: tempfile::TempDir,
+    operator: String,
     url: String,
     cert: PathBuf,
     _rt: tokio::runtime::Runtime,
@@ -68,6 +69,7 @@ impl Env {
             std::future::pending(),
         ));
         let env = Env {
+            operator: operator.clone(),
             url: format!("https://localhost:{port}"),
             cert: data.join("tls/cert.pem"),
             dir,
@@ -91,6 +93,42 @@ impl Env {
             .env_remove("ALGOBAY_TRUST")
             .arg("--quiet");
         c
+    }
+
+    /// Makes a signing key (`team.key`), registers team `algobay` with it, and
+    /// logs in with a fresh team token; returns what `login` printed.
+    fn log_in_as_team_algobay(&self) -> String {
+        let operator = &self.operator;
+        ok(self
+            .algobay()
+            .args(["keygen", "-o"])
+            .arg(self.path("team.key")));
+        ok(self
+            .as_user(operator)
+            .args(["team", "create", "algobay", "--key"])
+            .arg(self.path("team.key.pub")));
+        let token = ok(self.as_user(operator).args([
+            "token",
+            "create",
+            "--role",
+            "team",
+            "--subject",
+            "algobay",
+        ]))
+        .trim()
+        .to_owned();
+        assert!(token.starts_with("abt_"), "{token}");
+        ok(self
+            .algobay()
+            .args([
+                "login",
+                "--registry",
+                &self.url,
+                "--token",
+                &token,
+                "--ca-cert",
+            ])
+            .arg(&self.cert))
     }
 
     /// With explicit registry flags (before `login`).
@@ -123,39 +161,8 @@ fn ok(c: &mut Command) -> String {
 
 #[test]
 fn publisher_pushes_and_an_enterprise_style_user_finds_pulls_and_runs() {
-    let (env, operator) = Env::start();
-    ok(env
-        .algobay()
-        .args(["keygen", "-o"])
-        .arg(env.path("team.key")));
-    ok(env
-        .as_user(&operator)
-        .args(["team", "create", "algobay", "--key"])
-        .arg(env.path("team.key.pub")));
-    let token = ok(env.as_user(&operator).args([
-        "token",
-        "create",
-        "--role",
-        "team",
-        "--subject",
-        "algobay",
-    ]))
-    .trim()
-    .to_owned();
-    assert!(token.starts_with("abt_"), "{token}");
-
-    // Log in once; later commands read the registry, token and certificate from the config file.
-    let out = ok(env
-        .algobay()
-        .args([
-            "login",
-            "--registry",
-            &env.url,
-            "--token",
-            &token,
-            "--ca-cert",
-        ])
-        .arg(&env.cert));
+    let (env, _operator) = Env::start();
+    let out = env.log_in_as_team_algobay();
     assert!(out.contains("as team algobay"), "{out}");
 
     std::fs::write(
@@ -472,36 +479,8 @@ fn login_without_a_certificate_shows_the_fingerprint_and_trusts_only_a_confirmed
 /// main command drives it, and each pulled kit runs to the answers recorded for it.
 #[test]
 fn every_example_model_tool_and_kit_is_published_pushed_found_pulled_and_run() {
-    let (env, operator) = Env::start();
-    ok(env
-        .algobay()
-        .args(["keygen", "-o"])
-        .arg(env.path("team.key")));
-    ok(env
-        .as_user(&operator)
-        .args(["team", "create", "algobay", "--key"])
-        .arg(env.path("team.key.pub")));
-    let token = ok(env.as_user(&operator).args([
-        "token",
-        "create",
-        "--role",
-        "team",
-        "--subject",
-        "algobay",
-    ]))
-    .trim()
-    .to_owned();
-    ok(env
-        .algobay()
-        .args([
-            "login",
-            "--registry",
-            &env.url,
-            "--token",
-            &token,
-            "--ca-cert",
-        ])
-        .arg(&env.cert));
+    let (env, _operator) = Env::start();
+    env.log_in_as_team_algobay();
 
     let kits = root().join("examples/kits");
     std::fs::write(env.path("digits-arch.json"), r#"{"layers":[64,32,10]}"#).unwrap();
