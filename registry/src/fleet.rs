@@ -113,15 +113,7 @@ impl Registry {
             used_by: String::new(),
             created_unix: now,
         };
-        if !self.kv.commit(
-            Batch::new()
-                .check(Tree::Enrollments, id.as_bytes(), None)
-                .put(Tree::Enrollments, id.as_bytes(), json(&e)),
-        )? {
-            return Err(RegistryError::Storage(
-                "enrollment id collision; try again".into(),
-            ));
-        }
+        self.insert_new(Tree::Enrollments, &id, json(&e), "enrollment")?;
         Ok((e, format!("abe_{id}_{secret}")))
     }
 
@@ -388,18 +380,7 @@ impl Registry {
         } else {
             dep.reason = format!("{} of {} targeted device(s) first", n, targets.len());
         }
-        if !self
-            .kv
-            .commit(Batch::new().check(Tree::Deployments, dep.key(), None).put(
-                Tree::Deployments,
-                dep.key(),
-                json(&dep),
-            ))?
-        {
-            return Err(RegistryError::Storage(
-                "deployment id collision; try again".into(),
-            ));
-        }
+        self.insert_new(Tree::Deployments, &dep.key(), json(&dep), "deployment")?;
         self.changed();
         Ok(dep)
     }

@@ -498,6 +498,30 @@ impl Registry {
         self.signing_key.as_ref().map(|k| k.public())
     }
 
+    /// Stores a record under a freshly drawn random id; a collision (the key
+    /// is taken) is refused rather than overwriting.
+    pub(crate) fn insert_new(
+        &self,
+        tree: Tree,
+        key: &str,
+        value: Vec<u8>,
+        what: &str,
+    ) -> Result<()> {
+        if !self
+            .kv
+            .commit(Batch::new().check(tree, key.as_bytes(), None).put(
+                tree,
+                key.as_bytes(),
+                value,
+            ))?
+        {
+            return Err(RegistryError::Storage(format!(
+                "{what} id collision; try again"
+            )));
+        }
+        Ok(())
+    }
+
     /// Wakes every device waiting for its desired state to change.
     pub(crate) fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
@@ -547,18 +571,7 @@ impl Registry {
             description: description.to_owned(),
             created_unix: now,
         };
-        if !self
-            .kv
-            .commit(Batch::new().check(Tree::Tokens, id.as_bytes(), None).put(
-                Tree::Tokens,
-                id.as_bytes(),
-                json(&rec),
-            ))?
-        {
-            return Err(RegistryError::Storage(
-                "token id collision; try again".into(),
-            ));
-        }
+        self.insert_new(Tree::Tokens, &id, json(&rec), "token")?;
         Ok((rec, format!("abt_{id}_{secret}")))
     }
 
