@@ -321,6 +321,7 @@ fn main() {
             ort_library: Some(ort_lib()),
             ort_threads: 0,
             stage_limits_cap: None,
+            max_batch: 0,
         })
         .unwrap();
         let mut roots = algobay_runtime::TrustRoots::new();

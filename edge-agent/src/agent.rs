@@ -251,7 +251,7 @@ impl Agent {
             stats: Stats::default(),
             bytes_received: AtomicU64::new(0),
             running: tokio::sync::Semaphore::new(if cfg.max_concurrent == 0 {
-                std::thread::available_parallelism()
+                4 * std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(1)
             } else {

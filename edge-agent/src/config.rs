@@ -55,9 +55,14 @@ pub struct AgentConfig {
     /// session per core.
     #[serde(default)]
     pub ort_threads: usize,
-    /// Requests run at once (0: one per core).
+    /// Requests run at once (0: four per core, so that overlapping calls of a
+    /// model with a batch axis can be joined into batches).
     #[serde(default)]
     pub max_concurrent: usize,
+    /// The most overlapping calls of a model with a batch axis (declared by the
+    /// kit) run as one batch; 1 turns dynamic batching off.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
     /// Requests that may wait for a turn; past that, callers are told the device is overloaded.
     #[serde(default = "default_queue")]
     pub max_queue: usize,
@@ -90,6 +95,10 @@ fn default_listen() -> String {
 fn default_grpc_listen() -> String {
     "127.0.0.1:8471".into()
 }
+fn default_max_batch() -> usize {
+    8
+}
+
 fn default_queue() -> usize {
     64
 }

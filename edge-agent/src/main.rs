@@ -106,6 +106,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)),
         ort_threads: cfg.ort_threads,
         stage_limits_cap: cfg.stage_limits_cap(),
+        max_batch: cfg.max_batch,
     })?);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

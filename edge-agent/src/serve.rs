@@ -474,6 +474,16 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let _ = writeln!(out, "algobay_agent_request_seconds_count {}", h.count);
     let _ = writeln!(
         out,
+        "# HELP algobay_agent_batched_calls_total Model calls of the active kit run joined with other requests' calls."
+    );
+    let _ = writeln!(out, "# TYPE algobay_agent_batched_calls_total counter");
+    let _ = writeln!(
+        out,
+        "algobay_agent_batched_calls_total {}",
+        agent.active().map_or(0, |a| a.kit.batched_calls())
+    );
+    let _ = writeln!(
+        out,
         "# HELP algobay_agent_blob_bytes_received_total Blob bytes pulled from the registry."
     );
     let _ = writeln!(

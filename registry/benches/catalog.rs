@@ -222,6 +222,7 @@ async fn main() {
             ort_library: None,
             ort_threads: 1,
             stage_limits_cap: None,
+            max_batch: 0,
         })
         .unwrap(),
     );

@@ -119,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         ort_library: ort_lib,
         ort_threads: 0,
         stage_limits_cap: None,
+        max_batch: 0,
     })?);
     let mut registry = Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?;
     let key_path = data.join("registry.key");

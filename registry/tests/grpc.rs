@@ -52,6 +52,7 @@ async fn start() -> Harness {
             ort_library: Some(ort_lib()),
             ort_threads: 1,
             stage_limits_cap: None,
+            max_batch: 0,
         })
         .unwrap(),
     );

@@ -1,7 +1,7 @@
 //! Benchmarks of the runtime on the example kits. Prints its figures; asserts nothing.
 #![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly by design
 //!
-//!   cargo bench -p algobay-runtime --bench kits
+//!   cargo bench -p algobay-runtime --bench kits [-- batching]
 //!
 //! Needs `scripts/setup.sh` (models, ONNX Runtime) and, for the comparison with
 //! rapidocr, the reference environment `build/pyref` (see examples/golden/make_golden.py).
@@ -32,6 +32,7 @@ fn runtime(cache: Option<PathBuf>) -> Runtime {
         ort_library: Some(ort_lib()),
         ort_threads: 0,
         stage_limits_cap: None,
+        max_batch: 0,
     })
     .unwrap()
 }
@@ -81,7 +82,63 @@ fn model_only_kit(rt: &Runtime, key: &SecretKey, body: &str) -> KitArchive {
     build(rt, key, dir.path())
 }
 
+/// VAD requests from several threads at once on one loaded kit, with and
+/// without dynamic batching (one ONNX Runtime thread per session, as on a
+/// serving device).
+fn dynamic_batching(key: &SecretKey, roots: &TrustRoots) {
+    println!(
+        "## dynamic batching: VAD (9.3 s WAV) from concurrent callers, one ort thread per session"
+    );
+    let wav = std::fs::read(root().join("examples/kits/vad/samples/speech.wav")).unwrap();
+    let archive = build(&runtime(None), key, &root().join("examples/kits/vad"));
+    for callers in [1, 2, 4, 8] {
+        let mut line = format!("{callers} callers:");
+        for max_batch in [0, 8] {
+            let rt = Runtime::new(RuntimeOptions {
+                cache_dir: None,
+                ort_library: Some(ort_lib()),
+                ort_threads: 1,
+                stage_limits_cap: None,
+                max_batch,
+            })
+            .unwrap();
+            let kit = rt.load(&archive.clone().verify(roots).unwrap()).unwrap();
+            let input = || Values::from([("audio".to_string(), Value::Bytes(wav.clone()))]);
+            kit.run(input()).unwrap();
+            let per = 32 / callers.min(8);
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..callers {
+                    s.spawn(|| {
+                        for _ in 0..per {
+                            kit.run(input()).unwrap();
+                        }
+                    });
+                }
+            });
+            let rate = (per * callers) as f64 / t.elapsed().as_secs_f64();
+            line += &format!(
+                "  {} {rate:.1} req/s{}",
+                if max_batch > 1 {
+                    "batched"
+                } else {
+                    "unbatched"
+                },
+                if max_batch > 1 {
+                    format!(" ({} calls joined)", kit.batched_calls())
+                } else {
+                    String::new()
+                }
+            );
+        }
+        println!("{line}");
+    }
+    println!();
+}
+
 fn main() {
+    // `cargo bench --bench kits -- batching` runs only the dynamic batching section.
+    let only_batching = std::env::args().skip(1).any(|a| a == "batching");
     let rt = runtime(None);
     let key = SecretKey::generate();
     let mut roots = TrustRoots::new();
@@ -95,6 +152,10 @@ fn main() {
             .unwrap_or(1)
     );
 
+    dynamic_batching(&key, &roots);
+    if only_batching {
+        return;
+    }
     // ------------------------------------------------ pipeline overhead vs raw ort
     println!(
         "## pipeline overhead: model steps through the kit vs the raw ort session, same tensors"

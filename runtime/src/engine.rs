@@ -26,6 +26,9 @@ pub struct RuntimeOptions {
     /// (a device with little memory or a slow clock sets it); a stage then gets
     /// the lower of the two.
     pub stage_limits_cap: Option<crate::manifest::Limits>,
+    /// The most overlapping calls of a model that declares a batch axis that
+    /// run as one batch (0 or 1: no batching).
+    pub max_batch: usize,
 }
 
 /// The engine: one wasmtime engine, ONNX Runtime loaded on first use.
@@ -118,8 +121,12 @@ impl Runtime {
                     model,
                     signature,
                     scan,
+                    batch,
                 } => {
-                    let onnx = self.ort()?.model(&step.name, archive.blob(model)?)?;
+                    let mut onnx = self.ort()?.model(&step.name, archive.blob(model)?)?;
+                    if !batch.is_empty() {
+                        onnx = onnx.with_batching(batch, self.options.max_batch)?;
+                    }
                     same_contract(
                         &step.name,
                         "the model declares",
@@ -238,6 +245,18 @@ impl LoadedKit {
     /// The kit's digest.
     pub fn digest(&self) -> Digest {
         self.digest
+    }
+
+    /// Model calls so far that ran joined with calls of other requests
+    /// (dynamic batching); 0 when no step batches.
+    pub fn batched_calls(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match &s.exec {
+                Exec::Onnx(m, _) => m.batched_calls(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Runs one request.

@@ -93,6 +93,9 @@ pub struct StepSpec {
     pub limits: Option<Limits>,
     #[serde(default)]
     pub scan: Option<Scan>,
+    /// ONNX models with a batch dimension: port → batch axis.
+    #[serde(default)]
+    pub batch: BTreeMap<String, usize>,
 }
 
 /// `[[golden]]`: input files and the file holding the expected outputs.
@@ -175,10 +178,11 @@ impl<'a> Packager<'a> {
                     ))
                 }
                 (Some(stage), None) => {
-                    if spec.scan.is_some() || spec.architecture.is_some() {
+                    if spec.scan.is_some() || spec.architecture.is_some() || !spec.batch.is_empty()
+                    {
                         return Err(Error::invalid(
                             format!("step `{}`", spec.name),
-                            "`scan` and `architecture` apply to models only",
+                            "`scan`, `batch` and `architecture` apply to models only",
                         ));
                     }
                     let wasm = self.stage_wasm(&dir.join(stage))?;
@@ -238,14 +242,18 @@ impl<'a> Packager<'a> {
                             if spec.config.is_some() || !spec.assets.is_empty() {
                                 return Err(Error::invalid(format!("step `{}`", spec.name), "onnx models take no `config` or `assets`"));
                             }
-                            let m = self.runtime.ort()?.model(&spec.name, &bytes)?;
+                            let mut m = self.runtime.ort()?.model(&spec.name, &bytes)?;
+                            if !spec.batch.is_empty() {
+                                // Checked here so that a wrong axis fails the build, not the device.
+                                m = m.with_batching(&spec.batch, 1)?;
+                            }
                             let signature = m.signature().clone();
                             onnx_models.insert(spec.name.clone(), m);
-                            StepKind::Onnx { model: add(bytes), signature, scan: spec.scan.clone() }
+                            StepKind::Onnx { model: add(bytes), signature, scan: spec.scan.clone(), batch: spec.batch.clone() }
                         }
                         (Some(arch), false) => {
-                            if spec.scan.is_some() {
-                                return Err(Error::invalid(format!("step `{}`", spec.name), "`scan` applies to onnx models only"));
+                            if spec.scan.is_some() || !spec.batch.is_empty() {
+                                return Err(Error::invalid(format!("step `{}`", spec.name), "`scan` and `batch` apply to onnx models only"));
                             }
                             let mut files = BTreeMap::new();
                             for (name, a) in &spec.assets {

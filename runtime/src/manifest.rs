@@ -99,6 +99,11 @@ pub enum StepKind {
         signature: Contract,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scan: Option<Scan>,
+        /// Model port → its batch axis, for models that take a batch: calls that
+        /// overlap may then run as one. Every output needs one; inputs without
+        /// one must be equal across the calls joined.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        batch: BTreeMap<String, usize>,
     },
     /// A safetensors model run by candle, with a named architecture.
     Candle {

@@ -1,8 +1,11 @@
 //! ONNX models through ONNX Runtime, loaded dynamically from the library the
 //! `onnxruntime` wheel ships.
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::session::SessionInputValue;
@@ -97,6 +100,53 @@ pub struct OnnxModel {
     returned: std::sync::Condvar,
     max_sessions: usize,
     signature: Contract,
+    batching: Option<Batching>,
+}
+
+/// Dynamic batching: calls that overlap are run as one, joined along each
+/// port's batch axis. Callers combine their own work: whoever finds a session
+/// free takes the waiting calls that fit together and runs them, so there is no
+/// extra thread and no wait when the model is idle.
+struct Batching {
+    /// Port (input or output) → its batch axis. Inputs not listed must be equal
+    /// across the calls of one batch.
+    axes: BTreeMap<String, usize>,
+    max: usize,
+    queue: Mutex<BatchQueue>,
+    changed: std::sync::Condvar,
+    /// Calls that ran joined with others.
+    joined: std::sync::atomic::AtomicU64,
+    /// Callers now in a single call.
+    callers: AtomicUsize,
+}
+
+/// How long the oldest waiting call may wait for others to join it.
+const GATHER: Duration = Duration::from_micros(200);
+
+/// A caller counted in [`Batching::callers`] while it lives.
+struct Caller<'a>(&'a AtomicUsize);
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Batching {
+    fn enter(&self) -> Caller<'_> {
+        self.callers.fetch_add(1, Ordering::Relaxed);
+        Caller(&self.callers)
+    }
+}
+
+#[derive(Default)]
+struct BatchQueue {
+    next: u64,
+    waiting: VecDeque<(u64, Instant, Values)>,
+    done: HashMap<u64, Result<Values>>,
+    leaders: usize,
+    /// Scans waiting for a session or to be taken into a running batch.
+    scans: VecDeque<ScanJob>,
 }
 
 struct Pool {
@@ -233,7 +283,80 @@ impl OnnxModel {
                 .map(|n| n.get())
                 .unwrap_or(1),
             signature,
+            batching: None,
         })
+    }
+
+    /// Turns on dynamic batching of up to `max` overlapping calls, joined along
+    /// the given batch axis of each port. Every output must have one; every
+    /// named port must exist and have that axis.
+    pub fn with_batching(
+        mut self,
+        axes: &BTreeMap<String, usize>,
+        max: usize,
+    ) -> Result<OnnxModel> {
+        let ports = self.signature.inputs.iter().chain(&self.signature.outputs);
+        let mut named = 0;
+        for port in ports {
+            let Some(&axis) = axes.get(&port.name) else {
+                if self.signature.outputs.contains(port) {
+                    return Err(Error::model(
+                        &self.step,
+                        format!("batch: output `{}` needs a batch axis", port.name),
+                    ));
+                }
+                continue;
+            };
+            named += 1;
+            if let PortType::Tensor { shape, .. } = &port.ty {
+                match shape.get(axis) {
+                    Some(Dim::Any) => {}
+                    Some(Dim::Fixed(n)) => {
+                        return Err(Error::model(
+                            &self.step,
+                            format!("batch: axis {axis} of `{}` is fixed at {n}", port.name),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::model(
+                            &self.step,
+                            format!(
+                                "batch: `{}` has no axis {axis} (rank {})",
+                                port.name,
+                                shape.len()
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(unknown) = axes.keys().find(|k| {
+            !self
+                .signature
+                .inputs
+                .iter()
+                .chain(&self.signature.outputs)
+                .any(|p| &p.name == *k)
+        }) {
+            return Err(Error::model(
+                &self.step,
+                format!("batch: the model has no port `{unknown}`"),
+            ));
+        }
+        if named == self.signature.outputs.len() {
+            return Err(Error::model(&self.step, "batch: no input has a batch axis"));
+        }
+        if max > 1 {
+            self.batching = Some(Batching {
+                axes: axes.clone(),
+                max,
+                queue: Mutex::new(BatchQueue::default()),
+                changed: std::sync::Condvar::new(),
+                joined: Default::default(),
+                callers: AtomicUsize::new(0),
+            });
+        }
+        Ok(self)
     }
 
     /// An idle session, a new one if all are busy and the pool may grow, else
@@ -265,6 +388,13 @@ impl OnnxModel {
         }
     }
 
+    /// Calls so far that ran joined with other calls in one batch.
+    pub fn batched_calls(&self) -> u64 {
+        self.batching
+            .as_ref()
+            .map_or(0, |b| b.joined.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Inputs and outputs as the model declares them.
     pub fn signature(&self) -> &Contract {
         &self.signature
@@ -278,7 +408,151 @@ impl OnnxModel {
     }
 
     /// Runs the model once; `inputs` are keyed by the model's input names.
+    /// With batching on, overlapping calls may run as one batch.
     pub fn run(&self, inputs: &Values) -> Result<Values> {
+        match &self.batching {
+            Some(b) => {
+                self.check_inputs(inputs)?;
+                self.run_batched(b, inputs.clone())
+            }
+            None => self.run_single(inputs),
+        }
+    }
+
+    fn check_inputs(&self, inputs: &Values) -> Result<()> {
+        for port in &self.signature.inputs {
+            let v = inputs.get(&port.name).ok_or_else(|| {
+                Error::model(&self.step, format!("input `{}` is missing", port.name))
+            })?;
+            port.ty
+                .check(v)
+                .map_err(|m| Error::model(&self.step, format!("input `{}`: {m}", port.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Queues the call and waits for its result, running a batch itself when a
+    /// session is free and enough calls wait (as many as there are callers per
+    /// session), or fewer once the oldest has waited [`GATHER`].
+    fn run_batched(&self, b: &Batching, inputs: Values) -> Result<Values> {
+        let _caller = b.enter();
+        let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let id = q.next;
+        q.next += 1;
+        q.waiting.push_back((id, Instant::now(), inputs));
+        b.changed.notify_all();
+        loop {
+            if let Some(r) = q.done.remove(&id) {
+                return r;
+            }
+            let oldest = q.waiting.front().map(|(_, at, _)| at.elapsed());
+            if let (true, Some(age)) = (q.leaders < self.max_sessions, oldest) {
+                let callers = b.callers.load(Ordering::Relaxed);
+                let want = callers.div_ceil(self.max_sessions).clamp(1, b.max);
+                if q.waiting.len() >= want || age >= GATHER {
+                    q.leaders += 1;
+                    let group = take_group(&mut q.waiting, &b.axes, b.max);
+                    drop(q);
+                    let results = self.run_group(&b.axes, group);
+                    q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.leaders -= 1;
+                    q.done.extend(results);
+                    b.changed.notify_all();
+                    continue;
+                }
+                q = b
+                    .changed
+                    .wait_timeout(q, GATHER - age)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            q = b.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Runs calls that fit together as one batch; if the batch fails, each call
+    /// runs on its own so that one bad call fails only itself.
+    fn run_group(
+        &self,
+        axes: &BTreeMap<String, usize>,
+        group: Vec<(u64, Values)>,
+    ) -> Vec<(u64, Result<Values>)> {
+        if group.len() == 1 {
+            return group
+                .into_iter()
+                .map(|(id, v)| (id, self.run_single(&v)))
+                .collect();
+        }
+        match self.run_joined(axes, &group) {
+            Ok(split) => {
+                if let Some(b) = &self.batching {
+                    b.joined
+                        .fetch_add(group.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                group
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .zip(split.into_iter().map(Ok))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::debug!(step = %self.step, error = %e, "batch failed; running its calls one by one");
+                group
+                    .into_iter()
+                    .map(|(id, v)| (id, self.run_single(&v)))
+                    .collect()
+            }
+        }
+    }
+
+    fn run_joined(
+        &self,
+        axes: &BTreeMap<String, usize>,
+        group: &[(u64, Values)],
+    ) -> Result<Vec<Values>> {
+        let mut joined = Values::new();
+        let mut lengths: Option<Vec<usize>> = None;
+        for port in &self.signature.inputs {
+            let tensors: Vec<&Tensor> = group
+                .iter()
+                .map(|(_, v)| match v.get(&port.name) {
+                    Some(Value::Tensor(t)) => Ok(t),
+                    _ => Err(Error::model(
+                        &self.step,
+                        format!("input `{}` is missing", port.name),
+                    )),
+                })
+                .collect::<Result<_>>()?;
+            let value = match axes.get(&port.name) {
+                Some(&axis) => {
+                    let l: Vec<usize> = tensors.iter().map(|t| t.shape[axis]).collect();
+                    lengths.get_or_insert(l);
+                    let owned: Vec<Tensor> = tensors.into_iter().cloned().collect();
+                    Tensor::concat(&owned, axis)?
+                }
+                None => tensors[0].clone(),
+            };
+            joined.insert(port.name.clone(), Value::Tensor(value));
+        }
+        let lengths = lengths.ok_or_else(|| Error::model(&self.step, "batch: no batched input"))?;
+        let out = self.run_single(&joined)?;
+        let mut split: Vec<Values> = vec![Values::new(); group.len()];
+        for (name, v) in out {
+            let (Some(&axis), Value::Tensor(t)) = (axes.get(&name), &v) else {
+                return Err(Error::model(
+                    &self.step,
+                    format!("batch: output `{name}` has no batch axis"),
+                ));
+            };
+            for (values, part) in split.iter_mut().zip(t.split(axis, &lengths)?) {
+                values.insert(name.clone(), Value::Tensor(part));
+            }
+        }
+        Ok(split)
+    }
+
+    fn run_single(&self, inputs: &Values) -> Result<Values> {
         let mut feed: Vec<(String, SessionInputValue<'_>)> =
             Vec::with_capacity(self.signature.inputs.len());
         for port in &self.signature.inputs {
@@ -308,66 +582,230 @@ impl OnnxModel {
     }
 
     /// Runs the model once per slice of the `over` inputs' first axis, feeding carried outputs back.
+    /// With batching on, scans of overlapping requests advance in lock-step, one
+    /// batch per slice.
     pub fn run_scan(&self, inputs: &Values, scan: &Scan) -> Result<Values> {
-        let mut state: Values = inputs
+        let mut job = ScanJob::new(&self.step, inputs, scan)?;
+        match &self.batching {
+            Some(b) if job.n > 0 => self.run_scan_batched(b, scan, job),
+            _ => {
+                while !job.finished() {
+                    let feed = job.feed()?;
+                    let out = self.run_single(&feed)?;
+                    job.absorb(out, scan);
+                }
+                job.finish(self, scan)
+            }
+        }
+    }
+
+    /// Queues the scan and waits for it; when a session is free, drives the
+    /// scans waiting (its own or others') until they are all done, taking in at
+    /// each slice the compatible scans that no free session could take.
+    fn run_scan_batched(&self, b: &Batching, scan: &Scan, mut job: ScanJob) -> Result<Values> {
+        let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let id = q.next;
+        q.next += 1;
+        job.id = id;
+        q.scans.push_back(job);
+        b.changed.notify_all();
+        loop {
+            if let Some(r) = q.done.remove(&id) {
+                return r;
+            }
+            if q.leaders < self.max_sessions {
+                if let Some(first) = q.scans.pop_front() {
+                    q.leaders += 1;
+                    drop(q);
+                    self.drive(b, scan, first, id);
+                    q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.leaders -= 1;
+                    b.changed.notify_all();
+                    continue;
+                }
+            }
+            q = b.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn drive(&self, b: &Batching, scan: &Scan, first: ScanJob, me: u64) {
+        let mut owned = vec![first];
+        while !owned.is_empty() {
+            {
+                // Take in scans that wait because every session is busy, while our own is not done.
+                let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if q.leaders >= self.max_sessions && !q.done.contains_key(&me) {
+                    let mut i = 0;
+                    while i < q.scans.len() && owned.len() < b.max {
+                        if owned[0].fits(&q.scans[i], &b.axes) {
+                            if let Some(j) = q.scans.remove(i) {
+                                owned.push(j);
+                            }
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            let mut group = Vec::with_capacity(owned.len());
+            let mut failed = Vec::new();
+            for j in owned.iter_mut() {
+                match j.feed() {
+                    Ok(f) => group.push((j.id, f)),
+                    Err(e) => failed.push((j.id, e)),
+                }
+            }
+            let results = self.run_group(&b.axes, group);
+            let mut outcome: HashMap<u64, Result<Values>> = results.into_iter().collect();
+            for (id, e) in failed {
+                outcome.insert(id, Err(e));
+            }
+            let mut finished = Vec::new();
+            let mut k = 0;
+            while k < owned.len() {
+                let j = &mut owned[k];
+                match outcome.remove(&j.id) {
+                    Some(Ok(out)) => j.absorb(out, scan),
+                    Some(Err(e)) => j.error = Some(e),
+                    None => j.error = Some(Error::model(&self.step, "a batched call was lost")),
+                }
+                if j.finished() || j.error.is_some() {
+                    let j = owned.swap_remove(k);
+                    let id = j.id;
+                    finished.push((id, j.finish(self, scan)));
+                } else {
+                    k += 1;
+                }
+            }
+            if !finished.is_empty() {
+                let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.done.extend(finished);
+                b.changed.notify_all();
+            }
+        }
+    }
+}
+
+/// One request's scan: the sliced inputs, the values fed back, what it has collected.
+struct ScanJob {
+    id: u64,
+    over: Vec<(String, Tensor)>,
+    n: usize,
+    i: usize,
+    state: Values,
+    collected: BTreeMap<String, Vec<Tensor>>,
+    last: Values,
+    error: Option<Error>,
+}
+
+impl ScanJob {
+    fn new(step: &str, inputs: &Values, scan: &Scan) -> Result<ScanJob> {
+        let state: Values = inputs
             .iter()
             .filter(|(k, _)| !scan.over.contains(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let steps = scan
+        let over = scan
             .over
             .iter()
             .map(|name| match inputs.get(name) {
-                Some(Value::Tensor(t)) if !t.shape.is_empty() => Ok(t.shape[0]),
+                Some(Value::Tensor(t)) if !t.shape.is_empty() => Ok((name.clone(), t.clone())),
                 _ => Err(Error::model(
-                    &self.step,
+                    step,
                     format!("scanned input `{name}` must be a tensor with a first axis"),
                 )),
             })
             .collect::<Result<Vec<_>>>()?;
+        let steps: Vec<usize> = over.iter().map(|(_, t)| t.shape[0]).collect();
         let n = *steps
             .first()
-            .ok_or_else(|| Error::model(&self.step, "scan.over names no input"))?;
+            .ok_or_else(|| Error::model(step, "scan.over names no input"))?;
         if steps.iter().any(|&s| s != n) {
             return Err(Error::model(
-                &self.step,
+                step,
                 format!("scanned inputs have different lengths: {steps:?}"),
             ));
         }
-        let mut collected: std::collections::BTreeMap<String, Vec<Tensor>> = Default::default();
-        let mut last = Values::new();
-        for i in 0..n {
-            for name in &scan.over {
-                if let Some(Value::Tensor(t)) = inputs.get(name) {
-                    state.insert(name.clone(), Value::Tensor(t.index_first(i)?));
-                }
+        Ok(ScanJob {
+            id: 0,
+            over,
+            n,
+            i: 0,
+            state,
+            collected: Default::default(),
+            last: Values::new(),
+            error: None,
+        })
+    }
+
+    fn finished(&self) -> bool {
+        self.i >= self.n
+    }
+
+    /// The model's inputs for the next slice.
+    fn feed(&mut self) -> Result<Values> {
+        for (name, t) in &self.over {
+            self.state
+                .insert(name.clone(), Value::Tensor(t.index_first(self.i)?));
+        }
+        Ok(self.state.clone())
+    }
+
+    fn absorb(&mut self, out: Values, scan: &Scan) {
+        for (name, v) in &out {
+            if let Some(feed) = scan.carry.get(name) {
+                self.state.insert(feed.clone(), v.clone());
+            } else if let Value::Tensor(t) = v {
+                self.collected
+                    .entry(name.clone())
+                    .or_default()
+                    .push(t.clone());
             }
-            let out = self.run(&state)?;
-            for (name, v) in &out {
-                if let Some(feed) = scan.carry.get(name) {
-                    state.insert(feed.clone(), v.clone());
-                } else if let Value::Tensor(t) = v {
-                    collected.entry(name.clone()).or_default().push(t.clone());
-                }
+        }
+        self.last = out;
+        self.i += 1;
+    }
+
+    /// Whether `other` can run in the same batches: its first slice fits ours.
+    fn fits(&self, other: &ScanJob, axes: &BTreeMap<String, usize>) -> bool {
+        let slice = |j: &ScanJob| -> Option<Values> {
+            let mut v = j.state.clone();
+            for (name, t) in &j.over {
+                v.insert(name.clone(), Value::Tensor(t.index_first(0).ok()?));
             }
-            last = out;
+            Some(v)
+        };
+        match (slice(self), slice(other)) {
+            (Some(a), Some(b)) => fits(&a, &b, axes),
+            _ => false,
+        }
+    }
+
+    /// The step's outputs: the carried values' last state, the others stacked.
+    fn finish(mut self, model: &OnnxModel, scan: &Scan) -> Result<Values> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
         }
         let mut result = Values::new();
-        for port in &self.signature.outputs {
+        for port in &model.signature.outputs {
             if scan.carry.contains_key(&port.name) {
-                let v = match last.remove(&port.name) {
+                let v = match self.last.remove(&port.name) {
                     Some(v) => v,
                     // Zero slices: the carried value is the initial one.
-                    None => state.get(&scan.carry[&port.name]).cloned().ok_or_else(|| {
-                        Error::model(
-                            &self.step,
-                            format!("carried input `{}` is missing", scan.carry[&port.name]),
-                        )
-                    })?,
+                    None => self
+                        .state
+                        .get(&scan.carry[&port.name])
+                        .cloned()
+                        .ok_or_else(|| {
+                            Error::model(
+                                &model.step,
+                                format!("carried input `{}` is missing", scan.carry[&port.name]),
+                            )
+                        })?,
                 };
                 result.insert(port.name.clone(), v);
             } else {
-                let parts = collected.remove(&port.name).unwrap_or_default();
+                let parts = self.collected.remove(&port.name).unwrap_or_default();
                 let t = if parts.is_empty() {
                     let PortType::Tensor { dtype, shape } = &port.ty else {
                         unreachable!("onnx ports are tensors")
@@ -390,6 +828,51 @@ impl OnnxModel {
         }
         Ok(result)
     }
+}
+
+/// Whether a call with inputs `v` can join a batch with one with inputs `first`:
+/// batched inputs agree on every axis but the batch axis, the others are equal.
+fn fits(first: &Values, v: &Values, axes: &BTreeMap<String, usize>) -> bool {
+    first
+        .iter()
+        .all(|(name, a)| match (axes.get(name), a, v.get(name)) {
+            (Some(&axis), Value::Tensor(a), Some(Value::Tensor(b))) => {
+                a.dtype == b.dtype
+                    && a.shape.len() == b.shape.len()
+                    && a.shape
+                        .iter()
+                        .zip(&b.shape)
+                        .enumerate()
+                        .all(|(i, (x, y))| i == axis || x == y)
+            }
+            (None, a, Some(b)) => a == b,
+            _ => false,
+        })
+}
+
+/// The calls at the front of the queue that can run as one batch: the first
+/// waiting call, and those after it whose batched inputs agree with it on every
+/// other axis and whose other inputs are equal to its own; at most `max`.
+fn take_group(
+    waiting: &mut VecDeque<(u64, Instant, Values)>,
+    axes: &BTreeMap<String, usize>,
+    max: usize,
+) -> Vec<(u64, Values)> {
+    let Some((id, _, first)) = waiting.pop_front() else {
+        return Vec::new();
+    };
+    let mut group = vec![(id, first)];
+    let mut i = 0;
+    while i < waiting.len() && group.len() < max {
+        if fits(&group[0].1, &waiting[i].2, axes) {
+            if let Some((id, _, call)) = waiting.remove(i) {
+                group.push((id, call));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    group
 }
 
 /// A session input over the tensor's bytes: borrowed in place when they are aligned

@@ -196,6 +196,92 @@ impl Tensor {
         })
     }
 
+    /// Joins tensors along an existing `axis`; every other axis must agree.
+    pub fn concat(parts: &[Tensor], axis: usize) -> Result<Tensor> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("tensor", "cannot join zero tensors"))?;
+        if axis >= first.shape.len() {
+            return Err(Error::invalid(
+                "tensor",
+                format!("axis {axis} is out of range for shape {:?}", first.shape),
+            ));
+        }
+        let outer: usize = first.shape[..axis].iter().product();
+        let mut total = 0;
+        for p in parts {
+            let same = p.dtype == first.dtype
+                && p.shape.len() == first.shape.len()
+                && p.shape
+                    .iter()
+                    .zip(&first.shape)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == axis || a == b);
+            if !same {
+                return Err(Error::invalid(
+                    "tensor",
+                    format!(
+                        "cannot join shapes {:?} and {:?} along axis {axis}",
+                        first.shape, p.shape
+                    ),
+                ));
+            }
+            total += p.shape[axis];
+        }
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for o in 0..outer {
+            for p in parts {
+                let chunk = p.data.len() / outer.max(1);
+                data.extend_from_slice(&p.data[o * chunk..(o + 1) * chunk]);
+            }
+        }
+        let mut shape = first.shape.clone();
+        shape[axis] = total;
+        Ok(Tensor {
+            dtype: first.dtype,
+            shape,
+            data,
+        })
+    }
+
+    /// Cuts the tensor along `axis` into pieces of the given lengths (the inverse of `concat`).
+    pub fn split(&self, axis: usize, lengths: &[usize]) -> Result<Vec<Tensor>> {
+        let n = *self.shape.get(axis).ok_or_else(|| {
+            Error::invalid(
+                "tensor",
+                format!("axis {axis} is out of range for shape {:?}", self.shape),
+            )
+        })?;
+        if lengths.iter().sum::<usize>() != n {
+            return Err(Error::invalid(
+                "tensor",
+                format!("axis {axis} has {n} entries, not the {lengths:?} asked for"),
+            ));
+        }
+        let outer: usize = self.shape[..axis].iter().product();
+        let row = self.shape[axis + 1..].iter().product::<usize>() * self.dtype.size();
+        let mut out: Vec<Tensor> = lengths
+            .iter()
+            .map(|&len| {
+                let mut shape = self.shape.clone();
+                shape[axis] = len;
+                Tensor {
+                    dtype: self.dtype,
+                    shape,
+                    data: Vec::with_capacity(outer * len * row),
+                }
+            })
+            .collect();
+        for o in 0..outer {
+            let mut at = o * n * row;
+            for (t, &len) in out.iter_mut().zip(lengths) {
+                t.data.extend_from_slice(&self.data[at..at + len * row]);
+                at += len * row;
+            }
+        }
+        Ok(out)
+    }
+
     /// Stacks equal-shaped tensors along a new first axis.
     pub fn stack(parts: &[Tensor]) -> Result<Tensor> {
         let first = parts
@@ -426,6 +512,33 @@ impl<'de> Deserialize<'de> for PortType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn u8s(shape: &[usize], data: &[u8]) -> Tensor {
+        Tensor::new(DType::U8, shape.to_vec(), data.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn tensors_join_along_an_inner_axis_and_split_back() {
+        // [2, 1, 2] and [2, 2, 2] joined on axis 1: rows interleave per outer index.
+        let a = u8s(&[2, 1, 2], &[1, 2, 3, 4]);
+        let b = u8s(&[2, 2, 2], &[5, 6, 7, 8, 9, 10, 11, 12]);
+        let j = Tensor::concat(&[a.clone(), b.clone()], 1).unwrap();
+        assert_eq!(j.shape, vec![2, 3, 2]);
+        assert_eq!(j.data, vec![1, 2, 5, 6, 7, 8, 3, 4, 9, 10, 11, 12]);
+        assert_eq!(j.split(1, &[1, 2]).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn tensors_of_other_shapes_or_lengths_are_not_joined_or_split() {
+        let a = u8s(&[1, 2], &[1, 2]);
+        let b = u8s(&[1, 3], &[1, 2, 3]);
+        let e = Tensor::concat(&[a.clone(), b], 0).unwrap_err().to_string();
+        assert!(e.contains("cannot join shapes [1, 2] and [1, 3]"), "{e}");
+        let e = a.split(0, &[2]).unwrap_err().to_string();
+        assert!(e.contains("axis 0 has 1 entries"), "{e}");
+        let e = a.split(2, &[1]).unwrap_err().to_string();
+        assert!(e.contains("axis 2 is out of range"), "{e}");
+    }
 
     #[test]
     fn port_types_parse_and_print() {

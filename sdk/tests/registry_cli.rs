@@ -49,6 +49,7 @@ impl Env {
                 ort_library: Some(ort_lib()),
                 ort_threads: 1,
                 stage_limits_cap: None,
+                max_batch: 0,
             })
             .unwrap(),
         );

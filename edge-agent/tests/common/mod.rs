@@ -493,6 +493,7 @@ impl KitBuilder {
             ort_library: Some(ort_lib()),
             ort_threads: 1,
             stage_limits_cap: None,
+            max_batch: 0,
         })
         .unwrap();
         let key = SecretKey::read(&self.key).unwrap();

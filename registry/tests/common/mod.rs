@@ -76,6 +76,7 @@ pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
         ort_library: Some(ort_lib()),
         ort_threads: 1,
         stage_limits_cap: None,
+        max_batch: 0,
     })
     .unwrap();
     let digits = root().join("examples/kits/digits");

@@ -30,6 +30,7 @@ pub fn runtime_with_cache(cache: Option<PathBuf>) -> Runtime {
         ort_library: Some(ort_library()),
         ort_threads: 1,
         stage_limits_cap: None,
+        max_batch: 0,
     })
     .expect("runtime")
 }

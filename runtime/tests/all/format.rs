@@ -280,3 +280,53 @@ fn a_failing_golden_sample_fails_the_build_and_shows_the_difference() {
         "{err}"
     );
 }
+
+#[test]
+fn a_batch_axis_the_model_lacks_fails_the_build_by_name() {
+    let model = root().join("examples/kits/vad/models/silero_vad.onnx");
+    for (batch, message) in [
+        (
+            "{ input = 0, state = 1, output = 0, stateN = 1, nope = 0 }",
+            "no port `nope`",
+        ),
+        (
+            "{ input = 0, state = 1, output = 0 }",
+            "output `stateN` needs a batch axis",
+        ),
+        (
+            "{ input = 0, state = 0, output = 0, stateN = 1 }",
+            "axis 0 of `state` is fixed at 2",
+        ),
+        (
+            "{ input = 0, state = 3, output = 0, stateN = 1 }",
+            "`state` has no axis 3",
+        ),
+    ] {
+        let dir = kitfile(&format!(
+            r#"{HEAD}[[input]]
+name = "input"
+type = "f32[?,?]"
+
+[[input]]
+name = "state"
+type = "f32[2,?,128]"
+
+[[input]]
+name = "sr"
+type = "i64[]"
+
+[[output]]
+name = "output"
+type = "f32[?,1]"
+
+[[step]]
+name = "vad"
+model = "{}"
+batch = {batch}
+"#,
+            model.display()
+        ));
+        let err = build(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(message), "{batch}: {err}");
+    }
+}

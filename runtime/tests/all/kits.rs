@@ -265,6 +265,186 @@ fn second_load_uses_the_compiled_stage_cache() {
     assert!(out.contains_key("segments"));
 }
 
+/// The sample recording, reversed and at half volume: three inputs with different answers.
+fn three_recordings() -> Vec<Vec<u8>> {
+    let wav = sample("vad", "speech.wav");
+    let (head, pcm) = wav.split_at(44);
+    let samples: Vec<i16> = pcm
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let encode = |s: &mut dyn Iterator<Item = i16>| {
+        let mut out = head.to_vec();
+        out.extend(s.flat_map(|x| x.to_le_bytes()));
+        out
+    };
+    vec![
+        wav.clone(),
+        encode(&mut samples.iter().rev().copied()),
+        encode(&mut samples.iter().map(|x| x / 2)),
+    ]
+}
+
+fn batching_runtime() -> algobay_runtime::Runtime {
+    algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
+        cache_dir: None,
+        ort_library: Some(ort_library()),
+        ort_threads: 1,
+        stage_limits_cap: None,
+        max_batch: 8,
+    })
+    .unwrap()
+}
+
+fn f32s(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Tensor(t) => bytemuck::pod_collect_to_vec::<u8, f32>(&t.data),
+        other => panic!("not a tensor: {other:?}"),
+    }
+}
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-4, "{what} differs by {worst} when batched");
+}
+
+#[test]
+fn overlapping_scans_are_batched_and_each_answers_as_it_would_alone() {
+    let alone = load(&example("vad"));
+    let inputs = three_recordings();
+    let input = |i: usize| Values::from([("audio".into(), Value::Bytes(inputs[i].clone()))]);
+    let expected: Vec<Values> = (0..3).map(|i| alone.run(input(i)).unwrap()).collect();
+    assert_ne!(f32s(&expected[0]["probs"]), f32s(&expected[1]["probs"]));
+    assert_eq!(alone.batched_calls(), 0, "this runtime does not batch");
+
+    let rt = batching_runtime();
+    let kit = rt.load(&example("vad").verify(&trust()).unwrap()).unwrap();
+    // More callers than cores (a model keeps one session per core), so that calls must wait and join.
+    let callers = 3 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let outs: Vec<(usize, Values)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..callers)
+            .map(|t| {
+                let (kit, input) = (&kit, &input);
+                s.spawn(move || {
+                    (0..2)
+                        .map(|k| {
+                            let i = (t + k) % 3;
+                            (i, kit.run(input(i)).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(
+        kit.batched_calls() > 0,
+        "six requests at once were never joined"
+    );
+    for (i, out) in &outs {
+        assert_eq!(out["segments"], expected[*i]["segments"], "recording {i}");
+        assert_close(&f32s(&out["probs"]), &f32s(&expected[*i]["probs"]), "probs");
+    }
+}
+
+#[test]
+fn overlapping_single_calls_are_batched_and_each_gets_its_own_answer() {
+    // The VAD model as a plain step: one window and a state in, probability and state out.
+    let dir = kitfile(&format!(
+        r#"[kit]
+name = "t/vad-window"
+version = "1.0.0"
+scenario = "test"
+
+[[input]]
+name = "input"
+type = "f32[1,576]"
+
+[[input]]
+name = "state"
+type = "f32[2,1,128]"
+
+[[input]]
+name = "sr"
+type = "i64[]"
+
+[[output]]
+name = "output"
+type = "f32[1,1]"
+
+[[output]]
+name = "stateN"
+type = "f32[2,1,128]"
+
+[[step]]
+name = "vad"
+model = "{}"
+batch = {{ input = 0, state = 1, output = 0, stateN = 1 }}
+"#,
+        root()
+            .join("examples/kits/vad/models/silero_vad.onnx")
+            .display()
+    ));
+    let archive = build(dir.path()).unwrap();
+    let window = |seed: usize| {
+        let x: Vec<f32> = (0..576)
+            .map(|k| ((k * (seed + 3)) as f32 * 0.05).sin() * 0.3 * (seed % 4) as f32)
+            .collect();
+        let st: Vec<f32> = (0..256).map(|k| ((k + seed) % 7) as f32 * 0.01).collect();
+        Values::from([
+            (
+                "input".into(),
+                Value::Tensor(algobay_runtime::Tensor::from_f32(vec![1, 576], &x)),
+            ),
+            (
+                "state".into(),
+                Value::Tensor(algobay_runtime::Tensor::from_f32(vec![2, 1, 128], &st)),
+            ),
+            (
+                "sr".into(),
+                Value::Tensor(
+                    algobay_runtime::Tensor::new(
+                        algobay_runtime::DType::I64,
+                        vec![],
+                        16000i64.to_le_bytes().to_vec(),
+                    )
+                    .unwrap(),
+                ),
+            ),
+        ])
+    };
+    let alone = load(&archive);
+    let rt = batching_runtime();
+    let kit = rt.load(&archive.clone().verify(&trust()).unwrap()).unwrap();
+    let callers = 3 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|s| {
+        for t in 0..callers {
+            let (kit, alone, window) = (&kit, &alone, &window);
+            s.spawn(move || {
+                for k in 0..200 {
+                    let seed = t * 1000 + k;
+                    let got = kit.run(window(seed)).unwrap();
+                    let want = alone.run(window(seed)).unwrap();
+                    assert_close(&f32s(&got["output"]), &f32s(&want["output"]), "output");
+                    assert_close(&f32s(&got["stateN"]), &f32s(&want["stateN"]), "stateN");
+                }
+            });
+        }
+    });
+    assert!(
+        kit.batched_calls() > 0,
+        "1,200 overlapping calls were never joined"
+    );
+}
+
 #[test]
 fn missing_onnx_runtime_says_how_to_install_it() {
     let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
@@ -272,6 +452,7 @@ fn missing_onnx_runtime_says_how_to_install_it() {
         ort_library: Some("/nonexistent/libonnxruntime.so.1.32.0".into()),
         ort_threads: 1,
         stage_limits_cap: None,
+        max_batch: 0,
     })
     .unwrap();
     let verified = example("vad").verify(&trust()).unwrap();

@@ -217,6 +217,7 @@ impl Global {
             ort_library,
             ort_threads: 0,
             stage_limits_cap: None,
+            max_batch: 0,
         })?)
     }
 
