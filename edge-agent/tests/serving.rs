@@ -48,7 +48,7 @@ fn device(
 }
 
 /// The 64 pixel values of the sample that must come out as a 9.
-fn pixels() -> Vec<f32> {
+fn pixels_of_nine() -> Vec<f32> {
     let v: serde_json::Value = serde_json::from_slice(&row9()).unwrap();
     let mut out = Vec::new();
     fn walk(v: &serde_json::Value, out: &mut Vec<f32>) {
@@ -107,7 +107,7 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
     assert_eq!(meta["outputs"][0]["datatype"], "BYTES");
 
     // JSON infer.
-    let px = pixels();
+    let px = pixels_of_nine();
     assert_eq!(px.len(), 64);
     let req = serde_json::json!({
         "id": "r1",
@@ -291,6 +291,71 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
     );
     let globex = rt.block_on(reg.client(&globex_token));
     assert!(rt.block_on(globex.telemetry("", "")).unwrap().is_empty());
+}
+
+/// Triton's own Python client (`tritonclient` from PyPI, installed by the
+/// set-up), used as its users use it, against the agent.
+#[test]
+fn tritons_own_python_client_works_against_the_agent_unchanged() {
+    let python = std::env::var_os("ALGOBAY_BUILD_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("build"))
+        .join("tritonclient/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let agent = device(&rt, &reg, &acme, dir.path(), "edge", "");
+    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.0.0", BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(180, "the digits kit", || {
+        agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
+    });
+    let pixels = dir.path().join("pixels.json");
+    std::fs::write(&pixels, serde_json::to_vec(&pixels_of_nine()).unwrap()).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(root().join("edge-agent/tests/python/triton_client.py"))
+        .arg(agent.http.trim_start_matches("http://"))
+        .arg(&agent.grpc)
+        .arg("digits-mlp")
+        .arg(&pixels)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (h, g) = (&seen["http"], &seen["grpc"]);
+    for flag in ["live", "ready", "model_ready"] {
+        assert_eq!(h[flag], true, "http {flag}: {seen}");
+        assert_eq!(g[flag], true, "grpc {flag}: {seen}");
+    }
+    assert_eq!(h["missing_model_ready"], false, "{seen}");
+    assert_eq!(h["server"], "algobay-agent", "{seen}");
+    let pixels_port = serde_json::json!({"name": "pixels", "datatype": "FP32", "shape": [1, 64]});
+    assert_eq!(h["inputs"][0], pixels_port, "{seen}");
+    assert_eq!(g["inputs"][0]["name"], "pixels", "{seen}");
+    assert_eq!(g["inputs"][0]["datatype"], "FP32", "{seen}");
+    assert_eq!(h["outputs"], serde_json::json!(["result"]), "{seen}");
+    // The kit's answer, whether the tensors travel as JSON, as binary or over gRPC.
+    for answer in [&h["json"], &h["binary"], &g["answer"]] {
+        assert_eq!(answer[0][0]["label"], "9", "{seen}");
+    }
+    let bad = h["bad_shape_error"].as_str().unwrap_or_default();
+    assert!(bad.contains("pixels"), "a wrong shape is named: {seen}");
+    let missing = g["missing_model_error"].as_str().unwrap_or_default();
+    assert!(
+        missing.contains("no-such-model"),
+        "an unknown model is named: {seen}"
+    );
 }
 
 #[test]
