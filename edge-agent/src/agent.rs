@@ -20,6 +20,7 @@ use crate::error::{AgentError, Result};
 use crate::identity::Identity;
 use crate::oip::{OipError, RawTensor};
 use crate::state::{AgentState, Failure, Slot};
+use crate::telemetry::RequestTrace;
 
 /// A kit loaded and serving.
 #[derive(Debug)]
@@ -234,6 +235,7 @@ impl Agent {
                 channel,
                 Duration::from_secs(cfg.telemetry_seconds),
                 &identity.device_id,
+                cfg.trace_sample_ratio,
             )?)
         };
         let agent = Arc::new(Agent {
@@ -276,6 +278,11 @@ impl Agent {
 
     pub fn config(&self) -> &AgentConfig {
         &self.cfg
+    }
+
+    /// Trace spans dropped while the link was down (0 without telemetry).
+    pub fn telemetry_spans_dropped(&self) -> u64 {
+        self.telemetry.as_ref().map_or(0, |t| t.spans_dropped())
     }
 
     /// The kit serving now.
@@ -492,6 +499,10 @@ impl Agent {
                         if !self.samples.is_empty() {
                             self.upload_samples(&client).await;
                         }
+                        if let Some(t) = &self.telemetry {
+                            // Spans held back while the link was down go now, traffic or not.
+                            t.resend_held().await;
+                        }
                     }
                     Err(e) => {
                         if matches!(&e, SdkError::Status { code, .. } if *code == tonic_code::Unauthenticated)
@@ -689,7 +700,8 @@ impl Agent {
         self: &Arc<Self>,
         model: &str,
         version: &str,
-        job: impl FnOnce(&Active) -> Result<T, OipError> + Send + 'static,
+        traceparent: Option<&str>,
+        job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
     ) -> Result<(Arc<Active>, T), OipError> {
         let active = self.model(model, version)?;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_queue {
@@ -712,13 +724,31 @@ impl Agent {
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let _permit = permit.map_err(|_| OipError::Unavailable("the agent is stopping".into()))?;
         let started = Instant::now();
+        let trace = match &self.telemetry {
+            Some(t) => {
+                let m = active.kit.manifest();
+                t.start_request(
+                    traceparent,
+                    &format!("infer {}", m.name),
+                    &active.slot.reference,
+                    &active.slot.digest,
+                    &m.version,
+                )
+            }
+            None => RequestTrace::from_traceparent(traceparent),
+        };
         let kit = active.clone();
-        let result = tokio::task::spawn_blocking(move || job(&kit))
+        let job_trace = trace.clone();
+        let result = tokio::task::spawn_blocking(move || job(&kit, &job_trace))
             .await
             .unwrap_or_else(|e| Err(OipError::Failed(format!("request task: {e}"))));
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.stats.record(ms, result.is_ok());
         if let Some(t) = &self.telemetry {
+            t.end_request(
+                &trace,
+                result.as_ref().err().map(|e| e.to_string()).as_deref(),
+            );
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(OipError::BadRequest(_)) => "bad_request",
@@ -738,6 +768,7 @@ impl Agent {
     pub fn run_kit(
         &self,
         active: &Active,
+        trace: &RequestTrace,
         values: algobay_runtime::Values,
     ) -> Result<algobay_runtime::Values, OipError> {
         let sampling = active
@@ -747,18 +778,20 @@ impl Agent {
             .clone()
             .filter(|_| !self.sampling_off.load(Ordering::Relaxed));
         let kept = sampling.as_ref().map(|_| values.clone());
+        let started = std::time::SystemTime::now();
         let (out, timings) = active
             .kit
             .run_timed(values)
             .map_err(|e| OipError::Failed(e.to_string()))?;
         if let (Some(rule), Some(inputs)) = (sampling, kept) {
             if let Some(reason) = rule.matches(&out) {
-                if let Err(e) = self.keep_sample(active, &inputs, &out, reason) {
+                if let Err(e) = self.keep_sample(active, trace, &inputs, &out, reason) {
                     tracing::warn!(error = %e, "could not keep a hard example");
                 }
             }
         }
         if let Some(t) = &self.telemetry {
+            t.steps(trace, started, &timings);
             for s in &timings {
                 t.stage(
                     &active.slot.reference,
@@ -779,9 +812,10 @@ impl Agent {
         version: &str,
         inputs: Vec<RawTensor>,
         wanted: Vec<String>,
+        traceparent: Option<&str>,
     ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
         let agent = self.clone();
-        self.run_on_active(model, version, move |active| {
+        self.run_on_active(model, version, traceparent, move |active, trace| {
             let manifest = active.kit.manifest();
             let mut values = algobay_runtime::Values::new();
             for t in &inputs {
@@ -820,7 +854,7 @@ impl Agent {
                     )));
                 }
             }
-            let out = agent.run_kit(active, values)?;
+            let out = agent.run_kit(active, trace, values)?;
             Ok(out
                 .iter()
                 .filter(|(k, _)| wanted.is_empty() || wanted.contains(k))
@@ -834,6 +868,7 @@ impl Agent {
     fn keep_sample(
         &self,
         active: &Active,
+        trace: &RequestTrace,
         inputs: &algobay_runtime::Values,
         outputs: &algobay_runtime::Values,
         reason: String,
@@ -869,7 +904,7 @@ impl Agent {
             kit_digest: active.slot.digest.clone(),
             deployment_id: active.slot.deployment_id.clone(),
             reason,
-            trace_id: String::new(),
+            trace_id: trace.trace_id.clone(),
             created_unix: now_unix(),
             outputs: serde_json::Value::Object(
                 outputs

@@ -75,9 +75,13 @@ pub struct AgentConfig {
     /// Longest pause between reconnection attempts.
     #[serde(default = "default_retry")]
     pub retry_max_seconds: u64,
-    /// How often serving metrics go to the registry's OTLP receiver (0: never).
+    /// How often serving metrics and sampled traces go to the registry's OTLP receiver (0: never).
     #[serde(default = "default_telemetry")]
     pub telemetry_seconds: u64,
+    /// Share of requests traced (0 to 1) when the caller's `traceparent` does
+    /// not decide; a caller's sampled `traceparent` is always followed.
+    #[serde(default = "default_trace_ratio")]
+    pub trace_sample_ratio: f64,
     /// Disk the hard-example queue may use, in MiB; past it the oldest are dropped.
     #[serde(default = "default_sample_budget")]
     pub sample_budget_mb: u64,
@@ -95,6 +99,10 @@ fn default_listen() -> String {
 fn default_grpc_listen() -> String {
     "127.0.0.1:8471".into()
 }
+fn default_trace_ratio() -> f64 {
+    0.01
+}
+
 fn default_max_batch() -> usize {
     8
 }

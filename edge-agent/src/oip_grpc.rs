@@ -130,6 +130,11 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let traceparent = req
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let r = req.into_inner();
         model_of(&r.model_name)?;
         if !r.raw_input_contents.is_empty() && r.raw_input_contents.len() != r.inputs.len() {
@@ -160,7 +165,13 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         let wanted = r.outputs.into_iter().map(|o| o.name).collect();
         let (active, outputs) = self
             .0
-            .infer(&r.model_name, &r.model_version, inputs, wanted)
+            .infer(
+                &r.model_name,
+                &r.model_version,
+                inputs,
+                wanted,
+                traceparent.as_deref(),
+            )
             .await
             .map_err(status)?;
         let m = active.kit.manifest();

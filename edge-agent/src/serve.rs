@@ -102,14 +102,20 @@ struct InferQuery {
     input: Option<String>,
 }
 
+/// The caller's W3C trace context, if it sent one.
+fn traceparent(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get("traceparent").and_then(|v| v.to_str().ok())
+}
+
 async fn infer(
     State(agent): State<Arc<Agent>>,
     Query(q): Query<InferQuery>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let runner = agent.clone();
     let result = agent
-        .run_on_active("", "", move |active| {
+        .run_on_active("", "", traceparent(&headers), move |active, trace| {
             let inputs = &active.kit.manifest().inputs;
             let port = match &q.input {
                 Some(name) => inputs.iter().find(|p| &p.name == name).ok_or_else(|| {
@@ -128,7 +134,7 @@ async fn infer(
                 .map_err(|e| OipError::BadRequest(e.to_string()))?;
             let mut values = algobay_runtime::Values::new();
             values.insert(port.name.clone(), value);
-            let out = runner.run_kit(active, values)?;
+            let out = runner.run_kit(active, trace, values)?;
             Ok(serde_json::Value::Object(
                 out.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
             ))
@@ -346,7 +352,10 @@ async fn oip_infer_any(
         }
     }
     let id = req.get("id").cloned();
-    let (active, outputs) = match agent.infer(&model, &version, tensors, wanted).await {
+    let (active, outputs) = match agent
+        .infer(&model, &version, tensors, wanted, traceparent(&headers))
+        .await
+    {
         Ok(r) => r,
         Err(e) => return oip_error(e),
     };
@@ -481,6 +490,19 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
         out,
         "algobay_agent_batched_calls_total {}",
         agent.active().map_or(0, |a| a.kit.batched_calls())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP algobay_agent_trace_spans_dropped_total Trace spans dropped while the registry was unreachable, past the budget."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE algobay_agent_trace_spans_dropped_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "algobay_agent_trace_spans_dropped_total {}",
+        agent.telemetry_spans_dropped()
     );
     let _ = writeln!(
         out,

@@ -82,7 +82,7 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
         &acme,
         dir.path(),
         "edge",
-        "telemetry_seconds = 1\n",
+        "telemetry_seconds = 1\ntrace_sample_ratio = 0\n",
     );
     // Before any kit: live, but the model is not there.
     let (code, _) = http(&agent.http, "GET", "/v2/health/live", &[]);
@@ -113,13 +113,31 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
         "id": "r1",
         "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": px}],
     });
-    let (code, body) = http(
+    // The caller's sampled W3C trace context: this request is traced although
+    // the device samples none by itself; one that says "not sampled" is not.
+    let (code, resp) = http_with(
         &agent.http,
         "POST",
         "/v2/models/digits-mlp/versions/1.0.0/infer",
+        &[(
+            "traceparent",
+            &format!("00-{TRACE_HTTP}-00f067aa0ba902b7-01"),
+        )],
         &serde_json::to_vec(&req).unwrap(),
     );
+    let body = String::from_utf8(resp.body).unwrap();
     assert_eq!(code, 200, "{body}");
+    let (code, _) = http_with(
+        &agent.http,
+        "POST",
+        "/v2/models/digits-mlp/infer",
+        &[(
+            "traceparent",
+            &format!("00-{TRACE_UNSAMPLED}-00f067aa0ba902b7-00"),
+        )],
+        &serde_json::to_vec(&req).unwrap(),
+    );
+    assert_eq!(code, 200);
     let out: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(out["id"], "r1");
     let result: serde_json::Value =
@@ -209,22 +227,25 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
             .unwrap()
             .into_inner();
         assert!(ready.ready);
-        let r = c
-            .model_infer(oip::ModelInferRequest {
-                model_name: "digits-mlp".into(),
-                id: "g1".into(),
-                inputs: vec![oip::model_infer_request::InferInputTensor {
-                    name: "pixels".into(),
-                    datatype: "FP32".into(),
-                    shape: vec![1, 64],
-                    ..Default::default()
-                }],
-                raw_input_contents: vec![raw.clone()],
+        let mut traced = tonic::Request::new(oip::ModelInferRequest {
+            model_name: "digits-mlp".into(),
+            id: "g1".into(),
+            inputs: vec![oip::model_infer_request::InferInputTensor {
+                name: "pixels".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 64],
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+            }],
+            raw_input_contents: vec![raw.clone()],
+            ..Default::default()
+        });
+        traced.metadata_mut().insert(
+            "traceparent",
+            format!("00-{TRACE_GRPC}-b7ad6b7169203331-01")
+                .parse()
+                .unwrap(),
+        );
+        let r = c.model_infer(traced).await.unwrap().into_inner();
         assert_eq!((r.id.as_str(), r.model_version.as_str()), ("g1", "1.0.0"));
         let out = &r.raw_output_contents[0];
         let result: serde_json::Value = serde_json::from_slice(&out[4..]).unwrap();
@@ -291,7 +312,47 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
     );
     let globex = rt.block_on(reg.client(&globex_token));
     assert!(rt.block_on(globex.telemetry("", "")).unwrap().is_empty());
+
+    // Exactly the two requests whose callers asked reached the registry as
+    // traces, each with a span per step, seen by acme only.
+    let query = algobay_sdk::fleet::TraceQuery {
+        device: device.clone(),
+        ..Default::default()
+    };
+    let traces = wait_for(60, "both traces at the registry", || {
+        let v = rt.block_on(acme.traces(&query)).unwrap();
+        (v.len() >= 2).then_some(v)
+    });
+    let mut ids: Vec<&str> = traces.iter().map(|t| t.trace_id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![TRACE_HTTP, TRACE_GRPC];
+    want.sort();
+    assert_eq!(ids, want, "{traces:?}");
+    for t in &traces {
+        assert_eq!(t.kit_reference, "algobay/digits-mlp@1.0.0", "{t:?}");
+        assert_eq!(t.name, "infer algobay/digits-mlp", "{t:?}");
+        assert!(t.error.is_empty(), "{t:?}");
+        let steps: Vec<&str> = t.steps.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(steps, ["mlp", "post"], "{t:?}");
+        let inside: f64 = t.steps.iter().map(|(_, ms)| ms).sum();
+        assert!(inside <= t.duration_ms + 0.001, "{t:?}");
+    }
+    let one = rt
+        .block_on(acme.traces(&algobay_sdk::fleet::TraceQuery {
+            trace_id: TRACE_GRPC.into(),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert!(rt
+        .block_on(globex.traces(&Default::default()))
+        .unwrap()
+        .is_empty());
 }
+
+const TRACE_HTTP: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACE_GRPC: &str = "0af7651916cd43dd8448eb211c80319c";
+const TRACE_UNSAMPLED: &str = "11111111111111111111111111111111";
 
 /// Triton's own Python client (`tritonclient` from PyPI, installed by the
 /// set-up), used as its users use it, against the agent.
@@ -454,15 +515,30 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
             .0
     };
 
-    // Three different inputs, one of them twice: three samples.
+    // Three different inputs, one of them twice: three samples. The second comes
+    // with its caller's trace context, and its sample keeps the trace id.
     for (p, v) in [(0, 1.0), (1, 2.0), (0, 1.0), (2, 3.0)] {
-        let (code, body) = http(&agent.http, "POST", "/v1/infer", &digits_input(p, v));
-        assert_eq!(code, 200, "{body}");
+        let tp = format!("00-{TRACE_HTTP}-00f067aa0ba902b7-01");
+        let headers: &[(&str, &str)] = if p == 1 { &[("traceparent", &tp)] } else { &[] };
+        let (code, _) = http_with(
+            &agent.http,
+            "POST",
+            "/v1/infer",
+            headers,
+            &digits_input(p, v),
+        );
+        assert_eq!(code, 200);
     }
     let samples = wait_for(60, "three samples at the registry", || {
         let s = count(&reg);
         (s.len() == 3).then_some(s)
     });
+    let traced: Vec<&str> = samples.iter().map(|s| s.trace_id.as_str()).collect();
+    assert_eq!(
+        traced.iter().filter(|t| **t == TRACE_HTTP).count(),
+        1,
+        "{traced:?}"
+    );
     let s = &samples[0];
     assert!(s.reason.contains("below 1.01"), "{}", s.reason);
     assert_eq!(s.inputs[0].datatype, "FP32");
@@ -514,4 +590,81 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
     assert_eq!(code, 200);
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(count(&reg).len(), 5);
+}
+
+#[test]
+fn telemetry_made_while_the_registry_is_down_reaches_it_when_it_returns() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg_dir = dir.path().join("registry");
+    let mut reg = RegistryProc::start(&reg_dir, 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let agent = device(
+        &rt,
+        &reg,
+        &acme,
+        dir.path(),
+        "offline",
+        "telemetry_seconds = 1\ntrace_sample_ratio = 0\n",
+    );
+    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.0.0", BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(180, "the digits kit", || {
+        agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
+    });
+    let device = agent.status()["device_id"].as_str().unwrap().to_owned();
+    let served = |acme: &algobay_sdk::Client| {
+        rt.block_on(acme.telemetry("", &device))
+            .unwrap()
+            .into_iter()
+            .map(|k| k.requests)
+            .sum::<u64>()
+    };
+    for _ in 0..2 {
+        let (code, body) = http(&agent.http, "POST", "/v1/infer", &row9());
+        assert_eq!(code, 200, "{body}");
+    }
+    wait_for(60, "the first two requests at the registry", || {
+        (served(&acme) == 2).then_some(())
+    });
+
+    // The registry goes away (and forgets what it held in memory); the device serves on.
+    let port = reg.port;
+    reg.kill();
+    let outage: Vec<String> = (0..5).map(|i| format!("{:032x}", 0xabc0 + i)).collect();
+    for id in &outage {
+        let (code, _) = http_with(
+            &agent.http,
+            "POST",
+            "/v1/infer",
+            &[("traceparent", &format!("00-{id}-00f067aa0ba902b7-01"))],
+            &row9(),
+        );
+        assert_eq!(code, 200, "the device serves while the registry is away");
+    }
+    // Several exports fail meanwhile.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    let reg = RegistryProc::start(&reg_dir, port);
+    let acme = rt.block_on(reg.client(&acme_token));
+    // Every request since the agent started, counted once: nothing lost, nothing twice.
+    wait_for(90, "all seven requests at the returned registry", || {
+        (served(&acme) == 7).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(served(&acme), 7);
+    // And the traces made during the outage, held back on the device, all arrived.
+    let traces = wait_for(90, "the five traces made during the outage", || {
+        let v = rt
+            .block_on(acme.traces(&algobay_sdk::fleet::TraceQuery {
+                device: device.clone(),
+                ..Default::default()
+            }))
+            .unwrap();
+        (v.len() >= 5).then_some(v)
+    });
+    let mut got: Vec<String> = traces.into_iter().map(|t| t.trace_id).collect();
+    got.sort();
+    assert_eq!(got, outage);
 }

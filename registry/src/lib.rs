@@ -29,6 +29,7 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod traces;
 
 pub use error::{RegistryError, Result};
 

@@ -8,7 +8,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use algobay_proto::v1 as pb;
 
-use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi, OtlpMetrics};
+use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi, OtlpMetrics, OtlpTraces};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::RegistryApi;
 use crate::tls::TlsIdentity;
@@ -93,7 +93,12 @@ pub async fn serve(
         .add_service(pb::fleet_server::FleetServer::new(FleetApi(registry.clone())))
         .add_service(
             opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
-                OtlpMetrics(registry),
+                OtlpMetrics(registry.clone()),
+            ),
+        )
+        .add_service(
+            opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                OtlpTraces(registry),
             ),
         )
         .serve_with_incoming_shutdown(

@@ -204,6 +204,15 @@ pub trait RegistryApi: Send + Sync + 'static {
         enterprise: &str,
         device: &str,
     ) -> Result<Vec<crate::telemetry::KitTelemetry>>;
+    /// Takes a device's trace export.
+    fn ingest_spans(&self, p: &Principal, spans: Vec<crate::traces::SpanRecord>) -> Result<()>;
+    /// Recent sampled request traces, newest first.
+    fn traces(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        filter: &crate::traces::TraceFilter,
+    ) -> Result<Vec<crate::traces::TraceSummary>>;
 }
 
 impl RegistryApi for Registry {
@@ -378,6 +387,17 @@ impl RegistryApi for Registry {
     ) -> Result<Vec<crate::telemetry::KitTelemetry>> {
         Registry::telemetry(self, p, enterprise, device)
     }
+    fn ingest_spans(&self, p: &Principal, spans: Vec<crate::traces::SpanRecord>) -> Result<()> {
+        Registry::ingest_spans(self, p, spans)
+    }
+    fn traces(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        filter: &crate::traces::TraceFilter,
+    ) -> Result<Vec<crate::traces::TraceSummary>> {
+        Registry::traces(self, p, enterprise, filter)
+    }
 }
 
 /// The registry over a metadata store and a blob store.
@@ -397,6 +417,8 @@ pub struct Registry {
     changes: tokio::sync::watch::Sender<u64>,
     /// Devices' serving figures (rebuilt from their next exports after a restart).
     pub(crate) telemetry: std::sync::Mutex<crate::telemetry::TelemetryMap>,
+    /// Devices' recent sampled request traces.
+    pub(crate) traces: std::sync::Mutex<crate::traces::TraceMap>,
     /// Countersigns every kit it accepts (devices may trust it as a root).
     signing_key: Option<algobay_runtime::SecretKey>,
 }
@@ -477,6 +499,7 @@ impl Registry {
             seen: Default::default(),
             changes: tokio::sync::watch::Sender::new(0),
             telemetry: Default::default(),
+            traces: Default::default(),
             signing_key: None,
         })
     }

@@ -15,6 +15,7 @@ use algobay_registry::fleet::DeploymentAction;
 use algobay_registry::service::Registry;
 use algobay_registry::store::MemoryStore;
 use algobay_registry::tls::DeviceCa;
+use algobay_registry::traces::{SpanRecord, TraceFilter, TRACES_PER_ENTERPRISE};
 use algobay_runtime::{Digest, Runtime, RuntimeOptions, SecretKey};
 
 struct FakeClock(AtomicI64);
@@ -326,4 +327,134 @@ fn reports_carrying_awkward_floats_keep_being_accepted() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("finite"), "{err}");
+}
+
+fn span(trace: &str, step: Option<&str>, start_ms: u64, end_ms: u64) -> SpanRecord {
+    SpanRecord {
+        trace_id: trace.into(),
+        parent_span_id: if step.is_some() {
+            "00f067aa0ba902b7".into()
+        } else {
+            String::new()
+        },
+        name: step.map_or("infer algobay/digits-a".into(), str::to_owned),
+        start_unix_nano: start_ms * 1_000_000,
+        end_unix_nano: end_ms * 1_000_000,
+        attributes: match step {
+            Some(s) => [("step".to_owned(), s.to_owned())].into(),
+            None => [
+                ("kit".to_owned(), "algobay/digits-a@1.0.0".to_owned()),
+                ("kit_digest".to_owned(), "sha256:00".to_owned()),
+            ]
+            .into(),
+        },
+        error: None,
+    }
+}
+
+#[test]
+fn traces_gather_their_steps_and_stay_with_their_enterprise() {
+    let f = fleet(2);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // Step spans may arrive before the request span (another export batch).
+    f.reg
+        .ingest_spans(&f.devices[0], vec![span(trace, Some("post"), 12, 15)])
+        .unwrap();
+    let none = f.reg.traces(&f.acme, "", &TraceFilter::default()).unwrap();
+    assert!(
+        none.is_empty(),
+        "shown only once the request span is in: {none:?}"
+    );
+    f.reg
+        .ingest_spans(
+            &f.devices[0],
+            vec![span(trace, Some("mlp"), 10, 12), span(trace, None, 10, 16)],
+        )
+        .unwrap();
+    let got = f.reg.traces(&f.acme, "", &TraceFilter::default()).unwrap();
+    assert_eq!(got.len(), 1);
+    let t = &got[0];
+    assert_eq!(t.device_id, f.devices[0].token_id);
+    assert_eq!(t.kit_reference, "algobay/digits-a@1.0.0");
+    assert!((t.duration_ms - 6.0).abs() < 1e-9, "{t:?}");
+    let steps: Vec<(&str, f64)> = t.steps.iter().map(|(_, s, ms)| (s.as_str(), *ms)).collect();
+    assert_eq!(steps, [("mlp", 2.0), ("post", 3.0)]);
+
+    // Filters; another enterprise sees nothing and may not ask for acme's.
+    let by_device = |d: &str| TraceFilter {
+        device: d.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.reg
+            .traces(&f.acme, "", &by_device(&f.devices[1].token_id))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        f.reg
+            .traces(&f.acme, "", &by_device(&f.devices[0].token_id))
+            .unwrap()
+            .len(),
+        1
+    );
+    let op = principal(Role::Operator, "");
+    f.reg.create_enterprise(&op, "globex", "", vec![]).unwrap();
+    let globex = principal(Role::Enterprise, "globex");
+    assert!(f
+        .reg
+        .traces(&globex, "", &TraceFilter::default())
+        .unwrap()
+        .is_empty());
+    let err = f
+        .reg
+        .traces(&globex, "acme", &TraceFilter::default())
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+
+    // Bad exports are refused by name and change nothing.
+    let err = f
+        .reg
+        .ingest_spans(&f.devices[1], vec![span("not-hex", None, 1, 2)])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("trace id `not-hex` is not 32 hex digits"),
+        "{err}"
+    );
+    let err = f
+        .reg
+        .ingest_spans(&f.acme, vec![span(trace, None, 1, 2)])
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert_eq!(
+        f.reg
+            .traces(&op, "", &TraceFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The ring keeps the newest.
+    let many: Vec<SpanRecord> = (0..TRACES_PER_ENTERPRISE as u64 + 5)
+        .map(|i| span(&format!("{:032x}", i + 1), None, 100 + i, 101 + i))
+        .collect();
+    f.reg.ingest_spans(&f.devices[1], many).unwrap();
+    let all = f
+        .reg
+        .traces(
+            &op,
+            "",
+            &TraceFilter {
+                limit: usize::MAX,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(all.len(), TRACES_PER_ENTERPRISE);
+    assert_eq!(
+        all[0].trace_id,
+        format!("{:032x}", TRACES_PER_ENTERPRISE as u64 + 5)
+    );
 }

@@ -198,6 +198,35 @@ pub struct KitTelemetry {
     pub updated_unix: i64,
 }
 
+/// One sampled request as its device traced it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RequestTrace {
+    /// 32 hex digits (W3C trace context).
+    pub trace_id: String,
+    pub device_id: String,
+    pub kit_reference: String,
+    pub kit_digest: String,
+    pub name: String,
+    pub start_unix_nano: u64,
+    pub duration_ms: f64,
+    /// Empty when the request was served.
+    pub error: String,
+    /// (step, ms), in the order they ran.
+    pub steps: Vec<(String, f64)>,
+}
+
+/// Which traces to list; empty fields match all.
+#[derive(Clone, Debug, Default)]
+pub struct TraceQuery {
+    pub enterprise: String,
+    pub device: String,
+    /// `team/name@version` or a kit digest.
+    pub kit: String,
+    pub trace_id: String,
+    /// At most this many (0: 100).
+    pub limit: u32,
+}
+
 impl KitTelemetry {
     /// The latency under which `q` (0..1) of the requests fell, from the histogram's bounds.
     pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
@@ -529,6 +558,39 @@ impl Client {
                     .map(|s| (s.step, (s.count, s.sum_ms)))
                     .collect(),
                 updated_unix: k.updated_unix,
+            })
+            .collect())
+    }
+
+    /// Recent sampled request traces, newest first (an enterprise's own; an operator's choice).
+    pub async fn traces(&self, q: &TraceQuery) -> Result<Vec<RequestTrace>> {
+        let r = self
+            .fleet()
+            .list_traces(self.req(pb::ListTracesRequest {
+                enterprise: q.enterprise.clone(),
+                device_id: q.device.clone(),
+                kit: q.kit.clone(),
+                trace_id: q.trace_id.clone(),
+                limit: q.limit,
+            }))
+            .await?
+            .into_inner();
+        Ok(r.traces
+            .into_iter()
+            .map(|t| RequestTrace {
+                trace_id: t.trace_id,
+                device_id: t.device_id,
+                kit_reference: t.kit_reference,
+                kit_digest: t.kit_digest,
+                name: t.name,
+                start_unix_nano: t.start_unix_nano,
+                duration_ms: t.duration_ms,
+                error: t.error,
+                steps: t
+                    .steps
+                    .into_iter()
+                    .map(|s| (s.name, s.duration_ms))
+                    .collect(),
             })
             .collect())
     }

@@ -288,6 +288,42 @@ impl pb::fleet_server::Fleet for FleetApi {
         }))
     }
 
+    async fn list_traces(
+        &self,
+        req: Request<pb::ListTracesRequest>,
+    ) -> Result<Response<pb::ListTracesResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let filter = crate::traces::TraceFilter {
+            device: r.device_id,
+            kit: r.kit,
+            trace_id: r.trace_id,
+            limit: r.limit as usize,
+        };
+        let traces = blocking(move || reg.traces(&p, &r.enterprise, &filter)).await?;
+        Ok(Response::new(pb::ListTracesResponse {
+            traces: traces
+                .into_iter()
+                .map(|t| pb::Trace {
+                    trace_id: t.trace_id,
+                    device_id: t.device_id,
+                    kit_reference: t.kit_reference,
+                    kit_digest: t.kit_digest,
+                    name: t.name,
+                    start_unix_nano: t.start_unix_nano,
+                    duration_ms: t.duration_ms,
+                    error: t.error,
+                    steps: t
+                        .steps
+                        .into_iter()
+                        .map(|(_, name, duration_ms)| pb::TraceStep { name, duration_ms })
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn push_samples(
         &self,
         req: Request<pb::PushSamplesRequest>,

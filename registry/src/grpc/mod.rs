@@ -586,4 +586,4 @@ fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Sta
 mod fleet;
 pub use fleet::FleetApi;
 mod otlp;
-pub use otlp::OtlpMetrics;
+pub use otlp::{OtlpMetrics, OtlpTraces};

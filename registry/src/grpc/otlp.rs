@@ -1,10 +1,12 @@
-//! The embedded OTLP receiver (OpenTelemetry's own metrics service): devices
-//! export over mTLS; the points become domain values for [`crate::telemetry`].
+//! The embedded OTLP receiver (OpenTelemetry's own metrics and trace
+//! services): devices export over mTLS; points and spans become domain values
+//! for [`crate::telemetry`] and [`crate::traces`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::metrics::v1 as collector;
+use opentelemetry_proto::tonic::collector::trace::v1 as trace_collector;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use tonic::{Request, Response, Status};
@@ -12,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::{blocking, principal};
 use crate::service::RegistryApi;
 use crate::telemetry::{MetricPoint, PointValue};
+use crate::traces::SpanRecord;
 
 /// `opentelemetry.proto.collector.metrics.v1.MetricsService`.
 #[derive(Clone)]
@@ -87,6 +90,56 @@ impl collector::metrics_service_server::MetricsService for OtlpMetrics {
         let reg = self.0.clone();
         blocking(move || reg.ingest_metrics(&p, pts)).await?;
         Ok(Response::new(collector::ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// `opentelemetry.proto.collector.trace.v1.TraceService`.
+#[derive(Clone)]
+pub struct OtlpTraces(pub Arc<dyn RegistryApi>);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn spans(req: trace_collector::ExportTraceServiceRequest) -> Vec<SpanRecord> {
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    let mut out = Vec::new();
+    for rs in req.resource_spans {
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                let error = s
+                    .status
+                    .as_ref()
+                    .filter(|st| st.code == StatusCode::Error as i32)
+                    .map(|st| st.message.clone());
+                out.push(SpanRecord {
+                    trace_id: hex(&s.trace_id),
+                    parent_span_id: hex(&s.parent_span_id),
+                    name: s.name,
+                    start_unix_nano: s.start_time_unix_nano,
+                    end_unix_nano: s.end_time_unix_nano,
+                    attributes: attributes(&s.attributes),
+                    error,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl trace_collector::trace_service_server::TraceService for OtlpTraces {
+    async fn export(
+        &self,
+        req: Request<trace_collector::ExportTraceServiceRequest>,
+    ) -> Result<Response<trace_collector::ExportTraceServiceResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let spans = spans(req.into_inner());
+        let reg = self.0.clone();
+        blocking(move || reg.ingest_spans(&p, spans)).await?;
+        Ok(Response::new(trace_collector::ExportTraceServiceResponse {
             partial_success: None,
         }))
     }

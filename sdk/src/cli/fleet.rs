@@ -63,6 +63,29 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recent sampled request traces (newest first): each request with the time of each step.
+    #[command(
+        after_help = "Devices trace a share of requests (`trace_sample_ratio` in the agent's config) and\n\
+every request whose caller sent a sampled W3C `traceparent`.\n\n\
+Examples:\n  algobay device traces --kit algobay/ocr-ppocrv4@1.0.0\n  \
+algobay device traces --trace 4bf92f3577b34da6a3ce929d0e0e4736 --json"
+    )]
+    Traces {
+        #[arg(long, default_value = "")]
+        enterprise: String,
+        #[arg(long, default_value = "")]
+        device: String,
+        /// Only this kit (`team/name@version` or digest).
+        #[arg(long, default_value = "")]
+        kit: String,
+        /// Only this trace id (32 hex digits).
+        #[arg(long = "trace", default_value = "")]
+        trace_id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Hard examples the devices kept (inputs downloadable by digest), oldest first.
     #[command(
         after_help = "Examples:\n  algobay device samples --kit algobay/ocr-ppocrv4@1.0.0\n  algobay device samples --json"
@@ -291,6 +314,45 @@ pub fn device(g: &Global, c: &Connection, cmd: DeviceCommand) -> anyhow::Result<
                         );
                     }
                 }
+            }
+            DeviceCommand::Traces {
+                enterprise,
+                device,
+                kit,
+                trace_id,
+                limit,
+                json,
+            } => {
+                let v = client
+                    .traces(&algobay_sdk::fleet::TraceQuery {
+                        enterprise,
+                        device,
+                        kit,
+                        trace_id,
+                        limit,
+                    })
+                    .await?;
+                if json {
+                    return print_json(&v);
+                }
+                for t in &v {
+                    println!(
+                        "{}  {}  {}  {:.1} ms{}",
+                        t.trace_id,
+                        t.device_id,
+                        t.kit_reference,
+                        t.duration_ms,
+                        if t.error.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  error: {}", t.error)
+                        }
+                    );
+                    for (step, ms) in &t.steps {
+                        println!("    {step:<16} {ms:.2} ms");
+                    }
+                }
+                println!("{} trace(s)", v.len());
             }
             DeviceCommand::Samples {
                 enterprise,
