@@ -3,10 +3,11 @@
 //!
 //! Each artifact gets a dense id in publishing order. Facets (kind, domain,
 //! task, team, tool kind, industry) map to sorted id sets, and so does every
-//! word of its text. A query word matches where it starts at a word boundary of
-//! the text (`inv` finds "invoice", `mlp-1` finds "mlp-12"); a query intersects
-//! the sets of its filters and of the words its words begin, then checks the
-//! candidates left in full.
+//! key of its text (each token from every place a word starts in it). A query
+//! word matches where it starts at a word boundary of the text (`inv` finds
+//! "invoice", `mlp-1` finds "mlp-12", `team/mlp-1` finds "team/mlp-12"); a
+//! query intersects the sets of its filters and of the keys its words begin,
+//! then checks the candidates left in full.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,9 +61,19 @@ const INDUSTRY: u8 = 5;
 /// A query word narrows the candidates only when it begins few enough indexed words.
 const MAX_PREFIX_WORDS: usize = 256;
 
-fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
+/// The indexed keys of a text: for each whitespace-separated token, the rest
+/// of it from every place a word begins (`bench/mlp-12` gives `bench/mlp-12`,
+/// `mlp-12`, `12`). A query word found at a word boundary of the text is then
+/// the prefix of one of its keys, whatever punctuation it spans.
+fn keys_of(text: &str) -> impl Iterator<Item = &str> {
+    text.split_whitespace().flat_map(|token| {
+        let mut prev_alnum = false;
+        token.char_indices().filter_map(move |(i, c)| {
+            let starts = c.is_alphanumeric() && !prev_alnum;
+            prev_alnum = c.is_alphanumeric();
+            starts.then(|| &token[i..])
+        })
+    })
 }
 
 fn keys(a: &Artifact) -> Vec<(u8, String)> {
@@ -102,7 +113,7 @@ impl SearchIndex {
                         remove_id(set, id);
                     }
                 }
-                for w in words(&old.text) {
+                for w in keys_of(&old.text) {
                     if let Some(set) = self.words.get_mut(w) {
                         remove_id(set, id);
                     }
@@ -122,7 +133,7 @@ impl SearchIndex {
         for k in keys(&a) {
             insert_id(self.postings.entry(k).or_default(), id);
         }
-        for w in words(&text) {
+        for w in keys_of(&text) {
             insert_id(self.words.entry(w.to_owned()).or_default(), id);
         }
         self.entries[id as usize] = Entry { artifact: a, text };
@@ -210,11 +221,12 @@ impl SearchIndex {
                 need(facet, v);
             }
         }
-        // Each query word's first alphanumeric run must begin an indexed word.
+        // Each query word (from its first letter or digit) must begin an indexed key.
         let owned: Vec<Ids> = text_words
             .iter()
-            .filter_map(|w| words(w).next())
-            .filter_map(|first| self.prefix_ids(first))
+            .map(|w| w.trim_start_matches(|c: char| !c.is_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .filter_map(|w| self.prefix_ids(w))
             .collect();
         let mut all: Vec<&Ids> = sets.into_iter().flatten().collect();
         all.extend(owned.iter());
@@ -301,6 +313,39 @@ mod tests {
             page_size: 10,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_name_with_punctuation_finds_what_it_begins_wherever_it_starts_a_word() {
+        let mut ix = SearchIndex::default();
+        ix.upsert(art("bench/mlp-1", "tabular", "first", &[]));
+        ix.upsert(art("bench/mlp-12", "tabular", "second", &[]));
+        ix.upsert(art("bench/mlp-2", "tabular", "a fork of bench/mlp-1.", &[]));
+        ix.upsert(art("other/mlp-1x", "tabular", "not xbench/mlp-1", &[]));
+        let names = |text: &str| {
+            let mut v: Vec<String> = ix
+                .search(&Query {
+                    text: text.into(),
+                    ..q()
+                })
+                .artifacts
+                .into_iter()
+                .map(|a| a.name)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names("bench/mlp-1"),
+            ["bench/mlp-1", "bench/mlp-12", "bench/mlp-2"]
+        );
+        assert_eq!(names("BENCH/MLP-12"), ["bench/mlp-12"]);
+        assert_eq!(
+            names("mlp-1"),
+            ["bench/mlp-1", "bench/mlp-12", "bench/mlp-2", "other/mlp-1x"]
+        );
+        assert_eq!(names("fork bench/mlp"), ["bench/mlp-2"]);
+        assert!(names("ench/mlp-1").is_empty());
     }
 
     #[test]

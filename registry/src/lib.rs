@@ -87,6 +87,37 @@ mod conformance {
     }
 
     #[test]
+    fn inline_blobs_over_a_local_store_pass_the_blob_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(SledStore::open(&dir.path().join("meta")).unwrap());
+        let local = Arc::new(LocalBlobStore::open(&dir.path().join("blobs"), 1 << 30).unwrap());
+        blobs::testsuite::run_all(&blobs::WithInlineBlobs::new(kv, local));
+    }
+
+    #[test]
+    fn a_blob_kept_inline_is_found_and_verified_like_any_other() {
+        use crate::blobs::BlobStore;
+        use crate::store::{Batch, KvStore, Tree};
+        let kv = Arc::new(MemoryStore::new());
+        let s = blobs::WithInlineBlobs::new(kv.clone(), Arc::new(MemoryBlobStore::new(1 << 30)));
+        let data = b"tiny weights".to_vec();
+        let d = algobay_runtime::Digest::of(&data);
+        assert_eq!(s.stat(&d).unwrap().size, None);
+        assert!(kv
+            .commit(Batch::new().put(Tree::InlineBlobs, d.to_string(), data.clone()))
+            .unwrap());
+        assert_eq!(s.stat(&d).unwrap().size, Some(data.len() as u64));
+        assert_eq!(s.read_all(&d).unwrap(), data);
+        s.put(&d, &data).unwrap(); // already there: nothing written twice
+                                   // Bytes that do not match their name fail the read.
+        let other = algobay_runtime::Digest::of(b"something else");
+        assert!(kv
+            .commit(Batch::new().put(Tree::InlineBlobs, other.to_string(), data))
+            .unwrap());
+        assert!(s.read_all(&other).is_err());
+    }
+
+    #[test]
     fn local_blob_store_detects_a_blob_corrupted_on_disk() {
         use crate::blobs::BlobStore;
         let dir = tempfile::tempdir().unwrap();

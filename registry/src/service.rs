@@ -39,6 +39,9 @@ pub struct ModelSpec {
     pub card: String,
     pub metrics: BTreeMap<String, f64>,
     pub parent: String,
+    /// (digest, bytes) of small blobs sent with the publish instead of uploaded
+    /// before it; stored with the artifact, atomically.
+    pub inline: Vec<(String, Vec<u8>)>,
 }
 
 /// What a publisher says about a tool it publishes.
@@ -488,6 +491,9 @@ impl Registry {
         for (_, v) in kv.scan_prefix(Tree::Deployments, b"")? {
             seq = seq.max(parse::<Deployment>("deployment", &v)?.seq);
         }
+        // Small blobs published inline live in the metadata store; reads find them there.
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(crate::blobs::WithInlineBlobs::new(kv.clone(), blobs));
         Ok(Registry {
             kv,
             blobs,
@@ -824,12 +830,57 @@ impl Registry {
         self.blobs.read_all(d)
     }
 
+    /// Checks the blobs sent inline with a publish: each named by the request,
+    /// small, and hashing to its digest. Returns them by digest.
+    fn inline_blobs(&self, spec: &ModelSpec) -> Result<BTreeMap<Digest, Vec<u8>>> {
+        use crate::blobs::{MAX_INLINE_BLOB, MAX_INLINE_TOTAL};
+        let total: usize = spec.inline.iter().map(|(_, b)| b.len()).sum();
+        if total > MAX_INLINE_TOTAL {
+            return Err(RegistryError::TooLarge(format!(
+                "blobs: {total} bytes inline, over the limit of {MAX_INLINE_TOTAL}; upload larger blobs first"
+            )));
+        }
+        let mut out = BTreeMap::new();
+        for (i, (d, b)) in spec.inline.iter().enumerate() {
+            let field = format!("blobs[{i}]");
+            let d = digest(&format!("{field}.digest"), d)?;
+            if d.to_string() != spec.digest && d.to_string() != spec.config_digest {
+                return Err(RegistryError::invalid(
+                    field,
+                    format!("{d} is neither the model's digest nor its config's"),
+                ));
+            }
+            if b.len() > MAX_INLINE_BLOB {
+                return Err(RegistryError::TooLarge(format!(
+                    "{field}: {} bytes, over the inline limit of {MAX_INLINE_BLOB}; upload it first",
+                    b.len()
+                )));
+            }
+            if Digest::of(b) != d {
+                return Err(RegistryError::invalid(
+                    field,
+                    format!("the bytes hash to {}, not {d}", Digest::of(b)),
+                ));
+            }
+            out.insert(d, b.clone());
+        }
+        Ok(out)
+    }
+
     /// Stores a new version; the same content again is a no-op, other content is refused.
     fn insert(&self, a: Artifact) -> Result<Artifact> {
+        self.insert_with(Vec::new(), a)
+    }
+
+    /// [`Self::insert`], writing `extra` records in the same atomic batch.
+    fn insert_with(&self, extra: Vec<(Tree, Vec<u8>, Vec<u8>)>, a: Artifact) -> Result<Artifact> {
         let key = a.key();
         let mut batch = Batch::new()
             .check(Tree::Artifacts, key.as_bytes(), None)
             .put(Tree::Artifacts, key.as_bytes(), json(&a));
+        for (tree, k, v) in extra {
+            batch = batch.put(tree, k, v);
+        }
         for d in a
             .blobs
             .iter()
@@ -880,7 +931,12 @@ impl Registry {
                 "is required (classification, detection, ocr, vad, embedding, ...)",
             ));
         }
-        let bytes = self.blob("model", &d)?;
+        let inline = self.inline_blobs(&spec)?;
+        let blob = |field: &str, d: &Digest| match inline.get(d) {
+            Some(b) => Ok(b.clone()),
+            None => self.blob(field, d),
+        };
+        let bytes = blob("model", &d)?;
         if bytes.is_empty() {
             return Err(RegistryError::invalid("digest", "the model file is empty"));
         }
@@ -897,7 +953,7 @@ impl Registry {
             let mut blobs = vec![d];
             if !spec.config_digest.is_empty() {
                 let c = digest("config_digest", &spec.config_digest)?;
-                assets.insert("config".to_string(), self.blob("config", &c)?);
+                assets.insert("config".to_string(), blob("config", &c)?);
                 blobs.push(c);
             }
             let lookup = |n: &str| assets.get(n).cloned();
@@ -911,31 +967,40 @@ impl Registry {
             ("safetensors", m.signature().clone(), blobs)
         };
         blobs.dedup();
-        self.insert(Artifact {
-            description: spec.description,
-            license: spec.license,
-            industries: spec.industries,
-            tags: spec.tags,
-            domain: spec.domain,
-            task: spec.task,
-            architecture: spec.architecture,
-            inputs: signature.inputs,
-            outputs: signature.outputs,
-            card: spec.card,
-            metrics: spec.metrics,
-            parent: spec.parent,
-            blobs,
-            published_unix: self.clock.now_unix(),
-            published_by: p.token_id.clone(),
-            ..Artifact::new(
-                Kind::Model,
-                spec.name,
-                spec.version,
-                d,
-                bytes.len() as u64,
-                format,
-            )
-        })
+        let mut extra = Vec::new();
+        for (d, b) in inline {
+            if self.blobs.stat(&d)?.size.is_none() {
+                extra.push((Tree::InlineBlobs, d.to_string().into_bytes(), b));
+            }
+        }
+        self.insert_with(
+            extra,
+            Artifact {
+                description: spec.description,
+                license: spec.license,
+                industries: spec.industries,
+                tags: spec.tags,
+                domain: spec.domain,
+                task: spec.task,
+                architecture: spec.architecture,
+                inputs: signature.inputs,
+                outputs: signature.outputs,
+                card: spec.card,
+                metrics: spec.metrics,
+                parent: spec.parent,
+                blobs,
+                published_unix: self.clock.now_unix(),
+                published_by: p.token_id.clone(),
+                ..Artifact::new(
+                    Kind::Model,
+                    spec.name,
+                    spec.version,
+                    d,
+                    bytes.len() as u64,
+                    format,
+                )
+            },
+        )
     }
 
     /// Publishes a tool: its WASM must compile and implement the stage interface.

@@ -333,6 +333,125 @@ async fn team_publishes_a_model_that_search_get_and_coverage_then_see() {
     assert_eq!(h.download(&tok, &d, 1_000_000).await, model[1_000_000..]);
 }
 
+/// A tiny valid MLP in safetensors (4 inputs, 3 classes) and its config.
+fn tiny_mlp(seed: u8) -> (Vec<u8>, Vec<u8>) {
+    let header = r#"{"layers.0.bias":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"layers.0.weight":{"dtype":"F32","shape":[3,4],"data_offsets":[12,60]}}"#;
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    for k in 0..15u8 {
+        out.extend_from_slice(&(f32::from(k.wrapping_mul(seed)) / 100.0).to_le_bytes());
+    }
+    (out, br#"{"layers":[4,3]}"#.to_vec())
+}
+
+fn mlp_req(
+    name: &str,
+    weights: &[u8],
+    config: &[u8],
+    inline: Vec<(Digest, Vec<u8>)>,
+) -> pb::PublishModelRequest {
+    pb::PublishModelRequest {
+        name: name.into(),
+        version: "1.0.0".into(),
+        digest: Digest::of(weights).to_string(),
+        config_digest: Digest::of(config).to_string(),
+        architecture: "mlp".into(),
+        domain: "tabular".into(),
+        task: "classification".into(),
+        blobs: inline
+            .into_iter()
+            .map(|(d, data)| pb::InlineBlob {
+                digest: d.to_string(),
+                data,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_model_is_published_in_one_call_with_its_blobs_inline() {
+    let h = start().await;
+    let (tok, _) = h.team("acme").await;
+    let (w, c) = tiny_mlp(3);
+    let (dw, dc) = (Digest::of(&w), Digest::of(&c));
+    let inline = vec![(dw, w.clone()), (dc, c.clone())];
+
+    // Bad inline blobs are named, and nothing is stored.
+    let bad = [
+        (
+            vec![(dw, c.clone()), (dc, c.clone())],
+            "blobs[0]: the bytes hash to",
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            vec![(Digest::of(b"other"), b"other".to_vec())],
+            "is neither the model's digest nor its config's",
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            vec![(dw, vec![7u8; 300 * 1024])],
+            "over the inline limit",
+            tonic::Code::ResourceExhausted,
+        ),
+    ];
+    for (blobs, want, code) in bad {
+        let err = h
+            .catalog()
+            .publish_model(req(mlp_req("acme/tiny", &w, &c, blobs), &tok))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{}", err.message());
+        assert!(err.message().contains(want), "{want}: {}", err.message());
+    }
+    assert!(!stat(&h.channel, &tok, &dw).await.present);
+    let mut bad_digest = mlp_req("acme/tiny", &w, &c, inline.clone());
+    bad_digest.blobs[1].digest = "sha256:xyz".into();
+    let err = h
+        .catalog()
+        .publish_model(req(bad_digest, &tok))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("blobs[1].digest"),
+        "{}",
+        err.message()
+    );
+
+    // One call: nothing uploaded before.
+    let a = h
+        .catalog()
+        .publish_model(req(mlp_req("acme/tiny", &w, &c, inline.clone()), &tok))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.format, "safetensors");
+    assert_eq!(a.inputs[0].r#type, "f32[?,4]");
+    // The blobs are then like any other: present, downloadable by digest, verified.
+    for (d, bytes) in [(dw, &w), (dc, &c)] {
+        assert!(stat(&h.channel, &tok, &d).await.present);
+        assert_eq!(&h.download(&tok, &d, 0).await, bytes);
+    }
+    // The same again is idempotent; other content at that version is refused.
+    let again = h
+        .catalog()
+        .publish_model(req(mlp_req("acme/tiny", &w, &c, inline), &tok))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.digest, a.digest);
+    let (w2, _) = tiny_mlp(5);
+    let err = h
+        .catalog()
+        .publish_model(req(
+            mlp_req("acme/tiny", &w2, &c, vec![(Digest::of(&w2), w2.clone())]),
+            &tok,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{}", err.message());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_resumes_after_a_dropped_stream_and_a_present_blob_is_not_sent_again() {
     let h = start().await;

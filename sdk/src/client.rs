@@ -636,6 +636,7 @@ impl Client {
     }
 
     /// Uploads a model file (and its architecture's config, if any) and publishes it.
+    /// Small files (up to 256 KiB each) travel inside the publish call itself.
     pub async fn publish_model(
         &self,
         model: &[u8],
@@ -643,14 +644,21 @@ impl Client {
         info: ModelInfo,
         progress: Progress,
     ) -> Result<Artifact> {
-        self.upload(model, progress).await?;
-        let config_digest = match config {
-            Some(c) => {
-                self.upload(c, no_progress()).await?;
-                Digest::of(c).to_string()
+        const INLINE: usize = 256 * 1024;
+        let mut blobs = Vec::new();
+        for (i, bytes) in std::iter::once(model).chain(config).enumerate() {
+            if bytes.len() <= INLINE {
+                blobs.push(pb::InlineBlob {
+                    digest: Digest::of(bytes).to_string(),
+                    data: bytes.to_vec(),
+                });
+            } else if i == 0 {
+                self.upload(bytes, progress.clone()).await?;
+            } else {
+                self.upload(bytes, no_progress()).await?;
             }
-            None => String::new(),
-        };
+        }
+        let config_digest = config.map_or(String::new(), |c| Digest::of(c).to_string());
         let a = self
             .catalog()
             .publish_model(self.req(pb::PublishModelRequest {
@@ -666,6 +674,7 @@ impl Client {
                 industries: info.industries,
                 tags: info.tags,
                 card: info.card,
+                blobs,
                 ..Default::default()
             }))
             .await?

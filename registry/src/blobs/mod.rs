@@ -5,6 +5,7 @@
 //! hashed, synced and renamed into place, so a crash never leaves a half blob
 //! under a real name. Reads are verified against the digest.
 
+mod inline;
 mod local;
 mod memory;
 #[cfg(any(test, feature = "testsuite"))]
@@ -12,6 +13,7 @@ pub mod testsuite;
 
 use std::io::Read;
 
+pub use inline::{WithInlineBlobs, MAX_INLINE_BLOB, MAX_INLINE_TOTAL};
 pub use local::LocalBlobStore;
 pub use memory::MemoryBlobStore;
 

@@ -441,6 +441,7 @@ impl pb::catalog_server::Catalog for CatalogApi {
             card: r.card,
             metrics: r.metrics.into_iter().collect(),
             parent: r.parent,
+            inline: r.blobs.into_iter().map(|b| (b.digest, b.data)).collect(),
         };
         let reg = self.0.clone();
         Ok(Response::new(artifact_to_pb(

@@ -31,11 +31,13 @@ pub enum Tree {
     Deployments,
     /// `enterprise/kit digest/sample id` → hard example.
     Samples,
+    /// Digest → bytes of a small blob published inline with its artifact.
+    InlineBlobs,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -46,6 +48,7 @@ impl Tree {
         Tree::Enrollments,
         Tree::Deployments,
         Tree::Samples,
+        Tree::InlineBlobs,
     ];
 
     /// The tree's name on disk.
@@ -61,6 +64,7 @@ impl Tree {
             Tree::Enrollments => "enrollments",
             Tree::Deployments => "deployments",
             Tree::Samples => "samples",
+            Tree::InlineBlobs => "inline_blobs",
         }
     }
 }
