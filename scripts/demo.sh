@@ -130,13 +130,18 @@ sleep 3
 "$ALGOBAY" --token "$ACME" deploy list
 "$ALGOBAY" --token "$ACME" device list
 
-step "the device serves the kit: POST $AGENT_URL/v1/infer with invoice.png"
-python3 - "$AGENT_URL" examples/kits/ocr/samples/invoice.png <<'PY'
+TRACE=4bf92f3577b34da6a3ce929d0e0e4736
+step "the device serves the kit: POST $AGENT_URL/v1/infer with invoice.png (traceparent 00-$TRACE-…-01)"
+python3 - "$AGENT_URL" examples/kits/ocr/samples/invoice.png "$TRACE" <<'PY'
 import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/v1/infer", data=open(sys.argv[2], "rb").read(), method="POST")
+req = urllib.request.Request(sys.argv[1] + "/v1/infer", data=open(sys.argv[2], "rb").read(), method="POST",
+                             headers={"traceparent": f"00-{sys.argv[3]}-00f067aa0ba902b7-01"})
 print([l["text"] for l in json.load(urllib.request.urlopen(req))["result"]])
 PY
 
 step "what the device reported: algobay device telemetry (OTLP metrics at the registry)"
 sleep 3
 "$ALGOBAY" --token "$ACME" device telemetry
+
+step "the request's trace: algobay device traces --trace $TRACE"
+"$ALGOBAY" --token "$ACME" device traces --trace "$TRACE"
