@@ -47,6 +47,19 @@ fn device(
     )
 }
 
+/// Deploys `kit` to all of acme's devices and waits up to `secs` until `agent` serves it.
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    acme: &algobay_sdk::Client,
+    agent: &AgentProc,
+    kit: &str,
+    secs: u64,
+) {
+    rt.block_on(acme.create_deployment("", kit, BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(secs, kit, || agent.active().filter(|r| r == kit));
+}
+
 /// The 64 pixel values of the sample that must come out as a 9.
 fn pixels_of_nine() -> Vec<f32> {
     let v: serde_json::Value = serde_json::from_slice(&row9()).unwrap();
@@ -89,11 +102,7 @@ fn the_active_kit_answers_the_open_inference_protocol_over_http_and_grpc() {
     assert_eq!(code, 200);
     let (code, body) = http(&agent.http, "GET", "/v2/models/digits-mlp/ready", &[]);
     assert_eq!(code, 503, "{body}");
-    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.0.0", BTreeMap::new(), all()))
-        .unwrap();
-    wait_for(180, "the digits kit", || {
-        agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
-    });
+    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.0.0", 180);
 
     // Metadata from the kit's ports.
     let (code, body) = http(&agent.http, "GET", "/v2/models/digits-mlp", &[]);
@@ -373,11 +382,7 @@ fn tritons_own_python_client_works_against_the_agent_unchanged() {
     let (acme_token, _) = rt.block_on(seed(&reg, false));
     let acme = rt.block_on(reg.client(&acme_token));
     let agent = device(&rt, &reg, &acme, dir.path(), "edge", "");
-    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.0.0", BTreeMap::new(), all()))
-        .unwrap();
-    wait_for(180, "the digits kit", || {
-        agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
-    });
+    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.0.0", 180);
     let pixels = dir.path().join("pixels.json");
     std::fs::write(&pixels, serde_json::to_vec(&pixels_of_nine()).unwrap()).unwrap();
     let out = std::process::Command::new(&python)
@@ -434,11 +439,7 @@ fn a_device_past_its_queue_answers_overloaded_and_keeps_serving() {
         "small",
         "max_concurrent = 1\nmax_queue = 1\n",
     );
-    rt.block_on(acme.create_deployment("", "algobay/ocr-ppocrv4@1.0.0", BTreeMap::new(), all()))
-        .unwrap();
-    wait_for(120, "the OCR kit", || {
-        agent.active().filter(|r| r == "algobay/ocr-ppocrv4@1.0.0")
-    });
+    serve(&rt, &acme, &agent, "algobay/ocr-ppocrv4@1.0.0", 120);
     let image = std::fs::read(root().join("examples/kits/ocr/samples/invoice.png")).unwrap();
     // Six at once: one runs, one waits, the rest are told to come back later.
     let codes: Vec<u16> = std::thread::scope(|s| {
@@ -503,11 +504,7 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
         "keen",
         "telemetry_seconds = 0\n",
     );
-    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.1.0", BTreeMap::new(), all()))
-        .unwrap();
-    wait_for(120, "the keen digits kit", || {
-        agent.active().filter(|r| r == "algobay/digits-mlp@1.1.0")
-    });
+    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.1.0", 120);
     let count = |reg: &RegistryProc| {
         let c = rt.block_on(reg.client(&acme_token));
         rt.block_on(c.list_samples("", "algobay/digits-mlp@1.1.0", 100, ""))
@@ -608,11 +605,7 @@ fn telemetry_made_while_the_registry_is_down_reaches_it_when_it_returns() {
         "offline",
         "telemetry_seconds = 1\ntrace_sample_ratio = 0\n",
     );
-    rt.block_on(acme.create_deployment("", "algobay/digits-mlp@1.0.0", BTreeMap::new(), all()))
-        .unwrap();
-    wait_for(180, "the digits kit", || {
-        agent.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
-    });
+    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.0.0", 180);
     let device = agent.status()["device_id"].as_str().unwrap().to_owned();
     let served = |acme: &algobay_sdk::Client| {
         rt.block_on(acme.telemetry("", &device))
