@@ -89,20 +89,31 @@ fn cap<K: Ord + Clone, V>(m: &mut BTreeMap<K, V>) {
     }
 }
 
+/// An OTLP export comes from an enrolled device and within its size limit.
+pub(crate) fn check_export(
+    p: &Principal,
+    what: &str,
+    items: &str,
+    n: usize,
+    max: usize,
+) -> Result<()> {
+    if p.role != Role::Device {
+        return Err(RegistryError::PermissionDenied(format!(
+            "only an enrolled device sends {what} here (over mTLS)"
+        )));
+    }
+    if n > max {
+        return Err(RegistryError::TooLarge(format!(
+            "{n} {items} in one export, over the limit of {max}"
+        )));
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Takes a device's metrics export.
     pub fn ingest_metrics(&self, p: &Principal, points: Vec<MetricPoint>) -> Result<()> {
-        if p.role != Role::Device {
-            return Err(RegistryError::PermissionDenied(
-                "only an enrolled device sends metrics here (over mTLS)".into(),
-            ));
-        }
-        if points.len() > MAX_POINTS {
-            return Err(RegistryError::TooLarge(format!(
-                "{} data points in one export, over the limit of {MAX_POINTS}",
-                points.len()
-            )));
-        }
+        check_export(p, "metrics", "data points", points.len(), MAX_POINTS)?;
         let now = self.clock.now_unix();
         let mut map = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
         for pt in points {

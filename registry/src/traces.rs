@@ -61,17 +61,7 @@ fn ms(start: u64, end: u64) -> f64 {
 impl Registry {
     /// Takes a device's trace export.
     pub fn ingest_spans(&self, p: &Principal, spans: Vec<SpanRecord>) -> Result<()> {
-        if p.role != Role::Device {
-            return Err(RegistryError::PermissionDenied(
-                "only an enrolled device sends traces here (over mTLS)".into(),
-            ));
-        }
-        if spans.len() > MAX_SPANS {
-            return Err(RegistryError::TooLarge(format!(
-                "{} spans in one export, over the limit of {MAX_SPANS}",
-                spans.len()
-            )));
-        }
+        crate::telemetry::check_export(p, "traces", "spans", spans.len(), MAX_SPANS)?;
         if let Some(bad) = spans
             .iter()
             .find(|s| s.trace_id.len() != 32 || !s.trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
