@@ -71,8 +71,10 @@ Examples:\n  algobay device traces --kit algobay/ocr-ppocrv4@1.0.0\n  \
 algobay device traces --trace 4bf92f3577b34da6a3ce929d0e0e4736 --json"
     )]
     Traces {
+        /// The enterprise (for an operator; an enterprise's token reads its own).
         #[arg(long, default_value = "")]
         enterprise: String,
+        /// Only this device.
         #[arg(long, default_value = "")]
         device: String,
         /// Only this kit (`team/name@version` or digest).
@@ -81,8 +83,10 @@ algobay device traces --trace 4bf92f3577b34da6a3ce929d0e0e4736 --json"
         /// Only this trace id (32 hex digits).
         #[arg(long = "trace", default_value = "")]
         trace_id: String,
+        /// At most this many, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
     },
