@@ -73,15 +73,7 @@ fn main() {
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (acme_token, _) = rt.block_on(seed(&reg, true));
     let acme = rt.block_on(reg.client(&acme_token));
-    rt.block_on(async {
-        let op = reg.client(&reg.operator).await;
-        let (_, team) = op.create_token("team", "algobay", 0).await.unwrap();
-        reg.client(&team)
-            .await
-            .push_kit(&ocr_next, algobay_sdk::no_progress())
-            .await
-            .unwrap();
-    });
+    rt.block_on(push_as_algobay(&reg, &ocr_next));
     let enroll_token = |labels: BTreeMap<String, String>| {
         rt.block_on(acme.create_enrollment_token("", labels, 0))
             .unwrap()

@@ -487,15 +487,7 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
         "1.1.0",
         &[("threshold = 0.9", "threshold = 1.01")],
     );
-    rt.block_on(async {
-        let op = reg.client(&reg.operator).await;
-        let (_, team) = op.create_token("team", "algobay", 0).await.unwrap();
-        reg.client(&team)
-            .await
-            .push_kit(&keen, algobay_sdk::no_progress())
-            .await
-            .unwrap();
-    });
+    rt.block_on(push_as_algobay(&reg, &keen));
     let mut agent = device(
         &rt,
         &reg,

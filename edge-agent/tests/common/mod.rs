@@ -584,6 +584,17 @@ pub async fn seed(reg: &RegistryProc, push_ocr: bool) -> (String, String) {
     (acme, globex)
 }
 
+/// Pushes another kit as team `algobay` (whose key signed it).
+pub async fn push_as_algobay(reg: &RegistryProc, kit: &KitArchive) {
+    let op = reg.client(&reg.operator).await;
+    let (_, team) = op.create_token("team", "algobay", 0).await.unwrap();
+    reg.client(&team)
+        .await
+        .push_kit(kit, algobay_sdk::no_progress())
+        .await
+        .unwrap();
+}
+
 /// The digits sample that must come out as a 9.
 pub fn row9() -> Vec<u8> {
     std::fs::read(root().join("examples/kits/digits/samples/row9.json")).unwrap()
