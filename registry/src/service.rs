@@ -841,10 +841,17 @@ impl Registry {
             )));
         }
         let mut out = BTreeMap::new();
+        if spec.inline.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut named = vec![digest("digest", &spec.digest)?];
+        if !spec.config_digest.is_empty() {
+            named.push(digest("config_digest", &spec.config_digest)?);
+        }
         for (i, (d, b)) in spec.inline.iter().enumerate() {
             let field = format!("blobs[{i}]");
             let d = digest(&format!("{field}.digest"), d)?;
-            if d.to_string() != spec.digest && d.to_string() != spec.config_digest {
+            if !named.contains(&d) {
                 return Err(RegistryError::invalid(
                     field,
                     format!("{d} is neither the model's digest nor its config's"),
