@@ -28,3 +28,5 @@ pub mod inference {
 /// The encoded file descriptor set, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/algobay_descriptor.bin"));
+
+pub mod status;

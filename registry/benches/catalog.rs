@@ -161,6 +161,7 @@ impl Client {
             .stat(req(
                 pb::StatBlobRequest {
                     digest: d.to_string(),
+                    ..Default::default()
                 },
                 &self.token,
             ))
@@ -529,6 +530,7 @@ async fn main() {
             pb::DownloadRequest {
                 digest: d.to_string(),
                 offset: 0,
+                ..Default::default()
             },
             &token,
         ))

@@ -77,6 +77,10 @@ pub struct Artifact {
     pub yanked: bool,
     pub published_unix: i64,
     pub published_by: String,
+    /// The one enterprise this artifact was made for (with its owning team,
+    /// the only ones who see it); empty for the public catalog.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub private_to: String,
 }
 
 impl Artifact {
@@ -115,7 +119,28 @@ impl Artifact {
             yanked: false,
             published_unix: 0,
             published_by: String::new(),
+            private_to: String::new(),
         }
+    }
+
+    /// About how many bytes the artifact takes on the wire.
+    pub fn approx_size(&self) -> usize {
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + 2).sum::<usize>();
+        256 + self.name.len()
+            + self.description.len()
+            + self.card.len()
+            + self.license.len()
+            + self.scenario.len()
+            + strings(&self.industries)
+            + strings(&self.tags)
+            + (self.inputs.len() + self.outputs.len()) * 64
+            + self.metrics.keys().map(|k| k.len() + 12).sum::<usize>()
+            + self.blobs.len() * 74
+            + self
+                .signatures
+                .iter()
+                .map(|s| s.key.len() + s.signature.len() + 4)
+                .sum::<usize>()
     }
 
     /// `team/name@version`
@@ -196,6 +221,19 @@ impl Principal {
     /// Whether the caller may publish under `team`.
     pub fn may_publish_for(&self, team: &str) -> bool {
         self.role == Role::Operator || (self.role == Role::Team && self.subject == team)
+    }
+
+    /// The enterprise the caller acts for (an enterprise's token or one of its devices).
+    pub fn enterprise(&self) -> Option<&str> {
+        matches!(self.role, Role::Enterprise | Role::Device).then_some(self.subject.as_str())
+    }
+
+    /// Whether the caller may see an artifact: the public catalog, or one made
+    /// for its enterprise, or one of its own team's.
+    pub fn may_see(&self, a: &Artifact) -> bool {
+        a.private_to.is_empty()
+            || self.may_publish_for(a.team())
+            || self.enterprise() == Some(a.private_to.as_str())
     }
 }
 
@@ -379,6 +417,8 @@ pub struct Query {
     pub page_size: usize,
     pub page_token: String,
     pub include_yanked: bool,
+    /// Only what this caller may see; `None` for every artifact (internal use).
+    pub viewer: Option<Principal>,
 }
 
 /// One page of search results.

@@ -26,6 +26,12 @@ pub enum RegistryError {
     /// A published artifact does not do what it claims (bad model, failing golden sample).
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The registry cannot take this now (a pool is full); the caller may retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The work stopped because its caller went away.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -53,14 +59,29 @@ impl RegistryError {
             RegistryError::FailedPrecondition(_) => Code::FailedPrecondition,
             RegistryError::TooLarge(_) => Code::ResourceExhausted,
             RegistryError::Rejected(_) => Code::InvalidArgument,
+            RegistryError::Unavailable(_) => Code::Unavailable,
+            RegistryError::Cancelled(_) => Code::Cancelled,
             RegistryError::Storage(_) => Code::Internal,
         }
     }
 }
 
+/// The longest message a status carries: gRPC clients refuse metadata past
+/// a few KiB, and an error should never echo a whole input back.
+pub const MAX_MESSAGE: usize = 1024;
+
 impl From<RegistryError> for tonic::Status {
     fn from(e: RegistryError) -> tonic::Status {
-        tonic::Status::new(e.code(), e.to_string())
+        let mut m = e.to_string();
+        if m.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !m.is_char_boundary(end) {
+                end -= 1;
+            }
+            m.truncate(end);
+            m.push_str("… (cut)");
+        }
+        tonic::Status::new(e.code(), m)
     }
 }
 

@@ -31,6 +31,13 @@ fn random_hex(bytes: usize) -> String {
 }
 
 fn check_labels(field: &str, labels: &Labels) -> Result<()> {
+    if labels.len() > crate::limits::text::LIST {
+        return Err(RegistryError::TooLarge(format!(
+            "{field}: {} entries, over the limit of {}",
+            labels.len(),
+            crate::limits::text::LIST
+        )));
+    }
     for (k, v) in labels {
         let ok = |s: &str| {
             !s.is_empty()
@@ -41,7 +48,11 @@ fn check_labels(field: &str, labels: &Labels) -> Result<()> {
         if !ok(k) || !ok(v) {
             return Err(RegistryError::invalid(
                 field,
-                format!("`{k}={v}`: keys and values are 1-63 letters, digits, `-`, `_` or `.`"),
+                format!(
+                    "`{}={}`: keys and values are 1-63 letters, digits, `-`, `_` or `.`",
+                    crate::limits::shown(k),
+                    crate::limits::shown(v)
+                ),
             ));
         }
     }
@@ -88,10 +99,13 @@ impl Registry {
     ) -> Result<(Enrollment, String)> {
         let enterprise = self.tenant(p, enterprise)?;
         check_labels("labels", &labels)?;
-        if ttl_seconds < 0 {
+        if !(0..=crate::limits::text::MAX_TTL_SECONDS).contains(&ttl_seconds) {
             return Err(RegistryError::invalid(
                 "ttl_seconds",
-                "must not be negative",
+                format!(
+                    "{ttl_seconds} is not between 0 and {} (ten years)",
+                    crate::limits::text::MAX_TTL_SECONDS
+                ),
             ));
         }
         let id = random_hex(6);
@@ -342,7 +356,10 @@ impl Registry {
         if kit.is_empty() {
             return Err(RegistryError::invalid("kit", "is required"));
         }
-        let a = self.get(kit, Some(Kind::Kit))?;
+        let a = self.get_for(p, kit, Some(Kind::Kit))?;
+        if !a.private_to.is_empty() && a.private_to != enterprise {
+            return Err(RegistryError::NotFound(crate::limits::shown(kit)));
+        }
         if a.yanked {
             return Err(RegistryError::FailedPrecondition(format!(
                 "kit {} is yanked; deploy another version",
@@ -724,25 +741,18 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether a caller may download a blob: anyone but a device, and a device
-    /// only the manifests and blobs of kits deployed to its enterprise.
-    pub fn may_download(&self, p: &Principal, d: &Digest) -> Result<()> {
-        if p.role != Role::Device {
-            return Ok(());
-        }
-        for dep in self.deployments_of(&p.subject)? {
+    /// Whether `d` is the manifest or a blob of a kit deployed to `enterprise`.
+    pub(crate) fn deployed_to(&self, enterprise: &str, d: &Digest) -> Result<bool> {
+        for dep in self.deployments_of(enterprise)? {
             if dep.kit_digest == *d {
-                return Ok(());
+                return Ok(true);
             }
             let a = self.get(&dep.kit_digest.to_string(), Some(Kind::Kit))?;
             if a.blobs.contains(d) {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Err(RegistryError::PermissionDenied(format!(
-            "blob {d} is in no kit deployed to enterprise `{}`",
-            p.subject
-        )))
+        Ok(false)
     }
 }
 
@@ -775,17 +785,25 @@ impl Registry {
         let now = self.clock.now_unix();
         let (mut stored, mut dup) = (0, 0);
         for (mut rec, data) in samples {
+            if rec.id.len() != 64 || !rec.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RegistryError::invalid(
+                    "sample.id",
+                    format!("`{}` is not 64 hex digits", crate::limits::shown(&rec.id)),
+                ));
+            }
             if !deployed.contains(&rec.kit_digest) {
                 return Err(RegistryError::PermissionDenied(format!(
                     "sample {}: kit {} is not deployed to enterprise `{}`",
                     rec.id, rec.kit_digest, dev.enterprise
                 )));
             }
-            if rec.id.len() != 64 || !rec.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(RegistryError::invalid(
-                    "sample.id",
-                    format!("`{}` is not 64 hex digits", rec.id),
-                ));
+            if rec.inputs.len() > 64 || rec.outputs_json.len() > 1 << 20 {
+                return Err(RegistryError::TooLarge(format!(
+                    "sample {}: {} inputs and {} bytes of outputs, over the limits of 64 and 1 MiB",
+                    rec.id,
+                    rec.inputs.len(),
+                    rec.outputs_json.len()
+                )));
             }
             if data.len() != rec.inputs.len() {
                 return Err(RegistryError::invalid(
@@ -793,23 +811,42 @@ impl Registry {
                     format!("sample {}: inputs and their data do not pair up", rec.id),
                 ));
             }
-            for (input, bytes) in rec.inputs.iter().zip(&data) {
-                if !bytes.is_empty() || input.size == 0 {
-                    self.blobs()
-                        .put(&input.digest, bytes)
-                        .map_err(|e| match e {
-                            RegistryError::Invalid { message, .. } => RegistryError::invalid(
-                                "sample.inputs.data",
-                                format!("input `{}` of sample {}: {message}", input.name, rec.id),
-                            ),
-                            other => other,
-                        })?;
-                } else if self.blobs().stat(&input.digest)?.size.is_none() {
-                    return Err(RegistryError::FailedPrecondition(format!(
-                        "input `{}` of sample {} came without its bytes and is not stored",
-                        input.name, rec.id
+            // Inputs go to the enterprise's own namespace, with the record, in one batch.
+            let mut batch = Batch::new();
+            for (input, bytes) in rec.inputs.iter().zip(data) {
+                let key = crate::access::sample_key(&dev.enterprise, &input.digest);
+                if bytes.is_empty() && input.size != 0 {
+                    if self.kv.get(Tree::SampleInputs, key.as_bytes())?.is_none() {
+                        return Err(RegistryError::FailedPrecondition(format!(
+                            "input `{}` of sample {} came without its bytes and is not stored",
+                            crate::limits::shown(&input.name),
+                            rec.id
+                        )));
+                    }
+                    continue;
+                }
+                if bytes.len() > crate::access::MAX_SAMPLE_INPUT {
+                    return Err(RegistryError::TooLarge(format!(
+                        "sample.inputs.data: input `{}` of sample {} is {} bytes, over the limit of {}",
+                        crate::limits::shown(&input.name),
+                        rec.id,
+                        bytes.len(),
+                        crate::access::MAX_SAMPLE_INPUT
                     )));
                 }
+                if bytes.len() as u64 != input.size || Digest::of(&bytes) != input.digest {
+                    return Err(RegistryError::invalid(
+                        "sample.inputs.data",
+                        format!(
+                            "input `{}` of sample {}: the bytes are not the {} bytes of {}",
+                            crate::limits::shown(&input.name),
+                            rec.id,
+                            input.size,
+                            input.digest
+                        ),
+                    ));
+                }
+                batch = batch.put(Tree::SampleInputs, key, bytes);
             }
             rec.enterprise = dev.enterprise.clone();
             rec.device_id = dev.id.clone();
@@ -817,7 +854,7 @@ impl Registry {
             let key = format!("{}/{}/{}", rec.enterprise, rec.kit_digest, rec.id);
             if self
                 .kv
-                .commit(Batch::new().check(Tree::Samples, key.as_bytes(), None).put(
+                .commit(batch.check(Tree::Samples, key.as_bytes(), None).put(
                     Tree::Samples,
                     key.as_bytes(),
                     json(&rec),

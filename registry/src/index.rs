@@ -155,6 +155,7 @@ impl SearchIndex {
     fn matches(e: &Entry, q: &Query, text_words: &[String]) -> bool {
         let a = &e.artifact;
         (q.include_yanked || !a.yanked)
+            && q.viewer.as_ref().is_none_or(|p| p.may_see(a))
             && q.kind.is_none_or(|k| k == a.kind)
             && (q.domain.is_empty() || a.domain == q.domain)
             && (q.task.is_empty() || a.task == q.task)
@@ -237,6 +238,7 @@ impl SearchIndex {
         let mut total = 0u64;
         let mut last = None;
         let mut more = false;
+        let mut bytes = 0usize;
         let mut consider = |id: u32| {
             let e = &self.entries[id as usize];
             if !Self::matches(e, q, &text_words) {
@@ -246,7 +248,11 @@ impl SearchIndex {
             if after.is_some_and(|a| id <= a) {
                 return;
             }
-            if out.len() < size {
+            // A page also stops short of MAX_PAGE_BYTES, so that an answer
+            // always fits the clients' message limit, however large the cards.
+            let weight = e.artifact.approx_size();
+            if out.len() < size && (out.is_empty() || bytes + weight <= MAX_PAGE_BYTES) && !more {
+                bytes += weight;
                 out.push(e.artifact.clone());
                 last = Some(id);
             } else {
@@ -274,6 +280,9 @@ impl SearchIndex {
         }
     }
 }
+
+/// About the most a page of search results carries (clients accept 4 MiB messages).
+pub const MAX_PAGE_BYTES: usize = 2 << 20;
 
 /// Whether `w` occurs in `text` starting at a word boundary.
 fn starts_a_word(text: &str, w: &str) -> bool {

@@ -17,12 +17,14 @@
 //!   up with health checking and reflection; [`tls`] makes or reads the identity;
 //!   [`metrics`] counts and logs every call and serves Prometheus text.
 
+pub mod access;
 pub mod blobs;
 pub mod domain;
 pub mod error;
 pub mod fleet;
 pub mod grpc;
 pub mod index;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod service;

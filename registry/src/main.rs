@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use algobay_registry::blobs::LocalBlobStore;
 use algobay_registry::domain::SystemClock;
+use algobay_registry::limits::Ceilings;
 use algobay_registry::service::Registry;
 use algobay_registry::store::SledStore;
 use algobay_registry::tls::TlsIdentity;
@@ -64,7 +65,71 @@ enum Command {
         /// ONNX Runtime's shared library, used to check published models and kits.
         #[arg(long, env = "ORT_DYLIB_PATH")]
         ort_lib: Option<PathBuf>,
+        #[command(flatten)]
+        ceilings: CeilingArgs,
     },
+}
+
+/// What a published kit may ask of the registry, which runs its golden samples.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Ceilings on published kits and uploads")]
+struct CeilingArgs {
+    /// Largest kit manifest, in bytes.
+    #[arg(long, env = "ALGOBAY_MAX_MANIFEST_BYTES", default_value_t = 1 << 20)]
+    max_manifest_bytes: usize,
+    /// Most steps in a kit.
+    #[arg(long, env = "ALGOBAY_MAX_STEPS", default_value_t = 64)]
+    max_steps: usize,
+    /// Largest time budget a stage may declare for one call (ms).
+    #[arg(long, env = "ALGOBAY_MAX_STAGE_TIME_MS", default_value_t = 10_000)]
+    max_stage_time_ms: u32,
+    /// Largest memory a stage may declare (MiB).
+    #[arg(long, env = "ALGOBAY_MAX_STAGE_MEMORY_MB", default_value_t = 512)]
+    max_stage_memory_mb: u32,
+    /// Most golden samples in a kit.
+    #[arg(long, env = "ALGOBAY_MAX_GOLDEN_SAMPLES", default_value_t = 32)]
+    max_golden_samples: usize,
+    /// Largest golden sample files of a kit, all together (bytes).
+    #[arg(long, env = "ALGOBAY_MAX_GOLDEN_BYTES", default_value_t = 64 << 20)]
+    max_golden_bytes: u64,
+    /// Largest kit, manifest and blobs (bytes).
+    #[arg(long, env = "ALGOBAY_MAX_KIT_BYTES", default_value_t = 2 << 30)]
+    max_kit_bytes: u64,
+    /// Wall-clock budget for one kit's golden samples (seconds).
+    #[arg(long, env = "ALGOBAY_GOLDEN_BUDGET_SECONDS", default_value_t = 60)]
+    golden_budget_seconds: u64,
+    /// Kits whose golden samples run at once; more wait, then are told to retry.
+    #[arg(long, env = "ALGOBAY_GOLDEN_SLOTS", default_value_t = 1)]
+    golden_slots: usize,
+    /// An upload that sends nothing for this long is dropped (it can resume) (seconds).
+    #[arg(long, env = "ALGOBAY_UPLOAD_IDLE_SECONDS", default_value_t = 60)]
+    upload_idle_seconds: u64,
+    /// Partial uploads untouched for this long are removed (seconds).
+    #[arg(long, env = "ALGOBAY_PARTIAL_MAX_AGE_SECONDS", default_value_t = 24 * 3600)]
+    partial_max_age_seconds: u64,
+    /// How long requests in flight may finish after SIGTERM (seconds).
+    #[arg(long, env = "ALGOBAY_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    shutdown_grace_seconds: u64,
+}
+
+impl CeilingArgs {
+    fn ceilings(&self) -> Ceilings {
+        use std::time::Duration;
+        Ceilings {
+            max_manifest_bytes: self.max_manifest_bytes,
+            max_steps: self.max_steps,
+            max_stage_time_ms: self.max_stage_time_ms,
+            max_stage_memory_mb: self.max_stage_memory_mb,
+            max_golden_samples: self.max_golden_samples,
+            max_golden_bytes: self.max_golden_bytes,
+            max_kit_bytes: self.max_kit_bytes,
+            golden_budget: Duration::from_secs(self.golden_budget_seconds),
+            golden_slots: self.golden_slots.max(1),
+            golden_wait: Duration::from_secs(30),
+            upload_idle: Duration::from_secs(self.upload_idle_seconds.max(1)),
+            partial_max_age: Duration::from_secs(self.partial_max_age_seconds),
+        }
+    }
 }
 
 fn init_tracing(filter: &str, json: bool) {
@@ -96,10 +161,19 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run(cli));
+    // Work still on blocking threads (a golden run told to stop) is not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve {
         data,
         listen,
@@ -110,7 +184,10 @@ async fn main() -> anyhow::Result<()> {
         max_blob_bytes,
         metrics_listen,
         ort_lib,
+        ceilings,
     } = cli.command;
+    let grace = std::time::Duration::from_secs(ceilings.shutdown_grace_seconds);
+    let ceilings = ceilings.ceilings();
     std::fs::create_dir_all(&data)?;
     let kv = Arc::new(SledStore::open(&data.join("meta"))?);
     let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), max_blob_bytes)?);
@@ -118,10 +195,15 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: Some(data.join("wasm-cache")),
         ort_library: ort_lib,
         ort_threads: 0,
-        stage_limits_cap: None,
+        // Belt and braces: a kit asking for more is refused before it runs.
+        stage_limits_cap: Some(algobay_runtime::manifest::Limits {
+            memory_mb: ceilings.max_stage_memory_mb,
+            time_ms: ceilings.max_stage_time_ms,
+        }),
         max_batch: 0,
     })?);
-    let mut registry = Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?;
+    let mut registry =
+        Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?.with_ceilings(ceilings);
     let key_path = data.join("registry.key");
     let key = if key_path.exists() {
         algobay_runtime::SecretKey::read(&key_path)?
@@ -195,10 +277,19 @@ async fn main() -> anyhow::Result<()> {
         if tls.is_some() { "https" } else { "http" }
     );
     tracing::info!(%addr, data = %data.display(), "registry serving");
-    algobay_registry::server::serve(listener, registry, tls, metrics, async move {
+    let mut stopping = stop_rx.clone();
+    let served = algobay_registry::server::serve(listener, registry, tls, metrics, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
-    })
-    .await?;
+    });
+    tokio::select! {
+        r = served => r?,
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_s = grace.as_secs(), "requests still in flight after the grace period; stopping them");
+        }
+    }
     Ok(())
 }

@@ -8,13 +8,18 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use algobay_proto::v1 as pb;
 
+use crate::grpc::guard::GuardLayer;
 use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi, OtlpMetrics, OtlpTraces};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::RegistryApi;
 use crate::tls::TlsIdentity;
 
-/// Largest gRPC message accepted (a blob chunk plus headroom).
+/// Largest gRPC message accepted (a blob chunk plus headroom), read only once
+/// the caller is authenticated.
 pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// Calls in flight on one connection.
+pub const MAX_STREAMS: u32 = 128;
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.
 /// `tls: None` serves plaintext (only for `--insecure`).
@@ -38,16 +43,37 @@ pub async fn serve(
     health
         .set_serving::<pb::fleet_server::FleetServer<FleetApi>>()
         .await;
-    // Rollouts whose canaries are soaking move on with time, not only on reports.
+    // Rollouts whose canaries are soaking move on with time, not only on reports;
+    // abandoned partial uploads are swept now and then.
     let ticker = {
         let reg = registry.clone();
+        let sweep_every = (reg.ceilings().partial_max_age / 2).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut swept = std::time::Instant::now();
             loop {
                 every.tick().await;
                 let reg = reg.clone();
-                match tokio::task::spawn_blocking(move || reg.tick()).await {
+                let sweep = swept.elapsed() >= sweep_every;
+                if sweep {
+                    swept = std::time::Instant::now();
+                }
+                let done = tokio::task::spawn_blocking(move || {
+                    if sweep {
+                        match reg.sweep_uploads() {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(removed = n, "swept abandoned uploads"),
+                            Err(e) => tracing::warn!(error = %e, "sweeping uploads"),
+                        }
+                    }
+                    reg.tick()
+                })
+                .await;
+                match done {
                     Ok(Err(e)) => tracing::warn!(error = %e, "rollout gates"),
                     Err(e) => tracing::warn!(error = %e, "rollout gates task"),
                     Ok(Ok(())) => {}
@@ -64,7 +90,15 @@ pub async fn serve(
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(8 << 20)
         .tcp_nodelay(true)
-        .layer(MetricsLayer(metrics));
+        // Bounds per connection: streams at once, header size; dead peers are found.
+        .max_concurrent_streams(Some(MAX_STREAMS))
+        .http2_max_header_list_size(Some(64 << 10))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .layer(MetricsLayer(metrics))
+        .layer(algobay_proto::status::MalformedAsInvalidLayer)
+        .layer(GuardLayer(registry.clone()));
     if let Some(id) = tls {
         let mut config =
             ServerTlsConfig::new().identity(Identity::from_pem(id.cert_pem, id.key_pem));
@@ -90,7 +124,10 @@ pub async fn serve(
             pb::catalog_server::CatalogServer::new(CatalogApi(registry.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
-        .add_service(pb::fleet_server::FleetServer::new(FleetApi(registry.clone())))
+        .add_service(
+            pb::fleet_server::FleetServer::new(FleetApi(registry.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
         .add_service(
             opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
                 OtlpMetrics(registry.clone()),

@@ -11,15 +11,16 @@ use rand::RngCore;
 use sha2::Digest as _;
 
 use algobay_runtime::archive::KitArchive;
-use algobay_runtime::golden::run_golden;
+use algobay_runtime::golden::run_golden_checked;
 use algobay_runtime::manifest::{validate_name, Limits, Manifest};
 use algobay_runtime::sign::{PublicKey, Signature, TrustRoots};
 use algobay_runtime::{Digest, Runtime};
 
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobReader, BlobStat, BlobStore};
 use crate::domain::*;
 use crate::error::{RegistryError, Result};
 use crate::index::SearchIndex;
+use crate::limits::{check_len, check_list, shown, text, Ceilings};
 use crate::store::{Batch, KvStore, Tree};
 
 /// What a publisher says about a model it publishes.
@@ -108,15 +109,18 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn publish_model(&self, p: &Principal, spec: ModelSpec) -> Result<Artifact>;
     /// Publishes a tool version (it must implement the stage interface).
     fn publish_tool(&self, p: &Principal, spec: ToolSpec) -> Result<Artifact>;
-    /// Publishes a kit (team signature, blobs present, golden samples pass).
+    /// Publishes a kit (team signature, blobs present, golden samples pass);
+    /// `private_to` names the one enterprise it is made for, if any.
     fn publish_kit(
         &self,
         p: &Principal,
         manifest_bytes: Vec<u8>,
         signatures: Vec<Signature>,
+        private_to: &str,
+        cancel: &Cancel,
     ) -> Result<Artifact>;
-    /// By `team/name@version` or by digest.
-    fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact>;
+    /// By `team/name@version` or by digest, if the caller may see it.
+    fn get(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Artifact>;
     fn search(&self, q: &Query) -> Result<Page>;
     /// Hides a version from search (or shows it again); it stays downloadable.
     fn yank(
@@ -132,8 +136,25 @@ pub trait RegistryApi: Send + Sync + 'static {
     // ---------------------------------------------------------------- fleet
     /// Resolves a client certificate's sha256 to its enrolled, unrevoked device.
     fn authenticate_device(&self, fingerprint: &str) -> Result<Principal>;
-    /// Whether the caller may download the blob (devices: only their enterprise's kits).
-    fn may_download(&self, p: &Principal, digest: &Digest) -> Result<()>;
+    /// What the caller may know of a blob (see [`crate::access`]).
+    fn stat_blob(&self, p: &Principal, digest: &Digest, enterprise: &str) -> Result<BlobStat>;
+    /// Opens a blob the caller may read; "not found" for any other.
+    fn open_blob(
+        &self,
+        p: &Principal,
+        digest: &Digest,
+        enterprise: &str,
+    ) -> Result<(u64, BlobReader)>;
+    /// Whether the caller may upload blobs at all.
+    fn may_upload(&self, p: &Principal) -> Result<()>;
+    /// Whether the caller already may read `digest` from the catalog.
+    fn sees_in_catalog(&self, p: &Principal, digest: &Digest) -> Result<bool>;
+    /// Records an upload the caller started or completed.
+    fn note_upload(&self, p: &Principal, digest: &Digest, done: bool) -> Result<()>;
+    /// The ceilings on kits and uploads.
+    fn ceilings(&self) -> &Ceilings;
+    /// Removes abandoned partial uploads; returns how many.
+    fn sweep_uploads(&self) -> Result<usize>;
     /// A one-time enrollment token; returned once.
     fn create_enrollment(
         &self,
@@ -267,11 +288,13 @@ impl RegistryApi for Registry {
         p: &Principal,
         manifest_bytes: Vec<u8>,
         signatures: Vec<Signature>,
+        private_to: &str,
+        cancel: &Cancel,
     ) -> Result<Artifact> {
-        Registry::publish_kit(self, p, manifest_bytes, signatures)
+        Registry::publish_kit(self, p, manifest_bytes, signatures, private_to, cancel)
     }
-    fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
-        Registry::get(self, reference, kind)
+    fn get(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        Registry::get_for(self, p, reference, kind)
     }
     fn search(&self, q: &Query) -> Result<Page> {
         Registry::search(self, q)
@@ -291,8 +314,31 @@ impl RegistryApi for Registry {
     fn authenticate_device(&self, fingerprint: &str) -> Result<Principal> {
         Registry::authenticate_device(self, fingerprint)
     }
-    fn may_download(&self, p: &Principal, digest: &Digest) -> Result<()> {
-        Registry::may_download(self, p, digest)
+    fn stat_blob(&self, p: &Principal, digest: &Digest, enterprise: &str) -> Result<BlobStat> {
+        Registry::stat_blob(self, p, digest, enterprise)
+    }
+    fn open_blob(
+        &self,
+        p: &Principal,
+        digest: &Digest,
+        enterprise: &str,
+    ) -> Result<(u64, BlobReader)> {
+        Registry::open_blob(self, p, digest, enterprise)
+    }
+    fn may_upload(&self, p: &Principal) -> Result<()> {
+        Registry::may_upload(self, p)
+    }
+    fn sees_in_catalog(&self, p: &Principal, digest: &Digest) -> Result<bool> {
+        Registry::sees_in_catalog(self, p, digest)
+    }
+    fn note_upload(&self, p: &Principal, digest: &Digest, done: bool) -> Result<()> {
+        Registry::note_upload(self, p, digest, done)
+    }
+    fn ceilings(&self) -> &Ceilings {
+        &self.ceilings
+    }
+    fn sweep_uploads(&self) -> Result<usize> {
+        self.blobs.sweep_partials(self.ceilings.partial_max_age)
     }
     fn create_enrollment(
         &self,
@@ -424,6 +470,44 @@ pub struct Registry {
     pub(crate) traces: std::sync::Mutex<crate::traces::TraceMap>,
     /// Countersigns every kit it accepts (devices may trust it as a root).
     signing_key: Option<algobay_runtime::SecretKey>,
+    /// What a kit may ask of the registry, and upload limits.
+    ceilings: Ceilings,
+    /// Golden runs under way (at most `ceilings.golden_slots`).
+    golden_busy: (std::sync::Mutex<usize>, std::sync::Condvar),
+}
+
+/// Set when the caller of a long call has gone away, so the work stops.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A guard that cancels when dropped: hold it in the request's future, which
+    /// the server drops when the caller goes away.
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+}
+
+/// Cancels its [`Cancel`] when dropped.
+#[derive(Debug)]
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -436,7 +520,7 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("domain types serialise")
 }
 
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+pub fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| RegistryError::Storage(format!("stored {what} is unreadable: {e}")))
 }
@@ -450,6 +534,12 @@ fn digest(field: &str, s: &str) -> Result<Digest> {
 }
 
 fn check_version(v: &str) -> Result<()> {
+    if v.len() > text::WORD {
+        return Err(RegistryError::invalid(
+            "version",
+            format!("`{}` is not a semantic version", shown(v)),
+        ));
+    }
     semver::Version::parse(v).map(|_| ()).map_err(|e| {
         RegistryError::invalid("version", format!("`{v}` is not a semantic version: {e}"))
     })
@@ -465,10 +555,28 @@ fn check_simple_name(field: &str, name: &str) -> Result<()> {
     if !ok {
         return Err(RegistryError::invalid(
             field,
-            format!("`{name}` must be 1-64 of a-z 0-9 - _ . not starting with . or -"),
+            format!(
+                "`{}` must be 1-64 of a-z 0-9 - _ . not starting with . or -",
+                shown(name)
+            ),
         ));
     }
     Ok(())
+}
+
+/// Checks the descriptive text of a published artifact.
+fn check_text(
+    description: &str,
+    card: &str,
+    license: &str,
+    industries: &[String],
+    tags: &[String],
+) -> Result<()> {
+    check_len("description", description, text::DESCRIPTION)?;
+    check_len("card", card, text::CARD)?;
+    check_len("license", license, text::WORD)?;
+    check_list("industries", industries)?;
+    check_list("tags", tags)
 }
 
 pub(crate) fn hash_secret(secret: &str) -> String {
@@ -507,7 +615,15 @@ impl Registry {
             telemetry: Default::default(),
             traces: Default::default(),
             signing_key: None,
+            ceilings: Ceilings::default(),
+            golden_busy: Default::default(),
         })
+    }
+
+    /// Sets the ceilings on kits and uploads.
+    pub fn with_ceilings(mut self, ceilings: Ceilings) -> Registry {
+        self.ceilings = ceilings;
+        self
     }
 
     /// Enrolls devices with certificates signed by this CA.
@@ -592,7 +708,7 @@ impl Registry {
             role,
             subject: subject.to_owned(),
             expires_unix: if ttl_seconds > 0 {
-                now + ttl_seconds
+                now.saturating_add(ttl_seconds)
             } else {
                 0
             },
@@ -682,12 +798,16 @@ impl Registry {
         description: &str,
     ) -> Result<(TokenRecord, String)> {
         Self::operator(p)?;
-        if ttl_seconds < 0 {
+        if !(0..=text::MAX_TTL_SECONDS).contains(&ttl_seconds) {
             return Err(RegistryError::invalid(
                 "ttl_seconds",
-                "must not be negative",
+                format!(
+                    "{ttl_seconds} is not between 0 (no expiry) and {} (ten years)",
+                    text::MAX_TTL_SECONDS
+                ),
             ));
         }
+        check_len("description", description, text::DESCRIPTION)?;
         match role {
             Role::Operator if !subject.is_empty() => {
                 return Err(RegistryError::invalid(
@@ -696,7 +816,10 @@ impl Registry {
                 ))
             }
             Role::Team if self.team(subject)?.is_none() => {
-                return Err(RegistryError::NotFound(format!("team `{subject}`")))
+                return Err(RegistryError::NotFound(format!(
+                    "team `{}`",
+                    shown(subject)
+                )))
             }
             Role::Enterprise
                 if self
@@ -704,7 +827,10 @@ impl Registry {
                     .get(Tree::Enterprises, subject.as_bytes())?
                     .is_none() =>
             {
-                return Err(RegistryError::NotFound(format!("enterprise `{subject}`")))
+                return Err(RegistryError::NotFound(format!(
+                    "enterprise `{}`",
+                    shown(subject)
+                )))
             }
             _ => {}
         }
@@ -744,6 +870,7 @@ impl Registry {
     ) -> Result<Team> {
         Self::operator(p)?;
         check_simple_name("name", name)?;
+        check_len("display_name", display_name, text::DISPLAY_NAME)?;
         signing_key
             .parse::<PublicKey>()
             .map_err(|e| RegistryError::invalid("signing_key", e.to_string()))?;
@@ -791,6 +918,8 @@ impl Registry {
     ) -> Result<Enterprise> {
         Self::operator(p)?;
         check_simple_name("name", name)?;
+        check_len("display_name", display_name, text::DISPLAY_NAME)?;
+        check_list("industries", &industries)?;
         let e = Enterprise {
             name: name.into(),
             display_name: display_name.into(),
@@ -821,8 +950,10 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(format!("team `{team}`")))
     }
 
-    fn blob(&self, field: &str, d: &Digest) -> Result<Vec<u8>> {
-        if self.blobs.stat(d)?.size.is_none() {
+    /// A blob the publisher may use: one it may read (what another team uploaded
+    /// and never published is as absent to it as what nobody uploaded).
+    fn blob(&self, p: &Principal, field: &str, d: &Digest) -> Result<Vec<u8>> {
+        if !self.sees_in_catalog(p, d)? {
             return Err(RegistryError::FailedPrecondition(format!(
                 "{field} {d} has not been uploaded"
             )));
@@ -925,6 +1056,37 @@ impl Registry {
     pub fn publish_model(&self, p: &Principal, spec: ModelSpec) -> Result<Artifact> {
         self.owner_check(p, &spec.name)?;
         check_version(&spec.version)?;
+        check_text(
+            &spec.description,
+            &spec.card,
+            &spec.license,
+            &spec.industries,
+            &spec.tags,
+        )?;
+        for (field, v) in [
+            ("domain", &spec.domain),
+            ("task", &spec.task),
+            ("architecture", &spec.architecture),
+            ("parent", &spec.parent),
+        ] {
+            check_len(field, v, text::WORD)?;
+        }
+        if spec.metrics.len() > text::LIST {
+            return Err(RegistryError::TooLarge(format!(
+                "metrics: {} entries, over the limit of {}",
+                spec.metrics.len(),
+                text::LIST
+            )));
+        }
+        for (k, v) in &spec.metrics {
+            check_len("metrics key", k, text::ITEM)?;
+            if !v.is_finite() {
+                return Err(RegistryError::invalid(
+                    format!("metrics[{k}]"),
+                    "must be a finite number",
+                ));
+            }
+        }
         let d = digest("digest", &spec.digest)?;
         if spec.domain.is_empty() {
             return Err(RegistryError::invalid(
@@ -941,7 +1103,7 @@ impl Registry {
         let inline = self.inline_blobs(&spec)?;
         let blob = |field: &str, d: &Digest| match inline.get(d) {
             Some(b) => Ok(b.clone()),
-            None => self.blob(field, d),
+            None => self.blob(p, field, d),
         };
         let bytes = blob("model", &d)?;
         if bytes.is_empty() {
@@ -1014,18 +1176,25 @@ impl Registry {
     pub fn publish_tool(&self, p: &Principal, spec: ToolSpec) -> Result<Artifact> {
         self.owner_check(p, &spec.name)?;
         check_version(&spec.version)?;
+        check_text(
+            &spec.description,
+            &spec.card,
+            &spec.license,
+            &spec.industries,
+            &spec.tags,
+        )?;
         if !TOOL_KINDS.contains(&spec.tool_kind.as_str()) {
             return Err(RegistryError::invalid(
                 "tool_kind",
                 format!(
                     "`{}` must be one of {}",
-                    spec.tool_kind,
+                    shown(&spec.tool_kind),
                     TOOL_KINDS.join(", ")
                 ),
             ));
         }
         let d = digest("digest", &spec.digest)?;
-        let bytes = self.blob("tool", &d)?;
+        let bytes = self.blob(p, "tool", &d)?;
         let runner = self.runtime.stages().prepare(
             &spec.name,
             &bytes,
@@ -1063,8 +1232,42 @@ impl Registry {
         p: &Principal,
         manifest_bytes: Vec<u8>,
         signatures: Vec<Signature>,
+        private_to: &str,
+        cancel: &Cancel,
     ) -> Result<Artifact> {
+        if manifest_bytes.len() > self.ceilings.max_manifest_bytes {
+            return Err(RegistryError::TooLarge(format!(
+                "manifest: {} bytes, over the registry's limit of {}",
+                manifest_bytes.len(),
+                self.ceilings.max_manifest_bytes
+            )));
+        }
+        if signatures.len() > 16 {
+            return Err(RegistryError::TooLarge(format!(
+                "signatures: {}, over the limit of 16",
+                signatures.len()
+            )));
+        }
         let manifest = Manifest::from_json(&manifest_bytes)?;
+        self.ceilings.check_kit(&manifest, manifest_bytes.len())?;
+        check_text(
+            &manifest.description,
+            "",
+            &manifest.license,
+            &manifest.industries,
+            &[],
+        )?;
+        if !private_to.is_empty()
+            && self
+                .kv
+                .get(Tree::Enterprises, private_to.as_bytes())?
+                .is_none()
+        {
+            return Err(RegistryError::NotFound(format!(
+                "enterprise `{}` (private_to)",
+                shown(private_to)
+            )));
+        }
         if manifest.canonical_json() != manifest_bytes {
             return Err(RegistryError::invalid(
                 "manifest",
@@ -1087,7 +1290,10 @@ impl Registry {
         let mut blobs = BTreeMap::new();
         for (d, size) in &manifest.blobs {
             let stat = self.blobs.stat(d)?;
-            match stat.size {
+            match stat
+                .size
+                .filter(|_| self.sees_in_catalog(p, d).unwrap_or(false))
+            {
                 None => {
                     return Err(RegistryError::FailedPrecondition(format!(
                         "blob {d} named by the kit has not been uploaded"
@@ -1111,15 +1317,7 @@ impl Registry {
         };
         let kit_digest = archive.digest();
         let verified = archive.clone().verify(&roots)?;
-        let loaded = self.runtime.load(&verified)?;
-        for outcome in run_golden(&loaded, &archive)? {
-            if let Some(f) = outcome.failure {
-                return Err(RegistryError::Rejected(format!(
-                    "golden sample {} failed: {f}",
-                    outcome.index
-                )));
-            }
-        }
+        self.check_golden(&verified, &archive, cancel)?;
         // The registry's countersignature: it checked the team's signature, the
         // blobs and the golden samples. Devices may hold its key as a trust root.
         let mut signatures = signatures;
@@ -1145,6 +1343,7 @@ impl Registry {
             signatures,
             published_unix: self.clock.now_unix(),
             published_by: p.token_id.clone(),
+            private_to: private_to.to_owned(),
             ..Artifact::new(
                 Kind::Kit,
                 manifest.name.clone(),
@@ -1156,10 +1355,82 @@ impl Registry {
         })
     }
 
+    /// Runs a kit's golden samples in a bounded pool of slots, within the
+    /// ceilings' time budget, stopping when the caller goes away.
+    fn check_golden(
+        &self,
+        verified: &algobay_runtime::archive::VerifiedKit,
+        archive: &KitArchive,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let c = &self.ceilings;
+        let (lock, cv) = &self.golden_busy;
+        {
+            let busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut busy, waited) = cv
+                .wait_timeout_while(busy, c.golden_wait, |n| {
+                    *n >= c.golden_slots.max(1) && !cancel.is_cancelled()
+                })
+                .unwrap_or_else(|e| e.into_inner());
+            if waited.timed_out() && *busy >= c.golden_slots.max(1) {
+                return Err(RegistryError::Unavailable(format!(
+                    "the registry is busy checking {} other kits; try again shortly",
+                    *busy
+                )));
+            }
+            *busy += 1;
+        }
+        struct Slot<'a>(&'a (std::sync::Mutex<usize>, std::sync::Condvar));
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                let mut n = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+                *n = n.saturating_sub(1);
+                self.0 .1.notify_one();
+            }
+        }
+        let _slot = Slot(&self.golden_busy);
+        if cancel.is_cancelled() {
+            return Err(RegistryError::Cancelled("the caller went away".into()));
+        }
+        let started = std::time::Instant::now();
+        let stop = || {
+            if cancel.is_cancelled() {
+                Some("the caller went away".to_owned())
+            } else if started.elapsed() > c.golden_budget {
+                Some(format!(
+                    "the golden samples took over the registry's budget of {} s",
+                    c.golden_budget.as_secs()
+                ))
+            } else {
+                None
+            }
+        };
+        let loaded = self.runtime.load(verified)?;
+        for outcome in run_golden_checked(&loaded, archive, &stop)? {
+            if let Some(f) = outcome.failure {
+                return Err(RegistryError::Rejected(format!(
+                    "golden sample {} failed: {f}",
+                    outcome.index
+                )));
+            }
+        }
+        Ok(())
+    }
+
     // ------------------------------------------------------------ reading
+
+    /// [`Self::get`] for a caller: what it may not see is not found.
+    pub fn get_for(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        match self.get(reference, kind) {
+            Ok(a) if p.may_see(&a) => Ok(a),
+            Ok(_) => Err(RegistryError::NotFound(shown(reference))),
+            Err(e) => Err(e),
+        }
+    }
 
     /// By `team/name@version` (with a kind, or the only artifact of that reference) or by digest.
     pub fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        check_len("reference", reference, 256)?;
         if reference.starts_with("sha256:") {
             let d = digest("reference", reference)?;
             let prefix = format!("{d}/");
@@ -1180,7 +1451,10 @@ impl Registry {
         let (name, version) = reference.split_once('@').ok_or_else(|| {
             RegistryError::invalid(
                 "reference",
-                format!("`{reference}` must be `team/name@version` or a digest"),
+                format!(
+                    "`{}` must be `team/name@version` or a digest",
+                    shown(reference)
+                ),
             )
         })?;
         validate_name("reference", name)
@@ -1199,21 +1473,27 @@ impl Registry {
             }
         }
         match found.len() {
-            0 => Err(RegistryError::NotFound(reference.to_string())),
+            0 => Err(RegistryError::NotFound(shown(reference))),
             1 => Ok(found.remove(0)),
             _ => Err(RegistryError::invalid(
                 "kind",
-                format!("`{reference}` names several kinds of artifact; give the kind (model, tool or kit; `--kind` on the command line)"),
+                format!("`{}` names several kinds of artifact; give the kind (model, tool or kit; `--kind` on the command line)", shown(reference)),
             )),
         }
     }
 
     pub fn search(&self, q: &Query) -> Result<Page> {
-        if !q.page_token.is_empty() && q.page_token.len() > 512 {
+        if !q.page_token.is_empty() && q.page_token.parse::<u32>().is_err() {
             return Err(RegistryError::invalid(
                 "page_token",
-                "is not one this registry issued",
+                format!("`{}` is not one this registry issued", shown(&q.page_token)),
             ));
+        }
+        if q.text.len() > 256 {
+            return Err(RegistryError::TooLarge(format!(
+                "text: {} bytes, over the limit of 256",
+                q.text.len()
+            )));
         }
         Ok(self.index().search(q))
     }
@@ -1226,7 +1506,7 @@ impl Registry {
         kind: Option<Kind>,
         undo: bool,
     ) -> Result<Artifact> {
-        let a = self.get(reference, kind)?;
+        let a = self.get_for(p, reference, kind)?;
         if !p.may_publish_for(a.team()) {
             return Err(RegistryError::PermissionDenied(format!(
                 "`{}` belongs to team `{}`",

@@ -22,6 +22,10 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_algobay-registry"))
             .args([
                 "serve",
@@ -32,6 +36,7 @@ impl Server {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .env("ALGOBAY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -109,6 +114,7 @@ async fn upload_all(ch: &Channel, tok: &str, data: &[u8]) {
         .stat(req(
             pb::StatBlobRequest {
                 digest: d.to_string(),
+                ..Default::default()
             },
             tok,
         ))
@@ -241,6 +247,7 @@ async fn kill_during_publish_leaves_it_wholly_there_or_wholly_absent() {
                     pb::PublishKitRequest {
                         manifest: bytes,
                         signatures: sigs,
+                        ..Default::default()
                     },
                     &t2,
                 ))
@@ -311,4 +318,68 @@ async fn kill_during_publish_leaves_it_wholly_there_or_wholly_absent() {
     }
     server.unwrap().kill9();
     eprintln!("publish outcomes after kill -9: {outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_registry_promptly_while_a_golden_run_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start_with(&data, &["--shutdown-grace-seconds", "1"]);
+    let ch = server.channel(&data).await;
+    let key = SecretKey::generate();
+    let tok = team(&ch, &operator(&data), &key).await;
+    // A stage that loops for the whole of the 10 s a call the default ceiling allows.
+    let kit = looping_kit(&key, 10_000);
+    for b in kit.blobs.values() {
+        upload_all(&ch, &tok, b).await;
+    }
+    let manifest = kit.manifest_bytes.clone();
+    let signatures = kit
+        .signatures
+        .iter()
+        .map(|s| pb::KitSignature {
+            key: s.key.clone(),
+            signature: s.signature.clone(),
+        })
+        .collect();
+    let publish = tokio::spawn({
+        let ch = ch.clone();
+        let tok = tok.clone();
+        async move {
+            pb::catalog_client::CatalogClient::new(ch)
+                .publish_kit(req(
+                    pb::PublishKitRequest {
+                        manifest,
+                        signatures,
+                        ..Default::default()
+                    },
+                    &tok,
+                ))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "the registry still runs {:?} after SIGTERM",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        publish.await.unwrap().is_err(),
+        "the publish did not succeed"
+    );
 }

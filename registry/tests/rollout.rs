@@ -76,12 +76,19 @@ fn fleet(n: usize) -> Fleet {
         let kit = build_digits(&key, name);
         for (d, b) in &kit.blobs {
             reg.blobs().put(d, b).unwrap();
+            reg.note_upload(&team, d, true).unwrap();
         }
         reg.blobs()
             .put(&Digest::of(&kit.manifest_bytes), &kit.manifest_bytes)
             .unwrap();
         let a = reg
-            .publish_kit(&team, kit.manifest_bytes.clone(), kit.signatures.clone())
+            .publish_kit(
+                &team,
+                kit.manifest_bytes.clone(),
+                kit.signatures.clone(),
+                "",
+                &algobay_registry::service::Cancel::new(),
+            )
             .unwrap();
         refs.push(a.reference());
     }

@@ -118,7 +118,8 @@ impl KitArchive {
             }
             if !kind.is_file() {
                 return Err(Error::Archive(format!(
-                    "entry `{path}` is not a regular file ({kind:?})"
+                    "entry `{path}` is not a regular file (tar type `{}`)",
+                    entry_type_name(kind)
                 )));
             }
             let size = entry.size();
@@ -139,8 +140,10 @@ impl KitArchive {
                     "entry `{path}` is {size} bytes, over the limit of {cap}"
                 )));
             }
-            let mut data = Vec::with_capacity(size as usize);
-            entry
+            // Memory grows with the bytes that arrive, never with what a header claims.
+            let mut data = Vec::with_capacity(size.min(1 << 20) as usize);
+            (&mut entry)
+                .take(size)
                 .read_to_end(&mut data)
                 .map_err(|e| Error::Archive(format!("entry `{path}` is truncated: {e}")))?;
             if data.len() as u64 != size {
@@ -322,4 +325,32 @@ fn check_entry_path(path: &str) -> Result<()> {
         return Err(Error::Archive(format!("unexpected entry `{path}`")));
     }
     Ok(())
+}
+
+/// A tar entry type as a person reads it.
+fn entry_type_name(kind: tar::EntryType) -> String {
+    use tar::EntryType as T;
+    match kind {
+        T::Regular => "regular file".into(),
+        T::Link => "hard link".into(),
+        T::Symlink => "symbolic link".into(),
+        T::Char => "character device".into(),
+        T::Block => "block device".into(),
+        T::Directory => "directory".into(),
+        T::Fifo => "fifo".into(),
+        T::Continuous => "contiguous file".into(),
+        T::GNULongName => "GNU long name".into(),
+        T::GNULongLink => "GNU long link".into(),
+        T::GNUSparse => "GNU sparse file".into(),
+        T::XGlobalHeader => "pax global header".into(),
+        T::XHeader => "pax header".into(),
+        other => {
+            let b = other.as_byte();
+            if b.is_ascii_graphic() {
+                format!("unknown `{}` (byte {b})", b as char)
+            } else {
+                format!("unknown (byte {b})")
+            }
+        }
+    }
 }

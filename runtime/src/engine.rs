@@ -274,6 +274,16 @@ impl LoadedKit {
 
     /// Runs one request and reports the time spent in each step.
     pub fn run_timed(&self, inputs: Values) -> Result<(Values, Vec<StepTiming>)> {
+        self.run_checked(inputs, &|| None)
+    }
+
+    /// [`Self::run_timed`], asking `stop` before each step whether to go on:
+    /// a reason stops the run with that reason (a budget spent, a caller gone).
+    pub fn run_checked(
+        &self,
+        inputs: Values,
+        stop: &dyn Fn() -> Option<String>,
+    ) -> Result<(Values, Vec<StepTiming>)> {
         for (name, _) in inputs.iter() {
             if !self.manifest.inputs.iter().any(|p| &p.name == name) {
                 return Err(Error::input(name, "is not an input of this kit"));
@@ -288,6 +298,12 @@ impl LoadedKit {
         let mut env = inputs;
         let mut timings = Vec::with_capacity(self.steps.len());
         for s in &self.steps {
+            if let Some(why) = stop() {
+                return Err(Error::Pipeline(format!(
+                    "stopped before step `{}`: {why}",
+                    s.step.name
+                )));
+            }
             let mut port_inputs = Values::new();
             for port in &s.contract.inputs {
                 let value = s.step.input_value(&port.name);

@@ -111,15 +111,38 @@ pub fn golden_inputs(archive: &KitArchive, g: &Golden) -> Result<Values> {
 
 /// Runs every golden sample of the kit.
 pub fn run_golden(kit: &LoadedKit, archive: &KitArchive) -> Result<Vec<GoldenOutcome>> {
-    let mut out = Vec::new();
+    golden_loop(kit, archive, &|| None, false)
+}
+
+/// [`run_golden`] for a checker with a budget: asks `stop` before each step of
+/// each sample whether to go on (see [`LoadedKit::run_checked`]), and ends at
+/// the first failing sample.
+pub fn run_golden_checked(
+    kit: &LoadedKit,
+    archive: &KitArchive,
+    stop: &dyn Fn() -> Option<String>,
+) -> Result<Vec<GoldenOutcome>> {
+    golden_loop(kit, archive, stop, true)
+}
+
+fn golden_loop(
+    kit: &LoadedKit,
+    archive: &KitArchive,
+    stop: &dyn Fn() -> Option<String>,
+    first_failure_ends: bool,
+) -> Result<Vec<GoldenOutcome>> {
+    let mut out: Vec<GoldenOutcome> = Vec::new();
     for (index, g) in archive.manifest.golden.iter().enumerate() {
+        if first_failure_ends && out.iter().any(|o| o.failure.is_some()) {
+            break;
+        }
         let inputs = golden_inputs(archive, g)?;
         let expected: J =
             serde_json::from_slice(archive.blob(&g.expected)?).map_err(|e| Error::Golden {
                 index,
                 message: format!("expected output is not json: {e}"),
             })?;
-        match kit.run(inputs) {
+        match kit.run_checked(inputs, stop).map(|(v, _)| v) {
             Err(e) => out.push(GoldenOutcome {
                 index,
                 failure: Some(format!("the kit failed: {e}")),

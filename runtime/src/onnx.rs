@@ -55,6 +55,8 @@ impl OrtRuntime {
                 let env = ort::init_from(path)
                     .map_err(|e| Error::OrtUnavailable(format!("{e}; {INSTALL_HINT}")))?
                     .with_name("algobay")
+                    // No usage events from ONNX Runtime on a customer's device.
+                    .with_telemetry(false)
                     .build()
                     .map_err(|e| Error::OrtUnavailable(e.to_string()))?;
                 *slot = Some(env.clone());

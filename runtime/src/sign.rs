@@ -4,7 +4,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -110,9 +110,16 @@ impl std::str::FromStr for PublicKey {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::Signature("public key must be 32 bytes".into()))?;
-        VerifyingKey::from_bytes(&arr)
-            .map(PublicKey)
-            .map_err(|e| Error::Signature(format!("public key is not a valid ed25519 point: {e}")))
+        let key = VerifyingKey::from_bytes(&arr).map_err(|e| {
+            Error::Signature(format!("public key is not a valid ed25519 point: {e}"))
+        })?;
+        // A small-order key "verifies" forged signatures: refuse it outright.
+        if key.is_weak() {
+            return Err(Error::Signature(
+                "public key is a weak (small-order) ed25519 point".into(),
+            ));
+        }
+        Ok(PublicKey(key))
     }
 }
 
@@ -141,7 +148,9 @@ impl Signature {
         let sig = ed25519_dalek::Signature::from_slice(&raw).map_err(|_| {
             Error::Signature(format!("signature of key {} must be 64 bytes", key.id()))
         })?;
-        key.0.verify(message, &sig).map_err(|_| {
+        // Strict verification: no small-order R, canonical S (RFC 8032 with the
+        // checks that rule out signatures valid for many messages).
+        key.0.verify_strict(message, &sig).map_err(|_| {
             Error::Signature(format!(
                 "signature of key {} does not match the manifest",
                 key.id()
@@ -265,5 +274,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("base64"));
+    }
+
+    #[test]
+    fn a_small_order_key_and_its_forged_signature_are_refused() {
+        // The identity point (y = 1): with R = identity and S = 0 a lax verifier
+        // accepts this "signature" over any message.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = format!("{PUBLIC_PREFIX}{}", B64.encode(identity));
+        let err = key.parse::<PublicKey>().unwrap_err().to_string();
+        assert!(err.contains("weak"), "{err}");
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let sig = Signature {
+            key,
+            signature: B64.encode(forged),
+        };
+        assert!(sig.verify(b"any manifest at all").is_err());
     }
 }

@@ -525,6 +525,7 @@ impl Client {
             .blobs()
             .stat(self.req(pb::StatBlobRequest {
                 digest: d.to_string(),
+                ..Default::default()
             }))
             .await?
             .into_inner();
@@ -584,6 +585,7 @@ impl Client {
             .download(self.req(pb::DownloadRequest {
                 digest: d.to_string(),
                 offset: have.len() as u64,
+                ..Default::default()
             }))
             .await;
         if matches!(&s, Err(st) if st.code() == Code::InvalidArgument && !have.is_empty()) {
@@ -594,6 +596,7 @@ impl Client {
                 .download(self.req(pb::DownloadRequest {
                     digest: d.to_string(),
                     offset: 0,
+                    ..Default::default()
                 }))
                 .await;
         }
@@ -624,6 +627,7 @@ impl Client {
             .download(self.req(pb::DownloadRequest {
                 digest: d.to_string(),
                 offset: 0,
+                ..Default::default()
             }))
             .await?
             .into_inner();
@@ -739,6 +743,7 @@ impl Client {
             .publish_kit(self.req(pb::PublishKitRequest {
                 manifest: kit.manifest_bytes.clone(),
                 signatures: sigs,
+                ..Default::default()
             }))
             .await?
             .into_inner();

@@ -61,6 +61,10 @@ impl BlobStore for WithInlineBlobs {
         self.inner.finish(d)
     }
 
+    fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize> {
+        self.inner.sweep_partials(older_than)
+    }
+
     fn open(&self, d: &Digest) -> Result<(u64, BlobReader)> {
         match self.inline(d)? {
             Some(b) => Ok((b.len() as u64, Box::new(std::io::Cursor::new(b)))),

@@ -75,6 +75,36 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 impl BlobStore for LocalBlobStore {
+    fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize> {
+        let dir = self.root.join("uploads");
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            let Some(hex) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".partial"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if age >= older_than {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(dir.join(format!("{hex}.size")));
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn stat(&self, d: &Digest) -> Result<BlobStat> {
         if let Ok(m) = std::fs::metadata(self.path(d)) {
             return Ok(BlobStat {

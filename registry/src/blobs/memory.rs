@@ -19,6 +19,8 @@ pub struct MemoryBlobStore {
 struct Inner {
     blobs: HashMap<Digest, std::sync::Arc<Vec<u8>>>,
     uploads: HashMap<Digest, (u64, Vec<u8>)>,
+    /// When each upload last received bytes.
+    touched: HashMap<Digest, std::time::Instant>,
 }
 
 impl MemoryBlobStore {
@@ -37,6 +39,21 @@ impl MemoryBlobStore {
 }
 
 impl BlobStore for MemoryBlobStore {
+    fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize> {
+        let mut i = self.lock()?;
+        let stale: Vec<Digest> = i
+            .touched
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= older_than)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in &stale {
+            i.touched.remove(d);
+            i.uploads.remove(d);
+        }
+        Ok(stale.len())
+    }
+
     fn stat(&self, d: &Digest) -> Result<BlobStat> {
         let i = self.lock()?;
         if let Some(b) = i.blobs.get(d) {
@@ -59,6 +76,7 @@ impl BlobStore for MemoryBlobStore {
             )));
         }
         let mut i = self.lock()?;
+        i.touched.insert(*d, std::time::Instant::now());
         let (declared, data) = i.uploads.entry(*d).or_insert((size, Vec::new()));
         if *declared != size {
             return Err(RegistryError::FailedPrecondition(format!(
@@ -70,6 +88,7 @@ impl BlobStore for MemoryBlobStore {
 
     fn append(&self, d: &Digest, offset: u64, chunk: &[u8]) -> Result<u64> {
         let mut i = self.lock()?;
+        i.touched.insert(*d, std::time::Instant::now());
         let (size, data) = i.uploads.get_mut(d).ok_or_else(|| {
             RegistryError::FailedPrecondition(format!("no upload of {d} is in progress"))
         })?;
@@ -94,6 +113,7 @@ impl BlobStore for MemoryBlobStore {
         if let Some(b) = i.blobs.get(d) {
             return Ok(b.len() as u64);
         }
+        i.touched.remove(d);
         let (size, data) = i.uploads.remove(d).ok_or_else(|| {
             RegistryError::FailedPrecondition(format!("no upload of {d} is in progress"))
         })?;

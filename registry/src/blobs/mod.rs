@@ -44,6 +44,9 @@ pub trait BlobStore: Send + Sync + 'static {
     fn finish(&self, digest: &Digest) -> Result<u64>;
     /// A reader over the stored blob. Callers verify as they read ([`VerifyingReader`]).
     fn open(&self, digest: &Digest) -> Result<(u64, BlobReader)>;
+    /// Removes unfinished uploads untouched for longer than `older_than`;
+    /// returns how many.
+    fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize>;
     /// Stores bytes in one go (verify, write, rename).
     fn put(&self, digest: &Digest, data: &[u8]) -> Result<()> {
         if self.stat(digest)?.size.is_some() {

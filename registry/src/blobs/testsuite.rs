@@ -15,6 +15,34 @@ pub fn run_all(s: &dyn BlobStore) {
     mismatching_bytes_are_discarded_not_stored(s);
     oversize_claim_is_refused(s);
     missing_blob_is_not_found(s);
+    abandoned_uploads_are_swept_and_recent_ones_kept(s);
+}
+
+fn abandoned_uploads_are_swept_and_recent_ones_kept(s: &dyn BlobStore) {
+    let data = vec![5u8; 3000];
+    let d = Digest::of(&data);
+    let from = s.begin(&d, data.len() as u64).unwrap();
+    s.append(&d, from, &data[..1000]).unwrap();
+    s.sweep_partials(std::time::Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(
+        s.stat(&d).unwrap().received,
+        1000,
+        "a recent upload is kept"
+    );
+    assert!(s.sweep_partials(std::time::Duration::ZERO).unwrap() >= 1);
+    assert_eq!(
+        s.stat(&d).unwrap().received,
+        0,
+        "an abandoned upload is gone"
+    );
+    // It can start over, and a finished blob is never swept.
+    let from = s.begin(&d, data.len() as u64).unwrap();
+    assert_eq!(from, 0);
+    s.append(&d, 0, &data).unwrap();
+    s.finish(&d).unwrap();
+    s.sweep_partials(std::time::Duration::ZERO).unwrap();
+    assert_eq!(s.read_all(&d).unwrap(), data);
 }
 
 fn put_then_read_back_verified(s: &dyn BlobStore) {

@@ -38,9 +38,13 @@ fn token<T>(req: &Request<T>) -> Option<String> {
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
 }
 
-/// The caller: by its bearer token, or (with no token) by the client
+/// The caller: as the guard layer authenticated it before the body was read
+/// ([`guard`]), else by its bearer token, or (with no token) by the client
 /// certificate an enrolled device presented in the TLS handshake.
 async fn principal<T>(reg: &Arc<dyn RegistryApi>, req: &Request<T>) -> Result<Principal, Status> {
+    if let Some(guard::Authenticated(p)) = req.extensions().get::<guard::Authenticated>() {
+        return Ok(p.clone());
+    }
     let reg = reg.clone();
     let t = token(req);
     let cert = req
@@ -102,6 +106,7 @@ fn artifact_to_pb(a: Artifact) -> pb::Artifact {
         architecture: a.architecture,
         tool_kind: a.tool_kind,
         scenario: a.scenario,
+        private_to: a.private_to,
         inputs: a.inputs.into_iter().map(port).collect(),
         outputs: a.outputs.into_iter().map(port).collect(),
         card: a.card,
@@ -235,10 +240,11 @@ impl pb::blobs_server::Blobs for BlobsApi {
         &self,
         req: Request<pb::StatBlobRequest>,
     ) -> Result<Response<pb::StatBlobResponse>, Status> {
-        principal(&self.0, &req).await?;
-        let d = parse_digest("digest", &req.into_inner().digest)?;
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let d = parse_digest("digest", &r.digest)?;
         let reg = self.0.clone();
-        let s = blocking(move || reg.blobs().stat(&d)).await?;
+        let s = blocking(move || reg.stat_blob(&p, &d, &r.enterprise)).await?;
         Ok(Response::new(pb::StatBlobResponse {
             present: s.size.is_some(),
             size: s.size.unwrap_or(0),
@@ -251,19 +257,15 @@ impl pb::blobs_server::Blobs for BlobsApi {
         req: Request<Streaming<pb::UploadChunk>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
         let p = principal(&self.0, &req).await?;
-        if matches!(p.role, Role::Enterprise | Role::Device) {
-            return Err(RegistryError::PermissionDenied(
-                "enterprises and devices do not upload blobs".into(),
-            )
-            .into());
-        }
+        self.0.may_upload(&p)?;
+        let idle = self.0.ceilings().upload_idle;
         let mut stream = req.into_inner();
-        let first = stream.next().await.ok_or_else(|| {
+        let first = next_chunk(&mut stream, idle, 0).await?.ok_or_else(|| {
             Status::from(RegistryError::invalid(
                 "upload",
                 "the stream carried no chunk",
             ))
-        })??;
+        })?;
         let d = parse_digest("digest", &first.digest)?;
         let size = first.size;
         let first_offset = first.offset;
@@ -277,15 +279,24 @@ impl pb::blobs_server::Blobs for BlobsApi {
             if !c.chunk_digest.is_empty() {
                 check_chunk(&d, 0, c)?;
             }
-            match stream.next().await {
+            match next_chunk(&mut stream, idle, size).await? {
                 None => {
                     let data = chunk.take().map(|c| c.data).unwrap_or_default();
                     let reg = self.0.clone();
                     let existed = blocking(move || {
                         let existed = reg.blobs().stat(&d)?.size.is_some();
-                        if !existed {
+                        if existed {
+                            // The sender proves it holds the bytes before it learns they are here.
+                            if Digest::of(&data) != d {
+                                return Err(RegistryError::invalid(
+                                    "data",
+                                    format!("the bytes hash to {}, not {d}", Digest::of(&data)),
+                                ));
+                            }
+                        } else {
                             reg.blobs().put(&d, &data)?;
                         }
+                        reg.note_upload(&p, &d, true)?;
                         Ok(existed)
                     })
                     .await?;
@@ -295,12 +306,60 @@ impl pb::blobs_server::Blobs for BlobsApi {
                         existed,
                     }));
                 }
-                Some(next) => rest = Some(next?),
+                Some(next) => rest = Some(next),
             }
         }
         let reg = self.0.clone();
-        let stat = blocking(move || reg.blobs().stat(&d)).await?;
+        let caller = p.clone();
+        let (stat, sees) =
+            blocking(move || Ok((reg.blobs().stat(&d)?, reg.sees_in_catalog(&caller, &d)?)))
+                .await?;
         if let Some(s) = stat.size {
+            if !sees {
+                // Stored, but not yet known to this caller: it learns so only
+                // after sending the bytes, which are hashed and dropped.
+                if first_offset != 0 {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "upload of {d} must start at byte 0, not {first_offset}"
+                    ))
+                    .into());
+                }
+                let mut pending = [chunk.take(), rest.take()];
+                let mut it = pending.iter_mut().filter_map(Option::take);
+                let mut hasher = sha2::Sha256::new();
+                let mut received = 0u64;
+                loop {
+                    let c = match it.next() {
+                        Some(c) => c,
+                        None => match next_chunk(&mut stream, idle, received).await? {
+                            Some(c) => c,
+                            None => break,
+                        },
+                    };
+                    if c.offset != received {
+                        return Err(RegistryError::invalid(
+                            "offset",
+                            format!("chunk at byte {} where {received} was expected", c.offset),
+                        )
+                        .into());
+                    }
+                    received += c.data.len() as u64;
+                    if received > s {
+                        break;
+                    }
+                    hasher.update(&c.data);
+                }
+                let got: [u8; 32] = hasher.finalize().into();
+                if received != s || &got != d.as_bytes() {
+                    return Err(RegistryError::invalid(
+                        "data",
+                        format!("the {received} bytes sent are not the blob {d}"),
+                    )
+                    .into());
+                }
+            }
+            let reg = self.0.clone();
+            blocking(move || reg.note_upload(&p, &d, true)).await?;
             return Ok(Response::new(pb::UploadResponse {
                 digest: d.to_string(),
                 size: s,
@@ -308,7 +367,12 @@ impl pb::blobs_server::Blobs for BlobsApi {
             }));
         }
         let reg = self.0.clone();
-        let from = blocking(move || reg.blobs().begin(&d, size)).await?;
+        let caller = p.clone();
+        let from = blocking(move || {
+            reg.note_upload(&caller, &d, false)?;
+            reg.blobs().begin(&d, size)
+        })
+        .await?;
         if first_offset != from {
             return Err(RegistryError::FailedPrecondition(format!(
                 "upload of {d} must resume at byte {from}, not {}",
@@ -320,8 +384,8 @@ impl pb::blobs_server::Blobs for BlobsApi {
         loop {
             let c = match chunk.take().or_else(|| rest.take()) {
                 Some(c) => c,
-                None => match stream.next().await {
-                    Some(c) => c?,
+                None => match next_chunk(&mut stream, idle, received).await? {
+                    Some(c) => c,
                     None => break,
                 },
             };
@@ -342,7 +406,12 @@ impl pb::blobs_server::Blobs for BlobsApi {
             .into());
         }
         let reg = self.0.clone();
-        let size = blocking(move || reg.blobs().finish(&d)).await?;
+        let size = blocking(move || {
+            let size = reg.blobs().finish(&d)?;
+            reg.note_upload(&p, &d, true)?;
+            Ok(size)
+        })
+        .await?;
         Ok(Response::new(pb::UploadResponse {
             digest: d.to_string(),
             size,
@@ -360,11 +429,8 @@ impl pb::blobs_server::Blobs for BlobsApi {
         let r = req.into_inner();
         let d = parse_digest("digest", &r.digest)?;
         let reg = self.0.clone();
-        let (size, reader) = blocking(move || {
-            reg.may_download(&p, &d)?;
-            reg.blobs().open(&d)
-        })
-        .await?;
+        let enterprise = r.enterprise.clone();
+        let (size, reader) = blocking(move || reg.open_blob(&p, &d, &enterprise)).await?;
         if r.offset > size {
             return Err(RegistryError::invalid(
                 "offset",
@@ -487,18 +553,21 @@ impl pb::catalog_server::Catalog for CatalogApi {
             })
             .collect();
         let reg = self.0.clone();
+        // Dropped with this future when the caller goes away: the golden run stops.
+        let cancel = crate::service::Cancel::new();
+        let _stop_when_dropped = cancel.on_drop();
         Ok(Response::new(artifact_to_pb(
-            blocking(move || reg.publish_kit(&p, r.manifest, sigs)).await?,
+            blocking(move || reg.publish_kit(&p, r.manifest, sigs, &r.private_to, &cancel)).await?,
         )))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Artifact>, Status> {
-        principal(&self.0, &req).await?;
+        let p = principal(&self.0, &req).await?;
         let r = req.into_inner();
         let kind = kind_from_pb(r.kind)?;
         let reg = self.0.clone();
         Ok(Response::new(artifact_to_pb(
-            blocking(move || reg.get(&r.reference, kind)).await?,
+            blocking(move || reg.get(&p, &r.reference, kind)).await?,
         )))
     }
 
@@ -506,9 +575,10 @@ impl pb::catalog_server::Catalog for CatalogApi {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        principal(&self.0, &req).await?;
+        let p = principal(&self.0, &req).await?;
         let r = req.into_inner();
         let q = Query {
+            viewer: Some(p),
             text: r.text,
             kind: kind_from_pb(r.kind)?,
             domain: r.domain,
@@ -568,6 +638,23 @@ impl pb::catalog_server::Catalog for CatalogApi {
     }
 }
 
+/// The next chunk of an upload, or the end of the stream; an upload that sends
+/// nothing for `idle` is dropped (it can resume from the bytes received).
+async fn next_chunk(
+    stream: &mut Streaming<pb::UploadChunk>,
+    idle: std::time::Duration,
+    received: u64,
+) -> Result<Option<pb::UploadChunk>, Status> {
+    match tokio::time::timeout(idle, stream.next()).await {
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "upload idle for {} s; resume from byte {received}",
+            idle.as_secs()
+        ))),
+        Ok(None) => Ok(None),
+        Ok(Some(c)) => c.map(Some).map_err(algobay_proto::status::decode_status),
+    }
+}
+
 /// Checks a chunk against the digest its sender gave for it.
 fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Status> {
     let want = parse_digest("chunk_digest", &c.chunk_digest)?;
@@ -586,5 +673,6 @@ fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Sta
 
 mod fleet;
 pub use fleet::FleetApi;
+pub mod guard;
 mod otlp;
 pub use otlp::{OtlpMetrics, OtlpTraces};

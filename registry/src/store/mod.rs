@@ -33,11 +33,15 @@ pub enum Tree {
     Samples,
     /// Digest → bytes of a small blob published inline with its artifact.
     InlineBlobs,
+    /// `enterprise/digest` → bytes of a sample input (each enterprise's own namespace).
+    SampleInputs,
+    /// `digest/team` → whether that team's upload of the blob is under way or done.
+    BlobOwners,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 13] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -49,6 +53,8 @@ impl Tree {
         Tree::Deployments,
         Tree::Samples,
         Tree::InlineBlobs,
+        Tree::SampleInputs,
+        Tree::BlobOwners,
     ];
 
     /// The tree's name on disk.
@@ -65,6 +71,8 @@ impl Tree {
             Tree::Deployments => "deployments",
             Tree::Samples => "samples",
             Tree::InlineBlobs => "inline_blobs",
+            Tree::SampleInputs => "sample_inputs",
+            Tree::BlobOwners => "blob_owners",
         }
     }
 }

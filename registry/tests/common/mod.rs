@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use tonic::Request;
 
+pub mod harness;
+
 use algobay_runtime::archive::KitArchive;
 use algobay_runtime::SecretKey;
 
@@ -61,6 +63,7 @@ pub async fn stat(
         .stat(req(
             algobay_proto::v1::StatBlobRequest {
                 digest: d.to_string(),
+                ..Default::default()
             },
             token,
         ))
@@ -97,4 +100,70 @@ pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
     algobay_runtime::kitfile::Packager::new(&rt, cargo)
         .build(dir.path(), key, &|_| {})
         .unwrap()
+}
+
+/// The misbehave stage in a kit whose golden sample makes it loop.
+pub fn looping_kit(key: &SecretKey, time_ms: u32) -> algobay_runtime::archive::KitArchive {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("x.json"),
+        r#"{"dtype": "f32", "shape": [3], "data": [1, 2, 3]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("mode.txt"), "ok").unwrap();
+    std::fs::write(
+        dir.path().join("y.json"),
+        r#"{"y": {"dtype": "f32", "shape": [3], "data": [2, 4, 6]}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Kitfile"),
+        format!(
+            r#"
+[kit]
+name = "acme/loops"
+version = "1.0.0"
+scenario = "tests"
+[[input]]
+name = "x"
+type = "f32[3]"
+[[input]]
+name = "mode"
+type = "text"
+[[output]]
+name = "y"
+type = "f32[3]"
+[[step]]
+name = "m"
+stage = "{}"
+limits = {{ memory_mb = 32, time_ms = {time_ms} }}
+[[golden]]
+inputs = {{ x = "x.json", mode = "mode.txt" }}
+expected = "y.json"
+"#,
+            root().join("runtime/tests/stages/misbehave").display()
+        ),
+    )
+    .unwrap();
+    let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
+        cache_dir: None,
+        ort_library: Some(ort_lib()),
+        ort_threads: 1,
+        stage_limits_cap: None,
+        max_batch: 0,
+    })
+    .unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut kit = algobay_runtime::kitfile::Packager::new(&rt, cargo.into())
+        .build(dir.path(), key, &|_| {})
+        .unwrap();
+    // The golden sample now asks the stage to loop.
+    let looping = b"loop".to_vec();
+    let d = algobay_runtime::Digest::of(&looping);
+    kit.manifest.golden[0].inputs.insert("mode".into(), d);
+    kit.manifest.blobs.insert(d, looping.len() as u64);
+    kit.blobs.insert(d, std::sync::Arc::new(looping));
+    kit.manifest_bytes = kit.manifest.canonical_json();
+    kit.signatures = vec![key.sign(&kit.manifest_bytes)];
+    kit
 }
