@@ -703,6 +703,14 @@ impl Agent {
         traceparent: Option<&str>,
         job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
     ) -> Result<(Arc<Active>, T), OipError> {
+        let turn = self.admit(model, version).await?;
+        self.run_admitted(turn, traceparent, job).await
+    }
+
+    /// Waits for a turn to run a request on the active kit (the bounded queue,
+    /// then one of the running slots). Reading and parsing a request's body
+    /// happen after this, so that memory is bounded by the running slots.
+    pub async fn admit(&self, model: &str, version: &str) -> Result<Turn<'_>, OipError> {
         let active = self.model(model, version)?;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_queue {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -722,7 +730,21 @@ impl Agent {
         }
         let permit = self.running.acquire().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| OipError::Unavailable("the agent is stopping".into()))?;
+        let permit = permit.map_err(|_| OipError::Unavailable("the agent is stopping".into()))?;
+        Ok(Turn {
+            active,
+            _permit: permit,
+        })
+    }
+
+    /// Runs a job on a blocking thread in a turn [`Self::admit`] gave.
+    pub async fn run_admitted<T: Send + 'static>(
+        self: &Arc<Self>,
+        turn: Turn<'_>,
+        traceparent: Option<&str>,
+        job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
+    ) -> Result<(Arc<Active>, T), OipError> {
+        let active = turn.active.clone();
         let started = Instant::now();
         let trace = match &self.telemetry {
             Some(t) => {
@@ -814,8 +836,21 @@ impl Agent {
         wanted: Vec<String>,
         traceparent: Option<&str>,
     ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
+        let turn = self.admit(model, version).await?;
+        self.infer_in(turn, inputs, wanted, traceparent).await
+    }
+
+    /// [`Self::infer`] in a turn already given.
+    pub async fn infer_in(
+        self: &Arc<Self>,
+        turn: Turn<'_>,
+        inputs: Vec<RawTensor>,
+        wanted: Vec<String>,
+        traceparent: Option<&str>,
+    ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
+        crate::oip::check_request(&inputs, &wanted)?;
         let agent = self.clone();
-        self.run_on_active(model, version, traceparent, move |active, trace| {
+        self.run_admitted(turn, traceparent, move |active, trace| {
             let manifest = active.kit.manifest();
             let mut values = algobay_runtime::Values::new();
             for t in &inputs {
@@ -826,7 +861,7 @@ impl Agent {
                     .ok_or_else(|| {
                         OipError::BadRequest(format!(
                             "input `{}` is not one of the kit's inputs ({})",
-                            t.name,
+                            crate::oip::shown(&t.name),
                             manifest
                                 .inputs
                                 .iter()
@@ -850,7 +885,8 @@ impl Agent {
             for w in &wanted {
                 if !manifest.outputs.iter().any(|p| &p.name == w) {
                     return Err(OipError::BadRequest(format!(
-                        "output `{w}` is not one of the kit's outputs"
+                        "output `{}` is not one of the kit's outputs",
+                        crate::oip::shown(w)
                     )));
                 }
             }
@@ -994,12 +1030,14 @@ impl Agent {
         let short = m.name.rsplit('/').next().unwrap_or(&m.name);
         if !model.is_empty() && model != short && model != m.name {
             return Err(OipError::NotFound(format!(
-                "model `{model}` is not served here; the active kit is `{short}`"
+                "model `{}` is not served here; the active kit is `{short}`",
+                crate::oip::shown(model)
             )));
         }
         if !version.is_empty() && version != m.version {
             return Err(OipError::NotFound(format!(
-                "model `{short}` version `{version}` is not served here; version {} is",
+                "model `{short}` version `{}` is not served here; version {} is",
+                crate::oip::shown(version),
                 m.version
             )));
         }
@@ -1008,5 +1046,26 @@ impl Agent {
 
     pub fn data_dir(&self) -> &Path {
         &self.cfg.data_dir
+    }
+}
+
+/// A request's turn on the active kit: it holds one of the running slots.
+pub struct Turn<'a> {
+    active: Arc<Active>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::fmt::Debug for Turn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("kit", &self.active.slot.reference)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Turn<'_> {
+    /// The kit the request runs on.
+    pub fn active(&self) -> &Arc<Active> {
+        &self.active
     }
 }

@@ -66,6 +66,15 @@ pub struct AgentConfig {
     /// Requests that may wait for a turn; past that, callers are told the device is overloaded.
     #[serde(default = "default_queue")]
     pub max_queue: usize,
+    /// Largest JSON request body (the protocol's JSON form, or JSON sent to
+    /// `/v1/infer`); bigger ones are refused with 413. JSON tensors take many
+    /// times their size once parsed: send large tensors in binary.
+    #[serde(default = "default_json_body")]
+    pub max_json_body_bytes: usize,
+    /// Largest other request body (a file sent to `/v1/infer`, binary tensors,
+    /// a gRPC message); bigger ones are refused with 413 (RESOURCE_EXHAUSTED).
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
     /// How long one sync waits for a change at the registry.
     #[serde(default = "default_wait")]
     pub sync_wait_seconds: u32,
@@ -189,4 +198,12 @@ impl AgentConfig {
         }
         Ok(())
     }
+}
+
+fn default_json_body() -> usize {
+    4 << 20
+}
+
+fn default_body() -> usize {
+    64 << 20
 }

@@ -30,6 +30,53 @@ pub enum OipError {
     Failed(String),
 }
 
+/// Most input tensors in one request, and most outputs asked for.
+pub const MAX_TENSORS: usize = 64;
+
+/// Most dimensions of a tensor.
+pub const MAX_RANK: usize = 16;
+
+/// A value as an error may quote it: whole when short, else its start and its length.
+pub fn shown(value: &str) -> String {
+    const KEEP: usize = 48;
+    if value.len() <= KEEP {
+        return value.to_owned();
+    }
+    let mut end = KEEP;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &value[..end], value.len())
+}
+
+/// Checks the shape of a request before anything runs: a bounded number of
+/// inputs and outputs, each input named once, shapes of bounded rank.
+pub fn check_request(inputs: &[RawTensor], wanted: &[String]) -> Result<(), OipError> {
+    if inputs.len() > MAX_TENSORS || wanted.len() > MAX_TENSORS {
+        return Err(OipError::BadRequest(format!(
+            "{} inputs and {} outputs asked for, over the limit of {MAX_TENSORS} each",
+            inputs.len(),
+            wanted.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in inputs.iter().enumerate() {
+        if !seen.insert(t.name.as_str()) {
+            return Err(OipError::BadRequest(format!(
+                "inputs[{i}]: input `{}` is given more than once",
+                shown(&t.name)
+            )));
+        }
+        if t.shape.len() > MAX_RANK || t.shape.iter().any(|d| *d < 0) {
+            return Err(OipError::BadRequest(format!(
+                "inputs[{i}]: shape of `{}` must be at most {MAX_RANK} dimensions, none negative",
+                shown(&t.name)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A tensor as the protocol names it, with its data in raw form.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawTensor {
@@ -282,6 +329,146 @@ pub fn raw_to_json(t: &RawTensor) -> serde_json::Value {
         DType::U8 => c.map(|b| J::from(b[0])).collect(),
         DType::I8 => c.map(|b| J::from(b[0] as i8)).collect(),
         DType::Bool => c.map(|b| J::from(b[0] != 0)).collect(),
+    })
+}
+
+/// An infer request of the protocol's HTTP form, decoded.
+#[derive(Debug)]
+pub struct HttpInfer {
+    pub tensors: Vec<RawTensor>,
+    pub wanted: Vec<String>,
+    pub binary_out: std::collections::BTreeSet<String>,
+    pub all_binary: bool,
+    pub id: Option<serde_json::Value>,
+}
+
+fn binary_flag(params: &serde_json::Value, key: &str) -> bool {
+    params.get(key).and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// Decodes an infer request of the HTTP form: its JSON (the first `json_len`
+/// bytes of `body`), then the binary tensor data that follows it, if any
+/// (the binary extension: each input's `parameters.binary_data_size` bytes, in order).
+pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipError> {
+    if json_len > body.len() {
+        return Err(OipError::BadRequest(format!(
+            "the JSON header is said to be {json_len} bytes of a {}-byte body",
+            body.len()
+        )));
+    }
+    let req: serde_json::Value = match serde_json::from_slice(&body[..json_len]) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(OipError::BadRequest(format!(
+                "the request is not JSON: {e}"
+            )))
+        }
+    };
+    let mut binary = &body[json_len..];
+    let Some(inputs) = req.get("inputs").and_then(|v| v.as_array()) else {
+        return Err(OipError::BadRequest(
+            "`inputs` must be a list of tensors".into(),
+        ));
+    };
+    if inputs.len() > MAX_TENSORS {
+        return Err(OipError::BadRequest(format!(
+            "{} inputs, over the limit of {}",
+            inputs.len(),
+            MAX_TENSORS
+        )));
+    }
+    let mut tensors = Vec::new();
+    for (i, t) in inputs.iter().enumerate() {
+        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+        let datatype = t
+            .get("datatype")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let shape: Option<Vec<i64>> = t
+            .get("shape")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_i64()).collect());
+        let (Some(shape), false, false) = (shape, name.is_empty(), datatype.is_empty()) else {
+            return Err(OipError::BadRequest(format!(
+                "inputs[{i}] needs `name`, `datatype` and `shape` (a list of integers)"
+            )));
+        };
+        let size = t
+            .get("parameters")
+            .and_then(|p| p.get("binary_data_size"))
+            .and_then(|v| v.as_u64());
+        let raw = match (size, t.get("data")) {
+            (Some(_), Some(_)) => {
+                return Err(OipError::BadRequest(format!(
+                    "input `{}` has both `data` and `parameters.binary_data_size`; send one",
+                    shown(name)
+                )))
+            }
+            (Some(n), None) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if n > binary.len() {
+                    return Err(OipError::BadRequest(format!(
+                        "input `{}`: binary_data_size {n} is more than the {} bytes left",
+                        shown(name),
+                        binary.len()
+                    )));
+                }
+                let (head, rest) = binary.split_at(n);
+                binary = rest;
+                head.to_vec()
+            }
+            (None, Some(data)) => match json_to_raw(name, datatype, data) {
+                Ok(r) => r,
+                Err(e) => return Err(e),
+            },
+            (None, None) => {
+                return Err(OipError::BadRequest(format!(
+                    "input `{}` has neither `data` nor `parameters.binary_data_size`",
+                    shown(name)
+                )))
+            }
+        };
+        tensors.push(RawTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape,
+            raw,
+        });
+    }
+    let all_binary = req
+        .get("parameters")
+        .map(|p| binary_flag(p, "binary_data_output"))
+        .unwrap_or(false);
+    let mut wanted = Vec::new();
+    let mut binary_out = std::collections::BTreeSet::new();
+    for o in req
+        .get("outputs")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(n) = o.get("name").and_then(|v| v.as_str()) {
+            wanted.push(n.to_owned());
+            if o.get("parameters")
+                .is_some_and(|p| binary_flag(p, "binary_data"))
+            {
+                binary_out.insert(n.to_owned());
+            }
+        }
+    }
+    let id = req.get("id").cloned();
+    if !binary.is_empty() {
+        return Err(OipError::BadRequest(format!(
+            "{} bytes of binary data follow the last input's",
+            binary.len()
+        )));
+    }
+    Ok(HttpInfer {
+        tensors,
+        wanted,
+        binary_out,
+        all_binary,
+        id,
     })
 }
 

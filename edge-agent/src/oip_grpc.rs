@@ -81,9 +81,13 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         let r = req.into_inner();
         model_of(&r.name)?;
-        Ok(Response::new(pb::ModelReadyResponse {
-            ready: self.0.model(&r.name, &r.version).is_ok(),
-        }))
+        // An unknown model is an error (as Triton answers), not "not ready".
+        let ready = match self.0.model(&r.name, &r.version) {
+            Ok(_) => true,
+            Err(crate::oip::OipError::Unavailable(_)) => false,
+            Err(e) => return Err(status(e)),
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(
@@ -144,6 +148,14 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                 r.inputs.len()
             )));
         }
+        if !r.raw_input_contents.is_empty() {
+            if let Some(t) = r.inputs.iter().find(|t| t.contents.is_some()) {
+                return Err(Status::invalid_argument(format!(
+                    "input `{}` has `contents` while the request uses raw_input_contents; send one form",
+                    crate::oip::shown(&t.name)
+                )));
+            }
+        }
         let mut raw = r.raw_input_contents.into_iter();
         let inputs: Vec<RawTensor> = r
             .inputs
@@ -202,13 +214,16 @@ pub async fn serve(
     agent: Arc<Agent>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let cap = agent.config().max_body_bytes;
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .max_concurrent_streams(Some(64))
+        .layer(algobay_proto::status::MalformedAsInvalidLayer)
         .add_service(
             pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(InferenceService(
                 agent,
             ))
-            .max_decoding_message_size(64 << 20),
+            .max_decoding_message_size(cap),
         )
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::agent::Agent;
-use crate::oip::{OipError, RawTensor};
+use crate::oip::OipError;
 
 /// The routes, over the agent.
 pub fn router(agent: Arc<Agent>) -> Router {
@@ -53,7 +53,6 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip_infer_v),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(agent)
 }
 
@@ -107,15 +106,83 @@ fn traceparent(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("traceparent").and_then(|v| v.to_str().ok())
 }
 
+/// Whether the body is JSON, by its content type.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            let t = t.split(';').next().unwrap_or_default().trim();
+            t == "application/json" || t.ends_with("+json")
+        })
+}
+
+fn too_large(what: &str, got: usize, cap: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{what} of {got} bytes is over this device's limit of {cap} bytes"),
+    )
+}
+
+/// Refuses at once a body whose declared length is over `cap`.
+fn check_length(headers: &axum::http::HeaderMap, cap: usize) -> Result<(), Response> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > cap as u64 => Err(too_large("the body", n as usize, cap)),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a body of at most `cap` bytes (memory grows with what arrives).
+async fn read_body(body: Body, cap: usize) -> Result<Bytes, Response> {
+    use tokio_stream::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > cap {
+            return Err(too_large("the body", buf.len() + chunk.len(), cap));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
 async fn infer(
     State(agent): State<Arc<Agent>>,
     Query(q): Query<InferQuery>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let cfg = agent.config();
+    let cap = if is_json(&headers) {
+        cfg.max_json_body_bytes
+    } else {
+        cfg.max_body_bytes
+    };
+    if let Err(r) = check_length(&headers, cap) {
+        return r;
+    }
+    // The body is read in the request's turn, so memory is bounded by the turns.
+    let turn = match agent.admit("", "").await {
+        Ok(t) => t,
+        Err(e) => return oip_error(e),
+    };
+    let body = match read_body(body, cap).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let runner = agent.clone();
     let result = agent
-        .run_on_active("", "", traceparent(&headers), move |active, trace| {
+        .run_admitted(turn, traceparent(&headers), move |active, trace| {
             let inputs = &active.kit.manifest().inputs;
             let port = match &q.input {
                 Some(name) => inputs.iter().find(|p| &p.name == name).ok_or_else(|| {
@@ -132,6 +199,7 @@ async fn infer(
             };
             let value = algobay_runtime::golden::decode_input(&port.name, &port.ty, &body)
                 .map_err(|e| OipError::BadRequest(e.to_string()))?;
+            drop(body);
             let mut values = algobay_runtime::Values::new();
             values.insert(port.name.clone(), value);
             let out = runner.run_kit(active, trace, values)?;
@@ -223,7 +291,7 @@ async fn oip_infer(
     State(a): State<Arc<Agent>>,
     Path(model): Path<String>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     oip_infer_any(a, model, String::new(), headers, body).await
 }
@@ -232,13 +300,9 @@ async fn oip_infer_v(
     State(a): State<Arc<Agent>>,
     Path((model, version)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     oip_infer_any(a, model, version, headers, body).await
-}
-
-fn binary_flag(params: &serde_json::Value, key: &str) -> bool {
-    params.get(key).and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
 /// An infer request in JSON, or JSON followed by binary tensor data (the
@@ -248,11 +312,27 @@ async fn oip_infer_any(
     model: String,
     version: String,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    if let Err(e) = agent.model(&model, &version) {
-        return oip_error(e);
+    let cfg = agent.config();
+    let binary_ext = headers.contains_key("inference-header-content-length");
+    let cap = if binary_ext {
+        cfg.max_body_bytes
+    } else {
+        cfg.max_json_body_bytes
+    };
+    if let Err(r) = check_length(&headers, cap) {
+        return r;
     }
+    // Read and parse in the request's turn: memory is bounded by the turns.
+    let turn = match agent.admit(&model, &version).await {
+        Ok(t) => t,
+        Err(e) => return oip_error(e),
+    };
+    let body = match read_body(body, cap).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let json_len = match headers.get("inference-header-content-length") {
         Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {
             Some(n) if n <= body.len() => n,
@@ -266,94 +346,23 @@ async fn oip_infer_any(
         },
         None => body.len(),
     };
-    let req: serde_json::Value = match serde_json::from_slice(&body[..json_len]) {
-        Ok(v) => v,
-        Err(e) => {
-            return oip_error(OipError::BadRequest(format!(
-                "the request is not JSON: {e}"
-            )))
-        }
-    };
-    let mut binary = &body[json_len..];
-    let Some(inputs) = req.get("inputs").and_then(|v| v.as_array()) else {
-        return oip_error(OipError::BadRequest(
-            "`inputs` must be a list of tensors".into(),
-        ));
-    };
-    let mut tensors = Vec::new();
-    for (i, t) in inputs.iter().enumerate() {
-        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or_default();
-        let datatype = t
-            .get("datatype")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let shape: Option<Vec<i64>> = t
-            .get("shape")
-            .and_then(|v| v.as_array())
-            .and_then(|a| a.iter().map(|d| d.as_i64()).collect());
-        let (Some(shape), false, false) = (shape, name.is_empty(), datatype.is_empty()) else {
-            return oip_error(OipError::BadRequest(format!(
-                "inputs[{i}] needs `name`, `datatype` and `shape` (a list of integers)"
-            )));
-        };
-        let size = t
-            .get("parameters")
-            .and_then(|p| p.get("binary_data_size"))
-            .and_then(|v| v.as_u64());
-        let raw = match (size, t.get("data")) {
-            (Some(n), _) => {
-                let n = n as usize;
-                if n > binary.len() {
-                    return oip_error(OipError::BadRequest(format!(
-                        "input `{name}`: binary_data_size {n} is more than the {} bytes left",
-                        binary.len()
-                    )));
-                }
-                let (head, rest) = binary.split_at(n);
-                binary = rest;
-                head.to_vec()
-            }
-            (None, Some(data)) => match crate::oip::json_to_raw(name, datatype, data) {
-                Ok(r) => r,
-                Err(e) => return oip_error(e),
-            },
-            (None, None) => {
-                return oip_error(OipError::BadRequest(format!(
-                    "input `{name}` has neither `data` nor `parameters.binary_data_size`"
-                )))
-            }
-        };
-        tensors.push(RawTensor {
-            name: name.into(),
-            datatype: datatype.into(),
-            shape,
-            raw,
-        });
+    if json_len > cfg.max_json_body_bytes {
+        return too_large("the JSON header", json_len, cfg.max_json_body_bytes);
     }
-    let all_binary = req
-        .get("parameters")
-        .map(|p| binary_flag(p, "binary_data_output"))
-        .unwrap_or(false);
-    let mut wanted = Vec::new();
-    let mut binary_out = std::collections::BTreeSet::new();
-    for o in req
-        .get("outputs")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-    {
-        if let Some(n) = o.get("name").and_then(|v| v.as_str()) {
-            wanted.push(n.to_owned());
-            if o.get("parameters")
-                .is_some_and(|p| binary_flag(p, "binary_data"))
-            {
-                binary_out.insert(n.to_owned());
-            }
-        }
-    }
-    let id = req.get("id").cloned();
+    let parsed = match crate::oip::parse_http_infer(&body, json_len) {
+        Ok(p) => p,
+        Err(e) => return oip_error(e),
+    };
+    drop(body);
+    let crate::oip::HttpInfer {
+        tensors,
+        wanted,
+        binary_out,
+        all_binary,
+        id,
+    } = parsed;
     let (active, outputs) = match agent
-        .infer(&model, &version, tensors, wanted, traceparent(&headers))
+        .infer_in(turn, tensors, wanted, traceparent(&headers))
         .await
     {
         Ok(r) => r,

@@ -8,57 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use algobay_proto::inference as oip;
-use algobay_sdk::fleet::RolloutPolicy;
 
 use common::*;
-
-fn all() -> RolloutPolicy {
-    RolloutPolicy {
-        canary_share: 1.0,
-        soak_seconds: 0,
-        ..Default::default()
-    }
-}
-
-/// An agent enrolled in acme, trusting the kits' team key.
-fn device(
-    rt: &tokio::runtime::Runtime,
-    reg: &RegistryProc,
-    acme: &algobay_sdk::Client,
-    dir: &std::path::Path,
-    name: &str,
-    extra: &str,
-) -> AgentProc {
-    let (_, token) = rt
-        .block_on(acme.create_enrollment_token("", BTreeMap::new(), 0))
-        .unwrap();
-    AgentProc::start(
-        &dir.join("agent"),
-        &reg.url(),
-        &reg.ca_pem,
-        &token,
-        &kits().public,
-        &DeviceSpec {
-            name,
-            labels: &[],
-            stage_memory_mb: None,
-            extra,
-        },
-    )
-}
-
-/// Deploys `kit` to all of acme's devices and waits up to `secs` until `agent` serves it.
-fn serve(
-    rt: &tokio::runtime::Runtime,
-    acme: &algobay_sdk::Client,
-    agent: &AgentProc,
-    kit: &str,
-    secs: u64,
-) {
-    rt.block_on(acme.create_deployment("", kit, BTreeMap::new(), all()))
-        .unwrap();
-    wait_for(secs, kit, || agent.active().filter(|r| r == kit));
-}
 
 /// The 64 pixel values of the sample that must come out as a 9.
 fn pixels_of_nine() -> Vec<f32> {
@@ -561,7 +512,7 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
         "",
         "algobay/digits-mlp@1.1.0",
         BTreeMap::new(),
-        RolloutPolicy {
+        algobay_sdk::fleet::RolloutPolicy {
             sampling_off: true,
             ..all()
         },

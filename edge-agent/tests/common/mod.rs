@@ -599,3 +599,52 @@ pub async fn push_as_algobay(reg: &RegistryProc, kit: &KitArchive) {
 pub fn row9() -> Vec<u8> {
     std::fs::read(root().join("examples/kits/digits/samples/row9.json")).unwrap()
 }
+
+/// Every device at once, no soak.
+pub fn all() -> algobay_sdk::fleet::RolloutPolicy {
+    algobay_sdk::fleet::RolloutPolicy {
+        canary_share: 1.0,
+        soak_seconds: 0,
+        ..Default::default()
+    }
+}
+
+/// An agent enrolled in acme, trusting the kits' team key.
+pub fn device(
+    rt: &tokio::runtime::Runtime,
+    reg: &RegistryProc,
+    acme: &algobay_sdk::Client,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &str,
+) -> AgentProc {
+    let (_, token) = rt
+        .block_on(acme.create_enrollment_token("", std::collections::BTreeMap::new(), 0))
+        .unwrap();
+    AgentProc::start(
+        &dir.join("agent"),
+        &reg.url(),
+        &reg.ca_pem,
+        &token,
+        &kits().public,
+        &DeviceSpec {
+            name,
+            labels: &[],
+            stage_memory_mb: None,
+            extra,
+        },
+    )
+}
+
+/// Deploys `kit` to all of acme's devices and waits up to `secs` until `agent` serves it.
+pub fn serve(
+    rt: &tokio::runtime::Runtime,
+    acme: &algobay_sdk::Client,
+    agent: &AgentProc,
+    kit: &str,
+    secs: u64,
+) {
+    rt.block_on(acme.create_deployment("", kit, std::collections::BTreeMap::new(), all()))
+        .unwrap();
+    wait_for(secs, kit, || agent.active().filter(|r| r == kit));
+}

@@ -47,6 +47,12 @@ fn read_wav(b: &[u8]) -> Result<Wav, String> {
     if channels == 0 {
         return Err(bad("zero channels"));
     }
+    // Checked before any frame is cut: a zero-bit format would make empty frames.
+    if !matches!((tag, bits), (1, 8) | (1, 16) | (1, 24) | (1, 32) | (3, 32)) {
+        return Err(bad(&format!(
+            "sample format {tag} with {bits} bits is not supported"
+        )));
+    }
     let width = (bits as usize).div_ceil(8);
     let decode = |s: &[u8]| -> Result<f32, String> {
         Ok(match (tag, bits) {
