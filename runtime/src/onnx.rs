@@ -52,6 +52,13 @@ impl OrtRuntime {
         let env = match slot.as_ref() {
             Some(env) => env.clone(),
             None => {
+                // ONNX Runtime's own usage telemetry writes a device id under
+                // ~/.cache/Microsoft as the library starts, before any API can
+                // turn it off; its environment switch is read then. Set once,
+                // under this lock, before the library is loaded.
+                if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+                    std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+                }
                 let env = ort::init_from(path)
                     .map_err(|e| Error::OrtUnavailable(format!("{e}; {INSTALL_HINT}")))?
                     .with_name("algobay")

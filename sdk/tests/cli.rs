@@ -299,3 +299,20 @@ fn help_explains_with_examples_and_completions_print() {
     let (code, _, err) = run(algobay(env).args(["kit", "frobnicate"]));
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn onnx_runtime_leaves_no_usage_telemetry_on_the_machine() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let (code, out, err) = run(algobay(&env)
+        .env_remove("ORT_DISABLE_TELEMETRY")
+        .args(["model", "inspect"])
+        .arg(root().join("examples/kits/vad/models/silero_vad.onnx")));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("state"), "{out}");
+    assert!(
+        !env.dir.path().join(".cache/Microsoft").exists(),
+        "ONNX Runtime wrote its telemetry files under HOME"
+    );
+}
