@@ -36,18 +36,7 @@ pub const MAX_TENSORS: usize = 64;
 /// Most dimensions of a tensor.
 pub const MAX_RANK: usize = 16;
 
-/// A value as an error may quote it: whole when short, else its start and its length.
-pub fn shown(value: &str) -> String {
-    const KEEP: usize = 48;
-    if value.len() <= KEEP {
-        return value.to_owned();
-    }
-    let mut end = KEEP;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &value[..end], value.len())
-}
+pub use algobay_runtime::shown;
 
 /// Checks the shape of a request before anything runs: a bounded number of
 /// inputs and outputs, each input named once, shapes of bounded rank.

@@ -198,18 +198,7 @@ pub fn check_labels<'a>(
     Ok(())
 }
 
-/// A value as an error may quote it: whole when short, else its start and its length.
-pub fn shown(value: &str) -> String {
-    const KEEP: usize = 48;
-    if value.len() <= KEEP {
-        return value.to_owned();
-    }
-    let mut end = KEEP;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &value[..end], value.len())
-}
+pub use algobay_runtime::shown;
 
 #[cfg(test)]
 mod tests {

@@ -107,3 +107,17 @@ impl Error {
         }
     }
 }
+
+/// A value as an error may quote it: whole when short, else its start and its
+/// length, so that no error echoes a large input back.
+pub fn shown(value: &str) -> String {
+    const KEEP: usize = 48;
+    if value.len() <= KEEP {
+        return value.to_owned();
+    }
+    let mut end = KEEP;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &value[..end], value.len())
+}

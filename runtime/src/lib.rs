@@ -37,7 +37,7 @@ pub mod wasm;
 pub use archive::{KitArchive, VerifiedKit};
 pub use digest::Digest;
 pub use engine::{LoadedKit, Runtime, RuntimeOptions};
-pub use error::{Error, Result};
+pub use error::{shown, Error, Result};
 pub use manifest::Manifest;
 pub use sign::{PublicKey, SecretKey, TrustRoots};
 pub use value::{DType, PortType, Tensor, Value, Values};

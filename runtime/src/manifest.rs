@@ -421,7 +421,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
     if segs.len() != 2 || !segs.iter().all(|s| seg_ok(s)) {
         return Err(Error::invalid(
             field,
-            format!("`{name}` must be `team/name`, each part 1-64 of a-z 0-9 - _ . and not starting with a dot"),
+            format!("`{}` must be `team/name`, each part 1-64 of a-z 0-9 - _ . and not starting with a dot", crate::error::shown(name)),
         ));
     }
     Ok(())
