@@ -183,18 +183,33 @@ fn class_of(outcome: &Result<(), String>) -> String {
     match outcome {
         Ok(()) => "ok".into(),
         Err(m) => {
-            // The first line, without what it quotes of the input, numbers masked.
-            let mut out = String::new();
+            // The first line, without what it quotes of the input, and with
+            // every word that holds a digit (numbers, digests, offsets) masked.
+            let mut unquoted = String::new();
             let mut quoted = false;
             for c in m.lines().next().unwrap_or_default().chars() {
                 match c {
-                    '`' | '"' => quoted = !quoted,
+                    '`' | '"' | '\'' => quoted = !quoted,
                     _ if quoted => {}
-                    c if c.is_ascii_digit() => out.push('#'),
-                    c => out.push(c),
+                    c => unquoted.push(c),
                 }
             }
-            out.chars().take(80).collect()
+            let mut out = String::new();
+            let mut word = String::new();
+            for c in unquoted.chars().chain(std::iter::once(' ')) {
+                if c.is_alphanumeric() || c == '_' {
+                    word.push(c);
+                    continue;
+                }
+                if word.chars().any(|w| w.is_ascii_digit()) {
+                    out.push('#');
+                } else {
+                    out.push_str(&word);
+                }
+                word.clear();
+                out.push(c);
+            }
+            out.trim_end().chars().take(80).collect()
         }
     }
 }
