@@ -129,4 +129,61 @@ fn malformed_protocol_requests_are_refused_by_name() {
     assert!(body.len() < 300, "{} bytes", body.len());
     let (code, _) = http(&agent.http, "GET", "/v2/models/digits-mlp/ready", &[]);
     assert_eq!(code, 200);
+
+    // The gRPC form: an unknown model is not found, contents come in one form
+    // only, and bytes that are not the message are the caller's fault.
+    use algobay_proto::inference as oip;
+    rt.block_on(async {
+        let url = format!("http://{}", agent.grpc);
+        let mut c =
+            oip::grpc_inference_service_client::GrpcInferenceServiceClient::connect(url.clone())
+                .await
+                .unwrap();
+        let e = c
+            .model_ready(oip::ModelReadyRequest {
+                name: "nobody".into(),
+                version: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        let e = c
+            .model_infer(oip::ModelInferRequest {
+                model_name: "digits-mlp".into(),
+                inputs: vec![oip::model_infer_request::InferInputTensor {
+                    name: "pixels".into(),
+                    datatype: "FP32".into(),
+                    shape: vec![1, 64],
+                    contents: Some(oip::InferTensorContents {
+                        fp32_contents: vec![0.0; 64],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                raw_input_contents: vec![vec![0; 256]],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("one form"), "{}", e.message());
+        // A ServerLiveResponse (field 1 a bool) where a ModelInferRequest
+        // (field 1 a string) is expected.
+        let ch = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(ch);
+        grpc.ready().await.unwrap();
+        let e = grpc
+            .unary::<_, oip::ModelInferResponse, _>(
+                tonic::Request::new(oip::ServerLiveResponse { live: true }),
+                http::uri::PathAndQuery::from_static("/inference.GRPCInferenceService/ModelInfer"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    });
 }
