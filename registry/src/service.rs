@@ -1392,18 +1392,15 @@ impl Registry {
         if cancel.is_cancelled() {
             return Err(RegistryError::Cancelled("the caller went away".into()));
         }
-        let started = std::time::Instant::now();
-        let stop = || {
-            if cancel.is_cancelled() {
-                Some("the caller went away".to_owned())
-            } else if started.elapsed() > c.golden_budget {
-                Some(format!(
+        let stop = algobay_runtime::wasm::StopSignal {
+            cancelled: Some(cancel.0.clone()),
+            deadline: Some((
+                std::time::Instant::now() + c.golden_budget,
+                format!(
                     "the golden samples took over the registry's budget of {} s",
                     c.golden_budget.as_secs()
-                ))
-            } else {
-                None
-            }
+                ),
+            )),
         };
         let loaded = self.runtime.load(verified)?;
         for outcome in run_golden_checked(&loaded, archive, &stop)? {

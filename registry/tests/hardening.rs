@@ -430,6 +430,32 @@ async fn a_looping_stage_at_publish_fails_within_its_time_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_golden_run_stops_when_its_caller_goes_away_and_frees_its_slot() {
+    let h = start().await;
+    let (acme, key) = h.team("acme").await;
+    // A stage that would loop for the whole of its 10 s; one golden slot.
+    let looping = looping_kit(&key, 10_000);
+    let good = build_digits(&key, "acme/digits");
+    for b in looping.blobs.values().chain(good.blobs.values()) {
+        h.upload(&acme, b).await;
+    }
+    let gone =
+        tokio::time::timeout(Duration::from_millis(800), publish(&h, &acme, &looping, "")).await;
+    assert!(
+        gone.is_err(),
+        "the looping kit's publish is still running when its caller leaves"
+    );
+    // The slot is free again long before the looping call's own 10 s are up.
+    let started = Instant::now();
+    publish(&h, &acme, &good, "").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "waited {:?} for the golden slot",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokenless_and_malformed_calls_are_refused_with_the_callers_status() {
     let h = start().await;
     let (acme, _) = h.team("acme").await;

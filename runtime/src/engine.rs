@@ -274,15 +274,23 @@ impl LoadedKit {
 
     /// Runs one request and reports the time spent in each step.
     pub fn run_timed(&self, inputs: Values) -> Result<(Values, Vec<StepTiming>)> {
-        self.run_checked(inputs, &|| None)
+        self.run_checked(inputs, &crate::wasm::StopSignal::default())
     }
 
-    /// [`Self::run_timed`], asking `stop` before each step whether to go on:
-    /// a reason stops the run with that reason (a budget spent, a caller gone).
+    /// [`Self::run_timed`] under a stop signal: checked before each step, and
+    /// inside stages at every epoch tick (a budget spent, a caller gone).
     pub fn run_checked(
         &self,
         inputs: Values,
-        stop: &dyn Fn() -> Option<String>,
+        stop: &crate::wasm::StopSignal,
+    ) -> Result<(Values, Vec<StepTiming>)> {
+        stop.during(|| self.run_steps(inputs, stop))
+    }
+
+    fn run_steps(
+        &self,
+        inputs: Values,
+        stop: &crate::wasm::StopSignal,
     ) -> Result<(Values, Vec<StepTiming>)> {
         for (name, _) in inputs.iter() {
             if !self.manifest.inputs.iter().any(|p| &p.name == name) {
@@ -298,7 +306,7 @@ impl LoadedKit {
         let mut env = inputs;
         let mut timings = Vec::with_capacity(self.steps.len());
         for s in &self.steps {
-            if let Some(why) = stop() {
+            if let Some(why) = stop.check() {
                 return Err(Error::Pipeline(format!(
                     "stopped before step `{}`: {why}",
                     s.step.name

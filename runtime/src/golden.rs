@@ -111,16 +111,15 @@ pub fn golden_inputs(archive: &KitArchive, g: &Golden) -> Result<Values> {
 
 /// Runs every golden sample of the kit.
 pub fn run_golden(kit: &LoadedKit, archive: &KitArchive) -> Result<Vec<GoldenOutcome>> {
-    golden_loop(kit, archive, &|| None, false)
+    golden_loop(kit, archive, &crate::wasm::StopSignal::default(), false)
 }
 
-/// [`run_golden`] for a checker with a budget: asks `stop` before each step of
-/// each sample whether to go on (see [`LoadedKit::run_checked`]), and ends at
-/// the first failing sample.
+/// [`run_golden`] for a checker with a budget, under a stop signal (see
+/// [`LoadedKit::run_checked`]); ends at the first failing sample.
 pub fn run_golden_checked(
     kit: &LoadedKit,
     archive: &KitArchive,
-    stop: &dyn Fn() -> Option<String>,
+    stop: &crate::wasm::StopSignal,
 ) -> Result<Vec<GoldenOutcome>> {
     golden_loop(kit, archive, stop, true)
 }
@@ -128,7 +127,7 @@ pub fn run_golden_checked(
 fn golden_loop(
     kit: &LoadedKit,
     archive: &KitArchive,
-    stop: &dyn Fn() -> Option<String>,
+    stop: &crate::wasm::StopSignal,
     first_failure_ends: bool,
 ) -> Result<Vec<GoldenOutcome>> {
     let mut out: Vec<GoldenOutcome> = Vec::new();

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -178,6 +178,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 struct StageState {
     memory_limit: usize,
     memory_exceeded: bool,
+    /// Epoch ticks left of the call's time budget.
+    ticks_left: u64,
+    /// Why the caller stopped the call, if it did (see [`StopSignal`]).
+    stopped: Option<String>,
     /// The last line the stage logged (its panic message, when it panicked).
     last_log: Option<String>,
 }
@@ -253,12 +257,35 @@ impl StageRunner {
             StageState {
                 memory_limit: self.limits.memory_mb as usize * (1 << 20),
                 memory_exceeded: false,
+                ticks_left: 0,
+                stopped: None,
                 last_log: None,
             },
         );
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.epoch_deadline_trap();
+        // Every tick: the call's own budget counts down, and the thread's stop
+        // signal (a caller gone, a checker's budget spent) may end it sooner.
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if let Some(why) = STOP.with(|s| s.borrow().as_ref().and_then(StopSignal::check)) {
+                state.stopped = Some(why);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if state.ticks_left <= 1 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Continue(1))
+        });
         store
+    }
+
+    /// Gives the next call its whole time budget.
+    fn arm(&self, store: &mut Store<StageState>) {
+        let data = store.data_mut();
+        data.ticks_left = self.deadline_ticks();
+        data.stopped = None;
+        store.set_epoch_deadline(1);
     }
 
     fn deadline_ticks(&self) -> u64 {
@@ -267,7 +294,7 @@ impl StageRunner {
 
     fn describe(&self) -> Result<Contract> {
         let mut store = self.new_store();
-        store.set_epoch_deadline(self.deadline_ticks());
+        self.arm(&mut store);
         let stage = self
             .pre
             .instantiate(&mut store)
@@ -290,7 +317,7 @@ impl StageRunner {
 
     fn instantiate(&self) -> Result<Live> {
         let mut store = self.new_store();
-        store.set_epoch_deadline(self.deadline_ticks());
+        self.arm(&mut store);
         let stage = self
             .pre
             .instantiate(&mut store)
@@ -311,7 +338,9 @@ impl StageRunner {
     }
 
     fn trap_error(&self, store: &Store<StageState>, e: wasmtime::Error, during: &str) -> Error {
-        let msg = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        let msg = if let Some(why) = &store.data().stopped {
+            format!("stopped during {during}: {why}")
+        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             format!(
                 "exceeded its time budget of {} ms during {during}",
                 self.limits.time_ms
@@ -348,7 +377,7 @@ impl StageRunner {
             Some(l) => l,
             None => self.instantiate()?,
         };
-        live.store.set_epoch_deadline(self.deadline_ticks());
+        self.arm(&mut live.store);
         live.store.data_mut().last_log = None;
         let result = live.stage.call_process(&mut live.store, &named);
         let out = match result {
@@ -420,4 +449,49 @@ fn from_wit(step: &str, name: &str, v: wit::Value) -> Result<Value> {
         wit::Value::Text(s) => Value::Text(s),
         wit::Value::Json(s) => Value::Json(s),
     })
+}
+
+thread_local! {
+    /// The stop signal of the run on this thread, if any (see [`StopSignal::during`]).
+    static STOP: std::cell::RefCell<Option<StopSignal>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells a run to stop: when a flag is raised (its caller went away) or past a
+/// deadline (a checker's budget). Checked before each step of a pipeline and,
+/// inside a stage, at every epoch tick.
+#[derive(Clone, Debug, Default)]
+pub struct StopSignal {
+    pub cancelled: Option<Arc<AtomicBool>>,
+    pub deadline: Option<(std::time::Instant, String)>,
+}
+
+impl StopSignal {
+    /// Why to stop now, if so.
+    pub fn check(&self) -> Option<String> {
+        if self
+            .cancelled
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+        {
+            return Some("the caller went away".into());
+        }
+        match &self.deadline {
+            Some((at, why)) if std::time::Instant::now() >= *at => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// Runs `f` with this signal watching the stages it calls on this thread.
+    pub fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Restore(Option<StopSignal>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                STOP.with(|s| *s.borrow_mut() = previous);
+            }
+        }
+        let previous = STOP.with(|s| s.borrow_mut().replace(self.clone()));
+        let _restore = Restore(previous);
+        f()
+    }
 }

@@ -149,3 +149,47 @@ fn bad_requests_in_parallel_do_not_disturb_good_ones() {
     }
     assert_still_serves();
 }
+
+#[test]
+fn a_stop_signal_ends_a_stage_call_before_its_own_budget() {
+    use algobay_runtime::wasm::StopSignal;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let kit = kit(); // built first: the signal is for the stage call
+    let flag = Arc::new(AtomicBool::new(false));
+    let stop = StopSignal {
+        cancelled: Some(flag.clone()),
+        deadline: None,
+    };
+    let raiser = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let started = Instant::now();
+    let err = kit
+        .run_checked(
+            Values::from([
+                (
+                    "x".into(),
+                    Value::Tensor(Tensor::from_f32(vec![3], &[1.0, 2.0, 3.0])),
+                ),
+                ("mode".into(), Value::Text("loop".into())),
+            ]),
+            &stop,
+        )
+        .unwrap_err()
+        .to_string();
+    raiser.join().unwrap();
+    assert!(
+        err.contains("stopped during process: the caller went away"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_still_serves();
+}
