@@ -77,6 +77,7 @@ fn oversized_bodies_are_refused_with_413_and_memory_stays_small() {
         413
     );
     let (rss, peak) = rss_mib(agent.pid());
+    eprintln!("agent RSS after eight 49 MB bodies refused: {rss} MiB, peak {peak} MiB");
     assert!(peak < 200, "agent peak RSS {peak} MiB (now {rss} MiB)");
     // And it still serves.
     let (code, _) = http(&agent.http, "POST", "/v1/infer", &row9());
