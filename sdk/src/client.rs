@@ -209,6 +209,9 @@ pub struct Artifact {
     pub outputs: Vec<(String, String)>,
     pub card: String,
     pub yanked: bool,
+    /// The one enterprise it was made for; empty for the public catalog.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub private_to: String,
     pub blobs: Vec<String>,
     pub signers: Vec<String>,
     #[serde(skip)]
@@ -251,6 +254,7 @@ impl Artifact {
             outputs: a.outputs.into_iter().map(|p| (p.name, p.r#type)).collect(),
             card: a.card,
             yanked: a.yanked,
+            private_to: a.private_to,
             blobs: a.blobs,
             signers: signatures
                 .iter()
@@ -718,6 +722,16 @@ impl Client {
 
     /// Uploads the blobs of a kit the registry lacks, then publishes it.
     pub async fn push_kit(&self, kit: &KitArchive, progress: Progress) -> Result<(Artifact, u64)> {
+        self.push_kit_for(kit, "", progress).await
+    }
+
+    /// [`Self::push_kit`] for a kit made for one enterprise (`private_to`; empty: the public catalog).
+    pub async fn push_kit_for(
+        &self,
+        kit: &KitArchive,
+        private_to: &str,
+        progress: Progress,
+    ) -> Result<(Artifact, u64)> {
         let total: u64 = kit.blobs.values().map(|b| b.len() as u64).sum();
         let mut done = 0u64;
         let mut sent = 0u64;
@@ -743,7 +757,7 @@ impl Client {
             .publish_kit(self.req(pb::PublishKitRequest {
                 manifest: kit.manifest_bytes.clone(),
                 signatures: sigs,
-                ..Default::default()
+                private_to: private_to.to_owned(),
             }))
             .await?
             .into_inner();

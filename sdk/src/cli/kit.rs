@@ -68,8 +68,15 @@ algobay kit run my.kit --input image=a.png --input threshold=0.3"
         timings: bool,
     },
     /// Push a kit file to the registry: only the blobs it lacks are sent.
-    #[command(after_help = "Example:\n  algobay kit push ocr.kit")]
-    Push { file: PathBuf },
+    #[command(
+        after_help = "Examples:\n  algobay kit push ocr.kit\n  algobay kit push ocr-custom.kit --private-to acme"
+    )]
+    Push {
+        file: PathBuf,
+        /// Make the kit for this one enterprise: only it (and your team) can see, pull and deploy it.
+        #[arg(long, value_name = "ENTERPRISE", default_value = "")]
+        private_to: String,
+    },
     /// Pull a kit from the registry into a kit file, every blob verified.
     #[command(after_help = "Example:\n  algobay kit pull acme/ocr@1.0.0 -o ocr.kit")]
     Pull {

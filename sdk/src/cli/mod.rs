@@ -309,8 +309,8 @@ pub fn init_tracing(g: &Global) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { output, force } => keygen(&output, force),
-        Command::Kit(kit::KitCommand::Push { file }) => {
-            registry::kit_push(&cli.global, &cli.connection, &file)
+        Command::Kit(kit::KitCommand::Push { file, private_to }) => {
+            registry::kit_push(&cli.global, &cli.connection, &file, &private_to)
         }
         Command::Kit(kit::KitCommand::Pull { reference, output }) => {
             registry::kit_pull(&cli.global, &cli.connection, &reference, &output)

@@ -391,7 +391,7 @@ pub fn tool(g: &Global, c: &Connection, cmd: ToolCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn kit_push(g: &Global, c: &Connection, file: &Path) -> anyhow::Result<()> {
+pub fn kit_push(g: &Global, c: &Connection, file: &Path, private_to: &str) -> anyhow::Result<()> {
     if !file.exists() {
         anyhow::bail!(NotFound(format!(
             "kit file {} does not exist",
@@ -402,7 +402,7 @@ pub fn kit_push(g: &Global, c: &Connection, file: &Path) -> anyhow::Result<()> {
     let (a, sent) = rt()?.block_on(async {
         let client = connect(g, c).await?;
         let (bar, progress) = bar(g, "pushing");
-        let r = client.push_kit(&kit, progress).await;
+        let r = client.push_kit_for(&kit, private_to, progress).await;
         bar.finish_and_clear();
         r.map_err(anyhow::Error::from)
     })?;
@@ -538,6 +538,7 @@ pub fn show(
         ("task", &a.task),
         ("tool kind", &a.tool_kind),
         ("scenario", &a.scenario),
+        ("made for", &a.private_to),
         ("license", &a.license),
         ("description", &a.description),
     ] {
