@@ -324,39 +324,8 @@ impl pb::blobs_server::Blobs for BlobsApi {
                     ))
                     .into());
                 }
-                let mut pending = [chunk.take(), rest.take()];
-                let mut it = pending.iter_mut().filter_map(Option::take);
-                let mut hasher = sha2::Sha256::new();
-                let mut received = 0u64;
-                loop {
-                    let c = match it.next() {
-                        Some(c) => c,
-                        None => match next_chunk(&mut stream, idle, received).await? {
-                            Some(c) => c,
-                            None => break,
-                        },
-                    };
-                    if c.offset != received {
-                        return Err(RegistryError::invalid(
-                            "offset",
-                            format!("chunk at byte {} where {received} was expected", c.offset),
-                        )
-                        .into());
-                    }
-                    received += c.data.len() as u64;
-                    if received > s {
-                        break;
-                    }
-                    hasher.update(&c.data);
-                }
-                let got: [u8; 32] = hasher.finalize().into();
-                if received != s || &got != d.as_bytes() {
-                    return Err(RegistryError::invalid(
-                        "data",
-                        format!("the {received} bytes sent are not the blob {d}"),
-                    )
-                    .into());
-                }
+                let first = [chunk.take(), rest.take()];
+                prove_possession(&d, s, first, &mut stream, idle).await?;
             }
             let reg = self.0.clone();
             blocking(move || reg.note_upload(&p, &d, true)).await?;
@@ -636,6 +605,50 @@ impl pb::catalog_server::Catalog for CatalogApi {
             enterprises: c.enterprises,
         }))
     }
+}
+
+/// Takes a whole upload of a blob already stored, hashing it and keeping
+/// nothing: the caller shows it holds the bytes before it is told they are here.
+async fn prove_possession(
+    d: &Digest,
+    size: u64,
+    first: [Option<pb::UploadChunk>; 2],
+    stream: &mut Streaming<pb::UploadChunk>,
+    idle: std::time::Duration,
+) -> Result<(), Status> {
+    let mut it = first.into_iter().flatten();
+    let mut hasher = sha2::Sha256::new();
+    let mut received = 0u64;
+    loop {
+        let c = match it.next() {
+            Some(c) => c,
+            None => match next_chunk(stream, idle, received).await? {
+                Some(c) => c,
+                None => break,
+            },
+        };
+        if c.offset != received {
+            return Err(RegistryError::invalid(
+                "offset",
+                format!("chunk at byte {} where {received} was expected", c.offset),
+            )
+            .into());
+        }
+        received += c.data.len() as u64;
+        if received > size {
+            break;
+        }
+        hasher.update(&c.data);
+    }
+    let got: [u8; 32] = hasher.finalize().into();
+    if received != size || &got != d.as_bytes() {
+        return Err(RegistryError::invalid(
+            "data",
+            format!("the {received} bytes sent are not the blob {d}"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The next chunk of an upload, or the end of the stream; an upload that sends
