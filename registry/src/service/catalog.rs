@@ -1,0 +1,156 @@
+//! Reading the catalog: get, search, yank, coverage.
+
+use super::*;
+
+impl Registry {
+    // ------------------------------------------------------------ reading
+
+    /// [`Self::get`] for a caller: what it may not see is not found.
+    pub fn get_for(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        match self.get(reference, kind) {
+            Ok(a) if p.may_see(&a) => Ok(a),
+            Ok(_) => Err(RegistryError::NotFound(shown(reference))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// By `team/name@version` (with a kind, or the only artifact of that reference) or by digest.
+    pub fn get(&self, reference: &str, kind: Option<Kind>) -> Result<Artifact> {
+        check_len("reference", reference, 256)?;
+        if reference.starts_with("sha256:") {
+            let d = digest("reference", reference)?;
+            let prefix = format!("{d}/");
+            let keys = self.kv.scan_prefix(Tree::Digests, prefix.as_bytes())?;
+            for (k, _) in keys {
+                let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                if let Some(v) = self.kv.get(Tree::Artifacts, key.as_bytes())? {
+                    let a: Artifact = parse("artifact", &v)?;
+                    if a.digest == d && kind.is_none_or(|k| k == a.kind) {
+                        return Ok(a);
+                    }
+                }
+            }
+            return Err(RegistryError::NotFound(format!(
+                "no artifact has digest {d}"
+            )));
+        }
+        let (name, version) = reference.split_once('@').ok_or_else(|| {
+            RegistryError::invalid(
+                "reference",
+                format!(
+                    "`{}` must be `team/name@version` or a digest",
+                    shown(reference)
+                ),
+            )
+        })?;
+        validate_name("reference", name)
+            .map_err(|e| RegistryError::invalid("reference", e.to_string()))?;
+        let kinds = match kind {
+            Some(k) => vec![k],
+            None => vec![Kind::Model, Kind::Tool, Kind::Kit],
+        };
+        let mut found = Vec::new();
+        for k in kinds {
+            if let Some(v) = self
+                .kv
+                .get(Tree::Artifacts, artifact_key(k, name, version).as_bytes())?
+            {
+                found.push(parse::<Artifact>("artifact", &v)?);
+            }
+        }
+        match found.len() {
+            0 => Err(RegistryError::NotFound(shown(reference))),
+            1 => Ok(found.remove(0)),
+            _ => Err(RegistryError::invalid(
+                "kind",
+                format!("`{}` names several kinds of artifact; give the kind (model, tool or kit; `--kind` on the command line)", shown(reference)),
+            )),
+        }
+    }
+
+    pub fn search(&self, q: &Query) -> Result<Page> {
+        if !q.page_token.is_empty() && q.page_token.parse::<u32>().is_err() {
+            return Err(RegistryError::invalid(
+                "page_token",
+                format!("`{}` is not one this registry issued", shown(&q.page_token)),
+            ));
+        }
+        if q.text.len() > 256 {
+            return Err(RegistryError::TooLarge(format!(
+                "text: {} bytes, over the limit of 256",
+                q.text.len()
+            )));
+        }
+        Ok(self.index().search(q))
+    }
+
+    /// Hides a version from search (or shows it again); it stays downloadable.
+    pub fn yank(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+        undo: bool,
+    ) -> Result<Artifact> {
+        let a = self.get_for(p, reference, kind)?;
+        if !p.may_publish_for(a.team()) {
+            return Err(RegistryError::PermissionDenied(format!(
+                "`{}` belongs to team `{}`",
+                a.name,
+                a.team()
+            )));
+        }
+        let key = a.key();
+        let old = json(&a);
+        let mut b = a.clone();
+        b.yanked = !undo;
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Artifacts, key.as_bytes(), Some(old))
+                .put(Tree::Artifacts, key.as_bytes(), json(&b)),
+        )? {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "{reference} changed meanwhile; try again"
+            )));
+        }
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .upsert(b.clone());
+        Ok(b)
+    }
+
+    /// The operator's counts (published, not yanked).
+    pub fn coverage(&self) -> Result<Coverage> {
+        let mut c = Coverage::default();
+        let mut publishing = BTreeSet::new();
+        let mut industries = BTreeSet::new();
+        for a in self.index().all().filter(|a| !a.yanked) {
+            publishing.insert(a.team().to_owned());
+            industries.extend(a.industries.iter().cloned());
+            match a.kind {
+                Kind::Model => {
+                    c.models += 1;
+                    *c.models_by_domain.entry(a.domain.clone()).or_default() += 1;
+                    *c.models_by_task.entry(a.task.clone()).or_default() += 1;
+                }
+                Kind::Tool => {
+                    c.tools += 1;
+                    *c.tools_by_kind.entry(a.tool_kind.clone()).or_default() += 1;
+                }
+                Kind::Kit => {
+                    c.kits += 1;
+                    *c.kits_by_scenario.entry(a.scenario.clone()).or_default() += 1;
+                    for i in &a.industries {
+                        *c.kits_by_industry.entry(i.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        c.publishing_teams = publishing.len() as u64;
+        c.industries = industries.len() as u64;
+        c.teams = self.kv.scan_prefix(Tree::Teams, b"")?.len() as u64;
+        c.enterprises = self.kv.scan_prefix(Tree::Enterprises, b"")?.len() as u64;
+        Ok(c)
+    }
+}
