@@ -313,7 +313,7 @@ impl Registry {
 
     // ------------------------------------------------------------ deployments
 
-    fn deployments_of(&self, enterprise: &str) -> Result<Vec<Deployment>> {
+    pub(crate) fn deployments_of(&self, enterprise: &str) -> Result<Vec<Deployment>> {
         let mut v: Vec<Deployment> = self
             .kv
             .scan_prefix(Tree::Deployments, format!("{enterprise}/").as_bytes())?
@@ -660,7 +660,7 @@ impl Registry {
         Ok(Desired::default())
     }
 
-    fn device_for(&self, p: &Principal) -> Result<Device> {
+    pub(crate) fn device_for(&self, p: &Principal) -> Result<Device> {
         if p.role != Role::Device {
             return Err(RegistryError::PermissionDenied(
                 "only an enrolled device syncs (over mTLS with its certificate)".into(),
@@ -753,160 +753,5 @@ impl Registry {
             }
         }
         Ok(false)
-    }
-}
-
-/// Samples in one push.
-const MAX_SAMPLES: usize = 256;
-/// Samples in one page of a listing.
-const MAX_PAGE: usize = 500;
-
-impl Registry {
-    /// Stores hard examples from a device: its input bytes as blobs (each
-    /// checked against its digest), the record once per sample id. Returns
-    /// (stored, already there).
-    pub fn push_samples(
-        &self,
-        p: &Principal,
-        samples: Vec<(SampleRecord, Vec<Vec<u8>>)>,
-    ) -> Result<(u32, u32)> {
-        let dev = self.device_for(p)?;
-        if samples.len() > MAX_SAMPLES {
-            return Err(RegistryError::TooLarge(format!(
-                "{} samples in one push, over the limit of {MAX_SAMPLES}",
-                samples.len()
-            )));
-        }
-        let deployed: BTreeSet<Digest> = self
-            .deployments_of(&dev.enterprise)?
-            .into_iter()
-            .map(|d| d.kit_digest)
-            .collect();
-        let now = self.clock.now_unix();
-        let (mut stored, mut dup) = (0, 0);
-        for (mut rec, data) in samples {
-            if rec.id.len() != 64 || !rec.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(RegistryError::invalid(
-                    "sample.id",
-                    format!("`{}` is not 64 hex digits", crate::limits::shown(&rec.id)),
-                ));
-            }
-            if !deployed.contains(&rec.kit_digest) {
-                return Err(RegistryError::PermissionDenied(format!(
-                    "sample {}: kit {} is not deployed to enterprise `{}`",
-                    rec.id, rec.kit_digest, dev.enterprise
-                )));
-            }
-            if rec.inputs.len() > 64 || rec.outputs_json.len() > 1 << 20 {
-                return Err(RegistryError::TooLarge(format!(
-                    "sample {}: {} inputs and {} bytes of outputs, over the limits of 64 and 1 MiB",
-                    rec.id,
-                    rec.inputs.len(),
-                    rec.outputs_json.len()
-                )));
-            }
-            if data.len() != rec.inputs.len() {
-                return Err(RegistryError::invalid(
-                    "sample.inputs",
-                    format!("sample {}: inputs and their data do not pair up", rec.id),
-                ));
-            }
-            // Inputs go to the enterprise's own namespace, with the record, in one batch.
-            let mut batch = Batch::new();
-            for (input, bytes) in rec.inputs.iter().zip(data) {
-                let key = crate::access::sample_key(&dev.enterprise, &input.digest);
-                if bytes.is_empty() && input.size != 0 {
-                    if self.kv.get(Tree::SampleInputs, key.as_bytes())?.is_none() {
-                        return Err(RegistryError::FailedPrecondition(format!(
-                            "input `{}` of sample {} came without its bytes and is not stored",
-                            crate::limits::shown(&input.name),
-                            rec.id
-                        )));
-                    }
-                    continue;
-                }
-                if bytes.len() > crate::access::MAX_SAMPLE_INPUT {
-                    return Err(RegistryError::TooLarge(format!(
-                        "sample.inputs.data: input `{}` of sample {} is {} bytes, over the limit of {}",
-                        crate::limits::shown(&input.name),
-                        rec.id,
-                        bytes.len(),
-                        crate::access::MAX_SAMPLE_INPUT
-                    )));
-                }
-                if bytes.len() as u64 != input.size || Digest::of(&bytes) != input.digest {
-                    return Err(RegistryError::invalid(
-                        "sample.inputs.data",
-                        format!(
-                            "input `{}` of sample {}: the bytes are not the {} bytes of {}",
-                            crate::limits::shown(&input.name),
-                            rec.id,
-                            input.size,
-                            input.digest
-                        ),
-                    ));
-                }
-                batch = batch.put(Tree::SampleInputs, key, bytes);
-            }
-            rec.enterprise = dev.enterprise.clone();
-            rec.device_id = dev.id.clone();
-            rec.received_unix = now;
-            let key = format!("{}/{}/{}", rec.enterprise, rec.kit_digest, rec.id);
-            if self
-                .kv
-                .commit(batch.check(Tree::Samples, key.as_bytes(), None).put(
-                    Tree::Samples,
-                    key.as_bytes(),
-                    json(&rec),
-                ))?
-            {
-                stored += 1;
-            } else {
-                dup += 1;
-            }
-        }
-        Ok((stored, dup))
-    }
-
-    /// Hard examples of an enterprise (an operator may name any), optionally of
-    /// one kit (reference or digest), oldest first, a page at a time.
-    pub fn list_samples(
-        &self,
-        p: &Principal,
-        enterprise: &str,
-        kit: &str,
-        page_size: usize,
-        page_token: &str,
-    ) -> Result<(Vec<SampleRecord>, String)> {
-        let e = self.tenant(p, enterprise)?;
-        let prefix = if kit.is_empty() {
-            format!("{e}/")
-        } else {
-            let d = if kit.starts_with("sha256:") {
-                kit.parse::<Digest>()
-                    .map_err(|err| RegistryError::invalid("kit", err.to_string()))?
-            } else {
-                self.get(kit, Some(Kind::Kit))?.digest
-            };
-            format!("{e}/{d}/")
-        };
-        let size = page_size.clamp(1, MAX_PAGE);
-        let mut out = Vec::new();
-        let mut next = String::new();
-        for (k, v) in self.kv.scan_prefix(Tree::Samples, prefix.as_bytes())? {
-            let key = String::from_utf8_lossy(&k).into_owned();
-            if !page_token.is_empty() && key.as_str() <= page_token {
-                continue;
-            }
-            if out.len() == size {
-                next = out
-                    .last()
-                    .map(|r: &SampleRecord| format!("{}/{}/{}", r.enterprise, r.kit_digest, r.id))
-                    .unwrap_or_default();
-                break;
-            }
-            out.push(parse("sample", &v)?);
-        }
-        Ok((out, next))
     }
 }

@@ -26,6 +26,7 @@ pub mod grpc;
 pub mod index;
 pub mod limits;
 pub mod metrics;
+pub mod samples;
 pub mod server;
 pub mod service;
 pub mod store;
