@@ -108,45 +108,7 @@ async fn team(ch: &Channel, op: &str, key: &SecretKey) -> String {
 }
 
 async fn upload_all(ch: &Channel, tok: &str, data: &[u8]) {
-    let d = Digest::of(data);
-    let mut blobs = pb::blobs_client::BlobsClient::new(ch.clone());
-    let from = blobs
-        .stat(req(
-            pb::StatBlobRequest {
-                digest: d.to_string(),
-                ..Default::default()
-            },
-            tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .received as usize;
-    let chunks: Vec<_> = data[from..]
-        .chunks(1 << 20)
-        .enumerate()
-        .map(|(i, c)| pb::UploadChunk {
-            digest: d.to_string(),
-            size: data.len() as u64,
-            offset: (from + i * (1 << 20)) as u64,
-            data: c.to_vec(),
-            chunk_digest: String::new(),
-        })
-        .collect();
-    let chunks = if chunks.is_empty() {
-        vec![pb::UploadChunk {
-            digest: d.to_string(),
-            size: data.len() as u64,
-            offset: from as u64,
-            ..Default::default()
-        }]
-    } else {
-        chunks
-    };
-    blobs
-        .upload(req(tokio_stream::iter(chunks), tok))
-        .await
-        .unwrap();
+    upload_in_chunks(ch, tok, data, 1 << 20, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -159,47 +159,7 @@ impl Harness {
     }
 
     pub async fn upload(&self, token: &str, data: &[u8]) -> pb::UploadResponse {
-        let d = Digest::of(data);
-        let from = self
-            .blobs()
-            .stat(req(
-                pb::StatBlobRequest {
-                    digest: d.to_string(),
-                    ..Default::default()
-                },
-                token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .received;
-        let chunks: Vec<pb::UploadChunk> = data[from as usize..]
-            .chunks(256 << 10)
-            .enumerate()
-            .map(|(i, c)| pb::UploadChunk {
-                digest: d.to_string(),
-                size: data.len() as u64,
-                offset: from + (i * (256 << 10)) as u64,
-                data: c.to_vec(),
-                chunk_digest: Digest::of(c).to_string(),
-            })
-            .collect();
-        let chunks = if chunks.is_empty() {
-            vec![pb::UploadChunk {
-                digest: d.to_string(),
-                size: data.len() as u64,
-                offset: from,
-                data: vec![],
-                chunk_digest: String::new(),
-            }]
-        } else {
-            chunks
-        };
-        self.blobs()
-            .upload(req(tokio_stream::iter(chunks), token))
-            .await
-            .unwrap()
-            .into_inner()
+        upload_in_chunks(&self.channel, token, data, 256 << 10, true).await
     }
 
     pub async fn download(&self, token: &str, d: &Digest, offset: u64) -> Vec<u8> {

@@ -72,6 +72,44 @@ pub async fn stat(
         .into_inner()
 }
 
+/// Uploads `data` from where the registry's record of it stops, in chunks of
+/// `chunk` bytes (each with its own digest if `chunk_digests`).
+pub async fn upload_in_chunks(
+    ch: &tonic::transport::Channel,
+    token: &str,
+    data: &[u8],
+    chunk: usize,
+    chunk_digests: bool,
+) -> algobay_proto::v1::UploadResponse {
+    use algobay_proto::v1 as pb;
+    let d = algobay_runtime::Digest::of(data);
+    let from = stat(ch, token, &d).await.received;
+    let piece = |offset: u64, c: &[u8]| pb::UploadChunk {
+        digest: d.to_string(),
+        size: data.len() as u64,
+        offset,
+        data: c.to_vec(),
+        chunk_digest: if chunk_digests && !c.is_empty() {
+            algobay_runtime::Digest::of(c).to_string()
+        } else {
+            String::new()
+        },
+    };
+    let mut chunks: Vec<pb::UploadChunk> = data[from as usize..]
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| piece(from + (i * chunk) as u64, c))
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(piece(from, &[]));
+    }
+    pb::blobs_client::BlobsClient::new(ch.clone())
+        .upload(req(tokio_stream::iter(chunks), token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The example digits kit under another name, signed with `key`.
 pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
     let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
