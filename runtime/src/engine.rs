@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Contract, Manifest, Scan, Step, StepKind};
 use crate::onnx::{OnnxModel, OrtRuntime};
-use crate::value::Values;
+use crate::value::{PortType, Value, Values};
 use crate::wasm::{StageEngine, StageRunner};
 
 /// How the runtime is set up.
@@ -90,6 +90,7 @@ impl Runtime {
                     assets,
                     contract,
                     limits,
+                    ..
                 } => {
                     let assets = assets
                         .iter()
@@ -122,14 +123,18 @@ impl Runtime {
                     signature,
                     scan,
                     batch,
+                    declared,
                 } => {
-                    let mut onnx = self.ort()?.model(&step.name, archive.blob(model)?)?;
+                    let mut onnx = self
+                        .ort()?
+                        .model(&step.name, archive.blob(model)?)?
+                        .declare(declared)?;
                     if !batch.is_empty() {
                         onnx = onnx.with_batching(batch, self.options.max_batch)?;
                     }
                     same_contract(
                         &step.name,
-                        "the model declares",
+                        "the model (with the kit's declared ports) declares",
                         onnx.signature(),
                         signature,
                     )?;
@@ -209,6 +214,40 @@ struct LoadedStep {
     step: Step,
     contract: Contract,
     exec: Exec,
+}
+
+impl LoadedStep {
+    /// An error of this step, named as a stage or a model step.
+    fn error(&self, message: String) -> Error {
+        match &self.exec {
+            Exec::Stage(_) => Error::stage(&self.step.name, message),
+            Exec::Onnx(..) | Exec::Candle(_) => Error::model(&self.step.name, message),
+        }
+    }
+
+    /// An output that does not fit its port: for a model step, which model, and
+    /// whether the type was the model file's own or one the kit declared.
+    fn bad_output(&self, port: &str, ty: &PortType, v: &Value, why: String) -> Error {
+        match &self.step.kind {
+            StepKind::Onnx {
+                model, declared, ..
+            } => {
+                let whose = if declared.contains_key(port) {
+                    "the type the Kitfile declares for it (`ports`)"
+                } else {
+                    "the type the model file states (declare the real one under the step's `ports` in the Kitfile)"
+                };
+                Error::model(
+                    &self.step.name,
+                    format!(
+                        "model {model}: output `{port}` is {}, which does not fit {ty}, {whose}",
+                        v.kind()
+                    ),
+                )
+            }
+            _ => self.error(format!("returned a bad `{port}`: {why}")),
+        }
+    }
 }
 
 /// Time spent in one step of one request.
@@ -337,15 +376,10 @@ impl LoadedKit {
             });
             let mut outputs = outputs;
             for port in &s.contract.outputs {
-                let v = outputs.remove(&port.name).ok_or_else(|| {
-                    Error::stage(
-                        &s.step.name,
-                        format!("did not return its output `{}`", port.name),
-                    )
-                })?;
-                port.ty.check(&v).map_err(|m| {
-                    Error::stage(&s.step.name, format!("returned a bad `{}`: {m}", port.name))
-                })?;
+                let v = outputs
+                    .remove(&port.name)
+                    .ok_or_else(|| s.error(format!("did not return its output `{}`", port.name)))?;
+                port.ty.check(&v).map_err(|m| s.bad_output(&port.name, &port.ty, &v, m))?;
                 env.insert(s.step.output_value(&port.name).to_owned(), v);
             }
         }

@@ -48,7 +48,7 @@ pub enum Error {
     Stage { step: String, message: String },
 
     /// A model failed to load or run.
-    #[error("model `{step}`: {message}")]
+    #[error("model step `{step}`: {message}")]
     Model { step: String, message: String },
 
     /// ONNX Runtime's shared library could not be found or loaded.

@@ -20,6 +20,7 @@ use crate::manifest::{
     Golden, KitPort, Limits, Manifest, Resources, Scan, Step, StepKind, Tolerance, SCHEMA,
 };
 use crate::sign::SecretKey;
+use crate::value::PortType;
 
 /// The authored description of a kit.
 #[derive(Debug, Deserialize)]
@@ -96,6 +97,11 @@ pub struct StepSpec {
     /// ONNX models with a batch dimension: port → batch axis.
     #[serde(default)]
     pub batch: BTreeMap<String, usize>,
+    /// ONNX models: port → the type to declare in place of the one the model
+    /// file states (for exports that state a wrong shape); the real outputs are
+    /// checked against it on the golden samples and on every call.
+    #[serde(default)]
+    pub ports: BTreeMap<String, PortType>,
 }
 
 /// `[[golden]]`: input files and the file holding the expected outputs.
@@ -130,6 +136,10 @@ pub enum BuildEvent {
     Start { total: u64 },
     /// One unit done, with a message.
     Progress(String),
+    /// A line of a stage crate's build (cargo's own progress), not a unit.
+    Building(String),
+    /// Something the author should know that does not stop the build.
+    Warning(String),
 }
 
 /// Builds kits from Kitfiles.
@@ -178,14 +188,24 @@ impl<'a> Packager<'a> {
                     ))
                 }
                 (Some(stage), None) => {
-                    if spec.scan.is_some() || spec.architecture.is_some() || !spec.batch.is_empty()
+                    if spec.scan.is_some()
+                        || spec.architecture.is_some()
+                        || !spec.batch.is_empty()
+                        || !spec.ports.is_empty()
                     {
                         return Err(Error::invalid(
                             format!("step `{}`", spec.name),
-                            "`scan`, `batch` and `architecture` apply to models only",
+                            "`scan`, `batch`, `ports` and `architecture` apply to model steps only (a stage declares its own ports)",
                         ));
                     }
-                    let wasm = self.stage_wasm(&dir.join(stage))?;
+                    let wasm = self.stage_wasm(&dir.join(stage), progress)?;
+                    let features = crate::wasm::features_used(&wasm);
+                    if !features.iter().any(|f| f == "simd128") {
+                        progress(BuildEvent::Warning(format!(
+                            "step `{}`: the stage's code has no SIMD instructions; if it works on pixels or samples, build it with `-C target-feature=+simd128` (in the crate's .cargo/config.toml)",
+                            spec.name
+                        )));
+                    }
                     let mut assets = BTreeMap::new();
                     let mut asset_bytes = Vec::new();
                     for (name, a) in &spec.assets {
@@ -231,6 +251,7 @@ impl<'a> Packager<'a> {
                         assets,
                         contract: runner.contract().clone(),
                         limits,
+                        features,
                     }
                 }
                 (None, Some(model)) => {
@@ -242,18 +263,18 @@ impl<'a> Packager<'a> {
                             if spec.config.is_some() || !spec.assets.is_empty() {
                                 return Err(Error::invalid(format!("step `{}`", spec.name), "onnx models take no `config` or `assets`"));
                             }
-                            let mut m = self.runtime.ort()?.model(&spec.name, &bytes)?;
+                            let mut m = self.runtime.ort()?.model(&spec.name, &bytes)?.declare(&spec.ports)?;
                             if !spec.batch.is_empty() {
                                 // Checked here so that a wrong axis fails the build, not the device.
                                 m = m.with_batching(&spec.batch, 1)?;
                             }
                             let signature = m.signature().clone();
                             onnx_models.insert(spec.name.clone(), m);
-                            StepKind::Onnx { model: add(bytes), signature, scan: spec.scan.clone(), batch: spec.batch.clone() }
+                            StepKind::Onnx { model: add(bytes), signature, scan: spec.scan.clone(), batch: spec.batch.clone(), declared: spec.ports.clone() }
                         }
                         (Some(arch), false) => {
-                            if spec.scan.is_some() || !spec.batch.is_empty() {
-                                return Err(Error::invalid(format!("step `{}`", spec.name), "`scan` and `batch` apply to onnx models only"));
+                            if spec.scan.is_some() || !spec.batch.is_empty() || !spec.ports.is_empty() {
+                                return Err(Error::invalid(format!("step `{}`", spec.name), "`scan`, `batch` and `ports` apply to onnx models only"));
                             }
                             let mut files = BTreeMap::new();
                             for (name, a) in &spec.assets {
@@ -359,8 +380,10 @@ impl<'a> Packager<'a> {
         Ok(archive)
     }
 
-    /// A `.wasm` file as is, or a stage crate built for `wasm32-wasip2`.
-    fn stage_wasm(&self, path: &Path) -> Result<Vec<u8>> {
+    /// A `.wasm` file as is, or a stage crate built for `wasm32-wasip2` by
+    /// cargo run in the crate's own folder (so that its `.cargo/config.toml`
+    /// applies: target features, target folder), its lines reported as they come.
+    fn stage_wasm(&self, path: &Path, progress: &dyn Fn(BuildEvent)) -> Result<Vec<u8>> {
         if path.is_file() {
             return read(path);
         }
@@ -374,31 +397,21 @@ impl<'a> Packager<'a> {
                 ),
             ));
         }
+        let build_error = |message: String| Error::StageBuild {
+            path: path.into(),
+            message,
+        };
         let meta = Command::new(&self.cargo)
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--manifest-path",
-            ])
+            .current_dir(path)
+            .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
             .arg(&manifest)
             .output()
-            .map_err(|e| Error::StageBuild {
-                path: path.into(),
-                message: format!("cannot run cargo: {e}"),
-            })?;
+            .map_err(|e| build_error(format!("cannot run cargo: {e}")))?;
         if !meta.status.success() {
-            return Err(Error::StageBuild {
-                path: path.into(),
-                message: String::from_utf8_lossy(&meta.stderr).into_owned(),
-            });
+            return Err(build_error(String::from_utf8_lossy(&meta.stderr).into_owned()));
         }
-        let meta: serde_json::Value =
-            serde_json::from_slice(&meta.stdout).map_err(|e| Error::StageBuild {
-                path: path.into(),
-                message: format!("cargo metadata: {e}"),
-            })?;
+        let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)
+            .map_err(|e| build_error(format!("cargo metadata: {e}")))?;
         let target_dir = meta["target_directory"]
             .as_str()
             .map(PathBuf::from)
@@ -416,39 +429,42 @@ impl<'a> Packager<'a> {
                 })
             })
             .and_then(|p| p["name"].as_str())
-            .ok_or_else(|| Error::StageBuild {
-                path: path.into(),
-                message: "no package in Cargo.toml".into(),
-            })?
+            .ok_or_else(|| build_error("no package in Cargo.toml".into()))?
             .to_owned();
-        let out = Command::new(&self.cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--package",
-                &pkg,
-                "--manifest-path",
-            ])
+        let mut child = Command::new(&self.cargo)
+            .current_dir(path)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--package", &pkg, "--manifest-path"])
             .arg(&manifest)
-            .output()
-            .map_err(|e| Error::StageBuild {
-                path: path.into(),
-                message: format!("cannot run cargo: {e}"),
-            })?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| build_error(format!("cannot run cargo: {e}")))?;
+        // The last lines are kept for the error; each is reported as it comes.
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        if let Some(stderr) = child.stderr.take() {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                progress(BuildEvent::Building(line.trim().to_owned()));
+                if tail.len() == 200 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(|e| build_error(format!("cargo did not finish: {e}")))?;
+        if !status.success() {
+            let err = Vec::from(tail).join("\n");
             let hint =
                 if err.contains("wasm32-wasip2") && err.contains("target may not be installed") {
                     "\nhint: rustup target add wasm32-wasip2"
                 } else {
                     ""
                 };
-            return Err(Error::StageBuild {
-                path: path.into(),
-                message: format!("cargo build failed:\n{err}{hint}"),
-            });
+            return Err(build_error(format!("cargo build failed:\n{err}{hint}")));
         }
         read(
             &target_dir

@@ -92,6 +92,10 @@ pub enum StepKind {
         contract: Contract,
         #[serde(default)]
         limits: Limits,
+        /// Optional WebAssembly features the stage's code uses (`simd128`),
+        /// read from the code by the packager.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// An ONNX model run by ONNX Runtime. The signature is read from the model.
     Onnx {
@@ -104,6 +108,11 @@ pub enum StepKind {
         /// one must be equal across the calls joined.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         batch: BTreeMap<String, usize>,
+        /// Ports whose type the kit declares in place of the one the model file
+        /// states (exports often state shapes that are wrong); `signature` already
+        /// has them. Outputs are checked against them on every call.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        declared: BTreeMap<String, PortType>,
     },
     /// A safetensors model run by candle, with a named architecture.
     Candle {

@@ -296,6 +296,44 @@ impl OnnxModel {
         })
     }
 
+    /// Takes the kit's declared type for some ports in place of the one the
+    /// model file states (an export's stated shape may be wrong). Inputs are
+    /// checked against the declared types; outputs are checked by the pipeline.
+    pub fn declare(mut self, ports: &BTreeMap<String, PortType>) -> Result<OnnxModel> {
+        for (name, ty) in ports {
+            let all: Vec<String> = self
+                .signature
+                .inputs
+                .iter()
+                .chain(&self.signature.outputs)
+                .map(|p| p.name.clone())
+                .collect();
+            let Some(port) = self
+                .signature
+                .inputs
+                .iter_mut()
+                .chain(self.signature.outputs.iter_mut())
+                .find(|p| &p.name == name)
+            else {
+                return Err(Error::model(
+                    &self.step,
+                    format!(
+                        "ports: the model has no port `{name}` (it has {})",
+                        all.join(", ")
+                    ),
+                ));
+            };
+            if !matches!(ty, PortType::Tensor { .. }) {
+                return Err(Error::model(
+                    &self.step,
+                    format!("ports: `{name}` must be declared as a tensor type, not {ty}"),
+                ));
+            }
+            port.ty = ty.clone();
+        }
+        Ok(self)
+    }
+
     /// Turns on dynamic batching of up to `max` overlapping calls, joined along
     /// the given batch axis of each port. Every output must have one; every
     /// named port must exist and have that axis.

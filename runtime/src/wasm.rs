@@ -495,3 +495,45 @@ impl StopSignal {
         f()
     }
 }
+
+/// The optional WebAssembly features a stage's code uses: `simd128` when it
+/// has SIMD instructions (it does not validate without them). Code that does
+/// not validate at all uses none; loading it says what is wrong.
+pub fn features_used(wasm: &[u8]) -> Vec<String> {
+    use wasmparser::{Validator, WasmFeatures};
+    let all = WasmFeatures::all();
+    if Validator::new_with_features(all).validate_all(wasm).is_err() {
+        return Vec::new();
+    }
+    let scalar = all.difference(WasmFeatures::SIMD | WasmFeatures::RELAXED_SIMD);
+    if Validator::new_with_features(scalar).validate_all(wasm).is_err() {
+        vec!["simd128".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use super::features_used;
+
+    /// A module with one function whose body is `body` (locals count first).
+    fn module(body: &[u8]) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // type () -> ()
+        m.extend([0x03, 0x02, 0x01, 0x00]); // one function of type 0
+        m.extend([0x0a, body.len() as u8 + 2, 0x01, body.len() as u8]);
+        m.extend(body);
+        m
+    }
+
+    #[test]
+    fn simd_instructions_are_recorded_and_scalar_code_records_none() {
+        let mut simd = vec![0x00, 0xfd, 0x0c];
+        simd.extend([0u8; 16]);
+        simd.extend([0x1a, 0x0b]); // v128.const 0; drop; end
+        assert_eq!(features_used(&module(&simd)), ["simd128"]);
+        assert!(features_used(&module(&[0x00, 0x0b])).is_empty());
+        assert!(features_used(b"not wasm").is_empty());
+    }
+}

@@ -239,12 +239,12 @@ fn a_model_file_that_is_not_onnx_is_refused() {
     .unwrap();
     let err = build(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("model `det`: is not a valid ONNX model"),
+        err.contains("model step `det`: is not a valid ONNX model"),
         "{err}"
     );
     std::fs::write(dir.path().join("bad.onnx"), b"").unwrap();
     let err = build(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("model `det`: model file is empty"), "{err}");
+    assert!(err.contains("model step `det`: model file is empty"), "{err}");
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn weights_that_are_not_safetensors_are_refused() {
     std::fs::write(dir.path().join("w.safetensors"), [0xffu8; 64]).unwrap();
     let err = build(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("model `mlp`: is not a safetensors file"),
+        err.contains("model step `mlp`: is not a safetensors file"),
         "{err}"
     );
 }

@@ -215,6 +215,15 @@ fn build(
             bar.inc(1);
             bar.set_message(m);
         }
+        // cargo's lines: the crate being compiled shows beside the bar.
+        BuildEvent::Building(line) => {
+            if !line.is_empty() {
+                bar.set_message(line);
+            }
+        }
+        BuildEvent::Warning(w) => {
+            bar.suspend(|| eprintln!("warning: {w}"));
+        }
     });
     bar.finish_and_clear();
     let archive = archive?;
@@ -442,12 +451,25 @@ fn inspect(g: &Global, file: &Path, json: bool, trust: &[PathBuf]) -> anyhow::Re
     }
     for s in &m.steps {
         let (kind, blob) = match &s.kind {
-            StepKind::Stage { wasm, .. } => ("stage (wasm)".to_string(), *wasm),
-            StepKind::Onnx { model, scan, .. } => (
-                if scan.is_some() {
-                    "onnx, scanned"
+            StepKind::Stage { wasm, features, .. } => (
+                if features.is_empty() {
+                    "stage (wasm)".to_string()
                 } else {
-                    "onnx"
+                    format!("stage (wasm {})", features.join(" "))
+                },
+                *wasm,
+            ),
+            StepKind::Onnx {
+                model,
+                scan,
+                declared,
+                ..
+            } => (
+                match (scan.is_some(), declared.is_empty()) {
+                    (true, true) => "onnx, scanned",
+                    (false, true) => "onnx",
+                    (true, false) => "onnx, scanned, ports declared",
+                    (false, false) => "onnx, ports declared",
                 }
                 .to_string(),
                 *model,
