@@ -239,25 +239,83 @@ fn flatten<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
     }
 }
 
+/// How the strings of a `BYTES` tensor's JSON `data` carry its bytes.
+///
+/// Triton and the protocol itself take each string as the element's bytes
+/// (UTF-8). MLServer's codecs (also described by KServe) mark base64 with the
+/// tensor's `parameters.content_type: "base64"`; this server does the same,
+/// and marks its own outputs that way when their bytes are not UTF-8 text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BytesForm {
+    Utf8,
+    Base64,
+}
+
+impl BytesForm {
+    /// The form a tensor's `parameters` say, or an error naming the value.
+    pub fn of(name: &str, params: Option<&serde_json::Value>) -> Result<BytesForm, OipError> {
+        match params.and_then(|p| p.get("content_type")) {
+            None => Ok(BytesForm::Utf8),
+            Some(v) => match v.as_str() {
+                Some("base64") => Ok(BytesForm::Base64),
+                Some("str" | "string" | "text/plain") => Ok(BytesForm::Utf8),
+                _ => Err(OipError::BadRequest(format!(
+                    "input `{}`: parameters.content_type {} is not one this server takes (\"base64\" or \"str\")",
+                    shown(name),
+                    shown(&v.to_string())
+                ))),
+            },
+        }
+    }
+}
+
 /// JSON `data` (flat or nested, row-major) in raw form.
 pub fn json_to_raw(
     name: &str,
     datatype: &str,
     data: &serde_json::Value,
 ) -> Result<Vec<u8>, OipError> {
+    json_to_raw_as(name, datatype, data, BytesForm::Utf8)
+}
+
+/// [`json_to_raw`] with `BYTES` strings read in the given form.
+pub fn json_to_raw_as(
+    name: &str,
+    datatype: &str,
+    data: &serde_json::Value,
+    form: BytesForm,
+) -> Result<Vec<u8>, OipError> {
     let bad = |m: String| OipError::BadRequest(format!("input `{name}`: {m}"));
     let mut items = Vec::new();
     flatten(data, &mut items);
     if datatype == "BYTES" {
-        let parts: Vec<&[u8]> = items
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::as_bytes)
-                    .ok_or_else(|| bad("BYTES data must be strings".into()))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut parts: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(items.len());
+        for (i, x) in items.iter().enumerate() {
+            let s = x
+                .as_str()
+                .ok_or_else(|| bad("BYTES data must be strings".into()))?;
+            parts.push(match form {
+                BytesForm::Utf8 => s.as_bytes().into(),
+                BytesForm::Base64 => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.trim())
+                        .map_err(|e| {
+                            bad(format!(
+                                "element {i} is not base64 (content_type is \"base64\"): {e}"
+                            ))
+                        })?
+                        .into()
+                }
+            });
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
         return Ok(bytes_raw(&parts));
+    }
+    if form == BytesForm::Base64 {
+        return Err(bad(format!(
+            "parameters.content_type \"base64\" applies to BYTES tensors, not {datatype}"
+        )));
     }
     let dtype = dtype_of(datatype).ok_or_else(|| {
         bad(format!(
@@ -286,15 +344,40 @@ pub fn json_to_raw(
     Ok(raw)
 }
 
-/// Raw data as JSON `data` (flat): numbers, booleans, or strings for `BYTES`.
+/// The form a `BYTES` output takes in JSON: its strings as they are when every
+/// element is UTF-8 text, else base64 (marked with `content_type`).
+pub fn output_form(t: &RawTensor) -> BytesForm {
+    let text = t.datatype != "BYTES"
+        || bytes_elements(&t.raw)
+            .unwrap_or_default()
+            .iter()
+            .all(|e| std::str::from_utf8(e).is_ok());
+    if text {
+        BytesForm::Utf8
+    } else {
+        BytesForm::Base64
+    }
+}
+
+/// Raw data as JSON `data` (flat): numbers, booleans, or strings for `BYTES`
+/// (base64 when [`output_form`] says so).
 pub fn raw_to_json(t: &RawTensor) -> serde_json::Value {
     use serde_json::Value as J;
     if t.datatype == "BYTES" {
+        let form = output_form(t);
         return J::Array(
             bytes_elements(&t.raw)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|e| J::String(String::from_utf8_lossy(e).into_owned()))
+                .map(|e| {
+                    J::String(match form {
+                        BytesForm::Utf8 => String::from_utf8_lossy(e).into_owned(),
+                        BytesForm::Base64 => {
+                            use base64::Engine as _;
+                            base64::engine::general_purpose::STANDARD.encode(e)
+                        }
+                    })
+                })
                 .collect(),
         );
     }
@@ -406,10 +489,10 @@ pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipEr
                 binary = rest;
                 head.to_vec()
             }
-            (None, Some(data)) => match json_to_raw(name, datatype, data) {
-                Ok(r) => r,
-                Err(e) => return Err(e),
-            },
+            (None, Some(data)) => {
+                let form = BytesForm::of(name, t.get("parameters"))?;
+                json_to_raw_as(name, datatype, data, form)?
+            }
             (None, None) => {
                 return Err(OipError::BadRequest(format!(
                     "input `{}` has neither `data` nor `parameters.binary_data_size`",
@@ -468,6 +551,63 @@ mod tests {
 
     fn port(ty: &str) -> PortType {
         ty.parse().unwrap()
+    }
+
+    #[test]
+    fn bytes_in_json_are_base64_when_the_tensor_says_so_and_literal_otherwise() {
+        let body = |params: serde_json::Value, data: serde_json::Value| {
+            serde_json::to_vec(&serde_json::json!({"inputs": [
+                {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": params, "data": data}
+            ]}))
+            .unwrap()
+        };
+        let b = body(
+            serde_json::json!({"content_type": "base64"}),
+            serde_json::json!(["AP+AAQ=="]),
+        );
+        let got = parse_http_infer(&b, b.len()).unwrap();
+        assert_eq!(
+            bytes_elements(&got.tensors[0].raw).unwrap(),
+            [&[0u8, 255, 128, 1][..]]
+        );
+        let b = body(serde_json::json!({}), serde_json::json!(["AP+AAQ=="]));
+        let got = parse_http_infer(&b, b.len()).unwrap();
+        assert_eq!(
+            bytes_elements(&got.tensors[0].raw).unwrap(),
+            [&b"AP+AAQ=="[..]]
+        );
+        let b = body(
+            serde_json::json!({"content_type": "base64"}),
+            serde_json::json!(["not base64!"]),
+        );
+        let e = parse_http_infer(&b, b.len()).unwrap_err().to_string();
+        assert!(e.contains("input `image`: element 0 is not base64"), "{e}");
+        let b = body(
+            serde_json::json!({"content_type": "gzip"}),
+            serde_json::json!(["x"]),
+        );
+        let e = parse_http_infer(&b, b.len()).unwrap_err().to_string();
+        assert!(e.contains("parameters.content_type \"gzip\""), "{e}");
+        let e = json_to_raw_as("x", "FP32", &serde_json::json!([1.0]), BytesForm::Base64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("applies to BYTES tensors, not FP32"), "{e}");
+    }
+
+    #[test]
+    fn bytes_outputs_that_are_not_text_go_out_as_marked_base64() {
+        let t = |elements: &[&[u8]]| RawTensor {
+            name: "o".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            raw: bytes_raw(elements),
+        };
+        let binary = t(&[&[0xff, 0x00]]);
+        assert_eq!(output_form(&binary), BytesForm::Base64);
+        assert_eq!(raw_to_json(&binary), serde_json::json!(["/wA="]));
+        let text = t(&[b"hello"]);
+        assert_eq!(output_form(&text), BytesForm::Utf8);
+        assert_eq!(raw_to_json(&text), serde_json::json!(["hello"]));
     }
 
     #[test]

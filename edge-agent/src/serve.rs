@@ -380,10 +380,14 @@ async fn oip_infer_any(
                     "parameters": {"binary_data_size": t.raw.len()},
                 })
             } else {
-                serde_json::json!({
+                let mut o = serde_json::json!({
                     "name": t.name, "datatype": t.datatype, "shape": t.shape,
                     "data": crate::oip::raw_to_json(t),
-                })
+                });
+                if crate::oip::output_form(t) == crate::oip::BytesForm::Base64 {
+                    o["parameters"] = serde_json::json!({"content_type": "base64"});
+                }
+                o
             }
         })
         .collect();

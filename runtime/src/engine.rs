@@ -379,7 +379,9 @@ impl LoadedKit {
                 let v = outputs
                     .remove(&port.name)
                     .ok_or_else(|| s.error(format!("did not return its output `{}`", port.name)))?;
-                port.ty.check(&v).map_err(|m| s.bad_output(&port.name, &port.ty, &v, m))?;
+                port.ty
+                    .check(&v)
+                    .map_err(|m| s.bad_output(&port.name, &port.ty, &v, m))?;
                 env.insert(s.step.output_value(&port.name).to_owned(), v);
             }
         }

@@ -403,12 +403,20 @@ impl<'a> Packager<'a> {
         };
         let meta = Command::new(&self.cargo)
             .current_dir(path)
-            .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .output()
             .map_err(|e| build_error(format!("cannot run cargo: {e}")))?;
         if !meta.status.success() {
-            return Err(build_error(String::from_utf8_lossy(&meta.stderr).into_owned()));
+            return Err(build_error(
+                String::from_utf8_lossy(&meta.stderr).into_owned(),
+            ));
         }
         let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)
             .map_err(|e| build_error(format!("cargo metadata: {e}")))?;
@@ -433,7 +441,15 @@ impl<'a> Packager<'a> {
             .to_owned();
         let mut child = Command::new(&self.cargo)
             .current_dir(path)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--package", &pkg, "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--package",
+                &pkg,
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

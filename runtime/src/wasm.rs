@@ -502,11 +502,17 @@ impl StopSignal {
 pub fn features_used(wasm: &[u8]) -> Vec<String> {
     use wasmparser::{Validator, WasmFeatures};
     let all = WasmFeatures::all();
-    if Validator::new_with_features(all).validate_all(wasm).is_err() {
+    if Validator::new_with_features(all)
+        .validate_all(wasm)
+        .is_err()
+    {
         return Vec::new();
     }
     let scalar = all.difference(WasmFeatures::SIMD | WasmFeatures::RELAXED_SIMD);
-    if Validator::new_with_features(scalar).validate_all(wasm).is_err() {
+    if Validator::new_with_features(scalar)
+        .validate_all(wasm)
+        .is_err()
+    {
         vec!["simd128".to_owned()]
     } else {
         Vec::new()

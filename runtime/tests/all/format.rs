@@ -244,7 +244,10 @@ fn a_model_file_that_is_not_onnx_is_refused() {
     );
     std::fs::write(dir.path().join("bad.onnx"), b"").unwrap();
     let err = build(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("model step `det`: model file is empty"), "{err}");
+    assert!(
+        err.contains("model step `det`: model file is empty"),
+        "{err}"
+    );
 }
 
 #[test]
