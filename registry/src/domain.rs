@@ -429,6 +429,40 @@ pub struct Page {
     pub total: u64,
 }
 
+/// A kit's step and what it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepUse {
+    pub step: String,
+    /// `stage`, `onnx` or `candle`.
+    pub kind: String,
+    /// The stage's code or the model's file.
+    pub digest: Digest,
+    pub size: u64,
+    /// Published models or tools with that file (`team/name@version`), as the caller sees them.
+    pub artifacts: Vec<String>,
+    /// `port: type`.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+/// A kit's golden sample, by its blobs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GoldenUse {
+    /// Kit input → `digest (n bytes)`.
+    pub inputs: BTreeMap<String, String>,
+    pub expected: String,
+    pub tolerance: String,
+}
+
+/// What an artifact is made of and what uses it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Relations {
+    pub steps: Vec<StepUse>,
+    pub golden: Vec<GoldenUse>,
+    /// Kits using a model's or tool's file (`team/name@version`).
+    pub used_by: Vec<String>,
+}
+
 /// The operator's counts of the ecosystem.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Coverage {

@@ -8,6 +8,12 @@
 //! "invoice", `mlp-1` finds "mlp-12", `team/mlp-1` finds "team/mlp-12"); a
 //! query intersects the sets of its filters and of the keys its words begin,
 //! then checks the candidates left in full.
+//!
+//! Names are also found by what they contain (`ocr` finds `captcha-ddddocr`,
+//! through trigrams of each name) and despite a typo (`captha`: one edit for
+//! words of 4-7 letters, two from 8, against the words of names and tags).
+//! Results of a text query are ranked: a whole word of the name first, then a
+//! word of the name it begins, a part of the name, a word elsewhere, a typo.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +38,89 @@ struct Entry {
     artifact: Artifact,
     /// Lowercased name, description, tags, domain, task, scenario, tool kind.
     text: String,
+    /// Lowercased name.
+    name: String,
+}
+
+/// A word of names and tags, for typo-tolerant matching.
+struct Word {
+    chars: Vec<char>,
+    /// Which letters and digits occur (an edit changes at most two of these bits).
+    mask: u64,
+    ids: Ids,
+}
+
+fn char_mask(chars: &[char]) -> u64 {
+    chars.iter().fold(0u64, |m, &c| {
+        m | match c {
+            'a'..='z' => 1 << (c as u32 - 'a' as u32),
+            '0'..='9' => 1 << (26 + c as u32 - '0' as u32),
+            _ => 1 << (36 + (c as u32 % 28)),
+        }
+    })
+}
+
+/// The words (runs of letters and digits) of a name and its tags.
+fn name_words(a: &Artifact) -> Vec<String> {
+    let mut out: Vec<String> = std::iter::once(a.name.as_str())
+        .chain(a.tags.iter().map(String::as_str))
+        .flat_map(|t| t.split(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Trigrams of a name's bytes.
+fn trigrams(s: &str) -> impl Iterator<Item = u32> + '_ {
+    s.as_bytes()
+        .windows(3)
+        .map(|w| (w[0] as u32) << 16 | (w[1] as u32) << 8 | w[2] as u32)
+}
+
+/// Edits allowed for a query word of `len` letters.
+fn typo_budget(len: usize) -> usize {
+    match len {
+        0..=3 => 0,
+        4..=7 => 1,
+        _ => 2,
+    }
+}
+
+/// Optimal string alignment distance (insertions, deletions, substitutions,
+/// swaps of neighbours), or `None` once it must exceed `max`.
+fn distance_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let w = b.len() + 1;
+    let mut rows = vec![0usize; 3 * w];
+    for (j, r) in rows.iter_mut().take(w).enumerate() {
+        *r = j;
+    }
+    for i in 1..=a.len() {
+        let (cur, prev, prev2) = ((i % 3) * w, ((i - 1) % 3) * w, ((i + 1) % 3) * w);
+        rows[cur] = i;
+        let mut best = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[prev + j] + 1)
+                .min(rows[cur + j - 1] + 1)
+                .min(rows[prev + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[prev2 + j - 2] + 1);
+            }
+            rows[cur + j] = d;
+            best = best.min(d);
+        }
+        if best > max {
+            return None;
+        }
+    }
+    let d = rows[(a.len() % 3) * w + b.len()];
+    (d <= max).then_some(d)
 }
 
 /// Artifacts with inverted indexes over their facets and words.
@@ -41,6 +130,11 @@ pub struct SearchIndex {
     ids: HashMap<String, u32>,
     postings: HashMap<(u8, String), Ids>,
     words: BTreeMap<String, Ids>,
+    /// Trigram of a name → ids.
+    grams: HashMap<u32, Ids>,
+    /// Words of names and tags, by length.
+    vocab: HashMap<String, Word>,
+    vocab_by_len: BTreeMap<usize, Vec<String>>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -118,6 +212,16 @@ impl SearchIndex {
                         remove_id(set, id);
                     }
                 }
+                for g in trigrams(&old.name) {
+                    if let Some(set) = self.grams.get_mut(&g) {
+                        remove_id(set, id);
+                    }
+                }
+                for w in name_words(&old.artifact) {
+                    if let Some(word) = self.vocab.get_mut(&w) {
+                        remove_id(&mut word.ids, id);
+                    }
+                }
                 id
             }
             None => {
@@ -126,6 +230,7 @@ impl SearchIndex {
                 self.entries.push(Entry {
                     artifact: a.clone(),
                     text: String::new(),
+                    name: String::new(),
                 });
                 id
             }
@@ -136,7 +241,77 @@ impl SearchIndex {
         for w in keys_of(&text) {
             insert_id(self.words.entry(w.to_owned()).or_default(), id);
         }
-        self.entries[id as usize] = Entry { artifact: a, text };
+        let name = a.name.to_lowercase();
+        for g in trigrams(&name) {
+            insert_id(self.grams.entry(g).or_default(), id);
+        }
+        for w in name_words(&a) {
+            let word = self.vocab.entry(w.clone()).or_insert_with(|| {
+                let chars: Vec<char> = w.chars().collect();
+                self.vocab_by_len
+                    .entry(chars.len())
+                    .or_default()
+                    .push(w.clone());
+                Word {
+                    mask: char_mask(&chars),
+                    chars,
+                    ids: Ids::new(),
+                }
+            });
+            insert_id(&mut word.ids, id);
+        }
+        self.entries[id as usize] = Entry {
+            artifact: a,
+            text,
+            name,
+        };
+    }
+
+    /// Ids whose name contains `w` (three letters or more), checked in full.
+    fn substring_ids(&self, w: &str) -> Option<Ids> {
+        if w.len() < 3 {
+            return None;
+        }
+        let mut sets: Vec<&Ids> = Vec::new();
+        for g in trigrams(w) {
+            sets.push(self.grams.get(&g)?);
+        }
+        sets.sort_by_key(|s| s.len());
+        let (first, rest) = sets.split_first()?;
+        Some(
+            first
+                .iter()
+                .copied()
+                .filter(|id| rest.iter().all(|s| s.binary_search(id).is_ok()))
+                .filter(|&id| self.entries[id as usize].name.contains(w))
+                .collect(),
+        )
+    }
+
+    /// Ids with a name or tag word within the typo budget of `w`, with the distance.
+    fn typo_ids(&self, w: &str) -> Vec<(u32, usize)> {
+        let chars: Vec<char> = w.chars().collect();
+        let max = typo_budget(chars.len());
+        if max == 0 {
+            return Vec::new();
+        }
+        let mask = char_mask(&chars);
+        let mut out: Vec<(u32, usize)> = Vec::new();
+        let lens = chars.len().saturating_sub(max)..=chars.len() + max;
+        for (_, words) in self.vocab_by_len.range(lens) {
+            for v in words {
+                let word = &self.vocab[v];
+                if (word.mask ^ mask).count_ones() as usize > 2 * max || word.ids.is_empty() {
+                    continue;
+                }
+                if let Some(d) = distance_within(&chars, &word.chars, max) {
+                    out.extend(word.ids.iter().map(|&id| (id, d)));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup_by_key(|(id, _)| *id);
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -152,7 +327,8 @@ impl SearchIndex {
         self.entries.iter().map(|e| &e.artifact)
     }
 
-    fn matches(e: &Entry, q: &Query, text_words: &[String]) -> bool {
+    /// Whether an entry passes the query's filters and the caller may see it.
+    fn passes(e: &Entry, q: &Query) -> bool {
         let a = &e.artifact;
         (q.include_yanked || !a.yanked)
             && q.viewer.as_ref().is_none_or(|p| p.may_see(a))
@@ -162,7 +338,31 @@ impl SearchIndex {
             && (q.tool_kind.is_empty() || a.tool_kind == q.tool_kind)
             && (q.team.is_empty() || a.team() == q.team)
             && (q.industry.is_empty() || a.industries.contains(&q.industry))
-            && text_words.iter().all(|w| starts_a_word(&e.text, w))
+    }
+
+    /// How well an entry matches one query word; 0 when it does not.
+    fn word_score(id: u32, e: &Entry, w: &QueryWord) -> u32 {
+        let name = &e.name;
+        if name == &w.text || name.rsplit('/').next() == Some(w.text.as_str()) {
+            10
+        } else if name
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|t| t == w.text)
+        {
+            8
+        } else if starts_a_word(name, &w.text) {
+            6
+        } else if w.text.len() >= 3 && name.contains(&w.text) {
+            4
+        } else if starts_a_word(&e.text, &w.text) {
+            3
+        } else {
+            match w.typos.binary_search_by_key(&id, |t| t.0) {
+                Ok(i) if w.typos[i].1 <= 1 => 2,
+                Ok(_) => 1,
+                Err(_) => 0,
+            }
+        }
     }
 
     /// Ids of entries with a word beginning with `prefix`, if few enough words do.
@@ -195,18 +395,40 @@ impl SearchIndex {
         })
     }
 
-    /// A page of matches after `page_token` (the id of the previous page's last match).
+    /// A page of matches. Without text, in publishing order after `page_token`
+    /// (the id of the previous page's last match); with text, ranked, after
+    /// `page_token` results (the number already given).
     pub fn search(&self, q: &Query) -> Page {
         let text = q.text.to_lowercase();
-        let text_words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-        // Exact facet filters and whole query words narrow the candidates; a query
-        // word only part of an indexed word (`mlp-1` in `mlp-12`) is checked in full below.
-        let mut sets: Vec<Option<&Ids>> = Vec::new();
+        let words: Vec<QueryWord> = text
+            .split_whitespace()
+            .map(|w| {
+                let core = w.trim_start_matches(|c: char| !c.is_alphanumeric());
+                let typos = self.typo_ids(core);
+                // A word narrows the candidates to what it could match in any
+                // way; one that begins too many indexed words narrows nothing.
+                let candidates = if core.is_empty() {
+                    None
+                } else {
+                    self.prefix_ids(core).map(|mut ids| {
+                        ids.extend(self.substring_ids(w).unwrap_or_default());
+                        ids.extend(typos.iter().map(|t| t.0));
+                        ids.sort_unstable();
+                        ids.dedup();
+                        ids
+                    })
+                };
+                QueryWord {
+                    text: w.to_owned(),
+                    typos,
+                    candidates,
+                }
+            })
+            .collect();
+        let mut sets: Vec<&Ids> = Vec::new();
         let empty = Ids::new();
         let mut need = |facet: u8, v: &str| {
-            sets.push(Some(
-                self.postings.get(&(facet, v.to_owned())).unwrap_or(&empty),
-            ))
+            sets.push(self.postings.get(&(facet, v.to_owned())).unwrap_or(&empty))
         };
         if let Some(k) = q.kind {
             need(KIND, k.as_str());
@@ -222,44 +444,25 @@ impl SearchIndex {
                 need(facet, v);
             }
         }
-        // Each query word (from its first letter or digit) must begin an indexed key.
-        let owned: Vec<Ids> = text_words
-            .iter()
-            .map(|w| w.trim_start_matches(|c: char| !c.is_alphanumeric()))
-            .filter(|w| !w.is_empty())
-            .filter_map(|w| self.prefix_ids(w))
-            .collect();
-        let mut all: Vec<&Ids> = sets.into_iter().flatten().collect();
-        all.extend(owned.iter());
-        all.sort_by_key(|s| s.len());
-        let after: Option<u32> = q.page_token.parse().ok();
+        sets.extend(words.iter().filter_map(|w| w.candidates.as_ref()));
+        sets.sort_by_key(|s| s.len());
         let size = q.page_size.clamp(1, 1000);
-        let mut out = Vec::with_capacity(size);
-        let mut total = 0u64;
-        let mut last = None;
-        let mut more = false;
-        let mut bytes = 0usize;
+        let mut matched: Vec<(u32, u32)> = Vec::new();
         let mut consider = |id: u32| {
             let e = &self.entries[id as usize];
-            if !Self::matches(e, q, &text_words) {
+            if !Self::passes(e, q) {
                 return;
             }
-            total += 1;
-            if after.is_some_and(|a| id <= a) {
-                return;
+            let mut score = 0;
+            for w in &words {
+                match Self::word_score(id, e, w) {
+                    0 => return,
+                    s => score += s,
+                }
             }
-            // A page also stops short of MAX_PAGE_BYTES, so that an answer
-            // always fits the clients' message limit, however large the cards.
-            let weight = e.artifact.approx_size();
-            if out.len() < size && (out.is_empty() || bytes + weight <= MAX_PAGE_BYTES) && !more {
-                bytes += weight;
-                out.push(e.artifact.clone());
-                last = Some(id);
-            } else {
-                more = true;
-            }
+            matched.push((score, id));
         };
-        match all.split_first() {
+        match sets.split_first() {
             Some((smallest, rest)) => {
                 for &id in smallest.iter() {
                     if rest.iter().all(|s| s.binary_search(&id).is_ok()) {
@@ -269,16 +472,53 @@ impl SearchIndex {
             }
             None => (0..self.entries.len() as u32).for_each(&mut consider),
         }
+        let total = matched.len() as u64;
+        let start = if words.is_empty() {
+            let after: Option<u32> = q.page_token.parse().ok();
+            matched.partition_point(|&(_, id)| after.is_some_and(|a| id <= a))
+        } else {
+            matched.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            q.page_token
+                .parse::<usize>()
+                .unwrap_or(0)
+                .min(matched.len())
+        };
+        // A page also stops short of MAX_PAGE_BYTES, so that an answer always
+        // fits the clients' message limit, however large the cards.
+        let mut out = Vec::with_capacity(size.min(matched.len() - start));
+        let mut bytes = 0usize;
+        for &(_, id) in &matched[start..] {
+            let a = &self.entries[id as usize].artifact;
+            let weight = a.approx_size();
+            if out.len() == size || (!out.is_empty() && bytes + weight > MAX_PAGE_BYTES) {
+                break;
+            }
+            bytes += weight;
+            out.push(a.clone());
+        }
+        let end = start + out.len();
+        let next_page_token = if end >= matched.len() {
+            String::new()
+        } else if words.is_empty() {
+            matched[end - 1].1.to_string()
+        } else {
+            end.to_string()
+        };
         Page {
             artifacts: out,
-            next_page_token: if more {
-                last.map(|l| l.to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            },
+            next_page_token,
             total,
         }
     }
+}
+
+/// A word of a text query, with what it could match.
+struct QueryWord {
+    text: String,
+    /// Ids with a name or tag word a typo away, and how far (sorted by id).
+    typos: Vec<(u32, usize)>,
+    /// Every id it could match, or `None` when that is too many to list.
+    candidates: Option<Ids>,
 }
 
 /// About the most a page of search results carries (clients accept 4 MiB messages).
@@ -354,7 +594,11 @@ mod tests {
             ["bench/mlp-1", "bench/mlp-12", "bench/mlp-2", "other/mlp-1x"]
         );
         assert_eq!(names("fork bench/mlp"), ["bench/mlp-2"]);
-        assert!(names("ench/mlp-1").is_empty());
+        assert_eq!(
+            names("ench/mlp-1"),
+            ["bench/mlp-1", "bench/mlp-12"],
+            "inside a name, not inside a description"
+        );
     }
 
     #[test]
@@ -429,6 +673,113 @@ mod tests {
             Vec::<String>::new(),
             "mid-word does not"
         );
+    }
+
+    fn ranked(ix: &SearchIndex, text: &str) -> Vec<String> {
+        ix.search(&Query {
+            text: text.into(),
+            ..q()
+        })
+        .artifacts
+        .into_iter()
+        .map(|a| a.name)
+        .collect()
+    }
+
+    #[test]
+    fn a_part_of_a_name_or_a_typo_finds_it_ranked_below_whole_words() {
+        let mut ix = SearchIndex::default();
+        ix.upsert(art("ext/captcha-ddddocr", "vision", "reads captchas", &[]));
+        ix.upsert(art("a/ocr-det", "vision", "text detection", &[]));
+        ix.upsert(art("a/ocr", "vision", "text recognition", &[]));
+        ix.upsert(art("b/scanner", "vision", "an ocr pipeline for forms", &[]));
+        ix.upsert(art("c/docrank", "nlp", "ranks documents", &[]));
+        assert_eq!(
+            ranked(&ix, "ocr"),
+            ["a/ocr", "a/ocr-det", "ext/captcha-ddddocr", "c/docrank", "b/scanner"],
+            "whole name, word of the name, part of a name (in publishing order), word of a description"
+        );
+        assert_eq!(
+            ranked(&ix, "captha"),
+            ["ext/captcha-ddddocr"],
+            "one letter left out"
+        );
+        assert_eq!(
+            ranked(&ix, "catpcha"),
+            ["ext/captcha-ddddocr"],
+            "two letters swapped"
+        );
+        assert_eq!(ranked(&ix, "dddocr"), ["ext/captcha-ddddocr"]);
+        assert_eq!(
+            ranked(&ix, "scannr ocr"),
+            ["b/scanner"],
+            "every word must match"
+        );
+        assert!(ranked(&ix, "xyz").is_empty());
+        assert!(
+            ranked(&ix, "ocd").is_empty(),
+            "three letters: no typo allowed"
+        );
+        assert!(
+            ranked(&ix, "capxxha").is_empty(),
+            "two edits in seven letters is too many"
+        );
+        assert_eq!(
+            ranked(&ix, "detectoin"),
+            Vec::<String>::new(),
+            "typos match words of names and tags, not descriptions"
+        );
+    }
+
+    #[test]
+    fn ranked_pages_follow_on_without_repeats() {
+        let mut ix = SearchIndex::default();
+        for i in 0..25 {
+            ix.upsert(art(&format!("t/ocr-{i}"), "vision", "x", &[]));
+            ix.upsert(art(&format!("t/m{i}"), "vision", "an ocr model", &[]));
+        }
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = ix.search(&Query {
+                text: "ocr".into(),
+                page_size: 7,
+                page_token: token.clone(),
+                ..q()
+            });
+            assert_eq!(page.total, 50);
+            seen.extend(page.artifacts.into_iter().map(|a| a.name));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen.len(), 50);
+        assert!(
+            seen[..25].iter().all(|n| n.starts_with("t/ocr-")),
+            "{seen:?}"
+        );
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 50);
+    }
+
+    #[test]
+    fn distance_counts_insertions_deletions_substitutions_and_swaps() {
+        let d = |a: &str, b: &str, max| {
+            distance_within(
+                &a.chars().collect::<Vec<_>>(),
+                &b.chars().collect::<Vec<_>>(),
+                max,
+            )
+        };
+        assert_eq!(d("captcha", "captcha", 1), Some(0));
+        assert_eq!(d("captha", "captcha", 1), Some(1));
+        assert_eq!(d("catpcha", "captcha", 1), Some(1));
+        assert_eq!(d("caqtcha", "captcha", 1), Some(1));
+        assert_eq!(d("cptha", "captcha", 1), None);
+        assert_eq!(d("cptha", "captcha", 2), Some(2));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use sha2::Digest as _;
 use tonic::{Code, Request};
 
 use algobay_proto::v1 as pb;
+use algobay_runtime::manifest::StepKind;
 use algobay_runtime::{Digest, SecretKey};
 
 fn vad_model() -> Vec<u8> {
@@ -701,6 +702,115 @@ async fn a_kit_is_accepted_only_signed_by_its_team_with_passing_golden_samples()
         .unwrap()
         .into_inner();
     assert!(g.yanked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kit_lists_the_models_and_tools_it_runs_and_they_list_the_kits_using_them() {
+    let h = start().await;
+    let (tok, key) = h.team("acme").await;
+    let kit = build_digits(&key, "acme/captcha-ddddocr");
+    push_kit(&h, &tok, &kit).await.unwrap();
+    let (mlp, wasm) = match (&kit.manifest.steps[0].kind, &kit.manifest.steps[1].kind) {
+        (StepKind::Candle { weights, .. }, StepKind::Stage { wasm, .. }) => (*weights, *wasm),
+        other => panic!("digits kit changed: {other:?}"),
+    };
+    let config = br#"{"layers":[64,32,10]}"#.to_vec();
+    let weights = kit.blobs[&mlp].to_vec();
+    h.upload(&tok, &config).await;
+    let mut m = mlp_req("acme/digits-mlp", &weights, &config, vec![]);
+    m.config_digest = Digest::of(&config).to_string();
+    h.catalog().publish_model(req(m, &tok)).await.unwrap();
+    h.catalog()
+        .publish_tool(req(
+            pb::PublishToolRequest {
+                name: "acme/softmax-top-k".into(),
+                version: "1.0.0".into(),
+                digest: wasm.to_string(),
+                tool_kind: "postprocess".into(),
+                ..Default::default()
+            },
+            &tok,
+        ))
+        .await
+        .unwrap();
+    let rel = |reference: &str, kind: pb::Kind| {
+        let h = &h;
+        let tok = tok.clone();
+        let reference = reference.to_owned();
+        async move {
+            h.catalog()
+                .relations(req(
+                    pb::GetRequest {
+                        reference,
+                        kind: kind as i32,
+                    },
+                    &tok,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let r = rel("acme/captcha-ddddocr@1.0.0", pb::Kind::Kit).await;
+    let steps: Vec<(&str, &str, &str, Vec<String>)> = r
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.step.as_str(),
+                s.kind.as_str(),
+                s.digest.as_str(),
+                s.artifacts.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (
+                "mlp",
+                "candle",
+                mlp.to_string().as_str(),
+                vec!["acme/digits-mlp@1.0.0".to_owned()]
+            ),
+            (
+                "post",
+                "stage",
+                wasm.to_string().as_str(),
+                vec!["acme/softmax-top-k@1.0.0".to_owned()]
+            ),
+        ]
+    );
+    assert_eq!(r.steps[0].inputs, ["x: f32[?,64]"]);
+    assert_eq!(r.golden.len(), 3);
+    assert!(
+        r.golden[0].inputs["pixels"].ends_with("bytes)"),
+        "{:?}",
+        r.golden[0]
+    );
+    assert_eq!(r.golden[0].tolerance, "exact");
+    let r = rel("acme/digits-mlp@1.0.0", pb::Kind::Model).await;
+    assert_eq!(r.used_by, ["acme/captcha-ddddocr@1.0.0"]);
+    let r = rel("acme/softmax-top-k@1.0.0", pb::Kind::Tool).await;
+    assert_eq!(r.used_by, ["acme/captcha-ddddocr@1.0.0"]);
+
+    // Found by a part of its name and despite a typo, through the API.
+    for text in ["ocr", "captha", "ddddocr"] {
+        let s = h
+            .catalog()
+            .search(req(
+                pb::SearchRequest {
+                    text: text.into(),
+                    ..Default::default()
+                },
+                &tok,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<&str> = s.artifacts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["acme/captcha-ddddocr"], "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -187,6 +187,35 @@ impl Kind {
     }
 }
 
+/// A kit's step and what it runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepUse {
+    pub step: String,
+    pub kind: String,
+    pub digest: String,
+    pub size: u64,
+    /// Published models or tools with the step's file.
+    pub artifacts: Vec<String>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+/// A kit's golden sample, by its blobs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GoldenUse {
+    pub inputs: std::collections::BTreeMap<String, String>,
+    pub expected: String,
+    pub tolerance: String,
+}
+
+/// What an artifact is made of and what uses it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Relations {
+    pub steps: Vec<StepUse>,
+    pub golden: Vec<GoldenUse>,
+    pub used_by: Vec<String>,
+}
+
 /// A published model, tool or kit version, as the registry describes it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Artifact {
@@ -829,6 +858,44 @@ impl Client {
             .await?
             .into_inner();
         Ok(Artifact::from_pb(a))
+    }
+
+    /// What an artifact is made of (a kit's steps, the models and tools they
+    /// run, its golden samples) and which kits use it (a model or tool).
+    pub async fn relations(&self, reference: &str, kind: Option<Kind>) -> Result<Relations> {
+        let r = self
+            .catalog()
+            .relations(self.req(pb::GetRequest {
+                reference: reference.into(),
+                kind: Kind::to_pb(kind),
+            }))
+            .await?
+            .into_inner();
+        Ok(Relations {
+            steps: r
+                .steps
+                .into_iter()
+                .map(|s| StepUse {
+                    step: s.step,
+                    kind: s.kind,
+                    digest: s.digest,
+                    size: s.size,
+                    artifacts: s.artifacts,
+                    inputs: s.inputs,
+                    outputs: s.outputs,
+                })
+                .collect(),
+            golden: r
+                .golden
+                .into_iter()
+                .map(|g| GoldenUse {
+                    inputs: g.inputs.into_iter().collect(),
+                    expected: g.expected,
+                    tolerance: g.tolerance,
+                })
+                .collect(),
+            used_by: r.used_by,
+        })
     }
 
     pub async fn search(&self, q: Search) -> Result<Page> {

@@ -540,6 +540,42 @@ impl pb::catalog_server::Catalog for CatalogApi {
         )))
     }
 
+    async fn relations(
+        &self,
+        req: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::RelationsResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let kind = kind_from_pb(r.kind)?;
+        let reg = self.0.clone();
+        let rel = blocking(move || reg.relations(&p, &r.reference, kind)).await?;
+        Ok(Response::new(pb::RelationsResponse {
+            steps: rel
+                .steps
+                .into_iter()
+                .map(|s| pb::StepUse {
+                    step: s.step,
+                    kind: s.kind,
+                    digest: s.digest.to_string(),
+                    size: s.size,
+                    artifacts: s.artifacts,
+                    inputs: s.inputs,
+                    outputs: s.outputs,
+                })
+                .collect(),
+            golden: rel
+                .golden
+                .into_iter()
+                .map(|g| pb::GoldenUse {
+                    inputs: g.inputs.into_iter().collect(),
+                    expected: g.expected,
+                    tolerance: g.tolerance,
+                })
+                .collect(),
+            used_by: rel.used_by,
+        }))
+    }
+
     async fn search(
         &self,
         req: Request<pb::SearchRequest>,

@@ -55,6 +55,8 @@ pub trait RegistryApi: Send + Sync + 'static {
     /// By `team/name@version` or by digest, if the caller may see it.
     fn get(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Artifact>;
     fn search(&self, q: &Query) -> Result<Page>;
+    /// What an artifact the caller may see is made of, and what uses it.
+    fn relations(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Relations>;
     /// Hides a version from search (or shows it again); it stays downloadable.
     fn yank(
         &self,
@@ -231,6 +233,9 @@ impl RegistryApi for Registry {
     }
     fn search(&self, q: &Query) -> Result<Page> {
         Registry::search(self, q)
+    }
+    fn relations(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Relations> {
+        Registry::relations(self, p, reference, kind)
     }
     fn yank(
         &self,

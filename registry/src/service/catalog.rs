@@ -84,6 +84,92 @@ impl Registry {
         Ok(self.index().search(q))
     }
 
+    /// Artifacts the caller may see that name `d` (as their file, a blob or a
+    /// kit's manifest), as `team/name@version`, of the given kinds.
+    fn seen_with(&self, p: &Principal, d: &Digest, kinds: &[Kind]) -> Result<Vec<String>> {
+        let prefix = format!("{d}/");
+        let mut out = Vec::new();
+        for (k, _) in self.kv.scan_prefix(Tree::Digests, prefix.as_bytes())? {
+            if let Some(v) = self.kv.get(Tree::Artifacts, &k[prefix.len()..])? {
+                let a: Artifact = parse("artifact", &v)?;
+                if kinds.contains(&a.kind) && p.may_see(&a) {
+                    out.push(format!(
+                        "{}@{}{}",
+                        a.name,
+                        a.version,
+                        if a.yanked { " (yanked)" } else { "" }
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// For a kit, its steps with the models and tools whose files they run and
+    /// its golden samples; for a model or tool, the kits that use its file.
+    pub fn relations(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+    ) -> Result<Relations> {
+        let a = self.get_for(p, reference, kind)?;
+        if a.kind != Kind::Kit {
+            let used_by = self.seen_with(p, &a.digest, &[Kind::Kit])?;
+            return Ok(Relations {
+                used_by,
+                ..Default::default()
+            });
+        }
+        let m = Manifest::from_json(&self.blobs.read_all(&a.digest)?)?;
+        let size = |d: &Digest| m.blobs.get(d).copied().unwrap_or(0);
+        let ports = |ps: &[algobay_runtime::manifest::Port]| {
+            ps.iter().map(|p| format!("{}: {}", p.name, p.ty)).collect()
+        };
+        let mut steps = Vec::with_capacity(m.steps.len());
+        for s in &m.steps {
+            let (kind, digest, of) = match &s.kind {
+                StepKind::Stage { wasm, .. } => ("stage", *wasm, [Kind::Tool]),
+                StepKind::Onnx { model, .. } => ("onnx", *model, [Kind::Model]),
+                StepKind::Candle { weights, .. } => ("candle", *weights, [Kind::Model]),
+            };
+            let c = s.contract();
+            steps.push(StepUse {
+                step: s.name.clone(),
+                kind: kind.into(),
+                digest,
+                size: size(&digest),
+                artifacts: self.seen_with(p, &digest, &of)?,
+                inputs: ports(&c.inputs),
+                outputs: ports(&c.outputs),
+            });
+        }
+        let golden = m
+            .golden
+            .iter()
+            .map(|g| GoldenUse {
+                inputs: g
+                    .inputs
+                    .iter()
+                    .map(|(k, d)| (k.clone(), format!("{d} ({} bytes)", size(d))))
+                    .collect(),
+                expected: format!("{} ({} bytes)", g.expected, size(&g.expected)),
+                tolerance: match (g.tolerance.abs, g.tolerance.cosine) {
+                    (None, None) => "exact".into(),
+                    (Some(a), None) => format!("abs {a}"),
+                    (None, Some(c)) => format!("cosine {c}"),
+                    (Some(a), Some(c)) => format!("abs {a}, cosine {c}"),
+                },
+            })
+            .collect();
+        Ok(Relations {
+            steps,
+            golden,
+            used_by: Vec::new(),
+        })
+    }
+
     /// Hides a version from search (or shows it again); it stays downloadable.
     pub fn yank(
         &self,

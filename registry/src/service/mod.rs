@@ -12,7 +12,7 @@ use sha2::Digest as _;
 
 use algobay_runtime::archive::KitArchive;
 use algobay_runtime::golden::run_golden_checked;
-use algobay_runtime::manifest::{validate_name, Limits, Manifest};
+use algobay_runtime::manifest::{validate_name, Limits, Manifest, StepKind};
 use algobay_runtime::sign::{PublicKey, Signature, TrustRoots};
 use algobay_runtime::{Digest, Runtime};
 

@@ -512,15 +512,18 @@ pub fn show(
     json: bool,
 ) -> anyhow::Result<()> {
     let kind = parse_kind(kind)?;
-    let a = rt()?.block_on(async {
-        connect(g, c)
-            .await?
-            .get(reference, kind)
-            .await
-            .map_err(anyhow::Error::from)
+    let (a, rel) = rt()?.block_on(async {
+        let client = connect(g, c).await?;
+        let a = client.get(reference, kind).await?;
+        let rel = client
+            .relations(&format!("{}@{}", a.name, a.version), a.kind)
+            .await?;
+        Ok::<_, anyhow::Error>((a, rel))
     })?;
     if json {
-        return print_json(&a);
+        let mut v = serde_json::to_value(&a)?;
+        v["relations"] = serde_json::to_value(&rel)?;
+        return print_json(&v);
     }
     println!(
         "{} {}{}",
@@ -557,6 +560,37 @@ pub fn show(
     }
     for s in &a.signers {
         println!("signed by   key {s}");
+    }
+    for s in &rel.steps {
+        println!(
+            "step        {} ({}) {} ({} bytes){}",
+            s.step,
+            s.kind,
+            s.digest,
+            s.size,
+            if s.artifacts.is_empty() {
+                String::new()
+            } else {
+                format!(" = {}", s.artifacts.join(", "))
+            }
+        );
+        println!(
+            "              ({}) -> ({})",
+            s.inputs.join(", "),
+            s.outputs.join(", ")
+        );
+    }
+    for (i, gs) in rel.golden.iter().enumerate() {
+        let inputs: Vec<String> = gs.inputs.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "golden {i:<4} {} -> expected {}, {}",
+            inputs.join(", "),
+            gs.expected,
+            gs.tolerance
+        );
+    }
+    for k in &rel.used_by {
+        println!("used by     {k}");
     }
     if !a.card.is_empty() {
         println!("\n{}", a.card);
