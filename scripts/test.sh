@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
 # Runs every test on real models: sets up what they need first.
 source "$(dirname "$0")/common.sh"
-cargo test --release --locked -p algobay-runtime -p algobay-sdk -p algobay-registry -p algobay-agent -p algobay-proto -p ocr-common -p algobay-fuzz
+cargo test --release --locked -p algobay-runtime -p algobay-sdk -p algobay-registry -p algobay-agent -p algobay-proto -p ocr-common -p algobay-fuzz -p algobay-imaging

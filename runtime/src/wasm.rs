@@ -18,7 +18,7 @@ use crate::manifest::{Contract, Limits, Port};
 use crate::value::{DType, Tensor, Value, Values};
 
 mod bindings {
-    wasmtime::component::bindgen!({ world: "stage", path: "wit" });
+    wasmtime::component::bindgen!({ world: "stage", path: "../sdk/stage/wit" });
 }
 
 use bindings::algobay::stage::types as wit;

@@ -32,15 +32,16 @@
 //! ```
 //!
 //! # Layout
-//! - [`bindings`]: the types generated from `runtime/wit/stage.wit`.
+//! - [`bindings`]: the types generated from `wit/stage.wit`.
 //! - [`Stage`], [`Config`], [`Inputs`], [`Outputs`], [`Contract`]: the
 //!   friendlier layer most stages use.
+//! - [`imaging`]: pre-processing that gives Pillow's and OpenCV's bytes.
 
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "stage",
-        path: "../../runtime/wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "export_stage",
         default_bindings_module: "algobay_stage::bindings",
@@ -48,6 +49,9 @@ pub mod bindings {
 }
 
 pub use bindings::algobay::stage::types::{Asset, Dtype, Named, Port, Tensor, Value};
+
+/// Resize, grayscale, channel order and layout exactly as Pillow and OpenCV do them.
+pub use algobay_imaging as imaging;
 pub use bindings::Guest;
 
 /// What a stage declares about its ports.

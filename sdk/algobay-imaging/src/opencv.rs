@@ -1,0 +1,542 @@
+//! OpenCV's `cv2.resize` and `cv2.cvtColor(…, COLOR_RGB2GRAY)` on 8-bit images.
+//!
+//! Linear, cubic and Lanczos-4 are separable: per output column a source
+//! offset and weights rounded to 11-bit integers; rows are filtered into
+//! 32-bit sums, then combined vertically. The vertical step rounds the way
+//! OpenCV's own code does on 8-bit data: linear with its 16-bit high
+//! multiplies; Lanczos-4 in integers. Cubic runs in single-precision floats
+//! throughout, as OpenCV 4.13 does (a few values in 10⁴ still land one level
+//! apart; the crate's reference test says how many). Area with whole
+//! scale factors averages blocks (2×2 blocks rounding with a shift);
+//! with other factors it sums cell overlaps in floats.
+
+use crate::{check_target, Image, ImagingError};
+
+/// OpenCV's interpolation flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interpolation {
+    Nearest,
+    Linear,
+    Cubic,
+    Area,
+    Lanczos4,
+}
+
+impl std::str::FromStr for Interpolation {
+    type Err = ImagingError;
+    fn from_str(s: &str) -> Result<Interpolation, ImagingError> {
+        let s = s.to_ascii_lowercase();
+        Ok(match s.trim_start_matches("inter_") {
+            "nearest" => Interpolation::Nearest,
+            "linear" | "bilinear" => Interpolation::Linear,
+            "cubic" | "bicubic" => Interpolation::Cubic,
+            "area" => Interpolation::Area,
+            "lanczos4" | "lanczos" => Interpolation::Lanczos4,
+            _ => {
+                return Err(ImagingError::Name {
+                    what: "opencv interpolation",
+                    value: s,
+                })
+            }
+        })
+    }
+}
+
+const COEF_BITS: u32 = 11;
+const COEF_SCALE: f32 = (1 << COEF_BITS) as f32;
+
+/// OpenCV's `saturate_cast<short>(float)`: round half to even, then clamp.
+fn to_i16(v: f32) -> i32 {
+    (v.round_ties_even() as i32).clamp(i16::MIN as i32, i16::MAX as i32)
+}
+
+/// OpenCV's `saturate_cast<uchar>` of a float.
+fn f32_to_u8(v: f32) -> u8 {
+    (v.round_ties_even() as i32).clamp(0, 255) as u8
+}
+
+fn cubic_coeffs(x: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let c0 = ((A * (x + 1.0) - 5.0 * A) * (x + 1.0) + 8.0 * A) * (x + 1.0) - 4.0 * A;
+    let c1 = ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let c2 = ((A + 2.0) * (1.0 - x) - (A + 3.0)) * (1.0 - x) * (1.0 - x) + 1.0;
+    [c0, c1, c2, 1.0 - c0 - c1 - c2]
+}
+
+fn lanczos4_coeffs(x: f32) -> [f32; 8] {
+    const S45: f64 = std::f64::consts::FRAC_1_SQRT_2;
+    const CS: [[f64; 2]; 8] = [
+        [1.0, 0.0],
+        [-S45, -S45],
+        [0.0, 1.0],
+        [S45, -S45],
+        [-1.0, 0.0],
+        [S45, S45],
+        [0.0, -1.0],
+        [-S45, S45],
+    ];
+    let y0 = -((x + 3.0) as f64) * std::f64::consts::PI * 0.25;
+    let (s0, c0) = (y0.sin(), y0.cos());
+    let mut k = [0f32; 8];
+    let mut sum = 0f32;
+    for (i, ki) in k.iter_mut().enumerate() {
+        let y0i = x + 3.0 - i as f32;
+        *ki = if y0i.abs() >= f32::EPSILON {
+            let y = -(y0i as f64) * std::f64::consts::PI * 0.25;
+            ((CS[i][0] * s0 + CS[i][1] * c0) / (y * y)) as f32
+        } else {
+            1e30
+        };
+        sum += *ki;
+    }
+    let inv = 1.0 / sum;
+    for ki in &mut k {
+        *ki *= inv;
+    }
+    k
+}
+
+/// Per output position along one axis: source index and integer weights.
+struct Axis {
+    ofs: Vec<i64>,
+    k: Vec<i32>,
+    /// The weights before rounding (cubic runs in floats).
+    kf: Vec<f32>,
+    ksize: usize,
+    /// Output positions before `min` or from `max` on read past an edge.
+    min: usize,
+    max: usize,
+}
+
+/// `columns`: the horizontal axis, whose weights OpenCV pins at the edges
+/// for linear and area; rows keep their weights and only their index is clamped.
+fn axis(
+    in_size: usize,
+    out_size: usize,
+    scale: f64,
+    inv_scale: f64,
+    interp: Interpolation,
+    columns: bool,
+) -> Axis {
+    let ksize = match interp {
+        Interpolation::Cubic => 4,
+        Interpolation::Lanczos4 => 8,
+        _ => 2,
+    };
+    let half = ksize as i64 / 2;
+    let area = interp == Interpolation::Area;
+    let mut a = Axis {
+        ofs: Vec::with_capacity(out_size),
+        k: Vec::with_capacity(out_size * ksize),
+        kf: Vec::with_capacity(out_size * ksize),
+        ksize,
+        min: 0,
+        max: out_size,
+    };
+    for d in 0..out_size {
+        let (mut s, mut f) = if area {
+            let s = (d as f64 * scale).floor() as i64;
+            let f = ((d + 1) as f64 - (s + 1) as f64 * inv_scale) as f32;
+            (s, if f <= 0.0 { 0.0 } else { f - f.floor() })
+        } else {
+            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+            let s = f.floor() as i64;
+            (s, f - s as f32)
+        };
+        let edge_fixed =
+            columns && !matches!(interp, Interpolation::Cubic | Interpolation::Lanczos4);
+        if s < half - 1 {
+            a.min = d + 1;
+            if s < 0 && edge_fixed {
+                s = 0;
+                f = 0.0;
+            }
+        }
+        if s + half >= in_size as i64 {
+            a.max = a.max.min(d);
+            if s >= in_size as i64 - 1 && edge_fixed {
+                s = in_size as i64 - 1;
+                f = 0.0;
+            }
+        }
+        a.ofs.push(s);
+        match interp {
+            Interpolation::Cubic => {
+                let c = cubic_coeffs(f);
+                a.kf.extend(c);
+                a.k.extend(c.map(|c| to_i16(c * COEF_SCALE)));
+            }
+            Interpolation::Lanczos4 => {
+                a.k.extend(lanczos4_coeffs(f).map(|c| to_i16(c * COEF_SCALE)))
+            }
+            _ => {
+                a.k.extend([to_i16((1.0 - f) * COEF_SCALE), to_i16(f * COEF_SCALE)])
+            }
+        }
+    }
+    a
+}
+
+/// `cv2.resize(img, (width, height), interpolation=interp)` of a 1-, 3- or 4-channel image.
+pub fn resize_opencv(
+    img: &Image,
+    width: usize,
+    height: usize,
+    interp: Interpolation,
+) -> Result<Image, ImagingError> {
+    check_target(width, height)?;
+    if img.width == width && img.height == height {
+        return Ok(img.clone());
+    }
+    let inv_x = width as f64 / img.width as f64;
+    let inv_y = height as f64 / img.height as f64;
+    let (sx, sy) = (1.0 / inv_x, 1.0 / inv_y);
+    if interp == Interpolation::Nearest {
+        return Ok(nearest(img, width, height, sx, sy));
+    }
+    let (ix, iy) = (sx.round() as i64, sy.round() as i64);
+    let area_fast = (sx - ix as f64).abs() < f64::EPSILON && (sy - iy as f64).abs() < f64::EPSILON;
+    let mut interp = interp;
+    if interp == Interpolation::Linear && area_fast && ix == 2 && iy == 2 {
+        interp = Interpolation::Area;
+    }
+    if interp == Interpolation::Area && sx >= 1.0 && sy >= 1.0 {
+        return Ok(if area_fast {
+            area_whole(img, width, height, ix as usize, iy as usize)
+        } else {
+            area_cells(img, width, height, sx, sy)
+        });
+    }
+    let c = img.channels;
+    let xa = axis(img.width, width, sx, inv_x, interp, true);
+    let ya = axis(img.height, height, sy, inv_y, interp, false);
+    if interp == Interpolation::Cubic {
+        return Ok(cubic(img, width, height, &xa, &ya));
+    }
+    let (ks, half) = (xa.ksize, xa.ksize as i64 / 2);
+    let sw = (img.width * c) as i64;
+    let dw = width * c;
+    // One horizontally filtered row per source row, made when first needed.
+    let mut rows: Vec<Option<Vec<i32>>> = vec![None; img.height];
+    let hrow = |y: usize| -> Vec<i32> {
+        let s = img.row(y);
+        let mut out = vec![0i32; dw];
+        for dx in 0..width {
+            let k = &xa.k[dx * ks..(dx + 1) * ks];
+            let base = xa.ofs[dx] * c as i64;
+            let inside = dx >= xa.min && dx < xa.max;
+            for ch in 0..c {
+                let o = &mut out[dx * c + ch];
+                if ks == 2 && !inside && dx >= xa.max {
+                    *o = s[(base + ch as i64) as usize] as i32 * (1 << COEF_BITS);
+                    continue;
+                }
+                let mut v = 0i32;
+                for (j, &kj) in k.iter().enumerate() {
+                    let mut i = base + ch as i64 + (j as i64 - (half - 1)) * c as i64;
+                    if !inside {
+                        while i < 0 {
+                            i += c as i64;
+                        }
+                        while i >= sw {
+                            i -= c as i64;
+                        }
+                    }
+                    v = v.wrapping_add(s[i as usize] as i32 * kj);
+                }
+                *o = v;
+            }
+        }
+        out
+    };
+    let mut out = vec![0u8; height * dw];
+    for dy in 0..height {
+        let b = &ya.k[dy * ks..(dy + 1) * ks];
+        let src: Vec<usize> = (0..ks as i64)
+            .map(|k| (ya.ofs[dy] - half + 1 + k).clamp(0, img.height as i64 - 1) as usize)
+            .collect();
+        for &y in &src {
+            if rows[y].is_none() {
+                rows[y] = Some(hrow(y));
+            }
+        }
+        let r: Vec<&[i32]> = src
+            .iter()
+            .map(|&y| rows[y].as_deref().unwrap_or(&[]))
+            .collect();
+        let o = &mut out[dy * dw..(dy + 1) * dw];
+        match interp {
+            Interpolation::Linear | Interpolation::Area => {
+                let (b0, b1) = (b[0], b[1]);
+                for x in 0..dw {
+                    let v = ((b0 * (r[0][x] >> 4)) >> 16) + ((b1 * (r[1][x] >> 4)) >> 16) + 2;
+                    o[x] = (v >> 2).clamp(0, 255) as u8;
+                }
+            }
+            _ => {
+                for x in 0..dw {
+                    let v = (0..ks).fold(0i32, |acc, k| acc.wrapping_add(r[k][x] * b[k]));
+                    o[x] = (v.wrapping_add(1 << 21) >> 22).clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
+    Ok(Image {
+        width,
+        height,
+        channels: c,
+        data: out,
+    })
+}
+
+/// Cubic on 8-bit images, as OpenCV runs it: in single-precision floats
+/// (weights not rounded), each pass summing its four taps in order.
+fn cubic(img: &Image, width: usize, height: usize, xa: &Axis, ya: &Axis) -> Image {
+    let c = img.channels;
+    let dw = width * c;
+    let sw = (img.width * c) as i64;
+    let hrow = |y: usize| -> Vec<f32> {
+        let s = img.row(y);
+        let mut out = vec![0f32; dw];
+        for dx in 0..width {
+            let k = &xa.kf[dx * 4..dx * 4 + 4];
+            let base = xa.ofs[dx] * c as i64;
+            for ch in 0..c {
+                let mut v = 0f32;
+                for (j, &kj) in k.iter().enumerate() {
+                    let mut i = base + ch as i64 + (j as i64 - 1) * c as i64;
+                    while i < 0 {
+                        i += c as i64;
+                    }
+                    while i >= sw {
+                        i -= c as i64;
+                    }
+                    v += s[i as usize] as f32 * kj;
+                }
+                out[dx * c + ch] = v;
+            }
+        }
+        out
+    };
+    let mut rows: Vec<Option<Vec<f32>>> = vec![None; img.height];
+    let mut out = vec![0u8; height * dw];
+    for dy in 0..height {
+        let b = &ya.kf[dy * 4..dy * 4 + 4];
+        let src: Vec<usize> = (0..4i64)
+            .map(|k| (ya.ofs[dy] - 1 + k).clamp(0, img.height as i64 - 1) as usize)
+            .collect();
+        for &y in &src {
+            if rows[y].is_none() {
+                rows[y] = Some(hrow(y));
+            }
+        }
+        let r: Vec<&[f32]> = src
+            .iter()
+            .map(|&y| rows[y].as_deref().unwrap_or(&[]))
+            .collect();
+        let o = &mut out[dy * dw..(dy + 1) * dw];
+        for x in 0..dw {
+            let v = r[0][x] * b[0] + r[1][x] * b[1] + r[2][x] * b[2] + r[3][x] * b[3];
+            o[x] = f32_to_u8(v);
+        }
+    }
+    Image {
+        width,
+        height,
+        channels: c,
+        data: out,
+    }
+}
+
+fn nearest(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
+    let c = img.channels;
+    // OpenCV passes the inverse of the inverse scale.
+    let (ifx, ify) = (1.0 / (1.0 / sx), 1.0 / (1.0 / sy));
+    let xs: Vec<usize> = (0..width)
+        .map(|x| ((x as f64 * ifx).floor() as usize).min(img.width - 1))
+        .collect();
+    let mut out = Vec::with_capacity(width * height * c);
+    for y in 0..height {
+        let row = img.row(((y as f64 * ify).floor() as usize).min(img.height - 1));
+        for &x in &xs {
+            out.extend_from_slice(&row[x * c..(x + 1) * c]);
+        }
+    }
+    Image {
+        width,
+        height,
+        channels: c,
+        data: out,
+    }
+}
+
+/// Area with whole scale factors: the mean of each block.
+fn area_whole(img: &Image, width: usize, height: usize, ix: usize, iy: usize) -> Image {
+    let c = img.channels;
+    let dw = width * c;
+    let area = ix * iy;
+    let scale = 1.0f32 / area as f32;
+    let full = (img.width / ix) * c;
+    let mut out = vec![0u8; height * dw];
+    for dy in 0..height {
+        let sy0 = dy * iy;
+        let o = &mut out[dy * dw..(dy + 1) * dw];
+        if sy0 >= img.height {
+            continue;
+        }
+        let w = if sy0 + iy <= img.height { full } else { 0 };
+        for dx in 0..dw {
+            let (px, ch) = (dx / c, dx % c);
+            let sx0 = px * ix * c + ch;
+            if dx < w {
+                let mut sum = 0i32;
+                for y in 0..iy {
+                    let row = img.row(sy0 + y);
+                    for x in 0..ix {
+                        sum += row[sx0 + x * c] as i32;
+                    }
+                }
+                // 2x2 blocks round with a shift (OpenCV's kernel for them); others by the float mean.
+                o[dx] = if ix == 2 && iy == 2 {
+                    ((sum + 2) >> 2) as u8
+                } else {
+                    f32_to_u8(sum as f32 * scale)
+                };
+            } else {
+                let (mut sum, mut count) = (0i32, 0i32);
+                for y in 0..iy {
+                    if sy0 + y >= img.height {
+                        break;
+                    }
+                    let row = img.row(sy0 + y);
+                    for x in 0..ix {
+                        if sx0 + x * c >= img.width * c {
+                            break;
+                        }
+                        sum += row[sx0 + x * c] as i32;
+                        count += 1;
+                    }
+                }
+                o[dx] = if count == 0 {
+                    0
+                } else {
+                    f32_to_u8(sum as f32 / count as f32)
+                };
+            }
+        }
+    }
+    Image {
+        width,
+        height,
+        channels: c,
+        data: out,
+    }
+}
+
+/// One source cell's share of an output cell along an axis.
+struct Share {
+    d: usize,
+    s: usize,
+    alpha: f32,
+}
+
+fn shares(in_size: usize, out_size: usize, scale: f64) -> Vec<Share> {
+    let mut tab = Vec::new();
+    for d in 0..out_size {
+        let f1 = d as f64 * scale;
+        let f2 = f1 + scale;
+        let cell = scale.min(in_size as f64 - f1);
+        let mut s2 = f2.floor() as i64;
+        let mut s1 = f1.ceil() as i64;
+        s2 = s2.min(in_size as i64 - 1);
+        s1 = s1.min(s2);
+        if s1 as f64 - f1 > 1e-3 {
+            tab.push(Share {
+                d,
+                s: (s1 - 1) as usize,
+                alpha: ((s1 as f64 - f1) / cell) as f32,
+            });
+        }
+        for s in s1..s2 {
+            tab.push(Share {
+                d,
+                s: s as usize,
+                alpha: (1.0 / cell) as f32,
+            });
+        }
+        if f2 - s2 as f64 > 1e-3 {
+            tab.push(Share {
+                d,
+                s: s2 as usize,
+                alpha: ((f2 - s2 as f64).min(1.0).min(cell) / cell) as f32,
+            });
+        }
+    }
+    tab
+}
+
+/// Area with other factors: each output the overlap-weighted sum of the cells it covers.
+fn area_cells(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
+    let c = img.channels;
+    let dw = width * c;
+    let xt = shares(img.width, width, sx);
+    let yt = shares(img.height, height, sy);
+    let mut out = vec![0u8; height * dw];
+    let mut buf = vec![0f32; dw];
+    let mut sum = vec![0f32; dw];
+    let mut prev = yt.first().map(|s| s.d).unwrap_or(0);
+    for share in &yt {
+        let row = img.row(share.s);
+        buf.iter_mut().for_each(|b| *b = 0.0);
+        for t in &xt {
+            for ch in 0..c {
+                buf[t.d * c + ch] += row[t.s * c + ch] as f32 * t.alpha;
+            }
+        }
+        if share.d != prev {
+            for x in 0..dw {
+                out[prev * dw + x] = f32_to_u8(sum[x]);
+                sum[x] = share.alpha * buf[x];
+            }
+            prev = share.d;
+        } else {
+            for x in 0..dw {
+                sum[x] += share.alpha * buf[x];
+            }
+        }
+    }
+    for x in 0..dw {
+        out[prev * dw + x] = f32_to_u8(sum[x]);
+    }
+    Image {
+        width,
+        height,
+        channels: c,
+        data: out,
+    }
+}
+
+/// `cv2.cvtColor(img, COLOR_RGB2GRAY)` (or `COLOR_BGR2GRAY` with `bgr`): 15-bit fixed point.
+pub fn gray_opencv(img: &Image, bgr: bool) -> Result<Image, ImagingError> {
+    if img.channels != 3 && img.channels != 4 {
+        return Err(ImagingError::Channels {
+            op: "opencv gray",
+            channels: img.channels,
+        });
+    }
+    let (ri, bi) = if bgr { (2, 0) } else { (0, 2) };
+    let data = img
+        .data
+        .chunks_exact(img.channels)
+        .map(|p| {
+            ((p[ri] as u32 * 9798 + p[1] as u32 * 19235 + p[bi] as u32 * 3735 + (1 << 14)) >> 15)
+                as u8
+        })
+        .collect();
+    Ok(Image {
+        width: img.width,
+        height: img.height,
+        channels: 1,
+        data,
+    })
+}
