@@ -9,6 +9,7 @@ use algobay_runtime::{Error as RtError, Runtime, RuntimeOptions, TrustRoots};
 mod fleet;
 mod kit;
 mod registry;
+mod stage;
 
 /// Exit codes that mean something to scripts.
 pub mod exit {
@@ -127,6 +128,9 @@ pub enum Command {
     /// Tools: WASM stages published to the registry.
     #[command(subcommand)]
     Tool(registry::ToolCommand),
+    /// Stage crates: start one that builds outside this repository.
+    #[command(subcommand)]
+    Stage(stage::StageCommand),
     /// Search the registry's models, tools and kits.
     #[command(
         after_help = "Examples:\n  algobay search ocr\n  algobay search --kind kit --industry finance --json"
@@ -326,6 +330,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Team(cmd) => registry::team(&cli.global, &cli.connection, cmd),
         Command::Token(cmd) => registry::token(&cli.global, &cli.connection, cmd),
         Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),
+        Command::Stage(cmd) => stage::run(cmd),
         Command::Enterprise(cmd) => fleet::enterprise(&cli.global, &cli.connection, cmd),
         Command::Device(cmd) => fleet::device(&cli.global, &cli.connection, cmd),
         Command::Deploy(cmd) => fleet::deploy(&cli.global, &cli.connection, cmd),
