@@ -6,5 +6,6 @@
 
 mod common;
 mod format;
+mod kitfile_doc;
 mod kits;
 mod sandbox;
