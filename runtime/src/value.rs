@@ -321,7 +321,16 @@ impl Value {
     /// A short name of the kind of value, for messages.
     pub fn kind(&self) -> String {
         match self {
-            Value::Tensor(t) => format!("{}{:?}", t.dtype.name(), t.shape),
+            // Written as port types are: `f32[1,4]`.
+            Value::Tensor(t) => format!(
+                "{}[{}]",
+                t.dtype.name(),
+                t.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             Value::Bytes(_) => "bytes".into(),
             Value::Text(_) => "text".into(),
             Value::Json(_) => "json".into(),

@@ -72,11 +72,20 @@ fn the_kitfile_reference_documents_every_field_the_parser_takes_and_no_other() {
     }
     // A documented table the parser has no probe for is a table it does not know.
     for (heading, fields) in &doc {
-        if heading.starts_with('`') && !fields.is_empty() && !TABLES.iter().any(|(h, _)| h == heading) {
-            problems.push(format!("{heading}: documented, but no such table is parsed"));
+        if heading.starts_with('`')
+            && !fields.is_empty()
+            && !TABLES.iter().any(|(h, _)| h == heading)
+        {
+            problems.push(format!(
+                "{heading}: documented, but no such table is parsed"
+            ));
         }
     }
-    assert!(problems.is_empty(), "docs/kitfile.md is out of date:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "docs/kitfile.md is out of date:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
