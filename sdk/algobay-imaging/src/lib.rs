@@ -10,8 +10,8 @@
 //!   fixed point, horizontal pass first; nearest by its affine scan);
 //! - [`resize_opencv`]: `cv2.resize` with `INTER_NEAREST`, `INTER_LINEAR`,
 //!   `INTER_CUBIC`, `INTER_AREA` and `INTER_LANCZOS4` (OpenCV's 11-bit fixed
-//!   point coefficients, including the rounding of its SIMD paths, which is
-//!   what runs on x86-64 and ARM);
+//!   point coefficients and the rounding of its SIMD kernels; cubic in double
+//!   precision, as OpenCV 4.13 runs it on 8-bit images);
 //! - [`gray_pillow`] (`convert("L")`) and [`gray_opencv`] (`cvtColor` to gray);
 //! - [`swap_rb`] (RGB ↔ BGR) and [`to_tensor`] (HWC or CHW floats, scaled,
 //!   with per-channel mean and standard deviation).

@@ -56,8 +56,8 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
     assert!(cases.len() > 500, "{} cases", cases.len());
     // (lib, op, mode, channels) -> (cases, mismatched cases, largest difference, an example)
     let mut tally: BTreeMap<String, (usize, usize, u8, String)> = BTreeMap::new();
-    // OpenCV cubic: (bytes that differ, bytes compared)
-    let mut near_misses = (0usize, 0usize);
+    // OpenCV's cubic: (bytes that differ, bytes compared)
+    let mut cubic = (0usize, 0usize);
     for c in cases {
         let s = |k: &str| c[k].as_str().unwrap().to_owned();
         let u = |k: &str| c[k].as_u64().unwrap() as usize;
@@ -78,8 +78,8 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
         t.0 += 1;
         assert_eq!(got.data.len(), want.len(), "{lib} {op} {mode}: output size");
         if key.starts_with("opencv resize cubic") {
-            near_misses.0 += got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
-            near_misses.1 += want.len();
+            cubic.0 += got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
+            cubic.1 += want.len();
         }
         let diff = got
             .data
@@ -102,15 +102,14 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
             }
         }
     }
-    // OpenCV's cubic on 8 bits: a few values in 10^4 are one level apart
-    // (its float sums are not yet reproduced in the same order); checked as
-    // that, so that it can only get better.
-    let cubic_bytes: (usize, usize) = (near_misses.0, near_misses.1);
+    // OpenCV's cubic on 8 bits runs in double precision and is reproduced so,
+    // but about two values in 100 000 still land on the other side of .5 (its
+    // exact order of operations is not known here): one level, that rarely.
     assert!(
-        cubic_bytes.0 * 1000 <= cubic_bytes.1,
+        cubic.0 * 20_000 <= cubic.1,
         "opencv cubic: {} of {} bytes differ",
-        cubic_bytes.0,
-        cubic_bytes.1
+        cubic.0,
+        cubic.1
     );
     let bad: Vec<String> = tally
         .iter()
@@ -127,8 +126,8 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
         cases.len(),
         doc["pillow"],
         doc["opencv"],
-        cubic_bytes.0,
-        cubic_bytes.1
+        cubic.0,
+        cubic.1
     );
     assert!(
         bad.is_empty(),
