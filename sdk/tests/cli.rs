@@ -316,3 +316,40 @@ fn onnx_runtime_leaves_no_usage_telemetry_on_the_machine() {
         "ONNX Runtime wrote its telemetry files under HOME"
     );
 }
+
+#[test]
+fn the_guest_crate_and_imaging_library_package_for_publishing_with_everything_they_need() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for (krate, must) in [
+        (
+            "algobay-stage",
+            &["wit/stage.wit", "src/lib.rs", "README.md"][..],
+        ),
+        (
+            "algobay-imaging",
+            &["src/pillow.rs", "src/opencv.rs", "README.md"][..],
+        ),
+    ] {
+        let out = Command::new(&cargo)
+            .current_dir(root())
+            .args([
+                "package",
+                "--list",
+                "--allow-dirty",
+                "--offline",
+                "-p",
+                krate,
+            ])
+            .output()
+            .unwrap();
+        let list = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{krate}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for f in must {
+            assert!(list.lines().any(|l| l == *f), "{krate} lacks {f}:\n{list}");
+        }
+    }
+}
