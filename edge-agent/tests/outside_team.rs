@@ -124,8 +124,17 @@ tolerance = {{ abs = 1e-4 }}
     )
 }
 
-fn label(v: &serde_json::Value) -> String {
-    v["top"][0]["label"].as_str().unwrap_or_default().to_owned()
+const INFER: &str = "/v2/models/doc-orientation/infer";
+
+/// The top label of an Open Inference Protocol answer whose `result` is JSON.
+fn label(answer: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(answer).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(v["outputs"][0]["data"][0].as_str().unwrap()).unwrap();
+    result["top"][0]["label"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
@@ -338,17 +347,9 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
         "parameters": {"content_type": "base64"},
         "data": [base64::engine::general_purpose::STANDARD.encode(&pgm)],
     }]});
-    let (code, text) = http(
-        &agent.http,
-        "POST",
-        "/v2/models/doc-orientation/infer",
-        body.to_string().as_bytes(),
-    );
+    let (code, text) = http(&agent.http, "POST", INFER, body.to_string().as_bytes());
     assert_eq!(code, 200, "{text}");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let result: serde_json::Value =
-        serde_json::from_str(v["outputs"][0]["data"][0].as_str().unwrap()).unwrap();
-    assert_eq!(label(&result), want, "{result}");
+    assert_eq!(label(text.as_bytes()), want, "{text}");
 
     // ...and in binary: a 4-byte little-endian length, then the bytes.
     let mut tensor = (pgm.len() as u32).to_le_bytes().to_vec();
@@ -363,27 +364,19 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
     let (code, answer) = http_with(
         &agent.http,
         "POST",
-        "/v2/models/doc-orientation/infer",
+        INFER,
         &[("Inference-Header-Content-Length", &head.len().to_string())],
         &body,
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer.body));
-    let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-    let result: serde_json::Value =
-        serde_json::from_str(v["outputs"][0]["data"][0].as_str().unwrap()).unwrap();
-    assert_eq!(label(&result), want, "{result}");
+    assert_eq!(label(&answer.body), want);
 
     // Literal strings stay what the protocol says they are: bytes, here not an image.
     let body = serde_json::json!({"inputs": [{
         "name": "image", "datatype": "BYTES", "shape": [1],
         "data": [base64::engine::general_purpose::STANDARD.encode(&pgm)],
     }]});
-    let (code, text) = http(
-        &agent.http,
-        "POST",
-        "/v2/models/doc-orientation/infer",
-        body.to_string().as_bytes(),
-    );
+    let (code, text) = http(&agent.http, "POST", INFER, body.to_string().as_bytes());
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("not a binary PGM"), "{text}");
 }
