@@ -15,6 +15,7 @@ pub enum Kind {
     Model,
     Tool,
     Kit,
+    Dataset,
 }
 
 impl Kind {
@@ -23,6 +24,7 @@ impl Kind {
             Kind::Model => "model",
             Kind::Tool => "tool",
             Kind::Kit => "kit",
+            Kind::Dataset => "dataset",
         }
     }
 }
@@ -81,7 +83,32 @@ pub struct Artifact {
     /// the only ones who see it); empty for the public catalog.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub private_to: String,
+    /// A dataset's profile, read from its data by the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetCard>,
 }
+
+/// What a dataset holds, as the registry read it from the file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetCard {
+    /// `csv`.
+    pub format: String,
+    /// Where the data comes from.
+    pub source: String,
+    pub rows: u64,
+    pub columns: Vec<String>,
+    /// The label or target column; empty for none.
+    pub label_column: String,
+    /// Rows per label value, for labels with at most [`MAX_LABELS`] values.
+    pub label_counts: BTreeMap<String, u64>,
+    /// What a row's features are: `f32[64]` when all are numbers, else `mixed`.
+    pub input_type: String,
+    /// For a label with more values: `min..max` when numeric.
+    pub label_range: String,
+}
+
+/// Label values counted one by one; a label with more is a target with a range.
+pub const MAX_LABELS: usize = 256;
 
 impl Artifact {
     /// An artifact with its identity set and every descriptive field empty.
@@ -120,6 +147,7 @@ impl Artifact {
             published_unix: 0,
             published_by: String::new(),
             private_to: String::new(),
+            dataset: None,
         }
     }
 
@@ -478,6 +506,7 @@ pub struct Coverage {
     pub publishing_teams: u64,
     pub industries: u64,
     pub enterprises: u64,
+    pub datasets: u64,
 }
 
 /// The current time, passed in so tests can move it.

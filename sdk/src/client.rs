@@ -174,6 +174,7 @@ pub enum Kind {
     Model,
     Tool,
     Kit,
+    Dataset,
 }
 
 impl Kind {
@@ -183,8 +184,39 @@ impl Kind {
             Some(Kind::Model) => pb::Kind::Model as i32,
             Some(Kind::Tool) => pb::Kind::Tool as i32,
             Some(Kind::Kit) => pb::Kind::Kit as i32,
+            Some(Kind::Dataset) => pb::Kind::Dataset as i32,
         }
     }
+}
+
+/// What a dataset holds, as the registry read it from the file.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct DatasetCard {
+    pub format: String,
+    pub source: String,
+    pub rows: u64,
+    pub columns: Vec<String>,
+    pub label_column: String,
+    pub label_counts: std::collections::BTreeMap<String, u64>,
+    pub input_type: String,
+    pub label_range: String,
+}
+
+/// What a publisher says about a dataset.
+#[derive(Clone, Debug, Default)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub version: String,
+    pub license: String,
+    pub source: String,
+    pub label_column: String,
+    pub header: bool,
+    pub domain: String,
+    pub task: String,
+    pub description: String,
+    pub industries: Vec<String>,
+    pub tags: Vec<String>,
+    pub card: String,
 }
 
 /// A kit's step and what it runs.
@@ -241,6 +273,9 @@ pub struct Artifact {
     /// The one enterprise it was made for; empty for the public catalog.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub private_to: String,
+    /// A dataset's card, as the registry read it from the data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetCard>,
     pub blobs: Vec<String>,
     pub signers: Vec<String>,
     #[serde(skip)]
@@ -253,6 +288,7 @@ impl Artifact {
             Ok(pb::Kind::Model) => Some(Kind::Model),
             Ok(pb::Kind::Tool) => Some(Kind::Tool),
             Ok(pb::Kind::Kit) => Some(Kind::Kit),
+            Ok(pb::Kind::Dataset) => Some(Kind::Dataset),
             _ => None,
         };
         let signatures: Vec<Signature> = a
@@ -284,6 +320,16 @@ impl Artifact {
             card: a.card,
             yanked: a.yanked,
             private_to: a.private_to,
+            dataset: a.dataset.map(|d| DatasetCard {
+                format: d.format,
+                source: d.source,
+                rows: d.rows,
+                columns: d.columns,
+                label_column: d.label_column,
+                label_counts: d.label_counts.into_iter().collect(),
+                input_type: d.input_type,
+                label_range: d.label_range,
+            }),
             blobs: a.blobs,
             signers: signatures
                 .iter()
@@ -719,6 +765,47 @@ impl Client {
         Ok(Artifact::from_pb(a))
     }
 
+    /// Uploads a data file (CSV; inline when small) and publishes it as a dataset.
+    pub async fn publish_dataset(
+        &self,
+        data: &[u8],
+        info: DatasetInfo,
+        progress: Progress,
+    ) -> Result<Artifact> {
+        const INLINE: usize = 256 * 1024;
+        let mut blobs = Vec::new();
+        if data.len() <= INLINE {
+            blobs.push(pb::InlineBlob {
+                digest: Digest::of(data).to_string(),
+                data: data.to_vec(),
+            });
+        } else {
+            self.upload(data, progress).await?;
+        }
+        let a = self
+            .catalog()
+            .publish_dataset(self.req(pb::PublishDatasetRequest {
+                name: info.name,
+                version: info.version,
+                digest: Digest::of(data).to_string(),
+                format: "csv".into(),
+                license: info.license,
+                source: info.source,
+                label_column: info.label_column,
+                header: info.header,
+                domain: info.domain,
+                task: info.task,
+                description: info.description,
+                industries: info.industries,
+                tags: info.tags,
+                card: info.card,
+                blobs,
+            }))
+            .await?
+            .into_inner();
+        Ok(Artifact::from_pb(a))
+    }
+
     /// Uploads a stage's WASM and publishes it as a tool.
     #[allow(clippy::too_many_arguments)]
     pub async fn publish_tool(
@@ -932,7 +1019,7 @@ impl Client {
             m.into_iter().collect::<std::collections::BTreeMap<_, _>>()
         };
         Ok(serde_json::json!({
-            "models": c.models, "tools": c.tools, "kits": c.kits,
+            "models": c.models, "tools": c.tools, "kits": c.kits, "datasets": c.datasets,
             "teams": c.teams, "publishing_teams": c.publishing_teams,
             "industries": c.industries, "enterprises": c.enterprises,
             "models_by_domain": sorted(c.models_by_domain), "models_by_task": sorted(c.models_by_task),

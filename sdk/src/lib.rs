@@ -22,6 +22,6 @@ pub mod client;
 pub mod fleet;
 
 pub use client::{
-    fetch_certificate, no_progress, Artifact, Client, Kind, ModelInfo, Page, Progress, Relations,
-    SdkError, Search, Uploaded,
+    fetch_certificate, no_progress, Artifact, Client, DatasetCard, DatasetInfo, Kind, ModelInfo,
+    Page, Progress, Relations, SdkError, Search, Uploaded,
 };

@@ -710,3 +710,55 @@ fn every_example_model_tool_and_kit_is_published_pushed_found_pulled_and_run() {
         "{c}"
     );
 }
+
+#[test]
+fn a_team_publishes_a_dataset_and_show_prints_the_card_the_registry_read() {
+    let (env, operator) = Env::start();
+    env.log_in_as_team_algobay();
+    let csv = root().join("examples/kits/digits/data/digits.csv");
+    let out = ok(env.algobay().args(["dataset", "publish"]).arg(&csv).args([
+        "--name",
+        "algobay/digits",
+        "--version",
+        "1.0.0",
+        "--license",
+        "BSD-3-Clause",
+        "--source",
+        "scikit-learn 1.7.2",
+        "--label-column",
+        "64",
+        "--domain",
+        "vision",
+        "--task",
+        "classification",
+    ]));
+    assert!(
+        out.contains("published dataset algobay/digits@1.0.0")
+            && out.contains("1797 rows, 65 columns, 10 labels"),
+        "{out}"
+    );
+    let out = ok(env
+        .algobay()
+        .args(["dataset", "show", "algobay/digits@1.0.0"]));
+    assert!(
+        out.contains("rows        1797") && out.contains("f32[64]") && out.contains("178 rows"),
+        "{out}"
+    );
+    let out = ok(env
+        .algobay()
+        .args(["search", "--kind", "dataset", "digits"]));
+    assert!(out.contains("algobay/digits"), "{out}");
+    let out = ok(env.as_user(&operator).args(["coverage"]));
+    assert!(out.contains("datasets          1"), "{out}");
+    // Without a license, nothing is sent and the flag is named.
+    let (code, _, err) = run(env.algobay().args(["dataset", "publish"]).arg(&csv).args([
+        "--name",
+        "algobay/digits",
+        "--version",
+        "1.0.1",
+        "--source",
+        "x",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--license"), "{err}");
+}

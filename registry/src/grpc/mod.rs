@@ -17,7 +17,7 @@ use algobay_runtime::Digest;
 use crate::blobs::VerifyingReader;
 use crate::domain::*;
 use crate::error::RegistryError;
-use crate::service::{ModelSpec, RegistryApi, ToolSpec};
+use crate::service::{DatasetSpec, ModelSpec, RegistryApi, ToolSpec};
 
 /// Size of the chunks downloads are sent in.
 pub const CHUNK: usize = 1 << 20;
@@ -71,6 +71,7 @@ fn kind_from_pb(k: i32) -> Result<Option<Kind>, Status> {
         Ok(pb::Kind::Model) => Ok(Some(Kind::Model)),
         Ok(pb::Kind::Tool) => Ok(Some(Kind::Tool)),
         Ok(pb::Kind::Kit) => Ok(Some(Kind::Kit)),
+        Ok(pb::Kind::Dataset) => Ok(Some(Kind::Dataset)),
         Err(_) => Err(Status::invalid_argument(format!(
             "invalid kind: {k} is not a known kind"
         ))),
@@ -81,6 +82,7 @@ fn kind_to_pb(k: Kind) -> i32 {
     match k {
         Kind::Model => pb::Kind::Model as i32,
         Kind::Tool => pb::Kind::Tool as i32,
+        Kind::Dataset => pb::Kind::Dataset as i32,
         Kind::Kit => pb::Kind::Kit as i32,
     }
 }
@@ -107,6 +109,16 @@ fn artifact_to_pb(a: Artifact) -> pb::Artifact {
         tool_kind: a.tool_kind,
         scenario: a.scenario,
         private_to: a.private_to,
+        dataset: a.dataset.map(|d| pb::DatasetCard {
+            format: d.format,
+            source: d.source,
+            rows: d.rows,
+            columns: d.columns,
+            label_column: d.label_column,
+            label_counts: d.label_counts.into_iter().collect(),
+            input_type: d.input_type,
+            label_range: d.label_range,
+        }),
         inputs: a.inputs.into_iter().map(port).collect(),
         outputs: a.outputs.into_iter().map(port).collect(),
         card: a.card,
@@ -507,6 +519,35 @@ impl pb::catalog_server::Catalog for CatalogApi {
         )))
     }
 
+    async fn publish_dataset(
+        &self,
+        req: Request<pb::PublishDatasetRequest>,
+    ) -> Result<Response<pb::Artifact>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let spec = DatasetSpec {
+            name: r.name,
+            version: r.version,
+            digest: r.digest,
+            format: r.format,
+            license: r.license,
+            source: r.source,
+            label_column: r.label_column,
+            header: r.header,
+            domain: r.domain,
+            task: r.task,
+            description: r.description,
+            industries: r.industries,
+            tags: r.tags,
+            card: r.card,
+            inline: r.blobs.into_iter().map(|b| (b.digest, b.data)).collect(),
+        };
+        let reg = self.0.clone();
+        Ok(Response::new(artifact_to_pb(
+            blocking(move || reg.publish_dataset(&p, spec)).await?,
+        )))
+    }
+
     async fn publish_kit(
         &self,
         req: Request<pb::PublishKitRequest>,
@@ -639,6 +680,7 @@ impl pb::catalog_server::Catalog for CatalogApi {
             publishing_teams: c.publishing_teams,
             industries: c.industries,
             enterprises: c.enterprises,
+            datasets: c.datasets,
         }))
     }
 }

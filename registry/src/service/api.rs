@@ -42,6 +42,8 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn publish_model(&self, p: &Principal, spec: ModelSpec) -> Result<Artifact>;
     /// Publishes a tool version (it must implement the stage interface).
     fn publish_tool(&self, p: &Principal, spec: ToolSpec) -> Result<Artifact>;
+    /// Publishes a dataset (the registry reads the data for its card).
+    fn publish_dataset(&self, p: &Principal, spec: DatasetSpec) -> Result<Artifact>;
     /// Publishes a kit (team signature, blobs present, golden samples pass);
     /// `private_to` names the one enterprise it is made for, if any.
     fn publish_kit(
@@ -233,6 +235,9 @@ impl RegistryApi for Registry {
     }
     fn search(&self, q: &Query) -> Result<Page> {
         Registry::search(self, q)
+    }
+    fn publish_dataset(&self, p: &Principal, spec: DatasetSpec) -> Result<Artifact> {
+        Registry::publish_dataset(self, p, spec)
     }
     fn relations(&self, p: &Principal, reference: &str, kind: Option<Kind>) -> Result<Relations> {
         Registry::relations(self, p, reference, kind)

@@ -47,7 +47,7 @@ impl Registry {
             .map_err(|e| RegistryError::invalid("reference", e.to_string()))?;
         let kinds = match kind {
             Some(k) => vec![k],
-            None => vec![Kind::Model, Kind::Tool, Kind::Kit],
+            None => vec![Kind::Model, Kind::Tool, Kind::Kit, Kind::Dataset],
         };
         let mut found = Vec::new();
         for k in kinds {
@@ -63,7 +63,7 @@ impl Registry {
             1 => Ok(found.remove(0)),
             _ => Err(RegistryError::invalid(
                 "kind",
-                format!("`{}` names several kinds of artifact; give the kind (model, tool or kit; `--kind` on the command line)", shown(reference)),
+                format!("`{}` names several kinds of artifact; give the kind (model, tool, kit or dataset; `--kind` on the command line)", shown(reference)),
             )),
         }
     }
@@ -224,6 +224,7 @@ impl Registry {
                     c.tools += 1;
                     *c.tools_by_kind.entry(a.tool_kind.clone()).or_default() += 1;
                 }
+                Kind::Dataset => c.datasets += 1,
                 Kind::Kit => {
                     c.kits += 1;
                     *c.kits_by_scenario.entry(a.scenario.clone()).or_default() += 1;

@@ -25,10 +25,12 @@ use crate::store::{Batch, KvStore, Tree};
 
 mod api;
 mod catalog;
+mod datasets;
 mod publish;
 mod tenants;
 
 pub use api::RegistryApi;
+pub use datasets::{profile_csv, DatasetSpec};
 
 /// What a publisher says about a model it publishes.
 #[derive(Clone, Debug, Default)]

@@ -6,7 +6,7 @@ use super::*;
 impl Registry {
     // ------------------------------------------------------------ publishing
 
-    fn owner_check(&self, p: &Principal, name: &str) -> Result<Team> {
+    pub(super) fn owner_check(&self, p: &Principal, name: &str) -> Result<Team> {
         validate_name("name", name).map_err(|e| RegistryError::invalid("name", e.to_string()))?;
         let team = name.split('/').next().unwrap_or_default();
         if !p.may_publish_for(team) {
@@ -20,7 +20,7 @@ impl Registry {
 
     /// A blob the publisher may use: one it may read (what another team uploaded
     /// and never published is as absent to it as what nobody uploaded).
-    fn blob(&self, p: &Principal, field: &str, d: &Digest) -> Result<Vec<u8>> {
+    pub(super) fn blob(&self, p: &Principal, field: &str, d: &Digest) -> Result<Vec<u8>> {
         if !self.sees_in_catalog(p, d)? {
             return Err(RegistryError::FailedPrecondition(format!(
                 "{field} {d} has not been uploaded"
@@ -31,29 +31,26 @@ impl Registry {
 
     /// Checks the blobs sent inline with a publish: each named by the request,
     /// small, and hashing to its digest. Returns them by digest.
-    fn inline_blobs(&self, spec: &ModelSpec) -> Result<BTreeMap<Digest, Vec<u8>>> {
+    pub(super) fn inline_blobs(
+        &self,
+        named: &[Digest],
+        inline: &[(String, Vec<u8>)],
+    ) -> Result<BTreeMap<Digest, Vec<u8>>> {
         use crate::blobs::{MAX_INLINE_BLOB, MAX_INLINE_TOTAL};
-        let total: usize = spec.inline.iter().map(|(_, b)| b.len()).sum();
+        let total: usize = inline.iter().map(|(_, b)| b.len()).sum();
         if total > MAX_INLINE_TOTAL {
             return Err(RegistryError::TooLarge(format!(
                 "blobs: {total} bytes inline, over the limit of {MAX_INLINE_TOTAL}; upload larger blobs first"
             )));
         }
         let mut out = BTreeMap::new();
-        if spec.inline.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let mut named = vec![digest("digest", &spec.digest)?];
-        if !spec.config_digest.is_empty() {
-            named.push(digest("config_digest", &spec.config_digest)?);
-        }
-        for (i, (d, b)) in spec.inline.iter().enumerate() {
+        for (i, (d, b)) in inline.iter().enumerate() {
             let field = format!("blobs[{i}]");
             let d = digest(&format!("{field}.digest"), d)?;
             if !named.contains(&d) {
                 return Err(RegistryError::invalid(
                     field,
-                    format!("{d} is neither the model's digest nor its config's"),
+                    format!("{d} is not a blob this publish names (its digest, or its config's)"),
                 ));
             }
             if b.len() > MAX_INLINE_BLOB {
@@ -74,12 +71,16 @@ impl Registry {
     }
 
     /// Stores a new version; the same content again is a no-op, other content is refused.
-    fn insert(&self, a: Artifact) -> Result<Artifact> {
+    pub(super) fn insert(&self, a: Artifact) -> Result<Artifact> {
         self.insert_with(Vec::new(), a)
     }
 
     /// [`Self::insert`], writing `extra` records in the same atomic batch.
-    fn insert_with(&self, extra: Vec<(Tree, Vec<u8>, Vec<u8>)>, a: Artifact) -> Result<Artifact> {
+    pub(super) fn insert_with(
+        &self,
+        extra: Vec<(Tree, Vec<u8>, Vec<u8>)>,
+        a: Artifact,
+    ) -> Result<Artifact> {
         let key = a.key();
         let mut batch = Batch::new()
             .check(Tree::Artifacts, key.as_bytes(), None)
@@ -168,7 +169,11 @@ impl Registry {
                 "is required (classification, detection, ocr, vad, embedding, ...)",
             ));
         }
-        let inline = self.inline_blobs(&spec)?;
+        let mut named = vec![d];
+        if !spec.config_digest.is_empty() {
+            named.push(digest("config_digest", &spec.config_digest)?);
+        }
+        let inline = self.inline_blobs(&named, &spec.inline)?;
         let blob = |field: &str, d: &Digest| match inline.get(d) {
             Some(b) => Ok(b.clone()),
             None => self.blob(p, field, d),

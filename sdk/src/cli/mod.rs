@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use algobay_runtime::{Error as RtError, Runtime, RuntimeOptions, TrustRoots};
 
+mod dataset;
 mod fleet;
 mod kit;
 mod registry;
@@ -128,6 +129,9 @@ pub enum Command {
     /// Tools: WASM stages published to the registry.
     #[command(subcommand)]
     Tool(registry::ToolCommand),
+    /// Datasets: data files published with a card the registry reads from them.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
     /// Stage crates: start one that builds outside this repository.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -331,6 +335,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => registry::token(&cli.global, &cli.connection, cmd),
         Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),
         Command::Stage(cmd) => stage::run(cmd),
+        Command::Dataset(cmd) => dataset::run(&cli.global, &cli.connection, cmd),
         Command::Enterprise(cmd) => fleet::enterprise(&cli.global, &cli.connection, cmd),
         Command::Device(cmd) => fleet::device(&cli.global, &cli.connection, cmd),
         Command::Deploy(cmd) => fleet::deploy(&cli.global, &cli.connection, cmd),

@@ -124,14 +124,14 @@ pub struct ModelPublish {
     pub card: Option<PathBuf>,
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     if !path.exists() {
         anyhow::bail!(NotFound(format!("{} does not exist", path.display())));
     }
     Ok(std::fs::read(path)?)
 }
 
-fn read_text(path: &Option<PathBuf>) -> anyhow::Result<String> {
+pub(super) fn read_text(path: &Option<PathBuf>) -> anyhow::Result<String> {
     match path {
         Some(p) => Ok(String::from_utf8(read(p)?)
             .map_err(|_| Usage(format!("{} is not utf-8 text", p.display())))?),
@@ -164,7 +164,7 @@ pub(super) async fn connect(g: &Global, c: &Connection) -> anyhow::Result<Client
     Ok(Client::connect(&url, token, ca).await?)
 }
 
-fn bar(g: &Global, what: &str) -> (ProgressBar, Progress) {
+pub(super) fn bar(g: &Global, what: &str) -> (ProgressBar, Progress) {
     let bar = if g.quiet {
         ProgressBar::hidden()
     } else {
@@ -192,14 +192,15 @@ pub(super) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_kind(k: &Option<String>) -> anyhow::Result<Option<Kind>> {
+pub(super) fn parse_kind(k: &Option<String>) -> anyhow::Result<Option<Kind>> {
     Ok(match k.as_deref() {
         None | Some("") => None,
         Some("model") => Some(Kind::Model),
         Some("tool") => Some(Kind::Tool),
         Some("kit") => Some(Kind::Kit),
+        Some("dataset") => Some(Kind::Dataset),
         Some(other) => anyhow::bail!(Usage(format!(
-            "--kind `{other}` must be model, tool or kit"
+            "--kind `{other}` must be model, tool, kit or dataset"
         ))),
     })
 }
@@ -561,6 +562,20 @@ pub fn show(
     for s in &a.signers {
         println!("signed by   key {s}");
     }
+    if let Some(d) = &a.dataset {
+        println!("source      {}", d.source);
+        println!("rows        {}", d.rows);
+        println!("columns     {} ({})", d.columns.len(), d.input_type);
+        if !d.label_column.is_empty() {
+            println!("label       column {}", d.label_column);
+            for (v, n) in &d.label_counts {
+                println!("              {v:<12} {n} rows");
+            }
+            if !d.label_range.is_empty() {
+                println!("              range {}", d.label_range);
+            }
+        }
+    }
     for s in &rel.steps {
         println!(
             "step        {} ({}) {} ({} bytes){}",
@@ -613,6 +628,7 @@ pub fn coverage(g: &Global, c: &Connection, json: bool) -> anyhow::Result<()> {
         "models",
         "tools",
         "kits",
+        "datasets",
         "teams",
         "publishing_teams",
         "industries",
