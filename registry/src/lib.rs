@@ -33,6 +33,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod traces;
+pub mod training;
 
 pub use error::{RegistryError, Result};
 
