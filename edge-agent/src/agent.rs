@@ -1000,6 +1000,7 @@ impl Agent {
                     inputs,
                     device_id: String::new(),
                     enterprise: String::new(),
+                    labels: Vec::new(),
                 });
             }
             match client.push_samples(&samples).await {

@@ -430,6 +430,41 @@ pub struct SampleRecord {
     pub received_unix: i64,
     pub outputs_json: String,
     pub inputs: Vec<SampleInput>,
+    /// Its labels, one per source; read from their own records when listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<Label>,
+}
+
+/// Where a label comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSource {
+    /// Ground truth from the enterprise's own application, through the device.
+    Feedback,
+    /// A labeller of the enterprise.
+    Human,
+    /// A larger model run over unlabelled samples.
+    Teacher,
+}
+
+impl LabelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSource::Feedback => "feedback",
+            LabelSource::Human => "human",
+            LabelSource::Teacher => "teacher",
+        }
+    }
+}
+
+/// A sample's label from one source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub value: String,
+    pub source: LabelSource,
+    /// The token or device that gave it.
+    pub by: String,
+    pub at_unix: i64,
 }
 
 /// Filters of a search.

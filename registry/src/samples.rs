@@ -14,6 +14,8 @@ use crate::store::{Batch, Tree};
 const MAX_SAMPLES: usize = 256;
 /// Samples in one page of a listing.
 const MAX_PAGE: usize = 500;
+/// Labels in one call.
+const MAX_LABELS: usize = 1000;
 
 impl Registry {
     /// Stores hard examples from a device: its input bytes as blobs (each
@@ -131,6 +133,7 @@ impl Registry {
         kit: &str,
         page_size: usize,
         page_token: &str,
+        unlabelled: bool,
     ) -> Result<(Vec<SampleRecord>, String)> {
         let e = self.tenant(p, enterprise)?;
         let prefix = if kit.is_empty() {
@@ -152,6 +155,11 @@ impl Registry {
             if !page_token.is_empty() && key.as_str() <= page_token {
                 continue;
             }
+            let mut rec: SampleRecord = parse("sample", &v)?;
+            rec.labels = self.labels_of(&key)?;
+            if unlabelled && !rec.labels.is_empty() {
+                continue;
+            }
             if out.len() == size {
                 next = out
                     .last()
@@ -159,8 +167,92 @@ impl Registry {
                     .unwrap_or_default();
                 break;
             }
-            out.push(parse("sample", &v)?);
+            out.push(rec);
         }
         Ok((out, next))
+    }
+
+    /// The labels of the sample stored under `key`, one per source.
+    fn labels_of(&self, key: &str) -> Result<Vec<Label>> {
+        self.kv
+            .scan_prefix(Tree::Labels, format!("{key}/").as_bytes())?
+            .into_iter()
+            .map(|(_, v)| parse("label", &v))
+            .collect()
+    }
+
+    /// Labels samples of an enterprise (its own; an operator names it) from one
+    /// source, replacing that source's earlier label. Returns how many were
+    /// labelled and the ids it has no sample for.
+    pub fn label_samples(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        source: LabelSource,
+        labels: Vec<(String, String)>,
+    ) -> Result<(u32, Vec<String>)> {
+        let e = self.tenant(p, enterprise)?;
+        if labels.len() > MAX_LABELS {
+            return Err(RegistryError::TooLarge(format!(
+                "{} labels in one call, over the limit of {MAX_LABELS}",
+                labels.len()
+            )));
+        }
+        for (i, (id, value)) in labels.iter().enumerate() {
+            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RegistryError::invalid(
+                    format!("labels[{i}].sample_id"),
+                    format!("`{}` is not 64 hex digits", crate::limits::shown(id)),
+                ));
+            }
+            crate::limits::check_len(
+                &format!("labels[{i}].value"),
+                value,
+                crate::limits::text::ITEM,
+            )?;
+            if value.trim().is_empty() {
+                return Err(RegistryError::invalid(
+                    format!("labels[{i}].value"),
+                    "is empty",
+                ));
+            }
+        }
+        // Where each wanted sample is stored (its key names its kit).
+        let wanted: BTreeSet<&str> = labels.iter().map(|(id, _)| id.as_str()).collect();
+        let mut keys = std::collections::BTreeMap::new();
+        for (k, _) in self
+            .kv
+            .scan_prefix(Tree::Samples, format!("{e}/").as_bytes())?
+        {
+            let key = String::from_utf8_lossy(&k).into_owned();
+            if let Some(id) = key.rsplit('/').next().filter(|id| wanted.contains(id)) {
+                keys.insert(id.to_owned(), key.clone());
+            }
+        }
+        let now = self.clock.now_unix();
+        let mut batch = Batch::new();
+        let (mut labelled, mut unknown) = (0u32, Vec::new());
+        for (id, value) in labels {
+            let Some(key) = keys.get(&id) else {
+                unknown.push(id);
+                continue;
+            };
+            let label = Label {
+                value: value.trim().to_owned(),
+                source,
+                by: p.token_id.clone(),
+                at_unix: now,
+            };
+            batch = batch.put(
+                Tree::Labels,
+                format!("{key}/{}", source.as_str()),
+                json(&label),
+            );
+            labelled += 1;
+        }
+        if labelled > 0 && !self.kv.commit(batch)? {
+            return Err(RegistryError::Storage("labels were not written".into()));
+        }
+        Ok((labelled, unknown))
     }
 }

@@ -187,6 +187,7 @@ fn sample(kit: &Digest, input: &[u8], seed: u8) -> (SampleRecord, Vec<Vec<u8>>) 
                 digest: Digest::of(input),
                 size: input.len() as u64,
             }],
+            labels: Vec::new(),
         },
         vec![input.to_vec()],
     )

@@ -700,13 +700,18 @@ impl Client {
 
     /// Downloads a blob into memory, verified.
     pub async fn download(&self, digest: &str) -> Result<Vec<u8>> {
+        self.download_for(digest, "").await
+    }
+
+    /// [`Self::download`] of an enterprise's sample input (an operator names the enterprise).
+    pub async fn download_for(&self, digest: &str, enterprise: &str) -> Result<Vec<u8>> {
         let d: Digest = digest.parse()?;
         let mut s = self
             .blobs()
             .download(self.req(pb::DownloadRequest {
                 digest: d.to_string(),
                 offset: 0,
-                ..Default::default()
+                enterprise: enterprise.into(),
             }))
             .await?
             .into_inner();

@@ -278,6 +278,17 @@ pub struct Sample {
     pub inputs: Vec<SampleInput>,
     pub device_id: String,
     pub enterprise: String,
+    /// Its labels, one per source.
+    pub labels: Vec<SampleLabel>,
+}
+
+/// A sample's label from one source (feedback, human, teacher).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SampleLabel {
+    pub value: String,
+    pub source: String,
+    pub by: String,
+    pub at_unix: i64,
 }
 
 impl Sample {
@@ -305,6 +316,7 @@ impl Sample {
                 .collect(),
             device_id: String::new(),
             enterprise: String::new(),
+            labels: Vec::new(),
         }
     }
 
@@ -332,6 +344,16 @@ impl Sample {
                 .collect(),
             device_id: s.device_id,
             enterprise: s.enterprise,
+            labels: s
+                .labels
+                .into_iter()
+                .map(|l| SampleLabel {
+                    value: l.value,
+                    source: l.source,
+                    by: l.by,
+                    at_unix: l.at_unix,
+                })
+                .collect(),
         }
     }
 }
@@ -513,6 +535,19 @@ impl Client {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<Sample>, String)> {
+        self.list_samples_where(enterprise, kit, page_size, page_token, false)
+            .await
+    }
+
+    /// [`Self::list_samples`], only those with no label yet when `unlabelled`.
+    pub async fn list_samples_where(
+        &self,
+        enterprise: &str,
+        kit: &str,
+        page_size: u32,
+        page_token: &str,
+        unlabelled: bool,
+    ) -> Result<(Vec<Sample>, String)> {
         let r = self
             .fleet()
             .list_samples(self.req(pb::ListSamplesRequest {
@@ -520,6 +555,7 @@ impl Client {
                 kit: kit.into(),
                 page_size,
                 page_token: page_token.into(),
+                unlabelled,
             }))
             .await?
             .into_inner();
@@ -527,6 +563,29 @@ impl Client {
             r.samples.into_iter().map(Sample::from_pb).collect(),
             r.next_page_token,
         ))
+    }
+
+    /// Labels samples as a labeller of the enterprise; returns how many were
+    /// labelled and the ids it has no sample for.
+    pub async fn label_samples(
+        &self,
+        enterprise: &str,
+        labels: Vec<(String, String)>,
+    ) -> Result<(u32, Vec<String>)> {
+        let r = self
+            .fleet()
+            .label_samples(
+                self.req(pb::LabelSamplesRequest {
+                    enterprise: enterprise.into(),
+                    labels: labels
+                        .into_iter()
+                        .map(|(sample_id, value)| pb::SampleLabelling { sample_id, value })
+                        .collect(),
+                }),
+            )
+            .await?
+            .into_inner();
+        Ok((r.labelled, r.unknown))
     }
 
     /// Serving figures per device and kit (an enterprise's own; an operator's choice).

@@ -370,6 +370,7 @@ impl pb::fleet_server::Fleet for FleetApi {
                     received_unix: 0,
                     outputs_json: s.outputs_json,
                     inputs,
+                    labels: Vec::new(),
                 },
                 data,
             ));
@@ -379,6 +380,27 @@ impl pb::fleet_server::Fleet for FleetApi {
         Ok(Response::new(pb::PushSamplesResponse {
             stored,
             duplicates,
+        }))
+    }
+
+    async fn label_samples(
+        &self,
+        req: Request<pb::LabelSamplesRequest>,
+    ) -> Result<Response<pb::LabelSamplesResponse>, Status> {
+        let p = principal(&self.0, &req).await?;
+        let r = req.into_inner();
+        let reg = self.0.clone();
+        let labels = r
+            .labels
+            .into_iter()
+            .map(|l| (l.sample_id, l.value))
+            .collect();
+        let (labelled, unknown) =
+            blocking(move || reg.label_samples(&p, &r.enterprise, LabelSource::Human, labels))
+                .await?;
+        Ok(Response::new(pb::LabelSamplesResponse {
+            labelled,
+            unknown,
         }))
     }
 
@@ -396,6 +418,7 @@ impl pb::fleet_server::Fleet for FleetApi {
                 &r.kit,
                 r.page_size as usize,
                 &r.page_token,
+                r.unlabelled,
             )
         })
         .await?;
@@ -425,6 +448,16 @@ impl pb::fleet_server::Fleet for FleetApi {
                         .collect(),
                     device_id: s.device_id,
                     enterprise: s.enterprise,
+                    labels: s
+                        .labels
+                        .into_iter()
+                        .map(|l| pb::SampleLabel {
+                            value: l.value,
+                            source: l.source.as_str().to_owned(),
+                            by: l.by,
+                            at_unix: l.at_unix,
+                        })
+                        .collect(),
                 })
                 .collect(),
             next_page_token: next,

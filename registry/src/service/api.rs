@@ -151,7 +151,16 @@ pub trait RegistryApi: Send + Sync + 'static {
         kit: &str,
         page_size: usize,
         page_token: &str,
+        unlabelled: bool,
     ) -> Result<(Vec<SampleRecord>, String)>;
+    /// Labels an enterprise's samples from one source; (labelled, unknown ids).
+    fn label_samples(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        source: LabelSource,
+        labels: Vec<(String, String)>,
+    ) -> Result<(u32, Vec<String>)>;
     /// Takes a device's metrics export (cumulative OpenTelemetry points).
     fn ingest_metrics(
         &self,
@@ -361,8 +370,18 @@ impl RegistryApi for Registry {
         kit: &str,
         page_size: usize,
         page_token: &str,
+        unlabelled: bool,
     ) -> Result<(Vec<SampleRecord>, String)> {
-        Registry::list_samples(self, p, enterprise, kit, page_size, page_token)
+        Registry::list_samples(self, p, enterprise, kit, page_size, page_token, unlabelled)
+    }
+    fn label_samples(
+        &self,
+        p: &Principal,
+        enterprise: &str,
+        source: LabelSource,
+        labels: Vec<(String, String)>,
+    ) -> Result<(u32, Vec<String>)> {
+        Registry::label_samples(self, p, enterprise, source, labels)
     }
     fn ingest_metrics(
         &self,

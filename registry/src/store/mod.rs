@@ -37,11 +37,13 @@ pub enum Tree {
     SampleInputs,
     /// `digest/team` → whether that team's upload of the blob is under way or done.
     BlobOwners,
+    /// `enterprise/kit digest/sample id/source` → the label of a sample from one source.
+    Labels,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 13] = [
+    pub const ALL: [Tree; 14] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -55,6 +57,7 @@ impl Tree {
         Tree::InlineBlobs,
         Tree::SampleInputs,
         Tree::BlobOwners,
+        Tree::Labels,
     ];
 
     /// The tree's name on disk.
@@ -73,6 +76,7 @@ impl Tree {
             Tree::InlineBlobs => "inline_blobs",
             Tree::SampleInputs => "sample_inputs",
             Tree::BlobOwners => "blob_owners",
+            Tree::Labels => "labels",
         }
     }
 }

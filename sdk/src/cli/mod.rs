@@ -10,6 +10,7 @@ mod dataset;
 mod fleet;
 mod kit;
 mod registry;
+mod samples;
 mod stage;
 
 /// Exit codes that mean something to scripts.
@@ -132,6 +133,9 @@ pub enum Command {
     /// Datasets: data files published with a card the registry reads from them.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// An enterprise's hard examples: list, show, label, export, import labels.
+    #[command(subcommand)]
+    Samples(samples::SamplesCommand),
     /// Stage crates: start one that builds outside this repository.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -335,6 +339,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => registry::token(&cli.global, &cli.connection, cmd),
         Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),
         Command::Stage(cmd) => stage::run(cmd),
+        Command::Samples(cmd) => samples::run(&cli.global, &cli.connection, cmd),
         Command::Dataset(cmd) => dataset::run(&cli.global, &cli.connection, cmd),
         Command::Enterprise(cmd) => fleet::enterprise(&cli.global, &cli.connection, cmd),
         Command::Device(cmd) => fleet::device(&cli.global, &cli.connection, cmd),
