@@ -1,0 +1,359 @@
+//! Requests on the active kit: admission, the blocking run, per-step
+//! timings and traces, hard examples kept and sent.
+
+use super::*;
+
+impl Agent {
+    /// Runs `job` on the active kit: waits for a turn (or answers overloaded
+    /// when too many wait), runs off the async threads, records the figures.
+    /// `model` must name the active kit (its name without the team, or the full
+    /// name; empty: whatever is active); `version`, if given, its version.
+    pub async fn run_on_active<T: Send + 'static>(
+        self: &Arc<Self>,
+        model: &str,
+        version: &str,
+        traceparent: Option<&str>,
+        job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
+    ) -> Result<(Arc<Active>, T), OipError> {
+        let turn = self.admit(model, version).await?;
+        self.run_admitted(turn, traceparent, job).await
+    }
+
+    /// Waits for a turn to run a request on the active kit (the bounded queue,
+    /// then one of the running slots). Reading and parsing a request's body
+    /// happen after this, so that memory is bounded by the running slots.
+    pub async fn admit(&self, model: &str, version: &str) -> Result<Turn<'_>, OipError> {
+        let active = self.model(model, version)?;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.stats.record_rejected();
+            if let Some(t) = &self.telemetry {
+                t.request(
+                    &active.slot.reference,
+                    &active.slot.digest,
+                    "overloaded",
+                    None,
+                );
+            }
+            return Err(OipError::Overloaded(format!(
+                "overloaded: {} requests are already waiting; retry later",
+                self.cfg.max_queue
+            )));
+        }
+        let permit = self.running.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit.map_err(|_| OipError::Unavailable("the agent is stopping".into()))?;
+        Ok(Turn {
+            active,
+            _permit: permit,
+        })
+    }
+
+    /// Runs a job on a blocking thread in a turn [`Self::admit`] gave.
+    pub async fn run_admitted<T: Send + 'static>(
+        self: &Arc<Self>,
+        turn: Turn<'_>,
+        traceparent: Option<&str>,
+        job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
+    ) -> Result<(Arc<Active>, T), OipError> {
+        let active = turn.active.clone();
+        let started = Instant::now();
+        let trace = match &self.telemetry {
+            Some(t) => {
+                let m = active.kit.manifest();
+                t.start_request(
+                    traceparent,
+                    &format!("infer {}", m.name),
+                    &active.slot.reference,
+                    &active.slot.digest,
+                    &m.version,
+                )
+            }
+            None => RequestTrace::from_traceparent(traceparent),
+        };
+        let kit = active.clone();
+        let job_trace = trace.clone();
+        let result = tokio::task::spawn_blocking(move || job(&kit, &job_trace))
+            .await
+            .unwrap_or_else(|e| Err(OipError::Failed(format!("request task: {e}"))));
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.stats.record(ms, result.is_ok());
+        if let Some(t) = &self.telemetry {
+            t.end_request(
+                &trace,
+                result.as_ref().err().map(|e| e.to_string()).as_deref(),
+            );
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(OipError::BadRequest(_)) => "bad_request",
+                Err(_) => "failed",
+            };
+            t.request(
+                &active.slot.reference,
+                &active.slot.digest,
+                outcome,
+                Some(ms),
+            );
+        }
+        result.map(|out| (active, out))
+    }
+
+    /// Runs the kit, timing each step for the stage metrics.
+    pub fn run_kit(
+        &self,
+        active: &Active,
+        trace: &RequestTrace,
+        values: algobay_runtime::Values,
+    ) -> Result<algobay_runtime::Values, OipError> {
+        let sampling = active
+            .kit
+            .manifest()
+            .sampling
+            .clone()
+            .filter(|_| !self.sampling_off.load(Ordering::Relaxed));
+        let kept = sampling.as_ref().map(|_| values.clone());
+        let started = std::time::SystemTime::now();
+        let (out, timings) = active
+            .kit
+            .run_timed(values)
+            .map_err(|e| OipError::Failed(e.to_string()))?;
+        if let (Some(rule), Some(inputs)) = (sampling, kept) {
+            if let Some(reason) = rule.matches(&out) {
+                if let Err(e) = self.keep_sample(active, trace, &inputs, &out, reason) {
+                    tracing::warn!(error = %e, "could not keep a hard example");
+                }
+            }
+        }
+        if let Some(t) = &self.telemetry {
+            t.steps(trace, started, &timings);
+            for s in &timings {
+                t.stage(
+                    &active.slot.reference,
+                    &active.slot.digest,
+                    &s.step,
+                    s.elapsed.as_secs_f64() * 1000.0,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the active kit on the protocol's tensors; returns the outputs asked
+    /// for (all when `wanted` is empty).
+    pub async fn infer(
+        self: &Arc<Self>,
+        model: &str,
+        version: &str,
+        inputs: Vec<RawTensor>,
+        wanted: Vec<String>,
+        traceparent: Option<&str>,
+    ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
+        let turn = self.admit(model, version).await?;
+        self.infer_in(turn, inputs, wanted, traceparent).await
+    }
+
+    /// [`Self::infer`] in a turn already given.
+    pub async fn infer_in(
+        self: &Arc<Self>,
+        turn: Turn<'_>,
+        inputs: Vec<RawTensor>,
+        wanted: Vec<String>,
+        traceparent: Option<&str>,
+    ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
+        crate::oip::check_request(&inputs, &wanted)?;
+        let agent = self.clone();
+        self.run_admitted(turn, traceparent, move |active, trace| {
+            let manifest = active.kit.manifest();
+            let mut values = algobay_runtime::Values::new();
+            for t in &inputs {
+                let port = manifest
+                    .inputs
+                    .iter()
+                    .find(|p| p.name == t.name)
+                    .ok_or_else(|| {
+                        OipError::BadRequest(format!(
+                            "input `{}` is not one of the kit's inputs ({})",
+                            crate::oip::shown(&t.name),
+                            manifest
+                                .inputs
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                values.insert(t.name.clone(), crate::oip::to_value(&port.ty, t)?);
+            }
+            if let Some(missing) = manifest
+                .inputs
+                .iter()
+                .find(|p| !values.contains_key(&p.name))
+            {
+                return Err(OipError::BadRequest(format!(
+                    "input `{}` is missing",
+                    missing.name
+                )));
+            }
+            for w in &wanted {
+                if !manifest.outputs.iter().any(|p| &p.name == w) {
+                    return Err(OipError::BadRequest(format!(
+                        "output `{}` is not one of the kit's outputs",
+                        crate::oip::shown(w)
+                    )));
+                }
+            }
+            let out = agent.run_kit(active, trace, values)?;
+            Ok(out
+                .iter()
+                .filter(|(k, _)| wanted.is_empty() || wanted.contains(k))
+                .map(|(k, v)| crate::oip::from_value(k, v))
+                .collect::<Vec<_>>())
+        })
+        .await
+    }
+
+    /// Queues a hard example: its inputs' bytes, the outputs, why it was kept.
+    pub(super) fn keep_sample(
+        &self,
+        active: &Active,
+        trace: &RequestTrace,
+        inputs: &algobay_runtime::Values,
+        outputs: &algobay_runtime::Values,
+        reason: String,
+    ) -> Result<()> {
+        use algobay_runtime::Value;
+        let mut metas = Vec::new();
+        let mut data = Vec::new();
+        let mut id = active.slot.digest.clone();
+        for (name, v) in inputs {
+            let (datatype, shape, bytes): (String, Vec<i64>, &[u8]) = match v {
+                Value::Tensor(t) => (
+                    crate::oip::datatype(t.dtype).into(),
+                    t.shape.iter().map(|d| *d as i64).collect(),
+                    &t.data,
+                ),
+                Value::Bytes(b) => ("BYTES".into(), vec![1], b),
+                Value::Text(s) | Value::Json(s) => ("BYTES".into(), vec![1], s.as_bytes()),
+            };
+            let d = Digest::of(bytes);
+            id.push_str(&d.to_string());
+            metas.push(crate::samples::SampleInput {
+                name: name.clone(),
+                datatype,
+                shape,
+                digest: d.to_string(),
+                size: bytes.len() as u64,
+            });
+            data.extend_from_slice(bytes);
+        }
+        let meta = crate::samples::SampleMeta {
+            id: Digest::of(id.as_bytes()).hex(),
+            kit_reference: active.slot.reference.clone(),
+            kit_digest: active.slot.digest.clone(),
+            deployment_id: active.slot.deployment_id.clone(),
+            reason,
+            trace_id: trace.trace_id.clone(),
+            created_unix: now_unix(),
+            outputs: serde_json::Value::Object(
+                outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+            inputs: metas,
+        };
+        self.samples.push(&meta, &data)
+    }
+
+    /// Sends queued hard examples, oldest first, until the queue is empty or the
+    /// link fails (they stay queued then).
+    pub(super) async fn upload_samples(self: &Arc<Self>, client: &Client) {
+        for _ in 0..64 {
+            let a = self.clone();
+            let batch = match tokio::task::spawn_blocking(move || a.samples.peek(4 << 20)).await {
+                Ok(Ok(b)) if !b.is_empty() => b,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "sample queue unreadable");
+                    return;
+                }
+                _ => return,
+            };
+            let mut seqs = Vec::new();
+            let mut samples = Vec::new();
+            for (seq, meta, data) in batch {
+                let mut at = 0usize;
+                let inputs = meta
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let end = (at + i.size as usize).min(data.len());
+                        let bytes = data[at.min(end)..end].to_vec();
+                        at = end;
+                        algobay_sdk::fleet::SampleInput {
+                            name: i.name.clone(),
+                            datatype: i.datatype.clone(),
+                            shape: i.shape.clone(),
+                            digest: i.digest.clone(),
+                            size: i.size,
+                            data: bytes,
+                        }
+                    })
+                    .collect();
+                seqs.push(seq);
+                samples.push(algobay_sdk::fleet::Sample {
+                    id: meta.id,
+                    kit_digest: meta.kit_digest,
+                    kit_reference: meta.kit_reference,
+                    deployment_id: meta.deployment_id,
+                    reason: meta.reason,
+                    trace_id: meta.trace_id,
+                    created_unix: meta.created_unix,
+                    outputs_json: meta.outputs.to_string(),
+                    inputs,
+                    device_id: String::new(),
+                    enterprise: String::new(),
+                    labels: Vec::new(),
+                });
+            }
+            match client.push_samples(&samples).await {
+                Ok((stored, dup)) => {
+                    tracing::info!(stored, duplicates = dup, "hard examples sent");
+                    let a = self.clone();
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || a.samples.ack(&seqs)).await
+                    {
+                        tracing::warn!(error = %e, "sample queue");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "hard examples stay queued");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The active kit, if `model` (and `version`) name it.
+    pub fn model(&self, model: &str, version: &str) -> Result<Arc<Active>, OipError> {
+        let active = self
+            .active()
+            .ok_or_else(|| OipError::Unavailable("no kit is active on this device".into()))?;
+        let m = active.kit.manifest();
+        let short = m.name.rsplit('/').next().unwrap_or(&m.name);
+        if !model.is_empty() && model != short && model != m.name {
+            return Err(OipError::NotFound(format!(
+                "model `{}` is not served here; the active kit is `{short}`",
+                crate::oip::shown(model)
+            )));
+        }
+        if !version.is_empty() && version != m.version {
+            return Err(OipError::NotFound(format!(
+                "model `{short}` version `{}` is not served here; version {} is",
+                crate::oip::shown(version),
+                m.version
+            )));
+        }
+        Ok(active)
+    }
+}
