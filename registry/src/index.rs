@@ -132,9 +132,9 @@ pub struct SearchIndex {
     words: BTreeMap<String, Ids>,
     /// Trigram of a name → ids.
     grams: HashMap<u32, Ids>,
-    /// Words of names and tags, by length.
-    vocab: HashMap<String, Word>,
-    vocab_by_len: BTreeMap<usize, Vec<String>>,
+    /// Words of names and tags, by length; `vocab` says where each is.
+    vocab: HashMap<String, (usize, usize)>,
+    vocab_by_len: BTreeMap<usize, Vec<Word>>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -154,6 +154,9 @@ const INDUSTRY: u8 = 5;
 
 /// A query word narrows the candidates only when it begins few enough indexed words.
 const MAX_PREFIX_WORDS: usize = 256;
+/// A query word matching more artifacts than this by its words is not also
+/// looked for inside names and as a typo.
+const WIDE: usize = 5000;
 
 /// The indexed keys of a text: for each whitespace-separated token, the rest
 /// of it from every place a word begins (`bench/mlp-12` gives `bench/mlp-12`,
@@ -218,8 +221,12 @@ impl SearchIndex {
                     }
                 }
                 for w in name_words(&old.artifact) {
-                    if let Some(word) = self.vocab.get_mut(&w) {
-                        remove_id(&mut word.ids, id);
+                    if let Some(&(len, at)) = self.vocab.get(&w) {
+                        if let Some(word) =
+                            self.vocab_by_len.get_mut(&len).and_then(|v| v.get_mut(at))
+                        {
+                            remove_id(&mut word.ids, id);
+                        }
                     }
                 }
                 id
@@ -246,19 +253,19 @@ impl SearchIndex {
             insert_id(self.grams.entry(g).or_default(), id);
         }
         for w in name_words(&a) {
-            let word = self.vocab.entry(w.clone()).or_insert_with(|| {
+            let (len, at) = *self.vocab.entry(w.clone()).or_insert_with(|| {
                 let chars: Vec<char> = w.chars().collect();
-                self.vocab_by_len
-                    .entry(chars.len())
-                    .or_default()
-                    .push(w.clone());
-                Word {
+                let words = self.vocab_by_len.entry(chars.len()).or_default();
+                words.push(Word {
                     mask: char_mask(&chars),
                     chars,
                     ids: Ids::new(),
-                }
+                });
+                (words[0].chars.len(), words.len() - 1)
             });
-            insert_id(&mut word.ids, id);
+            if let Some(word) = self.vocab_by_len.get_mut(&len).and_then(|v| v.get_mut(at)) {
+                insert_id(&mut word.ids, id);
+            }
         }
         self.entries[id as usize] = Entry {
             artifact: a,
@@ -299,8 +306,7 @@ impl SearchIndex {
         let mut out: Vec<(u32, usize)> = Vec::new();
         let lens = chars.len().saturating_sub(max)..=chars.len() + max;
         for (_, words) in self.vocab_by_len.range(lens) {
-            for v in words {
-                let word = &self.vocab[v];
+            for word in words {
                 if (word.mask ^ mask).count_ones() as usize > 2 * max || word.ids.is_empty() {
                     continue;
                 }
@@ -343,25 +349,31 @@ impl SearchIndex {
     /// How well an entry matches one query word; 0 when it does not.
     fn word_score(id: u32, e: &Entry, w: &QueryWord) -> u32 {
         let name = &e.name;
-        if name == &w.text || name.rsplit('/').next() == Some(w.text.as_str()) {
-            10
-        } else if name
-            .split(|c: char| !c.is_alphanumeric())
-            .any(|t| t == w.text)
-        {
-            8
-        } else if starts_a_word(name, &w.text) {
-            6
-        } else if w.text.len() >= 3 && name.contains(&w.text) {
-            4
-        } else if starts_a_word(&e.text, &w.text) {
-            3
-        } else {
-            match w.typos.binary_search_by_key(&id, |t| t.0) {
-                Ok(i) if w.typos[i].1 <= 1 => 2,
-                Ok(_) => 1,
-                Err(_) => 0,
+        // Most candidates match outside the name: one scan of it decides.
+        if name.contains(w.text.as_str()) {
+            if name == &w.text || name.rsplit('/').next() == Some(w.text.as_str()) {
+                return 10;
             }
+            if name
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|t| t == w.text)
+            {
+                return 8;
+            }
+            if starts_a_word(name, &w.text) {
+                return 6;
+            }
+            if w.text.len() >= 3 {
+                return 4;
+            }
+        }
+        if starts_a_word(&e.text, &w.text) {
+            return 3;
+        }
+        match w.typos.binary_search_by_key(&id, |t| t.0) {
+            Ok(i) if w.typos[i].1 <= 1 => 2,
+            Ok(_) => 1,
+            Err(_) => 0,
         }
     }
 
@@ -404,20 +416,30 @@ impl SearchIndex {
             .split_whitespace()
             .map(|w| {
                 let core = w.trim_start_matches(|c: char| !c.is_alphanumeric());
-                let typos = self.typo_ids(core);
                 // A word narrows the candidates to what it could match in any
                 // way; one that begins too many indexed words narrows nothing.
-                let candidates = if core.is_empty() {
+                // Parts of names and typos are looked for only when the word
+                // itself is rare: past WIDE word matches they only add noise.
+                let exact = if core.is_empty() {
                     None
                 } else {
-                    self.prefix_ids(core).map(|mut ids| {
+                    self.prefix_ids(core)
+                };
+                let rare = exact.as_ref().is_some_and(|ids| ids.len() <= WIDE);
+                let typos = if rare {
+                    self.typo_ids(core)
+                } else {
+                    Vec::new()
+                };
+                let candidates = exact.map(|mut ids| {
+                    if rare {
                         ids.extend(self.substring_ids(w).unwrap_or_default());
                         ids.extend(typos.iter().map(|t| t.0));
                         ids.sort_unstable();
                         ids.dedup();
-                        ids
-                    })
-                };
+                    }
+                    ids
+                });
                 QueryWord {
                     text: w.to_owned(),
                     typos,
@@ -477,7 +499,23 @@ impl SearchIndex {
             let after: Option<u32> = q.page_token.parse().ok();
             matched.partition_point(|&(_, id)| after.is_some_and(|a| id <= a))
         } else {
-            matched.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            // Best score first, publishing order within a score: a counting
+            // sort, as scores are few and the ids come in order.
+            let top = matched.iter().map(|m| m.0).max().unwrap_or(0) as usize;
+            let mut at = vec![0usize; top + 2];
+            for m in &matched {
+                at[top - m.0 as usize + 1] += 1;
+            }
+            for i in 1..at.len() {
+                at[i] += at[i - 1];
+            }
+            let mut ranked = vec![(0u32, 0u32); matched.len()];
+            for m in &matched {
+                let slot = &mut at[top - m.0 as usize];
+                ranked[*slot] = *m;
+                *slot += 1;
+            }
+            matched = ranked;
             q.page_token
                 .parse::<usize>()
                 .unwrap_or(0)

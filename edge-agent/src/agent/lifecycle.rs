@@ -211,7 +211,11 @@ impl Agent {
         }
     }
 
-    pub(super) async fn install(self: &Arc<Self>, client: &Client, desired: &Desired) -> Result<()> {
+    pub(super) async fn install(
+        self: &Arc<Self>,
+        client: &Client,
+        desired: &Desired,
+    ) -> Result<()> {
         let started = Instant::now();
         self.set_progress("pulling", String::new(), Some(desired));
         let d: Digest = desired.kit_digest.parse()?;

@@ -204,6 +204,26 @@ pub fn resize_opencv(
     let hrow = |y: usize| -> Vec<i32> {
         let s = img.row(y);
         let mut out = vec![0i32; dw];
+        if ks == 2 {
+            // Two taps: the weights are pinned at the edges, so no index leaves the row.
+            let cn = c as i64;
+            for dx in 0..width {
+                let (k0, k1) = (xa.k[dx * 2], xa.k[dx * 2 + 1]);
+                let base = (xa.ofs[dx] * cn) as usize;
+                let o = &mut out[dx * c..(dx + 1) * c];
+                if dx >= xa.max || base + c >= s.len() {
+                    for (ch, v) in o.iter_mut().enumerate() {
+                        *v = s[base + ch] as i32 * (1 << COEF_BITS);
+                    }
+                } else {
+                    let (a, b) = (&s[base..base + c], &s[base + c..base + 2 * c]);
+                    for ch in 0..c {
+                        o[ch] = a[ch] as i32 * k0 + b[ch] as i32 * k1;
+                    }
+                }
+            }
+            return out;
+        }
         for dx in 0..width {
             let k = &xa.k[dx * ks..(dx + 1) * ks];
             let base = xa.ofs[dx] * c as i64;
