@@ -186,7 +186,7 @@ async fn a_small_model_is_published_in_one_call_with_its_blobs_inline() {
         ),
         (
             vec![(Digest::of(b"other"), b"other".to_vec())],
-            "is neither the model's digest nor its config's",
+            "is not a blob this publish names",
             tonic::Code::InvalidArgument,
         ),
         (

@@ -6,6 +6,7 @@
 
 mod common;
 mod format;
+mod imaging;
 mod kitfile_doc;
 mod kits;
 mod sandbox;
