@@ -66,7 +66,7 @@ M=examples/kits
 
 step "algobay tool publish (each stage must implement the stage interface)"
 W=$TARGET_DIR/wasm32-wasip2/release
-for t in ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess; do
+for t in ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess image-prep:preprocess; do
   name=${t%%:*}; kind=${t##*:}
   "$ALGOBAY" tool publish "$W/stage_${name//-/_}.wasm" --name "algobay/$name" --version 1.0.0 --kind "$kind"
 done
@@ -76,10 +76,17 @@ for kit in ocr vad embed digits; do
   "$ALGOBAY" kit push "$BUILD/kits/$kit.kit"
 done
 
+step "algobay dataset publish (the registry reads the data for its card)"
+"$ALGOBAY" dataset publish examples/kits/digits/data/digits.csv --name algobay/sklearn-digits --version 1.7.2 \
+  --license BSD-3-Clause --source "scikit-learn 1.7.2, sklearn/datasets/data/digits.csv.gz" \
+  --label-column 64 --domain vision --task classification
+
 step "algobay search / show / coverage"
 "$ALGOBAY" search --kind kit
 "$ALGOBAY" search ocr
+"$ALGOBAY" search minlm            # a typo still finds all-minilm-l6-v2
 "$ALGOBAY" show algobay/silero-vad@6.2.3
+"$ALGOBAY" show algobay/digits-mlp@1.0.0 --kind kit
 "$ALGOBAY" coverage
 
 step "algobay kit pull + kit run (what a device does next)"

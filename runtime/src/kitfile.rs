@@ -387,8 +387,7 @@ impl<'a> Packager<'a> {
         if path.is_file() {
             return read(path);
         }
-        let manifest = path.join("Cargo.toml");
-        if !manifest.is_file() {
+        if !path.join("Cargo.toml").is_file() {
             return Err(Error::invalid(
                 "stage",
                 format!(
@@ -397,6 +396,9 @@ impl<'a> Packager<'a> {
                 ),
             ));
         }
+        // cargo runs in the crate's folder, so every path it gets is absolute.
+        let path = &std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+        let manifest = path.join("Cargo.toml");
         let build_error = |message: String| Error::StageBuild {
             path: path.into(),
             message,
