@@ -77,14 +77,8 @@ impl Registry {
         };
         let mut card = profile_csv(&bytes, spec.header, &spec.label_column)?;
         card.source = spec.source.trim().to_owned();
-        let mut extra = Vec::new();
-        for (d, b) in inline {
-            if self.blobs.stat(&d)?.size.is_none() {
-                extra.push((Tree::InlineBlobs, d.to_string().into_bytes(), b));
-            }
-        }
         self.insert_with(
-            extra,
+            self.inline_records(inline)?,
             Artifact {
                 description: spec.description,
                 license: spec.license,

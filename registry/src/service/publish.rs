@@ -70,6 +70,21 @@ impl Registry {
         Ok(out)
     }
 
+    /// The records that store inline blobs with their artifact: those the blob
+    /// store does not already hold.
+    pub(super) fn inline_records(
+        &self,
+        inline: BTreeMap<Digest, Vec<u8>>,
+    ) -> Result<Vec<(Tree, Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for (d, b) in inline {
+            if self.blobs.stat(&d)?.size.is_none() {
+                out.push((Tree::InlineBlobs, d.to_string().into_bytes(), b));
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores a new version; the same content again is a no-op, other content is refused.
     pub(super) fn insert(&self, a: Artifact) -> Result<Artifact> {
         self.insert_with(Vec::new(), a)
@@ -209,14 +224,8 @@ impl Registry {
             ("safetensors", m.signature().clone(), blobs)
         };
         blobs.dedup();
-        let mut extra = Vec::new();
-        for (d, b) in inline {
-            if self.blobs.stat(&d)?.size.is_none() {
-                extra.push((Tree::InlineBlobs, d.to_string().into_bytes(), b));
-            }
-        }
         self.insert_with(
-            extra,
+            self.inline_records(inline)?,
             Artifact {
                 description: spec.description,
                 license: spec.license,
