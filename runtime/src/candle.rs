@@ -436,9 +436,26 @@ pub struct TrainReport {
     pub holdout_accuracy: Option<f32>,
 }
 
+/// What to train an `mlp` with.
+#[derive(Clone, Debug)]
+pub struct TrainSpec<'a> {
+    pub cfg: &'a MlpConfig,
+    /// Rows (n × layers[0]) and their class labels.
+    pub x: &'a [f32],
+    pub y: &'a [u32],
+    /// Held-out rows and labels, scored after training (may be empty).
+    pub holdout: (&'a [f32], &'a [u32]),
+    pub epochs: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Safetensors weights to start from (a warm start from the model serving);
+    /// otherwise a seeded Kaiming-uniform initialisation.
+    pub init: Option<&'a [u8]>,
+}
+
 /// Trains an `mlp` on rows `x` (n × layers[0]) with class labels `y`, full-batch AdamW,
-/// and writes the weights as safetensors to `out`. Initialisation is seeded, so the
-/// same data, shape and seed give the same model.
+/// and writes the weights as safetensors to `out` (atomically). Initialisation is
+/// seeded, so the same data, shape and seed give the same model.
 #[allow(clippy::too_many_arguments)]
 pub fn train_mlp(
     cfg: &MlpConfig,
@@ -450,6 +467,33 @@ pub fn train_mlp(
     seed: u64,
     out: &Path,
 ) -> Result<TrainReport> {
+    let (bytes, report) = train_mlp_bytes(&TrainSpec {
+        cfg,
+        x,
+        y,
+        holdout,
+        epochs,
+        lr,
+        seed,
+        init: None,
+    })?;
+    crate::wasm::write_atomic(out, &bytes).map_err(|err| Error::io(out, err))?;
+    Ok(report)
+}
+
+/// Trains an `mlp` as [`TrainSpec`] says and returns its weights as safetensors
+/// bytes: the same spec gives the same bytes.
+pub fn train_mlp_bytes(spec: &TrainSpec<'_>) -> Result<(Vec<u8>, TrainReport)> {
+    let TrainSpec {
+        cfg,
+        x,
+        y,
+        holdout,
+        epochs,
+        lr,
+        seed,
+        init,
+    } = spec.clone();
     let e = |e: candle_core::Error| Error::model("train", e);
     if cfg.layers.len() < 2 || cfg.layers.contains(&0) {
         return Err(Error::invalid(
@@ -472,6 +516,13 @@ pub fn train_mlp(
         ));
     }
     let dev = Device::Cpu;
+    let start = match init {
+        Some(bytes) => Some(
+            candle_core::safetensors::load_buffer(bytes, &dev)
+                .map_err(|err| Error::invalid("initial weights", err.to_string()))?,
+        ),
+        None => None,
+    };
     // Kaiming-uniform initialisation from a seeded xorshift generator.
     let mut state = seed.max(1);
     let mut next = move || {
@@ -485,12 +536,33 @@ pub fn train_mlp(
     let mut layers = Vec::new();
     for (i, w) in cfg.layers.windows(2).enumerate() {
         let bound = (1.0 / w[0] as f64).sqrt();
-        let wv: Vec<f32> = (0..w[0] * w[1])
+        let mut wv: Vec<f32> = (0..w[0] * w[1])
             .map(|_| ((next() * 2.0 - 1.0) * bound) as f32)
             .collect();
-        let bv: Vec<f32> = (0..w[1])
+        let mut bv: Vec<f32> = (0..w[1])
             .map(|_| ((next() * 2.0 - 1.0) * bound) as f32)
             .collect();
+        if let Some(start) = &start {
+            let take = |name: String, len: usize| -> Result<Vec<f32>> {
+                let t = start.get(&name).ok_or_else(|| {
+                    Error::invalid("initial weights", format!("no tensor `{name}`"))
+                })?;
+                let v = t
+                    .flatten_all()
+                    .and_then(|t| t.to_dtype(CDType::F32))
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(e)?;
+                if v.len() != len {
+                    return Err(Error::invalid(
+                        "initial weights",
+                        format!("`{name}` has {} values, the layers need {len}", v.len()),
+                    ));
+                }
+                Ok(v)
+            };
+            wv = take(format!("layers.{i}.weight"), wv.len())?;
+            bv = take(format!("layers.{i}.bias"), bv.len())?;
+        }
         let wvar =
             candle_core::Var::from_tensor(&CTensor::from_vec(wv, (w[1], w[0]), &dev).map_err(e)?)
                 .map_err(e)?;
@@ -537,15 +609,88 @@ pub fn train_mlp(
         let hy = CTensor::from_slice(holdout.1, holdout.1.len(), &dev).map_err(e)?;
         Some(accuracy(&hx, &hy, holdout.1.len()).map_err(e)?)
     };
-    let tensors: std::collections::HashMap<String, CTensor> = named
-        .into_iter()
-        .map(|(k, v)| (k, v.as_tensor().clone()))
-        .collect();
-    candle_core::safetensors::save(&tensors, out).map_err(e)?;
-    Ok(TrainReport {
-        epochs,
-        final_loss: loss_v,
-        train_accuracy,
-        holdout_accuracy,
-    })
+    let mut tensors = Vec::new();
+    for (name, var) in named {
+        let t = var.as_tensor();
+        let shape = t.dims().to_vec();
+        let values = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(e)?;
+        tensors.push((name, shape, values));
+    }
+    let bytes = safetensors_f32(tensors);
+    Ok((
+        bytes,
+        TrainReport {
+            epochs,
+            final_loss: loss_v,
+            train_accuracy,
+            holdout_accuracy,
+        },
+    ))
+}
+
+/// Writes f32 tensors in the safetensors format: an 8-byte little-endian header
+/// length, a JSON header (names sorted, each with dtype, shape and byte offsets),
+/// then the data in the header's order. Deterministic, so equal weights give
+/// equal bytes (and digests).
+pub fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = serde_json::Map::new();
+    let mut at = 0usize;
+    for (name, shape, values) in &tensors {
+        let end = at + values.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [at, end]}),
+        );
+        at = end;
+    }
+    let mut head = serde_json::Value::Object(header).to_string().into_bytes();
+    // The data starts 8-aligned.
+    while (8 + head.len()) % 8 != 0 {
+        head.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + head.len() + at);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for (_, _, values) in &tensors {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The class each row of `x` gets from an `mlp` with these weights (argmax of
+/// the logits); rows are scored in blocks of 4,096.
+pub fn mlp_predict(cfg: &MlpConfig, weights: &[u8], x: &[f32]) -> Result<Vec<u32>> {
+    let e = |e: candle_core::Error| Error::model("predict", e);
+    let dev = Device::Cpu;
+    let n_in = *cfg
+        .layers
+        .first()
+        .ok_or_else(|| Error::invalid("layers", "must list at least two non-zero sizes"))?;
+    if n_in == 0 || x.len() % n_in != 0 {
+        return Err(Error::invalid(
+            "rows",
+            format!("{} values are not rows of {n_in}", x.len()),
+        ));
+    }
+    let vb = VarBuilder::from_buffered_safetensors(weights.to_vec(), CDType::F32, &dev)
+        .map_err(|err| Error::invalid("weights", err.to_string()))?;
+    let mlp = Mlp::new(vb, cfg).map_err(e)?;
+    let mut out = Vec::with_capacity(x.len() / n_in);
+    for block in x.chunks(4096 * n_in) {
+        let rows = block.len() / n_in;
+        let t = CTensor::from_slice(block, (rows, n_in), &dev).map_err(e)?;
+        out.extend(
+            mlp.forward(&t)
+                .and_then(|l| l.argmax(1))
+                .and_then(|a| a.to_vec1::<u32>())
+                .map_err(e)?,
+        );
+    }
+    Ok(out)
 }

@@ -40,6 +40,9 @@ pub struct Kitfile {
     /// `[sampling]`: which served requests are kept as hard examples.
     #[serde(default)]
     pub sampling: Option<crate::manifest::Sampling>,
+    /// `[training]`: how the model is retrained from labelled field samples.
+    #[serde(default)]
+    pub training: Option<crate::manifest::Training>,
 }
 
 /// `[kit]`: who and what.
@@ -348,6 +351,7 @@ impl<'a> Packager<'a> {
             resources: kf.resources,
             blobs: blobs.iter().map(|(d, b)| (*d, b.len() as u64)).collect(),
             sampling: kf.sampling,
+            training: kf.training,
         };
         manifest.validate()?;
         progress(BuildEvent::Progress("manifest".into()));
@@ -490,6 +494,79 @@ impl<'a> Packager<'a> {
                 .join(format!("{}.wasm", pkg.replace('-', "_"))),
         )
     }
+}
+
+/// A new version of a kit with one candle step's weights replaced (a retrained
+/// model): every other blob is the base kit's, so a device that has the base
+/// kit fetches only the new weights. The golden samples run as a device would
+/// run them, then the manifest is signed with `key`.
+pub fn derive(
+    runtime: &Runtime,
+    base: &KitArchive,
+    step: &str,
+    weights: Vec<u8>,
+    version: &str,
+    key: &SecretKey,
+) -> Result<KitArchive> {
+    let mut manifest = base.manifest.clone();
+    manifest.version = version.to_owned();
+    let new = Digest::of(&weights);
+    let target = manifest
+        .steps
+        .iter_mut()
+        .find(|s| s.name == step)
+        .ok_or_else(|| Error::invalid("step", format!("`{step}` is not a step of the kit")))?;
+    match &mut target.kind {
+        StepKind::Candle { weights: w, .. } => *w = new,
+        _ => {
+            return Err(Error::invalid(
+                "step",
+                format!("`{step}` is not a candle model step"),
+            ))
+        }
+    }
+    let mut blobs: BTreeMap<Digest, Arc<Vec<u8>>> = BTreeMap::new();
+    blobs.insert(new, Arc::new(weights));
+    let mut wanted: Vec<Digest> = manifest
+        .steps
+        .iter()
+        .flat_map(|s| s.blobs())
+        .map(|(d, _)| d)
+        .collect();
+    for g in &manifest.golden {
+        wanted.extend(g.inputs.values().copied());
+        wanted.push(g.expected);
+    }
+    for d in wanted {
+        if let std::collections::btree_map::Entry::Vacant(v) = blobs.entry(d) {
+            v.insert(
+                base.blobs.get(&d).cloned().ok_or_else(|| {
+                    Error::invalid("blobs", format!("{d} is not in the base kit"))
+                })?,
+            );
+        }
+    }
+    manifest.blobs = blobs.iter().map(|(d, b)| (*d, b.len() as u64)).collect();
+    manifest.validate()?;
+    let manifest_bytes = manifest.canonical_json();
+    let archive = KitArchive {
+        signatures: vec![key.sign(&manifest_bytes)],
+        manifest,
+        manifest_bytes,
+        blobs,
+    };
+    let mut roots = crate::sign::TrustRoots::new();
+    roots.trust(key.public());
+    let loaded = runtime.load(&archive.clone().verify(&roots)?)?;
+    for outcome in run_golden(&loaded, &archive)? {
+        if let Some(f) = outcome.failure {
+            return Err(Error::Golden {
+                index: outcome.index,
+                message: f,
+            });
+        }
+    }
+    Ok(archive)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -300,6 +300,148 @@ pub struct Manifest {
     /// Which served requests are kept as hard examples for retraining.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<Sampling>,
+    /// How the kit's model is retrained from labelled field samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<Training>,
+}
+
+/// A kit's training recipe: which model step is retrained, on what, how.
+///
+/// The step is a candle `mlp` whose input `x` reads one of the kit's inputs, so a
+/// field sample's input bytes are the model's features as they were served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    /// The `mlp` step retrained.
+    pub step: String,
+    /// The base training set: a dataset (`team/name@version` or its digest).
+    pub dataset: String,
+    /// The frozen base holdout: a dataset never trained on.
+    pub holdout: String,
+    /// The datasets' label column (a header name, or a 0-based index for CSVs without one).
+    pub label_column: String,
+    /// Label values in class order: output `i` of the model is `classes[i]`.
+    pub classes: Vec<String>,
+    /// What the gate compares; `accuracy` is the one defined.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Full-batch epochs per round, warm-started from the model serving.
+    pub epochs: usize,
+    pub learning_rate: f64,
+    /// Seeds initialisation and order, so a round is reproducible.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_metric() -> String {
+    "accuracy".into()
+}
+
+impl Training {
+    /// Checks the recipe against the kit's steps and inputs.
+    pub fn validate(&self, m: &Manifest) -> Result<()> {
+        let step = m
+            .steps
+            .iter()
+            .find(|s| s.name == self.step)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "training.step",
+                    format!("`{}` is not a step of the kit", self.step),
+                )
+            })?;
+        let StepKind::Candle {
+            architecture,
+            config,
+            ..
+        } = &step.kind
+        else {
+            return Err(Error::invalid(
+                "training.step",
+                format!("`{}` is not a candle model step", self.step),
+            ));
+        };
+        if architecture != "mlp" {
+            return Err(Error::invalid(
+                "training.step",
+                format!(
+                    "`{}` is a `{architecture}`; only an `mlp` is trainable",
+                    self.step
+                ),
+            ));
+        }
+        let classes = config["layers"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as usize;
+        if self.classes.len() != classes {
+            return Err(Error::invalid(
+                "training.classes",
+                format!(
+                    "{} classes listed, the model `{}` has {classes} outputs",
+                    self.classes.len(),
+                    self.step
+                ),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(dup) = self.classes.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(Error::invalid(
+                "training.classes",
+                format!("`{dup}` is listed twice"),
+            ));
+        }
+        let x = step.input_value("x");
+        if !m.inputs.iter().any(|p| p.name == x) {
+            return Err(Error::invalid(
+                "training.step",
+                format!(
+                    "the input `x` of `{}` reads `{x}`, which is not a kit input (field samples could not be replayed)",
+                    self.step
+                ),
+            ));
+        }
+        for (field, v) in [
+            ("training.dataset", &self.dataset),
+            ("training.holdout", &self.holdout),
+        ] {
+            if v.trim().is_empty() {
+                return Err(Error::invalid(field, "must name a dataset"));
+            }
+        }
+        if self.dataset == self.holdout {
+            return Err(Error::invalid(
+                "training.holdout",
+                "is the training dataset; the holdout must be a different one",
+            ));
+        }
+        if self.label_column.trim().is_empty() {
+            return Err(Error::invalid("training.label_column", "must not be empty"));
+        }
+        if self.metric != "accuracy" {
+            return Err(Error::invalid(
+                "training.metric",
+                format!("`{}` is not known (accuracy)", self.metric),
+            ));
+        }
+        if !(1..=100_000).contains(&self.epochs) {
+            return Err(Error::invalid(
+                "training.epochs",
+                format!("{} is not within 1..=100000", self.epochs),
+            ));
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate < 10.0)
+        {
+            return Err(Error::invalid(
+                "training.learning_rate",
+                format!("{} is not a rate in (0, 10)", self.learning_rate),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A kit's sample filter: which served requests are hard examples.
@@ -494,6 +636,9 @@ impl Manifest {
         }
         if let Some(s) = &self.sampling {
             s.validate(&self.outputs)?;
+        }
+        if let Some(t) = &self.training {
+            t.validate(self)?;
         }
         // Every referenced blob is listed.
         let mut named: Vec<(Digest, String)> = self.steps.iter().flat_map(Step::blobs).collect();

@@ -34,6 +34,7 @@ const TABLES: &[(&str, &str)] = &[
     ("`[golden.tolerance]`", "[[golden]]\n[golden.tolerance]"),
     ("`[resources]`", "[resources]"),
     ("`[sampling]`", "[sampling]"),
+    ("`[training]`", "[training]"),
 ];
 
 /// Heading → the fields its tables list (`| \`field\` | …`).
