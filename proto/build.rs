@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "algobay/v1/registry.proto",
         "algobay/v1/fleet.proto",
+        "algobay/v1/training.proto",
         "inference/grpc_predict_v2.proto",
     ];
     for f in files {

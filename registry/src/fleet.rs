@@ -629,7 +629,7 @@ impl Registry {
                 self.evaluate(d, None)?;
             }
         }
-        Ok(())
+        self.tick_training()
     }
 
     /// What a device should run: the newest deployment that reaches it.

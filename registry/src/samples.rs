@@ -108,16 +108,54 @@ impl Registry {
             rec.device_id = dev.id.clone();
             rec.received_unix = now;
             let key = format!("{}/{}/{}", rec.enterprise, rec.kit_digest, rec.id);
-            if self
-                .kv
-                .commit(batch.check(Tree::Samples, key.as_bytes(), None).put(
-                    Tree::Samples,
-                    key.as_bytes(),
-                    json(&rec),
-                ))?
-            {
+            // A device gives only its application's ground truth (feedback).
+            let mut labels = Batch::new();
+            for (i, l) in std::mem::take(&mut rec.labels).into_iter().enumerate() {
+                if l.source != LabelSource::Feedback {
+                    return Err(RegistryError::PermissionDenied(format!(
+                        "sample {}: labels[{i}] is from `{}`; a device sends only feedback labels",
+                        rec.id,
+                        l.source.as_str()
+                    )));
+                }
+                let value = l.value.trim();
+                crate::limits::check_len(
+                    &format!("sample.labels[{i}].value"),
+                    value,
+                    crate::limits::text::ITEM,
+                )?;
+                if value.is_empty() {
+                    return Err(RegistryError::invalid(
+                        format!("sample.labels[{i}].value"),
+                        format!("sample {}: is empty", rec.id),
+                    ));
+                }
+                let label = Label {
+                    value: value.to_owned(),
+                    source: LabelSource::Feedback,
+                    by: dev.id.clone(),
+                    at_unix: now,
+                };
+                labels = labels.put(
+                    Tree::Labels,
+                    format!("{key}/{}", LabelSource::Feedback.as_str()),
+                    json(&label),
+                );
+            }
+            let labelled = !labels.is_empty();
+            if self.kv.commit(
+                batch
+                    .check(Tree::Samples, key.as_bytes(), None)
+                    .put(Tree::Samples, key.as_bytes(), json(&rec))
+                    .extend(labels.clone()),
+            )? {
                 stored += 1;
             } else {
+                // The sample was there already (a hard example the same
+                // request made, or a resend): its label still counts.
+                if labelled && !self.kv.commit(labels)? {
+                    return Err(RegistryError::Storage("labels were not written".into()));
+                }
                 dup += 1;
             }
         }

@@ -9,7 +9,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use algobay_proto::v1 as pb;
 
 use crate::grpc::guard::GuardLayer;
-use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi, OtlpMetrics, OtlpTraces};
+use crate::grpc::{AdminApi, BlobsApi, CatalogApi, FleetApi, OtlpMetrics, OtlpTraces, TrainingApi};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::service::RegistryApi;
 use crate::tls::TlsIdentity;
@@ -42,6 +42,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<pb::fleet_server::FleetServer<FleetApi>>()
+        .await;
+    health
+        .set_serving::<pb::training_server::TrainingServer<TrainingApi>>()
         .await;
     // Rollouts whose canaries are soaking move on with time, not only on reports;
     // abandoned partial uploads are swept now and then.
@@ -126,6 +129,10 @@ pub async fn serve(
         )
         .add_service(
             pb::fleet_server::FleetServer::new(FleetApi(registry.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            pb::training_server::TrainingServer::new(TrainingApi(registry.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
         .add_service(

@@ -370,7 +370,32 @@ impl pb::fleet_server::Fleet for FleetApi {
                     received_unix: 0,
                     outputs_json: s.outputs_json,
                     inputs,
-                    labels: Vec::new(),
+                    labels: s
+                        .labels
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            Ok(Label {
+                                value: l.value,
+                                source: match l.source.as_str() {
+                                    "feedback" | "" => LabelSource::Feedback,
+                                    "human" => LabelSource::Human,
+                                    "teacher" => LabelSource::Teacher,
+                                    other => {
+                                        return Err(Status::from(RegistryError::invalid(
+                                            field(&format!("labels[{i}].source")),
+                                            format!(
+                                                "`{}` is not feedback, human or teacher",
+                                                crate::limits::shown(other)
+                                            ),
+                                        )))
+                                    }
+                                },
+                                by: String::new(),
+                                at_unix: 0,
+                            })
+                        })
+                        .collect::<Result<_, Status>>()?,
                 },
                 data,
             ));

@@ -766,4 +766,6 @@ mod fleet;
 pub use fleet::FleetApi;
 pub mod guard;
 mod otlp;
+mod training;
 pub use otlp::{OtlpMetrics, OtlpTraces};
+pub use training::{run_to_pb, TrainingApi};

@@ -135,6 +135,12 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Applies the time-driven gates (canary soak); called every second.
     fn tick(&self) -> Result<()>;
+    /// The training service: policies, runs, their data, judgement and release.
+    fn train(
+        &self,
+        p: &Principal,
+        call: crate::training::TrainCall,
+    ) -> Result<crate::training::TrainReply>;
     /// The key accepted kits are countersigned with, if any.
     fn registry_key(&self) -> Option<PublicKey>;
     /// Stores a device's hard examples; returns (stored, already there).
@@ -352,6 +358,13 @@ impl RegistryApi for Registry {
     }
     fn tick(&self) -> Result<()> {
         Registry::tick(self)
+    }
+    fn train(
+        &self,
+        p: &Principal,
+        call: crate::training::TrainCall,
+    ) -> Result<crate::training::TrainReply> {
+        Registry::train(self, p, call)
     }
     fn registry_key(&self) -> Option<PublicKey> {
         Registry::registry_key(self)

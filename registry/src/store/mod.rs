@@ -39,11 +39,15 @@ pub enum Tree {
     BlobOwners,
     /// `enterprise/kit digest/sample id/source` → the label of a sample from one source.
     Labels,
+    /// `enterprise/run id` → a training run.
+    Runs,
+    /// `enterprise/kit name` → the enterprise's training policy for the kit.
+    TrainPolicies,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 14] = [
+    pub const ALL: [Tree; 16] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -58,6 +62,8 @@ impl Tree {
         Tree::SampleInputs,
         Tree::BlobOwners,
         Tree::Labels,
+        Tree::Runs,
+        Tree::TrainPolicies,
     ];
 
     /// The tree's name on disk.
@@ -77,6 +83,8 @@ impl Tree {
             Tree::SampleInputs => "sample_inputs",
             Tree::BlobOwners => "blob_owners",
             Tree::Labels => "labels",
+            Tree::Runs => "runs",
+            Tree::TrainPolicies => "train_policies",
         }
     }
 }
@@ -106,6 +114,16 @@ impl Batch {
     pub fn delete(mut self, tree: Tree, key: impl Into<Vec<u8>>) -> Self {
         self.writes.push((tree, key.into(), None));
         self
+    }
+    /// Adds another batch's checks and writes.
+    pub fn extend(mut self, other: Batch) -> Self {
+        self.checks.extend(other.checks);
+        self.writes.extend(other.writes);
+        self
+    }
+    /// Whether it checks and writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty() && self.writes.is_empty()
     }
 }
 
