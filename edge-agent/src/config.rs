@@ -94,6 +94,10 @@ pub struct AgentConfig {
     /// Disk the hard-example queue may use, in MiB; past it the oldest are dropped.
     #[serde(default = "default_sample_budget")]
     pub sample_budget_mb: u64,
+    /// Recent requests whose inputs are kept so that the application's ground
+    /// truth (`POST /v1/feedback`) can name them; 0 keeps none.
+    #[serde(default = "default_recent")]
+    pub recent_requests: usize,
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,
@@ -130,6 +134,9 @@ fn default_retry() -> u64 {
 }
 fn default_sample_budget() -> u64 {
     256
+}
+fn default_recent() -> usize {
+    4096
 }
 fn default_telemetry() -> u64 {
     10

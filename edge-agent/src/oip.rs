@@ -690,3 +690,27 @@ mod tests {
         assert!(err.contains("needs 256 bytes"), "{err}");
     }
 }
+
+/// A new request id: 32 hex digits (a digest of the time, the process and a
+/// counter), unique on the device across restarts.
+pub fn new_request_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let h = algobay_runtime::Digest::of(format!("{t}/{}/{n}", std::process::id()).as_bytes()).hex();
+    h[..32].to_owned()
+}
+
+/// A request id a caller gave: 1 to 128 visible ASCII characters.
+pub fn check_request_id(id: &str) -> Result<(), OipError> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OipError::BadRequest(format!(
+            "request id `{}`: must be 1 to 128 visible ASCII characters",
+            shown(id)
+        )));
+    }
+    Ok(())
+}

@@ -175,6 +175,12 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
             })
             .collect();
         let wanted = r.outputs.into_iter().map(|o| o.name).collect();
+        let id = if r.id.is_empty() {
+            crate::oip::new_request_id()
+        } else {
+            crate::oip::check_request_id(&r.id).map_err(status)?;
+            r.id
+        };
         let (active, outputs) = self
             .0
             .infer(
@@ -183,6 +189,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                 inputs,
                 wanted,
                 traceparent.as_deref(),
+                &id,
             )
             .await
             .map_err(status)?;
@@ -190,7 +197,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         Ok(Response::new(pb::ModelInferResponse {
             model_name: m.name.rsplit('/').next().unwrap_or(&m.name).to_owned(),
             model_version: m.version.clone(),
-            id: r.id,
+            id,
             parameters: Default::default(),
             outputs: outputs
                 .iter()

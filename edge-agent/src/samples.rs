@@ -40,6 +40,10 @@ pub struct SampleMeta {
     /// The kit's outputs, as JSON.
     pub outputs: serde_json::Value,
     pub inputs: Vec<SampleInput>,
+    /// The application's ground truth for it (`POST /v1/feedback`), sent as a
+    /// `feedback` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<String>,
 }
 
 /// The queue.
@@ -230,6 +234,7 @@ mod tests {
             created_unix: 0,
             outputs: serde_json::json!({"result": 1}),
             inputs: vec![],
+            feedback: None,
         }
     }
 

@@ -28,6 +28,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/status", get(status))
         .route("/v1/infer", post(infer))
+        .route("/v1/feedback", post(feedback))
         .route("/metrics", get(metrics))
         .route(
             "/v2/health/live",
@@ -106,6 +107,72 @@ fn traceparent(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("traceparent").and_then(|v| v.to_str().ok())
 }
 
+/// The caller's request id (`X-Request-Id`), checked, or a new one.
+fn request_id(headers: &axum::http::HeaderMap) -> Result<String, Response> {
+    match headers.get("x-request-id") {
+        None => Ok(crate::oip::new_request_id()),
+        Some(v) => {
+            let id = v.to_str().unwrap_or_default();
+            crate::oip::check_request_id(id).map_err(oip_error)?;
+            Ok(id.to_owned())
+        }
+    }
+}
+
+/// `POST /v1/feedback`: `{"request_id": "…", "label": "…"}`, the application's
+/// ground truth for a recent request. 202 with the sample id it became; 404
+/// when the request is no longer (or never was) among the recent ones.
+async fn feedback(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Feedback {
+        request_id: String,
+        label: serde_json::Value,
+    }
+    if body.len() > 64 << 10 {
+        return too_large("the feedback", body.len(), 64 << 10);
+    }
+    let f: Feedback = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("feedback: {e} (expected {{\"request_id\": \"…\", \"label\": \"…\"}})"),
+            )
+        }
+    };
+    let label = match f.label {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "label: {} is not a string, number or boolean",
+                    crate::oip::shown(&other.to_string())
+                ),
+            )
+        }
+    };
+    if let Err(e) = crate::oip::check_request_id(&f.request_id) {
+        return oip_error(e);
+    }
+    let a = agent.clone();
+    match tokio::task::spawn_blocking(move || a.feedback(&f.request_id, &label)).await {
+        Ok(Ok(sample)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"sample_id": sample})),
+        )
+            .into_response(),
+        Ok(Err(e)) => oip_error(e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("feedback task: {e}"),
+        ),
+    }
+}
+
 /// Whether the body is JSON, by its content type.
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
     headers
@@ -171,6 +238,10 @@ async fn infer(
     if let Err(r) = check_length(&headers, cap) {
         return r;
     }
+    let rid = match request_id(&headers) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     // The body is read in the request's turn, so memory is bounded by the turns.
     let turn = match agent.admit("", "").await {
         Ok(t) => t,
@@ -182,7 +253,7 @@ async fn infer(
     };
     let runner = agent.clone();
     let result = agent
-        .run_admitted(turn, traceparent(&headers), move |active, trace| {
+        .run_admitted(turn, traceparent(&headers), &rid, move |active, trace| {
             let inputs = &active.kit.manifest().inputs;
             let port = match &q.input {
                 Some(name) => inputs.iter().find(|p| &p.name == name).ok_or_else(|| {
@@ -209,7 +280,7 @@ async fn infer(
         })
         .await;
     match result {
-        Ok((_, out)) => Json(out).into_response(),
+        Ok((_, out)) => ([("x-request-id", rid)], Json(out)).into_response(),
         Err(OipError::Failed(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         Err(e) => oip_error(e),
     }
@@ -361,8 +432,17 @@ async fn oip_infer_any(
         all_binary,
         id,
     } = parsed;
+    // The caller's id is the request's (echoed); without one the agent makes one.
+    let rid = match &id {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => crate::oip::new_request_id(),
+    };
+    if let Err(e) = crate::oip::check_request_id(&rid) {
+        return oip_error(e);
+    }
     let (active, outputs) = match agent
-        .infer_in(turn, tensors, wanted, traceparent(&headers))
+        .infer_in(turn, tensors, wanted, traceparent(&headers), &rid)
         .await
     {
         Ok(r) => r,
@@ -396,9 +476,7 @@ async fn oip_infer_any(
         "model_version": m.version,
         "outputs": outs,
     });
-    if let Some(id) = id {
-        doc["id"] = id;
-    }
+    doc["id"] = id.unwrap_or(serde_json::Value::String(rid));
     let head = serde_json::to_vec(&doc).unwrap_or_default();
     if tail.is_empty() {
         return (

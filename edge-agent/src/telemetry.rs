@@ -180,6 +180,7 @@ impl Telemetry {
         let trace_id = cx.span().span_context().trace_id().to_string();
         RequestTrace {
             trace_id,
+            request_id: String::new(),
             cx: Some(cx),
         }
     }
@@ -246,6 +247,9 @@ impl Telemetry {
 pub struct RequestTrace {
     /// 32 hex digits; empty when neither telemetry nor the caller gave one.
     pub trace_id: String,
+    /// The request's id as its caller knows it (given or made by the agent):
+    /// what `POST /v1/feedback` names.
+    pub request_id: String,
     cx: Option<Context>,
 }
 
@@ -267,7 +271,11 @@ impl RequestTrace {
                 }
             })
             .unwrap_or_default();
-        RequestTrace { trace_id, cx: None }
+        RequestTrace {
+            trace_id,
+            request_id: String::new(),
+            cx: None,
+        }
     }
 }
 

@@ -158,6 +158,8 @@ pub struct Agent {
     telemetry: Option<crate::telemetry::Telemetry>,
     /// Hard examples waiting to go to the registry.
     pub samples: crate::samples::SampleQueue,
+    /// Recent requests' inputs, for the application's feedback.
+    pub recent: crate::recent::RecentRequests,
     /// The active deployment keeps no hard examples.
     sampling_off: std::sync::atomic::AtomicBool,
 }
@@ -225,6 +227,7 @@ impl Agent {
         let cache = BlobCache::open(&cfg.data_dir)?;
         let state = AgentState::load(&cfg.data_dir)?;
         let samples = crate::samples::SampleQueue::open(&cfg.data_dir, cfg.sample_budget_mb << 20)?;
+        let recent = crate::recent::RecentRequests::open(&cfg.data_dir, cfg.recent_requests)?;
         let telemetry = if cfg.telemetry_seconds == 0 {
             None
         } else {
@@ -265,6 +268,7 @@ impl Agent {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             telemetry,
             samples,
+            recent,
             sampling_off: std::sync::atomic::AtomicBool::new(false),
             cfg,
         });

@@ -13,10 +13,11 @@ impl Agent {
         model: &str,
         version: &str,
         traceparent: Option<&str>,
+        request_id: &str,
         job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
     ) -> Result<(Arc<Active>, T), OipError> {
         let turn = self.admit(model, version).await?;
-        self.run_admitted(turn, traceparent, job).await
+        self.run_admitted(turn, traceparent, request_id, job).await
     }
 
     /// Waits for a turn to run a request on the active kit (the bounded queue,
@@ -54,11 +55,12 @@ impl Agent {
         self: &Arc<Self>,
         turn: Turn<'_>,
         traceparent: Option<&str>,
+        request_id: &str,
         job: impl FnOnce(&Active, &RequestTrace) -> Result<T, OipError> + Send + 'static,
     ) -> Result<(Arc<Active>, T), OipError> {
         let active = turn.active.clone();
         let started = Instant::now();
-        let trace = match &self.telemetry {
+        let mut trace = match &self.telemetry {
             Some(t) => {
                 let m = active.kit.manifest();
                 t.start_request(
@@ -71,6 +73,7 @@ impl Agent {
             }
             None => RequestTrace::from_traceparent(traceparent),
         };
+        trace.request_id = request_id.to_owned();
         let kit = active.clone();
         let job_trace = trace.clone();
         let result = tokio::task::spawn_blocking(move || job(&kit, &job_trace))
@@ -111,16 +114,30 @@ impl Agent {
             .sampling
             .clone()
             .filter(|_| !self.sampling_off.load(Ordering::Relaxed));
-        let kept = sampling.as_ref().map(|_| values.clone());
+        let remember = self.recent.enabled() && !trace.request_id.is_empty();
+        let kept = (sampling.is_some() || remember).then(|| values.clone());
         let started = std::time::SystemTime::now();
         let (out, timings) = active
             .kit
             .run_timed(values)
             .map_err(|e| OipError::Failed(e.to_string()))?;
-        if let (Some(rule), Some(inputs)) = (sampling, kept) {
-            if let Some(reason) = rule.matches(&out) {
-                if let Err(e) = self.keep_sample(active, trace, &inputs, &out, reason) {
+        if let Some(inputs) = kept {
+            let reason = sampling.and_then(|rule| rule.matches(&out));
+            let (meta, data) = sample_of(
+                active,
+                trace,
+                &inputs,
+                &out,
+                reason.clone().unwrap_or_default(),
+            );
+            if reason.is_some() {
+                if let Err(e) = self.samples.push(&meta, &data) {
                     tracing::warn!(error = %e, "could not keep a hard example");
+                }
+            }
+            if remember {
+                if let Err(e) = self.recent.record(&trace.request_id, &meta, &data) {
+                    tracing::warn!(error = %e, "could not keep the request for feedback");
                 }
             }
         }
@@ -147,9 +164,11 @@ impl Agent {
         inputs: Vec<RawTensor>,
         wanted: Vec<String>,
         traceparent: Option<&str>,
+        request_id: &str,
     ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
         let turn = self.admit(model, version).await?;
-        self.infer_in(turn, inputs, wanted, traceparent).await
+        self.infer_in(turn, inputs, wanted, traceparent, request_id)
+            .await
     }
 
     /// [`Self::infer`] in a turn already given.
@@ -159,10 +178,11 @@ impl Agent {
         inputs: Vec<RawTensor>,
         wanted: Vec<String>,
         traceparent: Option<&str>,
+        request_id: &str,
     ) -> Result<(Arc<Active>, Vec<RawTensor>), OipError> {
         crate::oip::check_request(&inputs, &wanted)?;
         let agent = self.clone();
-        self.run_admitted(turn, traceparent, move |active, trace| {
+        self.run_admitted(turn, traceparent, request_id, move |active, trace| {
             let manifest = active.kit.manifest();
             let mut values = algobay_runtime::Values::new();
             for t in &inputs {
@@ -212,57 +232,41 @@ impl Agent {
         .await
     }
 
-    /// Queues a hard example: its inputs' bytes, the outputs, why it was kept.
-    pub(super) fn keep_sample(
-        &self,
-        active: &Active,
-        trace: &RequestTrace,
-        inputs: &algobay_runtime::Values,
-        outputs: &algobay_runtime::Values,
-        reason: String,
-    ) -> Result<()> {
-        use algobay_runtime::Value;
-        let mut metas = Vec::new();
-        let mut data = Vec::new();
-        let mut id = active.slot.digest.clone();
-        for (name, v) in inputs {
-            let (datatype, shape, bytes): (String, Vec<i64>, &[u8]) = match v {
-                Value::Tensor(t) => (
-                    crate::oip::datatype(t.dtype).into(),
-                    t.shape.iter().map(|d| *d as i64).collect(),
-                    &t.data,
-                ),
-                Value::Bytes(b) => ("BYTES".into(), vec![1], b),
-                Value::Text(s) | Value::Json(s) => ("BYTES".into(), vec![1], s.as_bytes()),
-            };
-            let d = Digest::of(bytes);
-            id.push_str(&d.to_string());
-            metas.push(crate::samples::SampleInput {
-                name: name.clone(),
-                datatype,
-                shape,
-                digest: d.to_string(),
-                size: bytes.len() as u64,
-            });
-            data.extend_from_slice(bytes);
+    /// Takes the application's ground truth for a recent request: its sample
+    /// (inputs as served, the kit's outputs) is queued with a `feedback` label,
+    /// to go to the registry like hard examples (once: the registry keeps one
+    /// record per sample id). Returns the sample id.
+    pub fn feedback(&self, request_id: &str, label: &str) -> Result<String, OipError> {
+        let label = label.trim();
+        if label.is_empty() || label.len() > 256 {
+            return Err(OipError::BadRequest(
+                "label: must be 1 to 256 bytes of text".into(),
+            ));
         }
-        let meta = crate::samples::SampleMeta {
-            id: Digest::of(id.as_bytes()).hex(),
-            kit_reference: active.slot.reference.clone(),
-            kit_digest: active.slot.digest.clone(),
-            deployment_id: active.slot.deployment_id.clone(),
-            reason,
-            trace_id: trace.trace_id.clone(),
-            created_unix: now_unix(),
-            outputs: serde_json::Value::Object(
-                outputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
-            inputs: metas,
+        if !self.recent.enabled() {
+            return Err(OipError::BadRequest(
+                "this device keeps no recent requests (recent_requests = 0); feedback cannot be matched".into(),
+            ));
+        }
+        let found = self
+            .recent
+            .find(request_id)
+            .map_err(|e| OipError::Failed(e.to_string()))?;
+        let Some((mut meta, data)) = found else {
+            return Err(OipError::NotFound(format!(
+                "request `{}` is not among the {} most recent requests",
+                crate::oip::shown(request_id),
+                self.cfg.recent_requests
+            )));
         };
-        self.samples.push(&meta, &data)
+        if meta.reason.is_empty() {
+            meta.reason = "feedback".into();
+        }
+        meta.feedback = Some(label.to_owned());
+        self.samples
+            .push(&meta, &data)
+            .map_err(|e| OipError::Failed(e.to_string()))?;
+        Ok(meta.id)
     }
 
     /// Sends queued hard examples, oldest first, until the queue is empty or the
@@ -312,7 +316,16 @@ impl Agent {
                     inputs,
                     device_id: String::new(),
                     enterprise: String::new(),
-                    labels: Vec::new(),
+                    labels: meta
+                        .feedback
+                        .map(|value| algobay_sdk::fleet::SampleLabel {
+                            value,
+                            source: "feedback".into(),
+                            by: String::new(),
+                            at_unix: 0,
+                        })
+                        .into_iter()
+                        .collect(),
                 });
             }
             match client.push_samples(&samples).await {
@@ -356,4 +369,57 @@ impl Agent {
         }
         Ok(active)
     }
+}
+
+/// A request as a sample: its inputs' bytes, the outputs, why it was kept.
+fn sample_of(
+    active: &Active,
+    trace: &RequestTrace,
+    inputs: &algobay_runtime::Values,
+    outputs: &algobay_runtime::Values,
+    reason: String,
+) -> (crate::samples::SampleMeta, Vec<u8>) {
+    use algobay_runtime::Value;
+    let mut metas = Vec::new();
+    let mut data = Vec::new();
+    let mut id = active.slot.digest.clone();
+    for (name, v) in inputs {
+        let (datatype, shape, bytes): (String, Vec<i64>, &[u8]) = match v {
+            Value::Tensor(t) => (
+                crate::oip::datatype(t.dtype).into(),
+                t.shape.iter().map(|d| *d as i64).collect(),
+                &t.data,
+            ),
+            Value::Bytes(b) => ("BYTES".into(), vec![1], b),
+            Value::Text(s) | Value::Json(s) => ("BYTES".into(), vec![1], s.as_bytes()),
+        };
+        let d = Digest::of(bytes);
+        id.push_str(&d.to_string());
+        metas.push(crate::samples::SampleInput {
+            name: name.clone(),
+            datatype,
+            shape,
+            digest: d.to_string(),
+            size: bytes.len() as u64,
+        });
+        data.extend_from_slice(bytes);
+    }
+    let meta = crate::samples::SampleMeta {
+        id: Digest::of(id.as_bytes()).hex(),
+        kit_reference: active.slot.reference.clone(),
+        kit_digest: active.slot.digest.clone(),
+        deployment_id: active.slot.deployment_id.clone(),
+        reason,
+        trace_id: trace.trace_id.clone(),
+        created_unix: now_unix(),
+        outputs: serde_json::Value::Object(
+            outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        ),
+        inputs: metas,
+        feedback: None,
+    };
+    (meta, data)
 }
