@@ -316,7 +316,16 @@ impl Sample {
                 .collect(),
             device_id: String::new(),
             enterprise: String::new(),
-            labels: Vec::new(),
+            labels: self
+                .labels
+                .iter()
+                .map(|l| pb::SampleLabel {
+                    value: l.value.clone(),
+                    source: l.source.clone(),
+                    by: l.by.clone(),
+                    at_unix: l.at_unix,
+                })
+                .collect(),
         }
     }
 

@@ -20,6 +20,8 @@
 
 pub mod client;
 pub mod fleet;
+pub mod trainer;
+pub mod training;
 
 pub use client::{
     fetch_certificate, no_progress, Artifact, Client, DatasetCard, DatasetInfo, Kind, ModelInfo,

@@ -172,7 +172,7 @@ impl rustls::client::danger::ServerCertVerifier for ReadOnly {
 /// A connection to a registry.
 #[derive(Clone, Debug)]
 pub struct Client {
-    channel: Channel,
+    pub(crate) channel: Channel,
     token: Option<String>,
 }
 

@@ -1,0 +1,355 @@
+//! The loop that learns from the edge: devices serve digits their model was
+//! not trained for, the application returns the true labels as feedback, a
+//! trainer retrains on them, the registry's gate judges, the new version goes
+//! to every device. A challenger trained on shuffled labels is rejected and
+//! nothing is deployed; another enterprise sees none of it. Real registry,
+//! agents and candle.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+
+use std::sync::Arc;
+
+use algobay_runtime::{Runtime, RuntimeOptions, SecretKey};
+use algobay_sdk::trainer::{Trainer, TrainerOptions};
+use algobay_sdk::{Client, DatasetInfo};
+
+/// scikit-learn's digits: (64 pixels, label) per row.
+fn digits() -> Vec<(Vec<f32>, u32)> {
+    let text =
+        std::fs::read_to_string(root().join("examples/kits/digits/data/digits.csv")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Vec<f32> = l.split(',').map(|c| c.trim().parse().unwrap()).collect();
+            (v[..64].to_vec(), v[64] as u32)
+        })
+        .collect()
+}
+
+/// The image moved two pixels to the right (a camera mounted askew): a drift
+/// the model never saw.
+fn shifted(px: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; 64];
+    for r in 0..8 {
+        for c in 2..8 {
+            out[r * 8 + c] = px[r * 8 + c - 2];
+        }
+    }
+    out
+}
+
+fn body(px: &[f32]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"dtype": "f32", "shape": [1, 64], "data": px})).unwrap()
+}
+
+/// Publishes the base training set and the frozen holdout the Kitfile's `[training]` names.
+async fn publish_datasets(team: &Client) {
+    let text =
+        std::fs::read_to_string(root().join("examples/kits/digits/data/digits.csv")).unwrap();
+    let (mut train, mut test) = (String::new(), String::new());
+    for (i, l) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let to = if i % 5 == 4 { &mut test } else { &mut train };
+        to.push_str(l);
+        to.push('\n');
+    }
+    for (name, data) in [
+        ("algobay/digits-train", train),
+        ("algobay/digits-test", test),
+    ] {
+        team.publish_dataset(
+            data.as_bytes(),
+            DatasetInfo {
+                name: name.into(),
+                version: "1.0.0".into(),
+                license: "BSD-3-Clause".into(),
+                source: "scikit-learn 1.7.2, sklearn/datasets/data/digits.csv.gz".into(),
+                label_column: "64".into(),
+                header: false,
+                domain: "vision".into(),
+                task: "classification".into(),
+                ..Default::default()
+            },
+            algobay_sdk::no_progress(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn runtime() -> Arc<Runtime> {
+    Arc::new(
+        Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            ort_library: Some(ort_lib()),
+            ort_threads: 1,
+            stage_limits_cap: None,
+            max_batch: 0,
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let globex = rt.block_on(reg.client(&globex_token));
+    let op = rt.block_on(reg.client(&reg.operator));
+    let (_, team_token) = rt.block_on(op.create_token("team", "algobay", 0)).unwrap();
+    let team = rt.block_on(reg.client(&team_token));
+    rt.block_on(publish_datasets(&team));
+
+    let agents: Vec<AgentProc> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            device(
+                &rt,
+                &reg,
+                &acme,
+                &dir.path().join(n),
+                n,
+                "telemetry_seconds = 0\n",
+            )
+        })
+        .collect();
+    serve(&rt, &acme, &agents[0], "algobay/digits-mlp@1.0.0", 120);
+    for a in &agents {
+        wait_for(120, "every device serves 1.0.0", || {
+            a.active().filter(|r| r == "algobay/digits-mlp@1.0.0")
+        });
+    }
+
+    // The application sends shifted digits and returns each true label as feedback.
+    let rows = digits();
+    let mut right = 0;
+    let per_device = 200;
+    for (i, (px, label)) in rows.iter().take(per_device * agents.len()).enumerate() {
+        let a = &agents[i % agents.len()];
+        let rid = format!("req-{i}");
+        let (code, ans) = http_with(
+            &a.http,
+            "POST",
+            "/v1/infer",
+            &[("x-request-id", &rid)],
+            &body(&shifted(px)),
+        );
+        assert_eq!(code, 200);
+        let echoed = ans
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            echoed.as_deref(),
+            Some(rid.as_str()),
+            "the request id comes back"
+        );
+        let out: serde_json::Value = serde_json::from_slice(&ans.body).unwrap();
+        if out["result"][0][0]["label"] == label.to_string() {
+            right += 1;
+        }
+        let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
+        let (code, text) = http(&a.http, "POST", "/v1/feedback", fb.to_string().as_bytes());
+        assert_eq!(code, 202, "{text}");
+    }
+    let n = per_device * agents.len();
+    let before = right as f64 / n as f64;
+    assert!(
+        before < 0.6,
+        "the champion reads shifted digits badly ({before})"
+    );
+    // Feedback on a request the device no longer (or never) had is a clear 404.
+    let (code, text) = http(
+        &agents[0].http,
+        "POST",
+        "/v1/feedback",
+        br#"{"request_id": "never-sent", "label": "3"}"#,
+    );
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("never-sent"), "{text}");
+
+    wait_for(120, "every feedback label at the registry", || {
+        let mut labelled = 0;
+        let mut token = String::new();
+        loop {
+            let (page, next) = rt.block_on(acme.list_samples("", "", 500, &token)).unwrap();
+            labelled += page
+                .iter()
+                .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
+                .count();
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        (labelled == n).then_some(())
+    });
+
+    // The enterprise may loosen its gate (here: up to 2 points on the base set).
+    let mut policy = rt
+        .block_on(acme.train_policy("", "algobay/digits-mlp"))
+        .unwrap();
+    assert_eq!(policy.enterprise, "acme");
+    assert_eq!((policy.alpha, policy.min_field), (0.05, 50), "the defaults");
+    policy.base_margin = 0.02;
+    let set = rt.block_on(acme.set_train_policy(policy.clone())).unwrap();
+    assert_eq!(set.base_margin, 0.02);
+    policy.canary_share = 2.0;
+    let bad = rt.block_on(acme.set_train_policy(policy)).unwrap_err();
+    assert!(bad.to_string().contains("canary_share"), "{bad}");
+
+    // Round 1, by hand; another enterprise cannot start or see it.
+    let run = rt
+        .block_on(acme.start_run("", "algobay/digits-mlp"))
+        .unwrap();
+    assert_eq!(run.state, "pending");
+    assert_eq!(run.version, "1.0.1-acme.r1");
+    assert_eq!(run.private_to, "acme");
+    let again = rt.block_on(acme.start_run("", "algobay/digits-mlp"));
+    assert!(
+        again
+            .unwrap_err()
+            .to_string()
+            .contains("one round at a time"),
+        "a second round waits for the first"
+    );
+    assert!(rt.block_on(globex.get_run(&run.id)).is_err());
+    assert!(rt.block_on(globex.list_runs("", "")).unwrap().is_empty());
+
+    let trainer = Trainer::new(
+        team.clone(),
+        SecretKey::read(&kits().key).unwrap(),
+        runtime(),
+        TrainerOptions {
+            holder: "test-trainer".into(),
+            lease_seconds: 30,
+            work_dir: dir.path().join("trainer"),
+        },
+    );
+    let outcome = rt.block_on(trainer.run_once()).unwrap().unwrap();
+    let judged = outcome.run;
+    assert_eq!(judged.state, "deploying", "{:?}", judged.history);
+    let gate: serde_json::Value = serde_json::from_str(&judged.gate_json).unwrap();
+    assert_eq!(gate["decision"]["decision"], "promote", "{gate}");
+    assert!(gate["field"]["n"].as_u64().unwrap() >= 50, "{gate}");
+    assert!(
+        gate["field"]["challenger_accuracy"].as_f64().unwrap()
+            > gate["field"]["champion_accuracy"].as_f64().unwrap() + 0.2,
+        "{gate}"
+    );
+    assert!(gate["field"]["p"].as_f64().unwrap() < 0.05, "{gate}");
+    assert!(
+        gate["base"]["delta_low"].as_f64().unwrap() > -0.02,
+        "{gate}"
+    );
+    let lineage: serde_json::Value = serde_json::from_str(&judged.lineage_json).unwrap();
+    let trained = lineage["samples"]["feedback"].as_array().unwrap().len();
+    assert_eq!(
+        trained + outcome.field_holdout,
+        n,
+        "every labelled sample trains or judges"
+    );
+    let release = judged.release.clone().unwrap();
+    assert_eq!(release.kit_reference, "algobay/digits-mlp@1.0.1-acme.r1");
+    assert!(
+        release.new_bytes * 20 <= release.kit_bytes,
+        "a head-only update sends at most 5% of the kit: {} of {}",
+        release.new_bytes,
+        release.kit_bytes
+    );
+
+    // Every device serves it; the round ends serving.
+    for a in &agents {
+        wait_for(120, "every device serves round 1", || {
+            a.active()
+                .filter(|r| r == "algobay/digits-mlp@1.0.1-acme.r1")
+        });
+    }
+    wait_for(60, "the run is serving", || {
+        let r = rt.block_on(acme.get_run(&run.id)).unwrap();
+        (r.state == "serving").then_some(r)
+    });
+    let mut right = 0;
+    for (i, (px, label)) in rows.iter().skip(n).take(150).enumerate() {
+        let (_, out) = agents[i % 3].infer(&body(&shifted(px)));
+        if out["result"][0][0]["label"] == label.to_string() {
+            right += 1;
+        }
+    }
+    let after = right as f64 / 150.0;
+    eprintln!("shifted digits: {before:.3} before, {after:.3} after round 1");
+    assert!(
+        after > before + 0.2,
+        "shifted digits read better: {before} -> {after}"
+    );
+    // The variant is acme's: another enterprise neither sees nor gets it.
+    assert!(rt
+        .block_on(globex.get(
+            "algobay/digits-mlp@1.0.1-acme.r1",
+            Some(algobay_sdk::Kind::Kit)
+        ))
+        .is_err());
+
+    // Round 2: a challenger trained on shuffled labels is rejected; nothing is deployed.
+    let deployments = rt.block_on(acme.list_deployments("")).unwrap().len();
+    let run2 = rt
+        .block_on(acme.start_run("", "algobay/digits-mlp"))
+        .unwrap();
+    assert_eq!(run2.champion, "algobay/digits-mlp@1.0.1-acme.r1");
+    let (claimed, token) = rt
+        .block_on(team.claim_run("shuffler", 30))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, run2.id);
+    let data = rt.block_on(team.run_data(&claimed.id, &token)).unwrap();
+    // Answers as a model that learned noise would give them: a label chosen by position.
+    let field = data
+        .holdout
+        .iter()
+        .enumerate()
+        .map(|(i, s)| algobay_sdk::training::FieldAnswer {
+            sample_id: s.sample_id.clone(),
+            champion: s.label.clone(),
+            challenger: ((i * 7) % 10).to_string(),
+        })
+        .collect();
+    let lineage = serde_json::json!({
+        "dataset": "algobay/digits-train@1.0.0", "dataset_digest": "", "holdout": "algobay/digits-test@1.0.0",
+        "holdout_digest": "", "snapshot_digest": "", "samples": {}, "base_rows": 1438, "seed": 1,
+        "epochs": 1, "learning_rate": 0.01, "code_version": "test", "train_seconds": 0.0,
+        "parent_weights": "", "weights": ""
+    });
+    let rejected = rt
+        .block_on(
+            team.submit_evaluation(algobay_sdk::training::SubmitEvaluationRequest {
+                run: claimed.id.clone(),
+                lease_token: token.clone(),
+                lineage_json: lineage.to_string(),
+                base_champion: vec![true; 359],
+                base_challenger: (0..359).map(|i| i % 10 == 0).collect(),
+                field,
+                golden_failure: String::new(),
+            }),
+        )
+        .unwrap();
+    assert_eq!(rejected.state, "rejected", "{:?}", rejected.history);
+    assert!(rt
+        .block_on(team.release_run(&claimed.id, &token, "algobay/digits-mlp@1.0.1-acme.r1"))
+        .is_err());
+    assert_eq!(
+        rt.block_on(acme.list_deployments("")).unwrap().len(),
+        deployments,
+        "nothing deployed"
+    );
+    // A rejected round does not block the next.
+    let run3 = rt
+        .block_on(acme.start_run("", "algobay/digits-mlp"))
+        .unwrap();
+    assert_eq!(run3.round, 3);
+    assert_eq!(run3.version, "1.0.2-acme.r3");
+}
