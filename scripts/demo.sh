@@ -152,3 +152,7 @@ sleep 3
 
 step "the request's trace: algobay device traces --trace $TRACE"
 "$ALGOBAY" --token "$ACME" device traces --trace "$TRACE"
+
+# ---------------------------------------------------------------- the loop
+step "continuous training: two rounds of the loop (three devices of one enterprise, digits turned 15° more each round, the application's feedback, algobay-trainer, the registry's gate, a canary judged on its field accuracy)"
+cargo bench --locked -q -p algobay-agent --bench training -- --rounds 2

@@ -8,8 +8,9 @@
 #   - espeak-ng and fonts, used only to regenerate golden samples,
 #   - Triton's Python client (tritonclient, pinned), which the serving tests use,
 #   - Pillow, OpenCV and onnx (pinned, in build/pytools), which the imaging and
-#     outside-team tests compare against and make models with, and two real
-#     photographs from the scikit-learn wheel (build/images).
+#     outside-team tests compare against and make models with, scikit-learn for
+#     the training benchmark, and two real photographs from the scikit-learn
+#     wheel (build/images).
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -96,10 +97,11 @@ fi
 unpack "$SK" sklearn/datasets/images/china.jpg "$BUILD/images/china.jpg"
 unpack "$SK" sklearn/datasets/images/flower.jpg "$BUILD/images/flower.jpg"
 
-# The reference image libraries and onnx, for the tests.
+# The reference image libraries and onnx, for the tests; scikit-learn, for the
+# training benchmark's side-by-side.
 PT=$BUILD/pytools
-if ! "$PT/bin/python" -c 'import PIL, cv2, onnx' 2>/dev/null; then
-  log "installing Pillow, OpenCV and onnx into $PT"
+if ! "$PT/bin/python" -c 'import PIL, cv2, onnx, sklearn' 2>/dev/null; then
+  log "installing Pillow, OpenCV, onnx and scikit-learn into $PT"
   python3 -m venv "$PT"
   "$PT/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/pytools.txt" >&2
 fi

@@ -75,6 +75,7 @@ fn error(code: StatusCode, message: String) -> Response {
 async fn status(State(agent): State<Arc<Agent>>) -> Json<serde_json::Value> {
     let st = agent.state();
     let (phase, message) = agent.phase();
+    let (queued, queued_bytes) = agent.samples.len();
     let slot = |s: &Option<crate::state::Slot>| {
         s.as_ref().map(|s| {
             serde_json::json!({
@@ -94,6 +95,8 @@ async fn status(State(agent): State<Arc<Agent>>) -> Json<serde_json::Value> {
         "failed": st.failed,
         "requests": agent.stats.requests.load(std::sync::atomic::Ordering::Relaxed),
         "errors": agent.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        "samples": {"queued": queued, "bytes": queued_bytes, "dropped": agent.samples.dropped()},
+        "recent_requests": agent.recent.len(),
     }))
 }
 

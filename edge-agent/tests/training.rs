@@ -190,15 +190,16 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         (labelled == n).then_some(())
     });
 
-    // The enterprise may loosen its gate (here: up to 2 points on the base set).
+    // The enterprise may loosen its gate (here: up to 5 points on the base set,
+    // for a drift that 32 hidden units must learn besides upright digits).
     let mut policy = rt
         .block_on(acme.train_policy("", "algobay/digits-mlp"))
         .unwrap();
     assert_eq!(policy.enterprise, "acme");
     assert_eq!((policy.alpha, policy.min_field), (0.05, 50), "the defaults");
-    policy.base_margin = 0.02;
+    policy.base_margin = 0.05;
     let set = rt.block_on(acme.set_train_policy(policy.clone())).unwrap();
-    assert_eq!(set.base_margin, 0.02);
+    assert_eq!(set.base_margin, 0.05);
     policy.canary_share = 2.0;
     let bad = rt.block_on(acme.set_train_policy(policy)).unwrap_err();
     assert!(bad.to_string().contains("canary_share"), "{bad}");
@@ -244,7 +245,7 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
     );
     assert!(gate["field"]["p"].as_f64().unwrap() < 0.05, "{gate}");
     assert!(
-        gate["base"]["delta_low"].as_f64().unwrap() > -0.02,
+        gate["base"]["delta_low"].as_f64().unwrap() > -0.05,
         "{gate}"
     );
     let lineage: serde_json::Value = serde_json::from_str(&judged.lineage_json).unwrap();
@@ -263,13 +264,41 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         release.kit_bytes
     );
 
-    // Every device serves it; the round ends serving.
-    for a in &agents {
-        wait_for(120, "every device serves round 1", || {
-            a.active()
-                .filter(|r| r == "algobay/digits-mlp@1.0.1-acme.r1")
-        });
-    }
+    // One canary gets it first; the application keeps sending and answering,
+    // and once the canary's feedback accuracy holds up against the others' it
+    // goes to every device; the round ends serving.
+    let mut i = n;
+    wait_for(180, "every device serves round 1", || {
+        for _ in 0..30 {
+            let (px, label) = &rows[i % rows.len()];
+            let a = &agents[i % agents.len()];
+            let rid = format!("req-{i}");
+            let (code, _) = http_with(
+                &a.http,
+                "POST",
+                "/v1/infer",
+                &[("x-request-id", &rid)],
+                &body(&shifted(px)),
+            );
+            assert_eq!(code, 200);
+            let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
+            http(&a.http, "POST", "/v1/feedback", fb.to_string().as_bytes());
+            i += 1;
+        }
+        agents
+            .iter()
+            .all(|a| a.active().as_deref() == Some("algobay/digits-mlp@1.0.1-acme.r1"))
+            .then_some(())
+    });
+    let status = rt
+        .block_on(acme.deployment_status(&release.deployment_id))
+        .unwrap();
+    eprintln!("round 1 rollout: {}", status.deployment.reason);
+    assert!(
+        status.deployment.reason.starts_with("gate passed"),
+        "{}",
+        status.deployment.reason
+    );
     wait_for(60, "the run is serving", || {
         let r = rt.block_on(acme.get_run(&run.id)).unwrap();
         (r.state == "serving").then_some(r)
@@ -352,4 +381,131 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         .unwrap();
     assert_eq!(run3.round, 3);
     assert_eq!(run3.version, "1.0.2-acme.r3");
+
+    // Round 3 by the trainer program, killed (-9) once it holds the run: its
+    // lease lapses, the next claim works the round to its end, and there is
+    // one round 3 whatever the outcome.
+    let ca = dir.path().join("registry-ca.pem");
+    std::fs::write(&ca, &reg.ca_pem).unwrap();
+    let mut child = std::process::Command::new(registry_bin().with_file_name("algobay-trainer"))
+        .args([
+            "run",
+            "--once",
+            "--registry",
+            &reg.url(),
+            "--token",
+            &team_token,
+            "--ca",
+        ])
+        .arg(&ca)
+        .arg("--key")
+        .arg(&kits().key)
+        .args(["--lease-seconds", "3", "--holder", "doomed", "--work-dir"])
+        .arg(dir.path().join("doomed"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(120, "the program claims round 3", || {
+        let r = rt.block_on(acme.get_run(&run3.id)).unwrap();
+        (r.state != "pending").then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = rt.block_on(acme.get_run(&run3.id)).unwrap();
+    let outcome = wait_for(60, "another trainer takes round 3 over", || {
+        rt.block_on(trainer.run_once()).unwrap()
+    });
+    let done = outcome.run;
+    assert_eq!(done.id, run3.id);
+    assert!(
+        ["rejected", "insufficient_evidence", "deploying"].contains(&done.state.as_str()),
+        "{:?}",
+        done.history
+    );
+    if killed.state == "training" {
+        assert_eq!(done.attempts, 2, "{:?}", done.history);
+        assert!(
+            done.history
+                .iter()
+                .any(|t| t.reason.contains("lease of `doomed` ran out")),
+            "{:?}",
+            done.history
+        );
+    }
+    let rounds = rt
+        .block_on(acme.list_runs("", "algobay/digits-mlp"))
+        .unwrap();
+    assert_eq!(rounds.iter().filter(|r| r.round == 3).count(), 1);
+    eprintln!(
+        "round 3: {} ({})",
+        done.state,
+        done.history.last().unwrap().reason
+    );
+}
+
+#[test]
+fn feedback_given_while_the_registry_is_down_arrives_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let agent = device(
+        &rt,
+        &reg,
+        &acme,
+        dir.path(),
+        "lonely",
+        "telemetry_seconds = 0\n",
+    );
+    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.0.0", 120);
+    let port = reg.port;
+    reg.kill();
+
+    // The device serves on; the application answers twice for one request
+    // (a retry), and once more for the same image sent again.
+    let rows = digits();
+    let (px, label) = &rows[3];
+    for rid in ["once", "again"] {
+        let (code, _) = http_with(
+            &agent.http,
+            "POST",
+            "/v1/infer",
+            &[("x-request-id", rid)],
+            &body(px),
+        );
+        assert_eq!(code, 200);
+    }
+    let fb = |rid: &str| {
+        let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
+        http(
+            &agent.http,
+            "POST",
+            "/v1/feedback",
+            fb.to_string().as_bytes(),
+        )
+    };
+    for rid in ["once", "once", "again"] {
+        let (code, text) = fb(rid);
+        assert_eq!(code, 202, "{text}");
+    }
+    let reg = RegistryProc::start(&dir.path().join("registry"), port);
+    let acme = rt.block_on(reg.client(&acme_token));
+    let samples = wait_for(120, "the feedback at the registry", || {
+        let (page, _) = rt.block_on(acme.list_samples("", "", 100, "")).ok()?;
+        let status = agent.status();
+        (status["samples"]["queued"] == 0 && !page.is_empty()).then_some(page)
+    });
+    assert_eq!(
+        samples.len(),
+        1,
+        "one image on one kit is one sample: {samples:?}"
+    );
+    let labels = &samples[0].labels;
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    assert_eq!(
+        (labels[0].source.as_str(), labels[0].value.clone()),
+        ("feedback", label.to_string())
+    );
+    assert_eq!(labels[0].by, samples[0].device_id, "given by the device");
 }

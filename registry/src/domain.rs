@@ -335,6 +335,41 @@ pub struct RolloutPolicy {
     /// Keep no hard examples from this deployment's devices.
     #[serde(default)]
     pub sampling_off: bool,
+    /// Compare the canaries' accuracy on their application's feedback with the
+    /// other devices' (still on the kit before) before promoting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_gate: Option<FieldGate>,
+}
+
+/// The field-accuracy part of a rollout's health gate.
+///
+/// A sample's answer is the first `label` in its outputs; it is right when it
+/// equals the sample's feedback label. Once the canaries (on the new kit) and
+/// the other devices (on `control`) each have `min_count` feedback labels
+/// given since the deployment began, the canaries' accuracy may not fall more
+/// than `margin` under the others', else the deployment rolls back. Until
+/// then it waits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldGate {
+    pub margin: f64,
+    pub min_count: u32,
+    /// The kit the other devices run.
+    pub control: Digest,
+}
+
+/// The first `label` string in a kit's outputs (depth first): what a
+/// classifier answered.
+pub fn answer_label(outputs: &serde_json::Value) -> Option<&str> {
+    match outputs {
+        serde_json::Value::Object(m) => {
+            if let Some(serde_json::Value::String(s)) = m.get("label") {
+                return Some(s);
+            }
+            m.values().find_map(answer_label)
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(answer_label),
+        _ => None,
+    }
 }
 
 /// Where a rollout stands.

@@ -584,8 +584,34 @@ impl Registry {
                 ready += 1;
             }
         }
+        // The canaries' answers against their application's feedback.
+        let mut waiting_for_field = None;
+        if let (None, DeploymentState::Canary, Some(g)) =
+            (&failure, dep.state, &dep.policy.field_gate)
+        {
+            let ((cr, cn), (or, on)) = self.field_accuracy(&dep, g)?;
+            if cn < g.min_count as u64 || on < g.min_count as u64 {
+                waiting_for_field = Some(format!(
+                    "waiting for feedback: canaries {cn}/{}, other devices {on}/{}",
+                    g.min_count, g.min_count
+                ));
+            } else {
+                let (ca, oa) = (cr as f64 / cn as f64, or as f64 / on as f64);
+                if ca < oa - g.margin {
+                    failure = Some(format!(
+                        "field accuracy of the canaries {ca:.3} ({cn} labels) is more than {:.3} under the other devices' {oa:.3} ({on} labels)",
+                        g.margin
+                    ));
+                }
+            }
+        }
         let mut new = dep.clone();
-        if let Some(why) = failure {
+        if let Some(why) = waiting_for_field.filter(|_| failure.is_none()) {
+            if dep.reason == why {
+                return Ok(dep);
+            }
+            new.reason = why;
+        } else if let Some(why) = failure {
             new.state = DeploymentState::RolledBack;
             new.reason = format!("health gate failed: {why}");
         } else if dep.state == DeploymentState::Canary
@@ -619,6 +645,37 @@ impl Registry {
                 &dep.id,
             )
         }
+    }
+
+    /// (right, labelled) feedback answers since the deployment began: of its
+    /// canaries on its kit, and of the other devices on the control kit.
+    fn field_accuracy(&self, dep: &Deployment, g: &FieldGate) -> Result<((u64, u64), (u64, u64))> {
+        let mut canary = (0, 0);
+        let mut control = (0, 0);
+        for (digest, side) in [(&dep.kit_digest, true), (&g.control, false)] {
+            let prefix = format!("{}/{digest}/", dep.enterprise);
+            for (k, v) in self.kv.scan_prefix(Tree::Samples, prefix.as_bytes())? {
+                let rec: SampleRecord = parse("sample", &v)?;
+                if dep.canary_devices.contains(&rec.device_id) != side {
+                    continue;
+                }
+                let key = format!("{}/feedback", String::from_utf8_lossy(&k));
+                let Some(l) = self.kv.get(Tree::Labels, key.as_bytes())? else {
+                    continue;
+                };
+                let label: Label = parse("label", &l)?;
+                if label.at_unix < dep.created_unix {
+                    continue;
+                }
+                let out: serde_json::Value =
+                    serde_json::from_str(&rec.outputs_json).unwrap_or_default();
+                let right = answer_label(&out) == Some(label.value.as_str());
+                let t = if side { &mut canary } else { &mut control };
+                t.0 += right as u64;
+                t.1 += 1;
+            }
+        }
+        Ok((canary, control))
     }
 
     /// Evaluates every rollout that waits on time (the soak of its canaries).

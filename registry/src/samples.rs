@@ -33,10 +33,12 @@ impl Registry {
                 samples.len()
             )));
         }
-        let deployed: BTreeSet<Digest> = self
+        // The kits deployed to the enterprise, by digest: a sample's kit
+        // reference is the registry's, not what the device says.
+        let deployed: std::collections::BTreeMap<Digest, String> = self
             .deployments_of(&dev.enterprise)?
             .into_iter()
-            .map(|d| d.kit_digest)
+            .map(|d| (d.kit_digest, d.kit_reference))
             .collect();
         let now = self.clock.now_unix();
         let (mut stored, mut dup) = (0, 0);
@@ -47,12 +49,13 @@ impl Registry {
                     format!("`{}` is not 64 hex digits", crate::limits::shown(&rec.id)),
                 ));
             }
-            if !deployed.contains(&rec.kit_digest) {
+            let Some(reference) = deployed.get(&rec.kit_digest) else {
                 return Err(RegistryError::PermissionDenied(format!(
                     "sample {}: kit {} is not deployed to enterprise `{}`",
                     rec.id, rec.kit_digest, dev.enterprise
                 )));
-            }
+            };
+            rec.kit_reference = reference.clone();
             if rec.inputs.len() > 64 || rec.outputs_json.len() > 1 << 20 {
                 return Err(RegistryError::TooLarge(format!(
                     "sample {}: {} inputs and {} bytes of outputs, over the limits of 64 and 1 MiB",

@@ -35,6 +35,7 @@ fn policy() -> RolloutPolicy {
         max_p99_ms: 0.0,
         manual_promote: false,
         sampling_off: false,
+        field_gate: None,
     }
 }
 

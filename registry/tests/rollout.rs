@@ -4,182 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::*;
-
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use common::fleet::*;
 
 use algobay_registry::domain::*;
 use algobay_registry::fleet::DeploymentAction;
-use algobay_registry::service::Registry;
-use algobay_registry::store::MemoryStore;
-use algobay_registry::tls::DeviceCa;
 use algobay_registry::traces::{SpanRecord, TraceFilter, TRACES_PER_ENTERPRISE};
-use algobay_runtime::{Digest, Runtime, RuntimeOptions, SecretKey};
-
-struct FakeClock(AtomicI64);
-
-impl Clock for FakeClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-struct Fleet {
-    reg: Registry,
-    clock: Arc<FakeClock>,
-    acme: Principal,
-    devices: Vec<Principal>,
-    v1: String,
-    v2: String,
-    _dir: tempfile::TempDir,
-}
-
-fn principal(role: Role, subject: &str) -> Principal {
-    Principal {
-        role,
-        subject: subject.into(),
-        token_id: String::new(),
-    }
-}
-
-/// A registry in memory with the digits kit at two versions and `n` devices of acme.
-fn fleet(n: usize) -> Fleet {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(
-        Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            ort_library: Some(ort_lib()),
-            ort_threads: 1,
-            stage_limits_cap: None,
-            max_batch: 0,
-        })
-        .unwrap(),
-    );
-    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000)));
-    let reg = Registry::open(
-        Arc::new(MemoryStore::new()),
-        Arc::new(algobay_registry::blobs::MemoryBlobStore::new(1 << 30)),
-        runtime,
-        clock.clone(),
-    )
-    .unwrap()
-    .with_device_ca(DeviceCa::open_or_create(&dir.path().join("ca")).unwrap());
-    let op = principal(Role::Operator, "");
-    let key = SecretKey::generate();
-    reg.create_team(&op, "algobay", "", &key.public().to_string())
-        .unwrap();
-    let team = principal(Role::Team, "algobay");
-    let mut refs = Vec::new();
-    for name in ["algobay/digits-a", "algobay/digits-b"] {
-        let kit = build_digits(&key, name);
-        for (d, b) in &kit.blobs {
-            reg.blobs().put(d, b).unwrap();
-            reg.note_upload(&team, d, true).unwrap();
-        }
-        reg.blobs()
-            .put(&Digest::of(&kit.manifest_bytes), &kit.manifest_bytes)
-            .unwrap();
-        let a = reg
-            .publish_kit(
-                &team,
-                kit.manifest_bytes.clone(),
-                kit.signatures.clone(),
-                "",
-                &algobay_registry::service::Cancel::new(),
-            )
-            .unwrap();
-        refs.push(a.reference());
-    }
-    reg.create_enterprise(&op, "acme", "", vec![]).unwrap();
-    let acme = principal(Role::Enterprise, "acme");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut devices = Vec::new();
-    for i in 0..n {
-        let (_, token) = reg
-            .create_enrollment(&acme, "", [("site".into(), "hz".into())].into(), 0)
-            .unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap();
-        let (d, _, _) = reg
-            .enroll(&token, &csr, &format!("d{i}"), BTreeMap::new())
-            .unwrap();
-        devices.push(reg.authenticate_device(&d.fingerprint).unwrap());
-    }
-    devices.sort_by(|a, b| a.token_id.cmp(&b.token_id));
-    Fleet {
-        reg,
-        clock,
-        acme,
-        devices,
-        v1: refs[0].clone(),
-        v2: refs[1].clone(),
-        _dir: dir,
-    }
-}
-
-impl Fleet {
-    fn policy(&self, canary: f64, soak: u32) -> RolloutPolicy {
-        RolloutPolicy {
-            canary_share: canary,
-            soak_seconds: soak,
-            max_error_rate: 0.05,
-            max_p99_ms: 200.0,
-            manual_promote: false,
-            sampling_off: false,
-        }
-    }
-
-    fn deploy(&self, kit: &str, policy: RolloutPolicy) -> Deployment {
-        self.reg
-            .create_deployment(&self.acme, "", kit, BTreeMap::new(), policy)
-            .unwrap()
-    }
-
-    fn wants(&self, i: usize) -> String {
-        let d = self.reg.desired(&self.devices[i]).unwrap();
-        d.kit_reference
-    }
-
-    /// Device `i` reports it runs what it was told to (since now), with figures.
-    fn runs(&self, i: usize, requests: u64, error_rate: f64, p99_ms: f64) {
-        let d = self.reg.desired(&self.devices[i]).unwrap();
-        self.reg
-            .report(
-                &self.devices[i],
-                DeviceState {
-                    active_digest: d.kit_digest.map(|d| d.to_string()).unwrap_or_default(),
-                    active_reference: d.kit_reference,
-                    deployment_id: d.deployment_id,
-                    phase: "active".into(),
-                    requests,
-                    error_rate,
-                    p99_ms,
-                    active_since_unix: self.now(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-    }
-
-    fn now(&self) -> i64 {
-        self.clock.0.load(Ordering::SeqCst)
-    }
-
-    fn advance(&self, secs: i64) {
-        self.clock.0.fetch_add(secs, Ordering::SeqCst);
-        self.reg.tick().unwrap();
-    }
-
-    fn state(&self, id: &str) -> (DeploymentState, String) {
-        let (d, _) = self.reg.deployment_status(&self.acme, id).unwrap();
-        (d.state, d.reason)
-    }
-}
 
 #[test]
 fn canaries_soak_then_the_rest_follow() {
@@ -464,4 +293,61 @@ fn traces_gather_their_steps_and_stay_with_their_enterprise() {
         all[0].trace_id,
         format!("{:032x}", TRACES_PER_ENTERPRISE as u64 + 5)
     );
+}
+
+#[test]
+fn canaries_whose_feedback_accuracy_falls_under_the_other_devices_roll_back() {
+    let f = fleet(4);
+    let first = f.deploy(&f.v1, f.policy(1.0, 0));
+    for i in 0..4 {
+        f.runs(i, 10, 0.0, 10.0);
+    }
+    f.advance(1);
+    assert_eq!(f.state(&first.id).0, DeploymentState::Promoted);
+    let v1 = f.reg.get(&f.v1, Some(Kind::Kit)).unwrap().digest;
+    let v2 = f.reg.get(&f.v2, Some(Kind::Kit)).unwrap().digest;
+    let mut policy = f.policy(0.5, 0);
+    policy.field_gate = Some(FieldGate {
+        margin: 0.05,
+        min_count: 6,
+        control: v1,
+    });
+    let second = f.deploy(&f.v2, policy);
+    let canaries: Vec<usize> = (0..4)
+        .filter(|i| second.canary_devices.contains(&f.devices[*i].token_id))
+        .collect();
+    assert_eq!(canaries.len(), 2);
+    for &i in &canaries {
+        f.runs(i, 10, 0.0, 10.0);
+    }
+    // Healthy by error rate and latency, soaked: it still waits for feedback.
+    f.advance(1);
+    let (state, reason) = f.state(&second.id);
+    assert_eq!(state, DeploymentState::Canary);
+    assert_eq!(
+        reason,
+        "waiting for feedback: canaries 0/6, other devices 0/6"
+    );
+    for i in 0..4 {
+        for n in 0..3 {
+            if canaries.contains(&i) {
+                // Two right of three on the canaries...
+                feedback(&f, i, &v2, n, "1", if n == 0 { "2" } else { "1" });
+            } else {
+                // ...every one right on the others.
+                feedback(&f, i, &v1, n, "3", "3");
+            }
+        }
+    }
+    f.advance(1);
+    let (state, reason) = f.state(&second.id);
+    assert_eq!(state, DeploymentState::RolledBack, "{reason}");
+    assert!(
+        reason.contains("field accuracy of the canaries 0.667 (6 labels)")
+            && reason.contains("other devices' 1.000 (6 labels)"),
+        "{reason}"
+    );
+    for i in 0..4 {
+        assert_eq!(f.wants(i), f.v1, "every device is back on the kit before");
+    }
 }

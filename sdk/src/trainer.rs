@@ -250,8 +250,87 @@ impl Trainer {
         }
     }
 
+    /// Has the policy's teacher kit label the round's unlabelled samples; the
+    /// registry keeps the confident ones. Returns how many it kept.
+    async fn teach(
+        &self,
+        run: &TrainingRun,
+        token: &str,
+        data: &crate::training::RunDataResponse,
+    ) -> Result<u32> {
+        let teacher = self.kit(&data.teacher).await?;
+        if teacher.digest().to_string() != data.teacher_digest {
+            return Err(invalid(format!(
+                "teacher {} is {}, the registry named {}",
+                data.teacher,
+                teacher.digest(),
+                data.teacher_digest
+            )));
+        }
+        // The registry checked the team's signature when it was pushed; the
+        // same signatures are checked here against the digests just read.
+        let mut roots = algobay_runtime::TrustRoots::new();
+        for s in &teacher.signatures {
+            roots.trust(s.public_key()?);
+        }
+        let runtime = self.runtime.clone();
+        let unlabelled = data.unlabelled.clone();
+        let labels = tokio::task::spawn_blocking(move || -> Result<Vec<pb::TeacherLabel>> {
+            let verified = teacher.verify(&roots)?;
+            let loaded = runtime.load(&verified)?;
+            let m = loaded.manifest().clone();
+            let port = m
+                .inputs
+                .first()
+                .ok_or_else(|| invalid("the teacher kit has no input"))?;
+            let mut out = Vec::new();
+            for s in &unlabelled {
+                let value = match port.ty {
+                    algobay_runtime::PortType::Tensor { .. } if s.datatype == "FP32" => {
+                        let shape: Vec<usize> = s.shape.iter().map(|d| *d as usize).collect();
+                        algobay_runtime::Value::Tensor(algobay_runtime::Tensor::new(
+                            algobay_runtime::DType::F32,
+                            shape,
+                            s.data.clone(),
+                        )?)
+                    }
+                    _ => algobay_runtime::Value::Bytes(s.data.clone()),
+                };
+                let mut values = algobay_runtime::Values::new();
+                values.insert(port.name.clone(), value);
+                let Ok(answer) = loaded.run(values) else {
+                    continue;
+                };
+                let json = serde_json::Value::Object(
+                    answer
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_json()))
+                        .collect(),
+                );
+                if let Some((label, score)) = first_label(&json) {
+                    out.push(pb::TeacherLabel {
+                        sample_id: s.sample_id.clone(),
+                        value: label,
+                        confidence: score.clamp(0.0, 1.0),
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| invalid(format!("teacher task: {e}")))??;
+        let (kept, low) = self.client.teach_labels(&run.id, token, labels).await?;
+        tracing::info!(run = %run.id, kept, below_threshold = low, teacher = %data.teacher, "teacher labels");
+        Ok(kept)
+    }
+
     async fn work(&self, run: &TrainingRun, token: &str) -> Result<RoundOutcome> {
-        let data = self.client.run_data(&run.id, token).await?;
+        let mut data = self.client.run_data(&run.id, token).await?;
+        if !data.teacher.is_empty() && !data.unlabelled.is_empty() && run.state != "promoted" {
+            if self.teach(run, token, &data).await? > 0 {
+                data = self.client.run_data(&run.id, token).await?;
+            }
+        }
         let recipe: Training = serde_json::from_str(&data.recipe_json)
             .map_err(|e| invalid(format!("the run's recipe: {e}")))?;
         let champion = self.kit(&run.champion).await?;
@@ -492,6 +571,22 @@ impl Trainer {
             field_train,
             field_holdout: data.holdout.len(),
         })
+    }
+}
+
+/// The first `label` in a kit's outputs with its `score` (depth first).
+fn first_label(v: &serde_json::Value) -> Option<(String, f64)> {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let (Some(serde_json::Value::String(l)), Some(s)) =
+                (m.get("label"), m.get("score").and_then(|s| s.as_f64()))
+            {
+                return Some((l.clone(), s));
+            }
+            m.values().find_map(first_label)
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(first_label),
+        _ => None,
     }
 }
 

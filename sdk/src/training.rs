@@ -11,7 +11,7 @@ type Result<T, E = SdkError> = std::result::Result<T, E>;
 
 pub use pb::{
     FieldAnswer, FieldSample, RunDataResponse, RunRelease, RunTransition, SubmitEvaluationRequest,
-    TrainPolicy, TrainingRun,
+    TeacherLabel, TrainPolicy, TrainingRun,
 };
 
 impl Client {
@@ -137,6 +137,25 @@ impl Client {
             }))
             .await?
             .into_inner())
+    }
+
+    /// Sends a teacher kit's labels for a round's unlabelled samples; (kept, below the threshold).
+    pub async fn teach_labels(
+        &self,
+        run: &str,
+        token: &str,
+        labels: Vec<pb::TeacherLabel>,
+    ) -> Result<(u32, u32)> {
+        let r = self
+            .training()
+            .teach_labels(self.req(pb::TeachLabelsRequest {
+                run: run.into(),
+                lease_token: token.into(),
+                labels,
+            }))
+            .await?
+            .into_inner();
+        Ok((r.kept, r.below_threshold))
     }
 
     pub async fn fail_run(&self, run: &str, token: &str, reason: &str) -> Result<TrainingRun> {

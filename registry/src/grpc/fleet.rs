@@ -188,6 +188,7 @@ impl pb::fleet_server::Fleet for FleetApi {
             max_p99_ms: policy.max_p99_ms,
             manual_promote: policy.manual_promote,
             sampling_off: policy.sampling_off,
+            field_gate: None,
         };
         let reg = self.0.clone();
         let d = blocking(move || {

@@ -36,6 +36,8 @@ fn policy_to_pb(p: TrainPolicy) -> pb::TrainPolicy {
         updated_unix: p.updated_unix,
         updated_by: p.updated_by,
         seed: p.rules.seed,
+        teacher: p.teacher,
+        teacher_threshold: p.teacher_threshold,
     }
 }
 
@@ -58,6 +60,8 @@ fn policy_from_pb(p: pb::TrainPolicy) -> TrainPolicy {
         field_margin: p.field_margin,
         min_field_count: p.min_field_count,
         share: p.share,
+        teacher: p.teacher,
+        teacher_threshold: p.teacher_threshold,
         updated_unix: 0,
         updated_by: String::new(),
     }
@@ -133,6 +137,10 @@ fn data_to_pb(d: RunData) -> pb::RunDataResponse {
             .unwrap_or_default(),
         train: rows(d.train),
         holdout: rows(d.holdout),
+        teacher: d.teacher,
+        teacher_digest: d.teacher_digest,
+        teacher_threshold: d.teacher_threshold,
+        unlabelled: rows(d.unlabelled),
     }
 }
 
@@ -365,6 +373,33 @@ impl pb::training_server::Training for TrainingApi {
             TrainReply::Runs(runs) => Ok(Response::new(pb::ListRunsResponse {
                 runs: runs.into_iter().map(run_to_pb).collect(),
             })),
+            _ => Err(Status::internal(
+                "the training service answered another call",
+            )),
+        }
+    }
+
+    async fn teach_labels(
+        &self,
+        req: Request<pb::TeachLabelsRequest>,
+    ) -> Result<Response<pb::TeachLabelsResponse>, Status> {
+        let r = req.get_ref().clone();
+        let call = TrainCall::Teach {
+            run: r.run,
+            token: r.lease_token,
+            labels: r
+                .labels
+                .into_iter()
+                .map(|l| (l.sample_id, l.value, l.confidence))
+                .collect(),
+        };
+        match self.call(&req, call).await? {
+            TrainReply::Taught(kept, below_threshold) => {
+                Ok(Response::new(pb::TeachLabelsResponse {
+                    kept,
+                    below_threshold,
+                }))
+            }
             _ => Err(Status::internal(
                 "the training service answered another call",
             )),

@@ -44,8 +44,19 @@ pub struct TrainPolicy {
     pub min_field_count: u32,
     /// Whether models trained on this enterprise's samples may be public.
     pub share: bool,
+    /// A larger kit that labels unlabelled samples (`team/name@version`);
+    /// its labels may train, never judge. Empty: none.
+    #[serde(default)]
+    pub teacher: String,
+    /// The teacher's labels are kept only at or above this confidence.
+    #[serde(default = "default_teacher_threshold")]
+    pub teacher_threshold: f64,
     pub updated_unix: i64,
     pub updated_by: String,
+}
+
+fn default_teacher_threshold() -> f64 {
+    0.9
 }
 
 impl TrainPolicy {
@@ -57,11 +68,13 @@ impl TrainPolicy {
             auto: false,
             min_new_labels: 200,
             rules: GateRules::default(),
-            canary_share: 0.34,
+            canary_share: 0.33,
             soak_seconds: 5,
             field_margin: 0.05,
             min_field_count: 30,
             share: false,
+            teacher: String::new(),
+            teacher_threshold: default_teacher_threshold(),
             updated_unix: 0,
             updated_by: String::new(),
         }
@@ -101,6 +114,12 @@ impl TrainPolicy {
             return Err(RegistryError::invalid(
                 "policy.field_margin",
                 format!("{} is not in [0, 1]", self.field_margin),
+            ));
+        }
+        if !(self.teacher_threshold > 0.0 && self.teacher_threshold <= 1.0) {
+            return Err(RegistryError::invalid(
+                "policy.teacher_threshold",
+                format!("{} is not in (0, 1]", self.teacher_threshold),
             ));
         }
         if self.auto && self.min_new_labels == 0 {
@@ -296,7 +315,16 @@ pub struct RunData {
     pub recipe: Option<Training>,
     pub train: Vec<FieldRow>,
     pub holdout: Vec<FieldRow>,
+    /// The policy's teacher kit, its digest and threshold.
+    pub teacher: String,
+    pub teacher_digest: String,
+    pub teacher_threshold: f64,
+    /// Samples with no label yet (listed when there is a teacher; at most 5,000).
+    pub unlabelled: Vec<FieldRow>,
 }
+
+/// Unlabelled samples a round lists for its teacher.
+const MAX_UNLABELLED: usize = 5000;
 
 /// The calls of the training service.
 #[derive(Clone, Debug)]
@@ -338,6 +366,12 @@ pub enum TrainCall {
         token: String,
         reason: String,
     },
+    /// The teacher's (sample id, label, confidence) for unlabelled samples.
+    Teach {
+        run: String,
+        token: String,
+        labels: Vec<(String, String, f64)>,
+    },
     List {
         enterprise: String,
         kit: String,
@@ -355,6 +389,8 @@ pub enum TrainReply {
     Claimed(Option<(Box<Run>, String)>),
     Data(Box<RunData>),
     Runs(Vec<Run>),
+    /// Teacher labels kept, and dropped under the threshold.
+    Taught(u32, u32),
 }
 
 fn random_token() -> String {
@@ -468,6 +504,11 @@ impl Registry {
                     Ok(())
                 })
                 .map(|r| TrainReply::Run(Box::new(r))),
+            TrainCall::Teach { run, token, labels } => {
+                let r = self.leased(p, &run, &token, |_, _| Ok(()))?;
+                self.teach(&r, labels)
+                    .map(|(kept, low)| TrainReply::Taught(kept, low))
+            }
             TrainCall::List { enterprise, kit } => {
                 self.list_runs(p, &enterprise, &kit).map(TrainReply::Runs)
             }
@@ -479,6 +520,20 @@ impl Registry {
         policy.enterprise = self.tenant(p, &policy.enterprise)?;
         self.trainable(&policy.kit)?;
         policy.check()?;
+        if !policy.teacher.is_empty() {
+            let t = self
+                .get_for(p, &policy.teacher, Some(Kind::Kit))
+                .map_err(|_| {
+                    RegistryError::invalid(
+                        "policy.teacher",
+                        format!(
+                            "kit `{}` is not found",
+                            crate::limits::shown(&policy.teacher)
+                        ),
+                    )
+                })?;
+            policy.teacher = t.reference();
+        }
         policy.updated_unix = self.clock.now_unix();
         policy.updated_by = p.token_id.clone();
         self.kv
@@ -736,7 +791,9 @@ impl Registry {
     /// what trains and what is held out. Teacher labels never enter the holdout.
     fn run_data(&self, run: &Run) -> Result<RunData> {
         let (_, manifest) = self.trainable(&run.kit)?;
+        let policy = self.policy(&run.enterprise, &run.kit)?;
         let mut rows = Vec::new();
+        let mut unlabelled = Vec::new();
         let mut devices = BTreeSet::new();
         for (k, v) in self
             .kv
@@ -754,11 +811,29 @@ impl Registry {
                 .into_iter()
                 .map(|(_, v)| parse("label", &v))
                 .collect::<Result<_>>()?;
-            let Some(label) = best_label(&labels).cloned() else {
-                continue;
-            };
             // The model reads one input; the sample's first is it.
             let Some(input) = rec.inputs.first() else {
+                continue;
+            };
+            let Some(label) = best_label(&labels).cloned() else {
+                if !policy.teacher.is_empty() && unlabelled.len() < MAX_UNLABELLED {
+                    unlabelled.push(FieldRow {
+                        sample_id: rec.id.clone(),
+                        device_id: rec.device_id.clone(),
+                        source: LabelSource::Teacher,
+                        label: String::new(),
+                        datatype: input.datatype.clone(),
+                        shape: input.shape.clone(),
+                        data: self
+                            .kv
+                            .get(
+                                Tree::SampleInputs,
+                                crate::access::sample_key(&run.enterprise, &input.digest)
+                                    .as_bytes(),
+                            )?
+                            .unwrap_or_default(),
+                    });
+                }
                 continue;
             };
             let data = self
@@ -779,8 +854,19 @@ impl Registry {
             });
         }
         let devices: Vec<String> = devices.into_iter().collect();
+        let teacher_digest = if policy.teacher.is_empty() {
+            String::new()
+        } else {
+            self.get(&policy.teacher, Some(Kind::Kit))?
+                .digest
+                .to_string()
+        };
         let mut out = RunData {
             recipe: manifest.training,
+            teacher: policy.teacher.clone(),
+            teacher_digest,
+            teacher_threshold: policy.teacher_threshold,
+            unlabelled,
             ..RunData::default()
         };
         rows.sort_by(|a, b| a.sample_id.cmp(&b.sample_id));
@@ -794,6 +880,78 @@ impl Registry {
             }
         }
         Ok(out)
+    }
+
+    /// Keeps the teacher's labels at or above the policy's threshold, on
+    /// samples of the round. (kept, below the threshold)
+    fn teach(&self, run: &Run, labels: Vec<(String, String, f64)>) -> Result<(u32, u32)> {
+        let policy = self.policy(&run.enterprise, &run.kit)?;
+        if policy.teacher.is_empty() {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "enterprise `{}` names no teacher for kit `{}`",
+                run.enterprise, run.kit
+            )));
+        }
+        if labels.len() > MAX_UNLABELLED {
+            return Err(RegistryError::TooLarge(format!(
+                "{} teacher labels in one call, over the limit of {MAX_UNLABELLED}",
+                labels.len()
+            )));
+        }
+        let teacher = self.get(&policy.teacher, Some(Kind::Kit))?;
+        let mut open: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in self
+            .kv
+            .scan_prefix(Tree::Samples, format!("{}/", run.enterprise).as_bytes())?
+        {
+            let rec: SampleRecord = parse("sample", &v)?;
+            if rec.kit_reference.split('@').next() == Some(run.kit.as_str()) {
+                open.insert(rec.id, String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        let now = self.clock.now_unix();
+        let (mut kept, mut low) = (0u32, 0u32);
+        let mut batch = Batch::new();
+        for (i, (id, value, confidence)) in labels.into_iter().enumerate() {
+            let key = open.get(&id).ok_or_else(|| {
+                RegistryError::invalid(
+                    format!("labels[{i}].sample_id"),
+                    format!(
+                        "`{}` is not a sample of this round",
+                        crate::limits::shown(&id)
+                    ),
+                )
+            })?;
+            if !(0.0..=1.0).contains(&confidence) {
+                return Err(RegistryError::invalid(
+                    format!("labels[{i}].confidence"),
+                    format!("{confidence} is not in [0, 1]"),
+                ));
+            }
+            crate::limits::check_len(
+                &format!("labels[{i}].value"),
+                &value,
+                crate::limits::text::ITEM,
+            )?;
+            if confidence < policy.teacher_threshold || value.trim().is_empty() {
+                low += 1;
+                continue;
+            }
+            let label = Label {
+                value: value.trim().to_owned(),
+                source: LabelSource::Teacher,
+                by: format!("{} {}", teacher.reference(), teacher.digest),
+                at_unix: now,
+            };
+            batch = batch.put(Tree::Labels, format!("{key}/teacher"), json(&label));
+            kept += 1;
+        }
+        if kept > 0 && !self.kv.commit(batch)? {
+            return Err(RegistryError::Storage(
+                "teacher labels were not written".into(),
+            ));
+        }
+        Ok((kept, low))
     }
 
     /// Judges a trained challenger: the gate on the trainer's answers, scored
@@ -992,6 +1150,11 @@ impl Registry {
                 max_p99_ms: 0.0,
                 manual_promote: false,
                 sampling_off: false,
+                field_gate: Some(FieldGate {
+                    margin: policy.field_margin,
+                    min_count: policy.min_field_count,
+                    control: current.champion_digest,
+                }),
             },
         )?;
         self.leased(p, id, token, move |r, now| {

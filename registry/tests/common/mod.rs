@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use tonic::Request;
 
+pub mod fleet;
 pub mod harness;
 
 use algobay_runtime::archive::KitArchive;

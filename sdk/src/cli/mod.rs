@@ -12,6 +12,7 @@ mod kit;
 mod registry;
 mod samples;
 mod stage;
+mod train;
 
 /// Exit codes that mean something to scripts.
 pub mod exit {
@@ -136,6 +137,9 @@ pub enum Command {
     /// An enterprise's hard examples: list, show, label, export, import labels.
     #[command(subcommand)]
     Samples(samples::SamplesCommand),
+    /// Retraining a kit on the enterprise's labelled field data: policy, rounds, gate reports, lineage.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Stage crates: start one that builds outside this repository.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -340,6 +344,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tool(cmd) => registry::tool(&cli.global, &cli.connection, cmd),
         Command::Stage(cmd) => stage::run(cmd),
         Command::Samples(cmd) => samples::run(&cli.global, &cli.connection, cmd),
+        Command::Train(cmd) => train::run(&cli.global, &cli.connection, cmd),
         Command::Dataset(cmd) => dataset::run(&cli.global, &cli.connection, cmd),
         Command::Enterprise(cmd) => fleet::enterprise(&cli.global, &cli.connection, cmd),
         Command::Device(cmd) => fleet::device(&cli.global, &cli.connection, cmd),
