@@ -78,6 +78,20 @@ async fn publish_datasets(team: &Client) {
     }
 }
 
+/// Every sample of the client's enterprise, a page at a time.
+fn all_samples(rt: &tokio::runtime::Runtime, c: &Client) -> Vec<algobay_sdk::fleet::Sample> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = rt.block_on(c.list_samples("", "", 500, &token)).unwrap();
+        out.extend(page);
+        if next.is_empty() {
+            return out;
+        }
+        token = next;
+    }
+}
+
 fn runtime() -> Arc<Runtime> {
     Arc::new(
         Runtime::new(RuntimeOptions {
@@ -95,7 +109,7 @@ fn runtime() -> Arc<Runtime> {
 fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let mut reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
     let acme = rt.block_on(reg.client(&acme_token));
     let globex = rt.block_on(reg.client(&globex_token));
@@ -174,19 +188,10 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
     assert!(text.contains("never-sent"), "{text}");
 
     wait_for(120, "every feedback label at the registry", || {
-        let mut labelled = 0;
-        let mut token = String::new();
-        loop {
-            let (page, next) = rt.block_on(acme.list_samples("", "", 500, &token)).unwrap();
-            labelled += page
-                .iter()
-                .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
-                .count();
-            if next.is_empty() {
-                break;
-            }
-            token = next;
-        }
+        let labelled = all_samples(&rt, &acme)
+            .iter()
+            .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
+            .count();
         (labelled == n).then_some(())
     });
 
@@ -375,6 +380,47 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         deployments,
         "nothing deployed"
     );
+
+    // The registry restarts mid-loop: rounds, labels and leases are where they
+    // were, and the loop goes on.
+    let port = reg.port;
+    reg.kill();
+    reg = RegistryProc::start(&dir.path().join("registry"), port);
+    let runs = wait_for(60, "the registry back", || {
+        rt.block_on(acme.list_runs("", "algobay/digits-mlp")).ok()
+    });
+    assert_eq!(
+        runs.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(),
+        ["serving", "rejected"]
+    );
+    // Requests nobody answers for: the unsure ones are kept as hard examples,
+    // unlabelled; round 3 has the round-1 kit label them as a teacher.
+    for k in 0..90 {
+        let (px, _) = &rows[(i + k) % rows.len()];
+        let (code, _) = http_with(
+            &agents[k % agents.len()].http,
+            "POST",
+            "/v1/infer",
+            &[],
+            &body(&shifted(px)),
+        );
+        assert_eq!(code, 200);
+    }
+    let unlabelled = wait_for(60, "unlabelled hard examples at the registry", || {
+        let n = rt
+            .block_on(acme.list_samples_where("", "", 500, "", true))
+            .unwrap()
+            .0
+            .len();
+        (n > 0).then_some(n)
+    });
+    let mut policy = rt
+        .block_on(acme.train_policy("", "algobay/digits-mlp"))
+        .unwrap();
+    policy.teacher = "algobay/digits-mlp@1.0.1-acme.r1".into();
+    policy.teacher_threshold = 0.5;
+    rt.block_on(acme.set_train_policy(policy)).unwrap();
+
     // A rejected round does not block the next.
     let run3 = rt
         .block_on(acme.start_run("", "algobay/digits-mlp"))
@@ -432,6 +478,34 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
             done.history
         );
     }
+    let samples = all_samples(&rt, &acme);
+    let taught: Vec<_> = samples
+        .iter()
+        .filter(|s| s.labels.iter().any(|l| l.source == "teacher"))
+        .collect();
+    let unsure = samples
+        .iter()
+        .filter(|s| s.labels.iter().all(|l| l.source == "teacher"))
+        .count();
+    eprintln!(
+        "round 3's teacher labelled {} of {unsure} unlabelled hard examples ({unlabelled} when the policy was set)",
+        taught.len()
+    );
+    assert!(
+        !taught.is_empty(),
+        "the teacher labelled some hard examples"
+    );
+    assert!(
+        taught.iter().all(|s| s.labels.len() == 1),
+        "only samples nobody else labelled"
+    );
+    let taught: Vec<_> = taught
+        .iter()
+        .flat_map(|s| s.labels.iter().cloned())
+        .collect();
+    assert!(taught
+        .iter()
+        .all(|l| l.by.starts_with("algobay/digits-mlp@1.0.1-acme.r1 sha256:")));
     let rounds = rt
         .block_on(acme.list_runs("", "algobay/digits-mlp"))
         .unwrap();

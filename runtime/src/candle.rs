@@ -694,3 +694,73 @@ pub fn mlp_predict(cfg: &MlpConfig, weights: &[u8], x: &[f32]) -> Result<Vec<u32
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Two blobs of points, one per class.
+    fn blobs() -> (Vec<f32>, Vec<u32>) {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..60 {
+            let c = (i % 2) as u32;
+            let j = i as f32 * 0.01;
+            x.extend([c as f32 * 2.0 - 1.0 + j, 0.5 - j, j]);
+            y.push(c);
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn the_same_data_and_seed_give_the_same_weights_bytes_and_a_warm_start_goes_on_from_them() {
+        let cfg = MlpConfig {
+            layers: vec![3, 8, 2],
+        };
+        let (x, y) = blobs();
+        let spec = TrainSpec {
+            cfg: &cfg,
+            x: &x,
+            y: &y,
+            holdout: (&[], &[]),
+            epochs: 40,
+            lr: 0.05,
+            seed: 3,
+            init: None,
+        };
+        let (a, report) = train_mlp_bytes(&spec).unwrap();
+        let (b, _) = train_mlp_bytes(&spec).unwrap();
+        assert_eq!(a, b, "deterministic");
+        assert!(report.train_accuracy > 0.95, "{report:?}");
+        // The bytes load as safetensors and predict what training measured.
+        let pred = mlp_predict(&cfg, &a, &x).unwrap();
+        let right = pred.iter().zip(&y).filter(|(p, t)| p == t).count();
+        assert_eq!(right as f32 / y.len() as f32, report.train_accuracy);
+        // Another seed, other weights; a warm start from `a` with no epochs is `a`.
+        let (c, _) = train_mlp_bytes(&TrainSpec {
+            seed: 4,
+            ..spec.clone()
+        })
+        .unwrap();
+        assert_ne!(a, c);
+        let (d, _) = train_mlp_bytes(&TrainSpec {
+            epochs: 0,
+            init: Some(&a),
+            ..spec.clone()
+        })
+        .unwrap();
+        assert_eq!(a, d);
+        // Weights of another shape are refused by name.
+        let wide = MlpConfig {
+            layers: vec![3, 9, 2],
+        };
+        let err = train_mlp_bytes(&TrainSpec {
+            cfg: &wide,
+            init: Some(&a),
+            ..spec
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("layers.0.weight"), "{err}");
+    }
+}

@@ -229,6 +229,10 @@ impl Registry {
         for (_, v) in kv.scan_prefix(Tree::Deployments, b"")? {
             seq = seq.max(parse::<Deployment>("deployment", &v)?.seq);
         }
+        // Training runs draw their numbers from the same sequence.
+        for (_, v) in kv.scan_prefix(Tree::Runs, b"")? {
+            seq = seq.max(parse::<crate::training::Run>("run", &v)?.seq);
+        }
         // Small blobs published inline live in the metadata store; reads find them there.
         let blobs: Arc<dyn BlobStore> =
             Arc::new(crate::blobs::WithInlineBlobs::new(kv.clone(), blobs));
