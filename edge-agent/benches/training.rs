@@ -210,7 +210,7 @@ fn main() {
     };
 
     println!(
-        "{:<5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>22} {:>9} {:>9} {:>14}",
+        "{:<5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>26} {:>9} {:>9} {:>14}",
         "round",
         "angle",
         "field bef",
@@ -278,17 +278,18 @@ fn main() {
             .as_str()
             .unwrap_or("?")
             .to_owned();
+        let count = |k: &str| gate["field"][k].as_u64().unwrap_or(0);
         println!(
-            "{:<5} {:>4}° {:>10.3} {:>10.3} {:>9.3} {:>9.3} {:>6} {:>4} {:>4} {:>9.2e} {:>22} {:>9.1} {:>9.1} {:>14}",
+            "{:<5} {:>4}° {:>10.3} {:>10.3} {:>9.3} {:>9.3} {:>6} {:>4} {:>4} {:>9.2e} {:>26} {:>9.1} {:>9} {:>14}",
             round,
             deg,
             before,
             after,
             gate["base"]["champion_accuracy"].as_f64().unwrap_or(f64::NAN),
             gate["base"]["challenger_accuracy"].as_f64().unwrap_or(f64::NAN),
-            gate["field"]["n"],
-            gate["field"]["b"],
-            gate["field"]["c"],
+            count("n"),
+            count("b"),
+            count("c"),
             gate["field"]["p"].as_f64().unwrap_or(f64::NAN),
             if decision == "promote" {
                 format!("promote → {}", judged.version)
@@ -296,7 +297,11 @@ fn main() {
                 decision
             },
             outcome.train_seconds,
-            to_all,
+            if to_all.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{to_all:.1}")
+            },
             bytes,
         );
         let _ = run;

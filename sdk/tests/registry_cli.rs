@@ -762,3 +762,97 @@ fn a_team_publishes_a_dataset_and_show_prints_the_card_the_registry_read() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--license"), "{err}");
 }
+
+#[test]
+fn an_enterprise_sets_its_training_policy_and_a_round_needs_its_kit_deployed() {
+    let (env, operator) = Env::start();
+    env.log_in_as_team_algobay();
+    ok(env
+        .algobay()
+        .args(["kit", "build"])
+        .arg(root().join("examples/kits/digits"))
+        .arg("-o")
+        .arg(env.path("digits.kit"))
+        .arg("--key")
+        .arg(env.path("team.key")));
+    ok(env
+        .algobay()
+        .args(["kit", "push"])
+        .arg(env.path("digits.kit")));
+    ok(env
+        .as_user(&operator)
+        .args(["enterprise", "create", "acme"]));
+    let acme = ok(env.as_user(&operator).args([
+        "token",
+        "create",
+        "--role",
+        "enterprise",
+        "--subject",
+        "acme",
+    ]));
+    let acme = acme.trim();
+    let kit = ["--kit", "algobay/digits-mlp"];
+
+    let out = ok(env
+        .as_user(acme)
+        .args(["train", "policy", "show"])
+        .args(kit));
+    assert!(
+        out.contains("started by hand") && out.contains("private to the enterprise"),
+        "{out}"
+    );
+    let out = ok(env
+        .as_user(acme)
+        .args(["train", "policy", "set"])
+        .args(kit)
+        .args([
+            "--auto",
+            "true",
+            "--min-new-labels",
+            "120",
+            "--base-margin",
+            "0.02",
+            "--teacher",
+            "algobay/digits-mlp@1.0.0",
+        ]));
+    assert!(out.contains("automatic, after 120 new labels"), "{out}");
+    assert!(out.contains("base loss under 2.0 points"), "{out}");
+    assert!(
+        out.contains("teacher          algobay/digits-mlp@1.0.0"),
+        "{out}"
+    );
+    let out = ok(env
+        .as_user(acme)
+        .args(["train", "policy", "show", "--json"])
+        .args(kit));
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (p["auto"].as_bool(), p["min_new_labels"].as_u64()),
+        (Some(true), Some(120))
+    );
+    assert_eq!(p["alpha"], 0.05, "what was not given stays");
+
+    // Bad values are named; a kit with no recipe, or not deployed, cannot be trained.
+    let (code, _, err) = run(env
+        .as_user(acme)
+        .args(["train", "policy", "set"])
+        .args(kit)
+        .args(["--canary-share", "2"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("policy.canary_share: 2 is not in (0, 1]"),
+        "{err}"
+    );
+    let (code, _, err) = run(env.as_user(acme).args(["train", "start"]).args(kit));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not deployed to enterprise `acme`"), "{err}");
+    let (code, _, err) =
+        run(env
+            .as_user(acme)
+            .args(["train", "start", "--kit", "algobay/nothing"]));
+    assert_eq!(code, 7, "{err}");
+    let out = ok(env.as_user(acme).args(["train", "runs"]));
+    assert!(out.contains("0 run(s)"), "{out}");
+    let (code, _, err) = run(env.as_user(acme).args(["train", "show", "run-000001"]));
+    assert_eq!(code, 7, "{err}");
+}
