@@ -341,22 +341,93 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         .unwrap();
     assert_eq!(claimed.id, run2.id);
     let data = rt.block_on(team.run_data(&claimed.id, &token)).unwrap();
-    // Answers as a model that learned noise would give them: a label chosen by position.
+    // A trainer gone wrong: the base rows and the field samples with their
+    // labels shuffled, trained like any round; both models then answer the holdout.
+    let cfg = algobay_runtime::candle::MlpConfig {
+        layers: vec![64, 32, 10],
+    };
+    let features = |s: &algobay_sdk::training::FieldSample| -> Vec<f32> {
+        s.data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let (mut hx, mut hy) = (Vec::new(), Vec::new());
+    for (i, (px, label)) in rows.iter().enumerate() {
+        if i % 5 == 4 {
+            hx.extend_from_slice(px);
+            hy.push(*label);
+        } else {
+            x.extend_from_slice(px);
+            y.push(*label);
+        }
+    }
+    for s in &data.train {
+        x.extend(features(s));
+        y.push(s.label.parse::<u32>().unwrap());
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..y.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        y.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let (noise, _) =
+        algobay_runtime::candle::train_mlp_bytes(&algobay_runtime::candle::TrainSpec {
+            cfg: &cfg,
+            x: &x,
+            y: &y,
+            holdout: (&[], &[]),
+            epochs: 150,
+            lr: 0.01,
+            seed: 1,
+            init: None,
+        })
+        .unwrap();
+    let champion_kit = rt
+        .block_on(team.pull_kit(
+            &run2.champion,
+            &dir.path().join("champion.kit"),
+            algobay_sdk::no_progress(),
+        ))
+        .unwrap();
+    let weights = champion_kit
+        .manifest
+        .steps
+        .iter()
+        .find_map(|s| match &s.kind {
+            algobay_runtime::manifest::StepKind::Candle { weights, .. } => Some(*weights),
+            _ => None,
+        })
+        .unwrap();
+    let champion = champion_kit.blobs[&weights].to_vec();
+    let predict =
+        |w: &[u8], rows: &[f32]| algobay_runtime::candle::mlp_predict(&cfg, w, rows).unwrap();
+    let right = |p: Vec<u32>| {
+        p.iter()
+            .zip(&hy)
+            .map(|(p, t)| p == t)
+            .collect::<Vec<bool>>()
+    };
+    let field_x: Vec<f32> = data.holdout.iter().flat_map(features).collect();
+    let (champ_field, noise_field) = (predict(&champion, &field_x), predict(&noise, &field_x));
     let field = data
         .holdout
         .iter()
         .enumerate()
         .map(|(i, s)| algobay_sdk::training::FieldAnswer {
             sample_id: s.sample_id.clone(),
-            champion: s.label.clone(),
-            challenger: ((i * 7) % 10).to_string(),
+            champion: champ_field[i].to_string(),
+            challenger: noise_field[i].to_string(),
         })
         .collect();
     let lineage = serde_json::json!({
         "dataset": "algobay/digits-train@1.0.0", "dataset_digest": "", "holdout": "algobay/digits-test@1.0.0",
         "holdout_digest": "", "snapshot_digest": "", "samples": {}, "base_rows": 1438, "seed": 1,
-        "epochs": 1, "learning_rate": 0.01, "code_version": "test", "train_seconds": 0.0,
-        "parent_weights": "", "weights": ""
+        "epochs": 150, "learning_rate": 0.01, "code_version": "test", "train_seconds": 0.0,
+        "parent_weights": weights.to_string(), "weights": algobay_runtime::Digest::of(&noise).to_string()
     });
     let rejected = rt
         .block_on(
@@ -364,13 +435,18 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
                 run: claimed.id.clone(),
                 lease_token: token.clone(),
                 lineage_json: lineage.to_string(),
-                base_champion: vec![true; 359],
-                base_challenger: (0..359).map(|i| i % 10 == 0).collect(),
+                base_champion: right(predict(&champion, &hx)),
+                base_challenger: right(predict(&noise, &hx)),
                 field,
                 golden_failure: String::new(),
             }),
         )
         .unwrap();
+    let gate: serde_json::Value = serde_json::from_str(&rejected.gate_json).unwrap();
+    assert!(
+        gate["base"]["challenger_accuracy"].as_f64().unwrap() < 0.3,
+        "a model of shuffled labels guesses: {gate}"
+    );
     assert_eq!(rejected.state, "rejected", "{:?}", rejected.history);
     assert!(rt
         .block_on(team.release_run(&claimed.id, &token, "algobay/digits-mlp@1.0.1-acme.r1"))

@@ -114,6 +114,14 @@ fn too_few_field_labels_give_insufficient_evidence_and_nothing_is_released() {
     assert_eq!(held.len(), 1);
     assert!(d.train.iter().all(|s| !held.contains(s.device_id.as_str())));
 
+    // A label arriving meanwhile on the holdout's device does not change what
+    // this round is judged on.
+    let held_at = (0..3)
+        .find(|i| held.contains(f.devices[*i].token_id.as_str()))
+        .unwrap();
+    let v1 = f.reg.get(&f.v1, Some(Kind::Kit)).unwrap().digest;
+    feedback(&f, held_at, &v1, 99, "1", "1");
+
     // Every field answer must be there, and only those.
     let answers: Vec<(String, String, String)> = d
         .holdout

@@ -277,6 +277,10 @@ pub struct Run {
     pub gate: Option<GateReport>,
     #[serde(default)]
     pub release: Option<Release>,
+    /// The field holdout as its trainer was given it (sample ids): what the
+    /// gate judges, however many labels arrive meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holdout: Vec<String>,
     pub created_unix: i64,
     pub updated_unix: i64,
 }
@@ -480,7 +484,14 @@ impl Registry {
                 .map(|r| TrainReply::Run(Box::new(r))),
             TrainCall::Data { run, token } => {
                 let r = self.leased(p, &run, &token, |_, _| Ok(()))?;
-                self.run_data(&r).map(|d| TrainReply::Data(Box::new(d)))
+                let data = self.run_data(&r)?;
+                // The holdout the trainer is given is the one it is judged on.
+                let ids: Vec<String> = data.holdout.iter().map(|s| s.sample_id.clone()).collect();
+                self.leased(p, &run, &token, move |r, _| {
+                    r.holdout = ids;
+                    Ok(())
+                })?;
+                Ok(TrainReply::Data(Box::new(data)))
             }
             TrainCall::Evaluate {
                 run,
@@ -654,6 +665,7 @@ impl Registry {
             lineage: None,
             gate: None,
             release: None,
+            holdout: Vec::new(),
             created_unix: now,
             updated_unix: now,
         };
@@ -965,9 +977,11 @@ impl Registry {
             )));
         }
         let data = self.run_data(&current)?;
+        let given: BTreeSet<&str> = current.holdout.iter().map(String::as_str).collect();
         let truth: BTreeMap<&str, &str> = data
             .holdout
             .iter()
+            .filter(|r| given.contains(r.sample_id.as_str()))
             .map(|r| (r.sample_id.as_str(), r.label.as_str()))
             .collect();
         let answered: BTreeSet<&str> = ev.field.iter().map(|(s, _, _)| s.as_str()).collect();
