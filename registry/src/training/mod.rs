@@ -1,9 +1,12 @@
 //! Continuous training: `gate` decides whether a retrained model replaces the
 //! one serving (pure functions over predictions, so that the decision can be
-//! recomputed from what is stored with a run); `runs` keeps the rounds, their
-//! leases, their judgement and their release.
+//! recomputed from what is stored with a run); `runs` holds the rounds' records
+//! and the calls on them, `rounds` their life (policies, claims, leases, the
+//! tick), `judge` their data, judgement and release.
 
 pub mod gate;
+mod judge;
+mod rounds;
 pub mod runs;
 
 pub use runs::{

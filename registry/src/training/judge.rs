@@ -1,0 +1,428 @@
+//! What a round trains and is judged on: its field data (split by device),
+//! the teacher's labels, the gate on a trainer's answers scored against the
+//! registry's own labels, and the release of a promoted round.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use algobay_runtime::Manifest;
+
+use super::gate::{self, Decision, Paired};
+use super::runs::*;
+use crate::domain::*;
+use crate::error::{RegistryError, Result};
+use crate::service::{json, parse, Registry};
+use crate::store::{Batch, Tree};
+
+impl Registry {
+    /// The labelled field samples of a run's enterprise for its kit, split into
+    /// what trains and what is held out. Teacher labels never enter the holdout.
+    pub(super) fn run_data(&self, run: &Run) -> Result<RunData> {
+        let (_, manifest) = self.trainable(&run.kit)?;
+        let policy = self.policy(&run.enterprise, &run.kit)?;
+        let mut rows = Vec::new();
+        let mut unlabelled = Vec::new();
+        let mut devices = BTreeSet::new();
+        for (k, v) in self
+            .kv
+            .scan_prefix(Tree::Samples, format!("{}/", run.enterprise).as_bytes())?
+        {
+            let rec: SampleRecord = parse("sample", &v)?;
+            if rec.kit_reference.split('@').next() != Some(run.kit.as_str()) {
+                continue;
+            }
+            devices.insert(rec.device_id.clone());
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let labels: Vec<Label> = self
+                .kv
+                .scan_prefix(Tree::Labels, format!("{key}/").as_bytes())?
+                .into_iter()
+                .map(|(_, v)| parse("label", &v))
+                .collect::<Result<_>>()?;
+            // The model reads one input; the sample's first is it.
+            let Some(input) = rec.inputs.first() else {
+                continue;
+            };
+            let Some(label) = best_label(&labels).cloned() else {
+                if !policy.teacher.is_empty() && unlabelled.len() < MAX_UNLABELLED {
+                    unlabelled.push(FieldRow {
+                        sample_id: rec.id.clone(),
+                        device_id: rec.device_id.clone(),
+                        source: LabelSource::Teacher,
+                        label: String::new(),
+                        datatype: input.datatype.clone(),
+                        shape: input.shape.clone(),
+                        data: self
+                            .kv
+                            .get(
+                                Tree::SampleInputs,
+                                crate::access::sample_key(&run.enterprise, &input.digest)
+                                    .as_bytes(),
+                            )?
+                            .unwrap_or_default(),
+                    });
+                }
+                continue;
+            };
+            let data = self
+                .kv
+                .get(
+                    Tree::SampleInputs,
+                    crate::access::sample_key(&run.enterprise, &input.digest).as_bytes(),
+                )?
+                .unwrap_or_default();
+            rows.push(FieldRow {
+                sample_id: rec.id,
+                device_id: rec.device_id,
+                source: label.source,
+                label: label.value,
+                datatype: input.datatype.clone(),
+                shape: input.shape.clone(),
+                data,
+            });
+        }
+        let devices: Vec<String> = devices.into_iter().collect();
+        let teacher_digest = if policy.teacher.is_empty() {
+            String::new()
+        } else {
+            self.get(&policy.teacher, Some(Kind::Kit))?
+                .digest
+                .to_string()
+        };
+        let mut out = RunData {
+            recipe: manifest.training,
+            teacher: policy.teacher.clone(),
+            teacher_digest,
+            teacher_threshold: policy.teacher_threshold,
+            unlabelled,
+            ..RunData::default()
+        };
+        rows.sort_by(|a, b| a.sample_id.cmp(&b.sample_id));
+        for r in rows {
+            if held_out(&devices, &r.device_id, &r.sample_id) {
+                if r.source != LabelSource::Teacher {
+                    out.holdout.push(r);
+                }
+            } else {
+                out.train.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps the teacher's labels at or above the policy's threshold, on
+    /// samples of the round. (kept, below the threshold)
+    pub(super) fn teach(
+        &self,
+        run: &Run,
+        labels: Vec<(String, String, f64)>,
+    ) -> Result<(u32, u32)> {
+        let policy = self.policy(&run.enterprise, &run.kit)?;
+        if policy.teacher.is_empty() {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "enterprise `{}` names no teacher for kit `{}`",
+                run.enterprise, run.kit
+            )));
+        }
+        if labels.len() > MAX_UNLABELLED {
+            return Err(RegistryError::TooLarge(format!(
+                "{} teacher labels in one call, over the limit of {MAX_UNLABELLED}",
+                labels.len()
+            )));
+        }
+        let teacher = self.get(&policy.teacher, Some(Kind::Kit))?;
+        let mut open: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in self
+            .kv
+            .scan_prefix(Tree::Samples, format!("{}/", run.enterprise).as_bytes())?
+        {
+            let rec: SampleRecord = parse("sample", &v)?;
+            if rec.kit_reference.split('@').next() == Some(run.kit.as_str()) {
+                open.insert(rec.id, String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        let now = self.clock.now_unix();
+        let (mut kept, mut low) = (0u32, 0u32);
+        let mut batch = Batch::new();
+        for (i, (id, value, confidence)) in labels.into_iter().enumerate() {
+            let key = open.get(&id).ok_or_else(|| {
+                RegistryError::invalid(
+                    format!("labels[{i}].sample_id"),
+                    format!(
+                        "`{}` is not a sample of this round",
+                        crate::limits::shown(&id)
+                    ),
+                )
+            })?;
+            if !(0.0..=1.0).contains(&confidence) {
+                return Err(RegistryError::invalid(
+                    format!("labels[{i}].confidence"),
+                    format!("{confidence} is not in [0, 1]"),
+                ));
+            }
+            crate::limits::check_len(
+                &format!("labels[{i}].value"),
+                &value,
+                crate::limits::text::ITEM,
+            )?;
+            if confidence < policy.teacher_threshold || value.trim().is_empty() {
+                low += 1;
+                continue;
+            }
+            let label = Label {
+                value: value.trim().to_owned(),
+                source: LabelSource::Teacher,
+                by: format!("{} {}", teacher.reference(), teacher.digest),
+                at_unix: now,
+            };
+            batch = batch.put(Tree::Labels, format!("{key}/teacher"), json(&label));
+            kept += 1;
+        }
+        if kept > 0 && !self.kv.commit(batch)? {
+            return Err(RegistryError::Storage(
+                "teacher labels were not written".into(),
+            ));
+        }
+        Ok((kept, low))
+    }
+
+    /// Judges a trained challenger: the gate on the trainer's answers, scored
+    /// against the labels the registry holds.
+    pub(super) fn evaluate_run(
+        &self,
+        p: &Principal,
+        id: &str,
+        token: &str,
+        ev: Evaluation,
+    ) -> Result<Run> {
+        let (_, current) = self.find_run(id)?;
+        if current.state != RunState::Training {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "run {id} is {}, not training",
+                current.state.as_str()
+            )));
+        }
+        let data = self.run_data(&current)?;
+        let given: BTreeSet<&str> = current.holdout.iter().map(String::as_str).collect();
+        let truth: BTreeMap<&str, &str> = data
+            .holdout
+            .iter()
+            .filter(|r| given.contains(r.sample_id.as_str()))
+            .map(|r| (r.sample_id.as_str(), r.label.as_str()))
+            .collect();
+        let answered: BTreeSet<&str> = ev.field.iter().map(|(s, _, _)| s.as_str()).collect();
+        if answered.len() != ev.field.len() {
+            return Err(RegistryError::invalid(
+                "evaluation.field",
+                "a sample is answered twice",
+            ));
+        }
+        if let Some(missing) = truth.keys().find(|s| !answered.contains(*s)) {
+            return Err(RegistryError::invalid(
+                "evaluation.field",
+                format!("field holdout sample {missing} is not answered"),
+            ));
+        }
+        if let Some(extra) = answered.iter().find(|s| !truth.contains_key(*s)) {
+            return Err(RegistryError::invalid(
+                "evaluation.field",
+                format!(
+                    "sample {} is not in the run's field holdout",
+                    crate::limits::shown(extra)
+                ),
+            ));
+        }
+        if ev.base.is_empty() {
+            return Err(RegistryError::invalid(
+                "evaluation.base",
+                "the base holdout has no rows",
+            ));
+        }
+        let (fc, fh): (Vec<bool>, Vec<bool>) = ev
+            .field
+            .iter()
+            .map(|(s, champ, chal)| {
+                let t = truth[s.as_str()];
+                (champ == t, chal == t)
+            })
+            .unzip();
+        let (bc, bh): (Vec<bool>, Vec<bool>) = ev.base.iter().copied().unzip();
+        let rules = self.policy(&current.enterprise, &current.kit)?.rules;
+        let report = gate::evaluate(
+            Paired {
+                champion: &fc,
+                challenger: &fh,
+            },
+            Paired {
+                champion: &bc,
+                challenger: &bh,
+            },
+            rules,
+        );
+        self.leased(p, id, token, move |r, now| {
+            r.to(
+                RunState::Evaluating,
+                now,
+                format!(
+                    "trained in {:.1}s on {} base rows and {} field samples",
+                    ev.lineage.train_seconds,
+                    ev.lineage.base_rows,
+                    ev.lineage.samples.values().map(Vec::len).sum::<usize>()
+                ),
+            );
+            let golden = (!ev.golden_failure.is_empty()).then(|| {
+                format!(
+                    "the challenger fails a golden sample: {}",
+                    crate::limits::shown(&ev.golden_failure)
+                )
+            });
+            let (state, why) = match &report.decision {
+                _ if golden.is_some() => (RunState::Rejected, golden.unwrap_or_default()),
+                Decision::Promote => (
+                    RunState::Promoted,
+                    format!(
+                        "field accuracy {:.3} → {:.3} (p = {:.2e}), base {:.3} → {:.3}",
+                        report.field.champion_accuracy,
+                        report.field.challenger_accuracy,
+                        report.field.p,
+                        report.base.champion_accuracy,
+                        report.base.challenger_accuracy
+                    ),
+                ),
+                Decision::Reject(why) => (RunState::Rejected, why.clone()),
+                Decision::InsufficientEvidence(why) => {
+                    (RunState::InsufficientEvidence, why.clone())
+                }
+            };
+            r.to(state, now, why);
+            if state != RunState::Promoted {
+                r.lease = None;
+            }
+            r.lineage = Some(ev.lineage);
+            r.gate = Some(report);
+            Ok(())
+        })
+    }
+
+    /// Takes the kit a promoted round built and deploys it to the enterprise's
+    /// devices with a canary.
+    pub(super) fn release_run(
+        &self,
+        p: &Principal,
+        id: &str,
+        token: &str,
+        kit: &str,
+    ) -> Result<Run> {
+        let (_, current) = self.find_run(id)?;
+        if current.state != RunState::Promoted {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "run {id} is {}; only a promoted round is released",
+                current.state.as_str()
+            )));
+        }
+        let a = self.get(kit, Some(Kind::Kit))?;
+        if a.name != current.kit || a.version != current.version {
+            return Err(RegistryError::invalid(
+                "kit",
+                format!(
+                    "{} is not this round's version {}@{}",
+                    a.reference(),
+                    current.kit,
+                    current.version
+                ),
+            ));
+        }
+        if a.private_to != current.private_to {
+            return Err(RegistryError::invalid(
+                "kit",
+                format!(
+                    "{} is private to `{}`, the round's data allows `{}`",
+                    a.reference(),
+                    a.private_to,
+                    if current.private_to.is_empty() {
+                        "everyone"
+                    } else {
+                        &current.private_to
+                    }
+                ),
+            ));
+        }
+        let m = Manifest::from_json(&self.blobs().read_all(&a.digest)?)?;
+        let lineage = current.lineage.clone().unwrap_or_default();
+        let step = m
+            .training
+            .as_ref()
+            .map(|t| t.step.clone())
+            .unwrap_or_default();
+        let weights = m.steps.iter().find_map(|s| match &s.kind {
+            algobay_runtime::manifest::StepKind::Candle { weights, .. } if s.name == step => {
+                Some(weights.to_string())
+            }
+            _ => None,
+        });
+        if weights.as_deref() != Some(lineage.weights.as_str()) {
+            return Err(RegistryError::invalid(
+                "kit",
+                format!(
+                    "the weights of step `{step}` in {} are not the ones the gate judged ({})",
+                    a.reference(),
+                    lineage.weights
+                ),
+            ));
+        }
+        let champion = Manifest::from_json(&self.blobs().read_all(&current.champion_digest)?)?;
+        let new_bytes: u64 = m
+            .blobs
+            .iter()
+            .filter(|(d, _)| !champion.blobs.contains_key(d))
+            .map(|(_, s)| *s)
+            .sum();
+        let kit_bytes: u64 = m.blobs.values().sum();
+        let policy = self.policy(&current.enterprise, &current.kit)?;
+        let acting = Principal {
+            role: Role::Enterprise,
+            subject: current.enterprise.clone(),
+            token_id: format!("training {id}"),
+        };
+        let dep = self.create_deployment(
+            &acting,
+            &current.enterprise,
+            &a.reference(),
+            Labels::new(),
+            RolloutPolicy {
+                canary_share: policy.canary_share,
+                soak_seconds: policy.soak_seconds,
+                max_error_rate: 0.05,
+                max_p99_ms: 0.0,
+                manual_promote: false,
+                sampling_off: false,
+                field_gate: Some(FieldGate {
+                    margin: policy.field_margin,
+                    min_count: policy.min_field_count,
+                    control: current.champion_digest,
+                }),
+            },
+        )?;
+        self.leased(p, id, token, move |r, now| {
+            r.to(
+                RunState::Deploying,
+                now,
+                format!(
+                    "{} deployed as {} ({} new bytes of {})",
+                    a.reference(),
+                    dep.id,
+                    new_bytes,
+                    kit_bytes
+                ),
+            );
+            r.lease = None;
+            r.release = Some(Release {
+                kit_reference: a.reference(),
+                kit_digest: a.digest,
+                deployment_id: dep.id.clone(),
+                new_bytes,
+                kit_bytes,
+            });
+            Ok(())
+        })
+    }
+}
