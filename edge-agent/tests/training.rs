@@ -304,6 +304,17 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         "{}",
         status.deployment.reason
     );
+    let aliases = rt
+        .block_on(acme.kit_aliases("", "algobay/digits-mlp"))
+        .unwrap();
+    assert_eq!(
+        (aliases.champion.as_str(), aliases.previous.as_str()),
+        (
+            "algobay/digits-mlp@1.0.1-acme.r1",
+            "algobay/digits-mlp@1.0.0"
+        ),
+        "the aliases moved"
+    );
     wait_for(60, "the run is serving", || {
         let r = rt.block_on(acme.get_run(&run.id)).unwrap();
         (r.state == "serving").then_some(r)

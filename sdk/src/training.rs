@@ -10,8 +10,8 @@ use crate::client::{Client, SdkError};
 type Result<T, E = SdkError> = std::result::Result<T, E>;
 
 pub use pb::{
-    FieldAnswer, FieldSample, RunDataResponse, RunRelease, RunTransition, SubmitEvaluationRequest,
-    TeacherLabel, TrainPolicy, TrainingRun,
+    FieldAnswer, FieldSample, KitAliases, RunDataResponse, RunRelease, RunTransition,
+    SubmitEvaluationRequest, TeacherLabel, TrainPolicy, TrainingRun,
 };
 
 impl Client {
@@ -46,6 +46,18 @@ impl Client {
         Ok(self
             .training()
             .start_run(self.req(pb::StartRunRequest {
+                enterprise: enterprise.into(),
+                kit: kit.into(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// `champion` (the kit serving the enterprise) and `previous` (what it replaced).
+    pub async fn kit_aliases(&self, enterprise: &str, kit: &str) -> Result<pb::KitAliases> {
+        Ok(self
+            .training()
+            .get_aliases(self.req(pb::GetPolicyRequest {
                 enterprise: enterprise.into(),
                 kit: kit.into(),
             }))

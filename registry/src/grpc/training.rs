@@ -406,6 +406,38 @@ impl pb::training_server::Training for TrainingApi {
         }
     }
 
+    async fn get_aliases(
+        &self,
+        req: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::KitAliases>, Status> {
+        let r = req.get_ref().clone();
+        let call = TrainCall::Aliases {
+            enterprise: r.enterprise,
+            kit: r.kit,
+        };
+        match self.call(&req, call).await? {
+            TrainReply::Aliases(a) => {
+                let (champion, champion_digest) = a
+                    .champion
+                    .map(|(r, d)| (r, d.to_string()))
+                    .unwrap_or_default();
+                let (previous, previous_digest) = a
+                    .previous
+                    .map(|(r, d)| (r, d.to_string()))
+                    .unwrap_or_default();
+                Ok(Response::new(pb::KitAliases {
+                    champion,
+                    champion_digest,
+                    previous,
+                    previous_digest,
+                }))
+            }
+            _ => Err(Status::internal(
+                "the training service answered another call",
+            )),
+        }
+    }
+
     async fn get_run(
         &self,
         req: Request<pb::GetRunRequest>,

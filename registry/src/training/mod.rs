@@ -10,6 +10,6 @@ mod rounds;
 pub mod runs;
 
 pub use runs::{
-    Evaluation, FieldRow, Lease, Lineage, Release, Run, RunData, RunState, TrainCall, TrainPolicy,
-    TrainReply, Transition,
+    Aliases, Evaluation, FieldRow, Lease, Lineage, Release, Run, RunData, RunState, TrainCall,
+    TrainPolicy, TrainReply, Transition,
 };

@@ -86,6 +86,10 @@ impl Registry {
                 self.list_runs(p, &enterprise, &kit).map(TrainReply::Runs)
             }
             TrainCall::Get { run } => self.get_run(p, &run).map(|r| TrainReply::Run(Box::new(r))),
+            TrainCall::Aliases { enterprise, kit } => {
+                let e = self.tenant(p, &enterprise)?;
+                self.aliases(&e, &kit).map(TrainReply::Aliases)
+            }
         }
     }
 
@@ -170,6 +174,29 @@ impl Registry {
                 crate::limits::shown(kit)
             ))
         })
+    }
+
+    /// The aliases of a kit for an enterprise: `champion`, the kit serving
+    /// (its newest deployment not rolled back), and `previous`, the one it
+    /// replaced. They move with the deployments; nothing is overwritten.
+    pub(super) fn aliases(&self, enterprise: &str, kit: &str) -> Result<Aliases> {
+        let mut live: Vec<Deployment> = self
+            .deployments_of(enterprise)?
+            .into_iter()
+            .filter(|d| {
+                d.state != DeploymentState::RolledBack
+                    && d.kit_reference.split('@').next() == Some(kit)
+            })
+            .collect();
+        live.sort_by(|a, b| b.seq.cmp(&a.seq));
+        let champion = live
+            .first()
+            .map(|d| (d.kit_reference.clone(), d.kit_digest));
+        let previous = live
+            .iter()
+            .find(|d| Some(d.kit_digest) != champion.as_ref().map(|c| c.1))
+            .map(|d| (d.kit_reference.clone(), d.kit_digest));
+        Ok(Aliases { champion, previous })
     }
 
     pub(super) fn runs_of(&self, enterprise: &str) -> Result<Vec<Run>> {

@@ -378,6 +378,10 @@ pub enum TrainCall {
         enterprise: String,
         kit: String,
     },
+    Aliases {
+        enterprise: String,
+        kit: String,
+    },
     Get {
         run: String,
     },
@@ -393,6 +397,14 @@ pub enum TrainReply {
     Runs(Vec<Run>),
     /// Teacher labels kept, and dropped under the threshold.
     Taught(u32, u32),
+    Aliases(Aliases),
+}
+
+/// `champion` (serving) and `previous` (what it replaced): reference and digest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aliases {
+    pub champion: Option<(String, Digest)>,
+    pub previous: Option<(String, Digest)>,
 }
 
 pub(super) fn random_token() -> String {

@@ -279,6 +279,12 @@ pub fn run(g: &Global, c: &Connection, cmd: TrainCommand) -> anyhow::Result<()> 
                 if json {
                     return print_json(&runs.iter().map(run_json).collect::<Vec<_>>());
                 }
+                if !kit.is_empty() {
+                    let a = client.kit_aliases(&enterprise, &kit).await?;
+                    let or_none = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+                    println!("champion  {}", or_none(&a.champion));
+                    println!("previous  {}", or_none(&a.previous));
+                }
                 for r in &runs {
                     println!(
                         "{}  round {}  {}  {}  {}  {}",
