@@ -98,6 +98,9 @@ pub struct AgentConfig {
     /// truth (`POST /v1/feedback`) can name them; 0 keeps none.
     #[serde(default = "default_recent")]
     pub recent_requests: usize,
+    /// Disk the recent requests may use, in MiB; past it the oldest go.
+    #[serde(default = "default_recent_budget")]
+    pub recent_budget_mb: u64,
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,
@@ -137,6 +140,9 @@ fn default_sample_budget() -> u64 {
 }
 fn default_recent() -> usize {
     4096
+}
+fn default_recent_budget() -> u64 {
+    64
 }
 fn default_telemetry() -> u64 {
     10

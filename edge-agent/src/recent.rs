@@ -6,8 +6,8 @@
 //! request id and the sample it would make) followed by the input bytes, the
 //! same layout as the sample queue. Files are written whole under a temporary
 //! name and renamed (not synced: losing the last requests in a power cut loses
-//! only the chance of feedback on them). Past `capacity` requests the oldest
-//! file goes.
+//! only the chance of feedback on them). Past `capacity` requests, or past
+//! `budget` bytes, the oldest files go: the disk never fills.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -29,14 +29,16 @@ struct Header {
 pub struct RecentRequests {
     dir: PathBuf,
     capacity: usize,
+    budget: u64,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    /// (seq, request id), oldest first.
-    order: VecDeque<(u64, String)>,
+    /// (seq, request id, bytes), oldest first.
+    order: VecDeque<(u64, String, u64)>,
+    bytes: u64,
     by_id: HashMap<String, u64>,
 }
 
@@ -57,8 +59,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Header, Vec<u8>)> {
 }
 
 impl RecentRequests {
-    /// Opens `<data>/recent`, keeping at most `capacity` requests (0: none).
-    pub fn open(data: &Path, capacity: usize) -> Result<RecentRequests> {
+    /// Opens `<data>/recent`, keeping at most `capacity` requests (0: none)
+    /// and `budget` bytes.
+    pub fn open(data: &Path, capacity: usize, budget: u64) -> Result<RecentRequests> {
         let dir = data.join("recent");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let mut found = Vec::new();
@@ -75,14 +78,15 @@ impl RecentRequests {
         found.sort();
         let mut inner = Inner::default();
         for (seq, path) in found {
-            let id = std::fs::read(&path)
-                .ok()
-                .and_then(|b| parse(&path, &b).ok())
-                .map(|(h, _)| h.request_id);
-            match id {
-                Some(id) => {
+            let read = std::fs::read(&path).ok().and_then(|b| {
+                let size = b.len() as u64;
+                parse(&path, &b).ok().map(|(h, _)| (h.request_id, size))
+            });
+            match read {
+                Some((id, size)) => {
                     inner.by_id.insert(id.clone(), seq);
-                    inner.order.push_back((seq, id));
+                    inner.order.push_back((seq, id, size));
+                    inner.bytes += size;
                     inner.next = seq + 1;
                 }
                 None => {
@@ -93,6 +97,7 @@ impl RecentRequests {
         let ring = RecentRequests {
             dir,
             capacity,
+            budget,
             inner: Mutex::new(inner),
         };
         ring.trim(&mut ring.lock())?;
@@ -104,10 +109,11 @@ impl RecentRequests {
     }
 
     fn trim(&self, g: &mut Inner) -> Result<()> {
-        while g.order.len() > self.capacity {
-            let Some((seq, id)) = g.order.pop_front() else {
+        while g.order.len() > self.capacity || g.bytes > self.budget {
+            let Some((seq, id, size)) = g.order.pop_front() else {
                 break;
             };
+            g.bytes -= size;
             if g.by_id.get(&id) == Some(&seq) {
                 g.by_id.remove(&id);
             }
@@ -137,7 +143,7 @@ impl RecentRequests {
 
     /// Keeps a request's sample under its request id (a later one with the same id replaces it).
     pub fn record(&self, request_id: &str, sample: &SampleMeta, data: &[u8]) -> Result<()> {
-        if self.capacity == 0 {
+        if self.capacity == 0 || data.len() as u64 > self.budget {
             return Ok(());
         }
         let mut bytes = serde_json::to_vec(&Header {
@@ -155,7 +161,9 @@ impl RecentRequests {
         g.next += 1;
         write_atomic(&self.dir.join(name(seq)), &bytes, false)?;
         g.by_id.insert(request_id.to_owned(), seq);
-        g.order.push_back((seq, request_id.to_owned()));
+        g.order
+            .push_back((seq, request_id.to_owned(), bytes.len() as u64));
+        g.bytes += bytes.len() as u64;
         self.trim(&mut g)
     }
 
@@ -196,7 +204,7 @@ mod tests {
     #[test]
     fn the_ring_keeps_the_newest_requests_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let r = RecentRequests::open(dir.path(), 3).unwrap();
+        let r = RecentRequests::open(dir.path(), 3, 1 << 20).unwrap();
         for i in 0..5 {
             r.record(&format!("req-{i}"), &meta(&format!("s{i}")), &[i as u8; 4])
                 .unwrap();
@@ -207,7 +215,7 @@ mod tests {
         assert_eq!((m.id.as_str(), d), ("s4", vec![4u8; 4]));
         drop(r);
         // Reopened with a smaller capacity: the oldest beyond it go.
-        let r = RecentRequests::open(dir.path(), 2).unwrap();
+        let r = RecentRequests::open(dir.path(), 2, 1 << 20).unwrap();
         assert_eq!(r.len(), 2);
         assert!(r.find("req-2").unwrap().is_none());
         assert_eq!(r.find("req-3").unwrap().unwrap().0.id, "s3");
@@ -218,5 +226,25 @@ mod tests {
             2,
             "files beyond the ring are deleted"
         );
+    }
+
+    #[test]
+    fn the_ring_keeps_within_its_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = RecentRequests::open(dir.path(), 100, 2000).unwrap();
+        for i in 0..10 {
+            r.record(&format!("req-{i}"), &meta(&format!("s{i}")), &[0u8; 500])
+                .unwrap();
+        }
+        let on_disk: u64 = std::fs::read_dir(dir.path().join("recent"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(on_disk <= 2000, "{on_disk} bytes");
+        assert!(r.len() >= 2 && r.find("req-9").unwrap().is_some());
+        // A request bigger than the whole budget is not kept.
+        r.record("huge", &meta("h"), &[0u8; 4000]).unwrap();
+        assert!(r.find("huge").unwrap().is_none());
+        assert!(r.find("req-9").unwrap().is_some());
     }
 }

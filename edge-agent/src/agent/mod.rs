@@ -227,7 +227,11 @@ impl Agent {
         let cache = BlobCache::open(&cfg.data_dir)?;
         let state = AgentState::load(&cfg.data_dir)?;
         let samples = crate::samples::SampleQueue::open(&cfg.data_dir, cfg.sample_budget_mb << 20)?;
-        let recent = crate::recent::RecentRequests::open(&cfg.data_dir, cfg.recent_requests)?;
+        let recent = crate::recent::RecentRequests::open(
+            &cfg.data_dir,
+            cfg.recent_requests,
+            cfg.recent_budget_mb << 20,
+        )?;
         let telemetry = if cfg.telemetry_seconds == 0 {
             None
         } else {

@@ -13,6 +13,9 @@ use crate::service::RegistryApi;
 use crate::training::gate::GateRules;
 use crate::training::{Evaluation, Lineage, Run, RunData, TrainCall, TrainPolicy, TrainReply};
 
+/// Largest lineage a trainer may send (its sample ids by source included).
+const MAX_LINEAGE: usize = 8 << 20;
+
 /// The Training service.
 #[derive(Clone)]
 pub struct TrainingApi(pub Arc<dyn RegistryApi>);
@@ -289,6 +292,13 @@ impl pb::training_server::Training for TrainingApi {
         req: Request<pb::SubmitEvaluationRequest>,
     ) -> Result<Response<pb::TrainingRun>, Status> {
         let r = req.get_ref().clone();
+        if r.lineage_json.len() > MAX_LINEAGE {
+            return Err(RegistryError::TooLarge(format!(
+                "lineage_json: {} bytes, over the limit of {MAX_LINEAGE}",
+                r.lineage_json.len()
+            ))
+            .into());
+        }
         let lineage: Lineage = serde_json::from_str(&r.lineage_json)
             .map_err(|e| Status::from(RegistryError::invalid("lineage_json", e.to_string())))?;
         if r.base_champion.len() != r.base_challenger.len() {
