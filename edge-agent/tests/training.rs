@@ -332,11 +332,38 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         after > before + 0.2,
         "shifted digits read better: {before} -> {after}"
     );
+    // The gate measured both kits' cost and held the challenger to its budget.
+    let judged = rt.block_on(acme.get_run(&run.id)).unwrap();
+    let gate: serde_json::Value = serde_json::from_str(&judged.gate_json).unwrap();
+    let cost = &gate["budget"];
+    assert!(
+        cost["challenger_latency_ms"].as_f64().unwrap() > 0.0
+            && cost["challenger_latency_ms"].as_f64() <= cost["latency_budget_ms"].as_f64()
+            && cost["challenger_bytes"].as_u64() <= cost["size_budget_bytes"].as_u64(),
+        "{cost}"
+    );
+    // The round's weights are a model version of their own: parent the
+    // champion, its card the lineage, its metrics the gate's, acme's alone.
+    let model = rt
+        .block_on(acme.get(
+            "algobay/digits-mlp.mlp@1.0.1-acme.r1",
+            Some(algobay_sdk::Kind::Model),
+        ))
+        .unwrap();
+    assert_eq!(model.parent, "algobay/digits-mlp@1.0.0");
+    assert!(model.card.contains("snapshot sha256:"), "{}", model.card);
+    assert!(model.metrics["field_accuracy"] > model.metrics["field_accuracy_parent"]);
     // The variant is acme's: another enterprise neither sees nor gets it.
     assert!(rt
         .block_on(globex.get(
             "algobay/digits-mlp@1.0.1-acme.r1",
             Some(algobay_sdk::Kind::Kit)
+        ))
+        .is_err());
+    assert!(rt
+        .block_on(globex.get(
+            "algobay/digits-mlp.mlp@1.0.1-acme.r1",
+            Some(algobay_sdk::Kind::Model)
         ))
         .is_err());
 
@@ -450,6 +477,9 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
                 base_challenger: right(predict(&noise, &hx)),
                 field,
                 golden_failure: String::new(),
+                champion_latency_ms: 1.0,
+                challenger_latency_ms: 1.0,
+                challenger_kit_bytes: 1,
             }),
         )
         .unwrap();

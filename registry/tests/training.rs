@@ -139,6 +139,9 @@ fn too_few_field_labels_give_insufficient_evidence_and_nothing_is_released() {
                     base: vec![(true, true); 300],
                     field,
                     golden_failure: String::new(),
+                    champion_latency_ms: 2.0,
+                    challenger_latency_ms: 2.0,
+                    challenger_kit_bytes: 1000,
                 },
             },
         )
@@ -351,6 +354,153 @@ fn an_automatic_policy_starts_a_round_once_enough_new_labels_came() {
         "{}",
         started[0].trigger
     );
+}
+
+fn runs_of(f: &Fleet) -> Vec<Run> {
+    match f
+        .reg
+        .train(
+            &f.acme,
+            TrainCall::List {
+                enterprise: String::new(),
+                kit: KIT.into(),
+            },
+        )
+        .unwrap()
+    {
+        TrainReply::Runs(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_round_starts_after_the_longest_interval_only_when_labels_came() {
+    let f = fleet(2);
+    let v1 = serving_with_feedback(&f, 0);
+    let mut policy = TrainPolicy::default_for("", KIT);
+    policy.auto = true;
+    policy.min_new_labels = 1000;
+    policy.max_interval_seconds = 30;
+    let err = f
+        .reg
+        .train(&f.acme, TrainCall::SetPolicy(policy.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("policy.max_interval_seconds"), "{err}");
+    policy.max_interval_seconds = 3600;
+    f.reg.train(&f.acme, TrainCall::SetPolicy(policy)).unwrap();
+    // An hour with nothing new to learn from starts nothing.
+    f.advance(3700);
+    assert!(runs_of(&f).is_empty());
+    feedback(&f, 0, &v1, 1, "1", "2");
+    f.advance(1);
+    let started = runs_of(&f);
+    assert_eq!(started.len(), 1, "an hour passed and a label came");
+    assert!(
+        started[0]
+            .trigger
+            .contains("since the champion was deployed"),
+        "{}",
+        started[0].trigger
+    );
+}
+
+#[test]
+fn a_rising_share_of_hard_examples_starts_a_round_as_drift() {
+    let f = fleet(3);
+    let v1 = serving_with_feedback(&f, 0);
+    let mut policy = TrainPolicy::default_for("", KIT);
+    policy.auto = true;
+    policy.min_new_labels = 1000;
+    policy.drift_factor = 2.0;
+    policy.drift_window = 100;
+    f.reg.train(&f.acme, TrainCall::SetPolicy(policy)).unwrap();
+    // The champion's first window: 6 hard examples in 120 requests (5%).
+    for i in 0..3 {
+        f.runs(i, 40, 0.0, 10.0);
+        feedback_free(&f, i, &v1, 0);
+        feedback_free(&f, i, &v1, 1);
+    }
+    f.advance(1);
+    // The next: 9 in 120 (7.5%), under twice the first.
+    for i in 0..3 {
+        f.runs(i, 80, 0.0, 10.0);
+        for n in 2..5 {
+            feedback_free(&f, i, &v1, n);
+        }
+    }
+    f.advance(1);
+    assert!(runs_of(&f).is_empty(), "7.5% is not twice 5%");
+    // Then 30 in 120 (25%): drift.
+    for i in 0..3 {
+        f.runs(i, 120, 0.0, 10.0);
+        for n in 5..15 {
+            feedback_free(&f, i, &v1, n);
+        }
+    }
+    f.advance(1);
+    let started = runs_of(&f);
+    assert_eq!(started.len(), 1);
+    assert!(
+        started[0]
+            .trigger
+            .starts_with("drift: 25.0% of the last 100 requests"),
+        "{}",
+        started[0].trigger
+    );
+}
+
+#[test]
+fn a_challenger_over_its_latency_budget_is_rejected_and_bad_figures_are_named() {
+    let f = fleet(3);
+    serving_with_feedback(&f, 30);
+    let mut policy = TrainPolicy::default_for("", KIT);
+    policy.rules.min_field = 10;
+    policy.rules.min_discordant = 5;
+    f.reg.train(&f.acme, TrainCall::SetPolicy(policy)).unwrap();
+    start(&f, &f.acme).unwrap();
+    let (r, token) = claim(&f, "t1", 60).unwrap();
+    let d = data(&f, &r.id, &token);
+    assert!(d.holdout.len() >= 10, "{}", d.holdout.len());
+    // The champion is wrong everywhere, the challenger right: the accuracy
+    // rules alone would promote it.
+    let answers: Vec<(String, String, String)> = d
+        .holdout
+        .iter()
+        .map(|s| (s.sample_id.clone(), "x".into(), s.label.clone()))
+        .collect();
+    let evaluate = |champion_ms: f64, challenger_ms: f64| {
+        f.reg.train(
+            &team(),
+            TrainCall::Evaluate {
+                run: r.id.clone(),
+                token: token.clone(),
+                evaluation: Evaluation {
+                    lineage: Lineage::default(),
+                    base: vec![(true, true); 300],
+                    field: answers.clone(),
+                    golden_failure: String::new(),
+                    champion_latency_ms: champion_ms,
+                    challenger_latency_ms: challenger_ms,
+                    challenger_kit_bytes: 1000,
+                },
+            },
+        )
+    };
+    let err = evaluate(2.0, f64::NAN).unwrap_err().to_string();
+    assert!(err.contains("evaluation.challenger_latency_ms"), "{err}");
+    let judged = run(evaluate(2.0, 50.0).unwrap());
+    assert_eq!(judged.state, RunState::Rejected, "{:?}", judged.history);
+    let why = &judged.history.last().unwrap().reason;
+    assert!(
+        why.starts_with(
+            "latency: the challenger takes 50.00 ms per call, over the budget of 4.00 ms"
+        ),
+        "{why}"
+    );
+    let budget = judged.gate.unwrap().budget.unwrap();
+    assert_eq!(budget.challenger_bytes, 1000);
+    assert!(budget.champion_bytes > 0);
 }
 
 #[test]

@@ -331,6 +331,13 @@ pub struct Training {
     /// Seeds initialisation and order, so a round is reproducible.
     #[serde(default)]
     pub seed: u64,
+    /// The most a challenger's whole kit may take per call (median, measured
+    /// by the trainer beside the champion). None: 1.5× the champion's + 1 ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_budget_ms: Option<f64>,
+    /// The largest a challenger's kit may be. None: 1.1× the champion's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_budget_mb: Option<f64>,
 }
 
 fn default_metric() -> String {
@@ -439,6 +446,19 @@ impl Training {
                 "training.learning_rate",
                 format!("{} is not a rate in (0, 10)", self.learning_rate),
             ));
+        }
+        for (field, v) in [
+            ("training.latency_budget_ms", self.latency_budget_ms),
+            ("training.size_budget_mb", self.size_budget_mb),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{v} is not a positive number"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -517,6 +517,28 @@ impl Trainer {
             Err(e @ algobay_runtime::Error::Golden { .. }) => (None, e.to_string()),
             Err(e) => return Err(e.into()),
         };
+        // Rule 5's figures: both whole kits timed side by side on the base
+        // holdout's rows, and the challenger's size.
+        let (champion_ms, challenger_ms, challenger_bytes) = match &kit {
+            Some(k) => {
+                let inputs = timing_inputs(&champion.manifest, &recipe.step, &holdout_rows, width)?;
+                let mut roots = algobay_runtime::TrustRoots::new();
+                for s in champion.signatures.iter().chain(&k.signatures) {
+                    roots.trust(s.public_key()?);
+                }
+                let (a, b, runtime) = (champion.clone(), k.clone(), self.runtime.clone());
+                let (ca, cb) = tokio::task::spawn_blocking(move || -> Result<(f64, f64)> {
+                    let a = runtime.load(&a.verify(&roots)?)?;
+                    let b = runtime.load(&b.verify(&roots)?)?;
+                    side_by_side(&a, &b, &inputs)
+                })
+                .await
+                .map_err(|e| invalid(format!("timing task: {e}")))??;
+                (ca, cb, k.manifest.blobs.values().sum::<u64>())
+            }
+            None => (0.0, 0.0, 0),
+        };
+        tracing::info!(run = %run.id, champion_ms, challenger_ms, challenger_bytes, "cost");
         let mut judged_run = if judged.is_some() {
             run.clone()
         } else {
@@ -537,6 +559,9 @@ impl Trainer {
                         .collect(),
                     field,
                     golden_failure,
+                    champion_latency_ms: champion_ms,
+                    challenger_latency_ms: challenger_ms,
+                    challenger_kit_bytes: challenger_bytes,
                 })
                 .await?
         };
@@ -572,6 +597,80 @@ impl Trainer {
             field_holdout: data.holdout.len(),
         })
     }
+}
+
+/// Rows to time kits on: up to 64 base holdout rows, shaped as the kit input
+/// the trained step reads.
+fn timing_inputs(
+    m: &algobay_runtime::Manifest,
+    step: &str,
+    rows: &Rows,
+    width: usize,
+) -> Result<Vec<algobay_runtime::Values>> {
+    use algobay_runtime::value::Dim;
+    use algobay_runtime::{DType, PortType, Tensor, Value, Values};
+    let port = m
+        .steps
+        .iter()
+        .find(|s| s.name == step)
+        .map(|s| s.input_value("x").to_owned())
+        .ok_or_else(|| invalid(format!("the kit has no step `{step}`")))?;
+    let mut shape: Vec<usize> = match m.inputs.iter().find(|p| p.name == port).map(|p| &p.ty) {
+        Some(PortType::Tensor { shape, .. }) => shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Any => 1,
+            })
+            .collect(),
+        _ => return Err(invalid(format!("kit input `{port}` is not a tensor"))),
+    };
+    if shape.iter().product::<usize>() != width {
+        shape = vec![1, width];
+    }
+    rows.x
+        .chunks_exact(width)
+        .take(64)
+        .map(|row| {
+            let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let mut v = Values::new();
+            v.insert(
+                port.clone(),
+                Value::Tensor(Tensor::new(DType::F32, shape.clone(), bytes)?),
+            );
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Median milliseconds per call of two kits, run alternately on the same
+/// inputs (after a warm-up), so a busy machine slows both alike.
+fn side_by_side(
+    a: &algobay_runtime::LoadedKit,
+    b: &algobay_runtime::LoadedKit,
+    inputs: &[algobay_runtime::Values],
+) -> Result<(f64, f64)> {
+    if inputs.is_empty() {
+        return Err(invalid("the base holdout has no rows to time the kits on"));
+    }
+    for v in inputs.iter().take(3) {
+        a.run(v.clone())?;
+        b.run(v.clone())?;
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for v in inputs {
+        let t = Instant::now();
+        a.run(v.clone())?;
+        ta.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        b.run(v.clone())?;
+        tb.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2].max(1e-3)
+    };
+    Ok((median(ta), median(tb)))
 }
 
 /// The first `label` in a kit's outputs with its `score` (depth first).

@@ -41,6 +41,9 @@ fn policy_to_pb(p: TrainPolicy) -> pb::TrainPolicy {
         seed: p.rules.seed,
         teacher: p.teacher,
         teacher_threshold: p.teacher_threshold,
+        max_interval_seconds: p.max_interval_seconds,
+        drift_factor: p.drift_factor,
+        drift_window: p.drift_window,
     }
 }
 
@@ -65,6 +68,14 @@ fn policy_from_pb(p: pb::TrainPolicy) -> TrainPolicy {
         share: p.share,
         teacher: p.teacher,
         teacher_threshold: p.teacher_threshold,
+        max_interval_seconds: p.max_interval_seconds,
+        drift_factor: p.drift_factor,
+        // Unset on the wire: the default window.
+        drift_window: if p.drift_window == 0 {
+            TrainPolicy::default_for("", "").drift_window
+        } else {
+            p.drift_window
+        },
         updated_unix: 0,
         updated_by: String::new(),
     }
@@ -321,6 +332,9 @@ impl pb::training_server::Training for TrainingApi {
                 .map(|f| (f.sample_id, f.champion, f.challenger))
                 .collect(),
             golden_failure: r.golden_failure,
+            champion_latency_ms: r.champion_latency_ms,
+            challenger_latency_ms: r.challenger_latency_ms,
+            challenger_kit_bytes: r.challenger_kit_bytes,
         };
         self.run(
             &req,

@@ -104,6 +104,8 @@ pub struct Registry {
     ceilings: Ceilings,
     /// Golden runs under way (at most `ceilings.golden_slots`).
     golden_busy: (std::sync::Mutex<usize>, std::sync::Condvar),
+    /// Drift watches of automatic training policies (rebuilt after a restart).
+    pub(crate) drift: std::sync::Mutex<crate::training::Watches>,
 }
 
 /// Set when the caller of a long call has gone away, so the work stops.
@@ -251,6 +253,7 @@ impl Registry {
             signing_key: None,
             ceilings: Ceilings::default(),
             golden_busy: Default::default(),
+            drift: Default::default(),
         })
     }
 

@@ -91,7 +91,7 @@ impl Registry {
     }
 
     /// [`Self::insert`], writing `extra` records in the same atomic batch.
-    pub(super) fn insert_with(
+    pub(crate) fn insert_with(
         &self,
         extra: Vec<(Tree, Vec<u8>, Vec<u8>)>,
         a: Artifact,

@@ -14,6 +14,9 @@
 //!    nothing is released (a point estimate over a handful of samples is not
 //!    a reason to ship).
 //!
+//! 4. cost: the challenger's whole kit keeps within the recipe's latency and
+//!    size budget ([`Budget`]), measured beside the champion's.
+//!
 //! Everything the decision used is in the [`GateReport`]: n, b, c, p, the
 //! intervals and each slice's accuracies.
 
@@ -78,6 +81,63 @@ pub struct GateReport {
     pub field: SliceReport,
     pub base: SliceReport,
     pub rules: GateRules,
+    /// The challenger's cost beside its budget (absent in reports of old rounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// Rule 5: what each kit costs, and what the challenger's may.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Median milliseconds per call of each whole kit, measured side by side.
+    pub champion_latency_ms: f64,
+    pub challenger_latency_ms: f64,
+    pub latency_budget_ms: f64,
+    pub champion_bytes: u64,
+    pub challenger_bytes: u64,
+    pub size_budget_bytes: u64,
+}
+
+impl Budget {
+    /// The budget from the recipe's figures, or from the champion's: 1.5× its
+    /// latency + 1 ms (timings on a busy machine wander), 1.1× its size.
+    pub fn new(
+        champion_latency_ms: f64,
+        challenger_latency_ms: f64,
+        champion_bytes: u64,
+        challenger_bytes: u64,
+        latency_budget_ms: Option<f64>,
+        size_budget_mb: Option<f64>,
+    ) -> Budget {
+        Budget {
+            champion_latency_ms,
+            challenger_latency_ms,
+            latency_budget_ms: latency_budget_ms.unwrap_or(champion_latency_ms * 1.5 + 1.0),
+            champion_bytes,
+            challenger_bytes,
+            size_budget_bytes: match size_budget_mb {
+                Some(mb) => (mb * 1024.0 * 1024.0) as u64,
+                None => champion_bytes + champion_bytes / 10,
+            },
+        }
+    }
+
+    /// Why the challenger is over budget; `None` when it is within.
+    pub fn over(&self) -> Option<String> {
+        if self.challenger_latency_ms > self.latency_budget_ms {
+            return Some(format!(
+                "latency: the challenger takes {:.2} ms per call, over the budget of {:.2} ms (champion {:.2} ms)",
+                self.challenger_latency_ms, self.latency_budget_ms, self.champion_latency_ms
+            ));
+        }
+        if self.challenger_bytes > self.size_budget_bytes {
+            return Some(format!(
+                "size: the challenger's kit is {} bytes, over the budget of {} (champion {})",
+                self.challenger_bytes, self.size_budget_bytes, self.champion_bytes
+            ));
+        }
+        None
+    }
 }
 
 /// Per-sample correctness of both models on one slice (same order).
@@ -210,12 +270,35 @@ pub fn evaluate(field: Paired<'_>, base: Paired<'_>, rules: GateRules) -> GateRe
         field: f,
         base: s,
         rules,
+        budget: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_challenger_over_its_budget_is_named_by_what_it_exceeds() {
+        // Defaults follow the champion: 1.5x + 1 ms, 1.1x bytes.
+        let b = Budget::new(2.0, 3.9, 1000, 1100, None, None);
+        assert_eq!(b.latency_budget_ms, 4.0);
+        assert_eq!(b.size_budget_bytes, 1100);
+        assert_eq!(b.over(), None);
+        let slow = Budget::new(2.0, 4.5, 1000, 1000, None, None);
+        assert!(slow
+            .over()
+            .unwrap()
+            .starts_with("latency: the challenger takes 4.50 ms"));
+        let big = Budget::new(2.0, 2.0, 1000, 1101, None, None);
+        assert!(big
+            .over()
+            .unwrap()
+            .starts_with("size: the challenger's kit is 1101 bytes"));
+        // The recipe's own figures win.
+        let own = Budget::new(2.0, 9.0, 1000, 2_000_000, Some(10.0), Some(2.0));
+        assert_eq!(own.over(), None);
+    }
 
     #[test]
     fn mcnemar_matches_the_binomial_tail() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use algobay_runtime::Manifest;
 
-use super::gate::{self, Decision, Paired};
+use super::gate::{self, Budget, Decision, Paired};
 use super::runs::*;
 use crate::domain::*;
 use crate::error::{RegistryError, Result};
@@ -246,8 +246,27 @@ impl Registry {
             })
             .unzip();
         let (bc, bh): (Vec<bool>, Vec<bool>) = ev.base.iter().copied().unzip();
+        if ev.golden_failure.is_empty() {
+            for (field, v) in [
+                ("evaluation.champion_latency_ms", ev.champion_latency_ms),
+                ("evaluation.challenger_latency_ms", ev.challenger_latency_ms),
+            ] {
+                if !(v.is_finite() && v > 0.0 && v < 3_600_000.0) {
+                    return Err(RegistryError::invalid(
+                        field,
+                        format!("{v} is not a duration in milliseconds"),
+                    ));
+                }
+            }
+            if ev.challenger_kit_bytes == 0 {
+                return Err(RegistryError::invalid(
+                    "evaluation.challenger_kit_bytes",
+                    "must be the size of the challenger's kit",
+                ));
+            }
+        }
         let rules = self.policy(&current.enterprise, &current.kit)?.rules;
-        let report = gate::evaluate(
+        let mut report = gate::evaluate(
             Paired {
                 champion: &fc,
                 challenger: &fh,
@@ -258,6 +277,25 @@ impl Registry {
             },
             rules,
         );
+        // Rule 5: the challenger's cost within the recipe's budget.
+        let (latency_budget, size_budget) = data
+            .recipe
+            .as_ref()
+            .map_or((None, None), |t| (t.latency_budget_ms, t.size_budget_mb));
+        let budget = Budget::new(
+            ev.champion_latency_ms,
+            ev.challenger_latency_ms,
+            self.kit_bytes(&current.champion_digest)?,
+            ev.challenger_kit_bytes,
+            latency_budget,
+            size_budget,
+        );
+        if report.decision == Decision::Promote && ev.golden_failure.is_empty() {
+            if let Some(why) = budget.over() {
+                report.decision = Decision::Reject(why);
+            }
+        }
+        report.budget = Some(budget);
         self.leased(p, id, token, move |r, now| {
             r.to(
                 RunState::Evaluating,
@@ -369,6 +407,7 @@ impl Registry {
                 ),
             ));
         }
+        let model = self.publish_round_model(&current, &a, &m, &step)?;
         let champion = Manifest::from_json(&self.blobs().read_all(&current.champion_digest)?)?;
         let new_bytes: u64 = m
             .blobs
@@ -377,6 +416,18 @@ impl Registry {
             .map(|(_, s)| *s)
             .sum();
         let kit_bytes: u64 = m.blobs.values().sum();
+        if let Some(b) = current.gate.as_ref().and_then(|g| g.budget.as_ref()) {
+            if kit_bytes > b.size_budget_bytes {
+                return Err(RegistryError::invalid(
+                    "kit",
+                    format!(
+                        "{} is {kit_bytes} bytes, over the round's size budget of {}",
+                        a.reference(),
+                        b.size_budget_bytes
+                    ),
+                ));
+            }
+        }
         let policy = self.policy(&current.enterprise, &current.kit)?;
         let acting = Principal {
             role: Role::Enterprise,
@@ -407,7 +458,7 @@ impl Registry {
                 RunState::Deploying,
                 now,
                 format!(
-                    "{} deployed as {} ({} new bytes of {})",
+                    "{} deployed as {} ({} new bytes of {}); its model is {model}",
                     a.reference(),
                     dep.id,
                     new_bytes,
@@ -424,5 +475,127 @@ impl Registry {
             });
             Ok(())
         })
+    }
+}
+
+impl Registry {
+    /// Publishes the round's trained weights as a model version of their own
+    /// (`team/kit.step@version`, private like the kit): its parent the
+    /// champion's, its card the lineage and the gate's figures.
+    fn publish_round_model(
+        &self,
+        run: &Run,
+        kit: &Artifact,
+        m: &Manifest,
+        step: &str,
+    ) -> Result<String> {
+        let Some((weights, architecture, signature)) = m.steps.iter().find_map(|s| match &s.kind {
+            algobay_runtime::manifest::StepKind::Candle {
+                weights,
+                architecture,
+                signature,
+                ..
+            } if s.name == step => Some((*weights, architecture.clone(), signature.clone())),
+            _ => None,
+        }) else {
+            return Err(RegistryError::invalid(
+                "kit",
+                format!("{} has no candle step `{step}`", kit.reference()),
+            ));
+        };
+        let name = format!("{}.{step}", run.kit);
+        let champion_version = run.champion.split('@').nth(1).unwrap_or_default();
+        let parent_model = format!("{name}@{champion_version}");
+        let parent = if self.get(&parent_model, Some(Kind::Model)).is_ok() {
+            parent_model
+        } else {
+            run.champion.clone()
+        };
+        let size = self.blobs().read_all(&weights)?.len() as u64;
+        let mut metrics = std::collections::BTreeMap::new();
+        if let Some(g) = &run.gate {
+            metrics.insert("field_accuracy".to_string(), g.field.challenger_accuracy);
+            metrics.insert(
+                "field_accuracy_parent".to_string(),
+                g.field.champion_accuracy,
+            );
+            metrics.insert("base_accuracy".to_string(), g.base.challenger_accuracy);
+            metrics.insert("base_accuracy_parent".to_string(), g.base.champion_accuracy);
+            metrics.insert("mcnemar_p".to_string(), g.field.p);
+        }
+        let lineage = run.lineage.clone().unwrap_or_default();
+        let card = format!(
+            "Step `{step}` of {kit_ref}, retrained by round {round} of {kit_name} for {ent} ({id}).\n\n\
+             Data: {dataset} ({dataset_digest}) + field samples {samples}; snapshot {snapshot}.\n\
+             Holdout: {holdout} ({holdout_digest}) and {n} field samples never trained on.\n\
+             Recipe: {epochs} epochs, learning rate {lr}, seed {seed}; {code}.\n\
+             Parent weights {parent_w}.",
+            kit_ref = kit.reference(),
+            round = run.round,
+            kit_name = run.kit,
+            ent = run.enterprise,
+            id = run.id,
+            dataset = lineage.dataset,
+            dataset_digest = lineage.dataset_digest,
+            samples = lineage
+                .samples
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.len()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            snapshot = lineage.snapshot_digest,
+            holdout = lineage.holdout,
+            holdout_digest = lineage.holdout_digest,
+            n = run.holdout.len(),
+            epochs = lineage.epochs,
+            lr = lineage.learning_rate,
+            seed = lineage.seed,
+            code = lineage.code_version,
+            parent_w = lineage.parent_weights,
+        );
+        let model = Artifact {
+            description: format!(
+                "{} retrained on {}'s field samples (round {})",
+                run.kit, run.enterprise, run.round
+            ),
+            license: kit.license.clone(),
+            industries: kit.industries.clone(),
+            tags: vec!["retrained".into()],
+            domain: if kit.domain.is_empty() {
+                "tabular".into()
+            } else {
+                kit.domain.clone()
+            },
+            task: if kit.task.is_empty() {
+                "classification".into()
+            } else {
+                kit.task.clone()
+            },
+            architecture,
+            inputs: signature.inputs,
+            outputs: signature.outputs,
+            card,
+            metrics,
+            parent,
+            blobs: vec![weights],
+            private_to: run.private_to.clone(),
+            published_unix: self.clock.now_unix(),
+            published_by: format!("training {}", run.id),
+            ..Artifact::new(
+                Kind::Model,
+                name,
+                run.version.clone(),
+                weights,
+                size,
+                "safetensors",
+            )
+        };
+        Ok(self.insert_with(Vec::new(), model)?.reference())
+    }
+
+    /// A kit's size: the sum of its blobs, as a device fetches them.
+    pub(super) fn kit_bytes(&self, digest: &algobay_runtime::Digest) -> Result<u64> {
+        let m = Manifest::from_json(&self.blobs().read_all(digest)?)?;
+        Ok(m.blobs.values().sum())
     }
 }

@@ -2,8 +2,6 @@
 //! making a round, claims under leases, listing, and the tick that follows a
 //! released round's deployment and starts automatic rounds.
 
-use std::collections::BTreeMap;
-
 use algobay_runtime::{Digest, Manifest};
 
 use super::runs::*;
@@ -467,57 +465,6 @@ impl Registry {
                     tracing::debug!(error = %e, kit = %policy.kit, enterprise = %policy.enterprise, "no round started");
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Starts a round when `min_new_labels` labels came since the last round began.
-    pub(super) fn auto_start(&self, policy: &TrainPolicy) -> Result<()> {
-        let runs: Vec<Run> = self
-            .runs_of(&policy.enterprise)?
-            .into_iter()
-            .filter(|r| r.kit == policy.kit)
-            .collect();
-        if runs.iter().any(|r| !r.state.finished()) {
-            return Ok(());
-        }
-        let since = runs
-            .iter()
-            .map(|r| r.created_unix)
-            .max()
-            .unwrap_or(i64::MIN);
-        let mut names: BTreeMap<String, bool> = BTreeMap::new();
-        let mut fresh = 0u32;
-        for (k, v) in self
-            .kv
-            .scan_prefix(Tree::Labels, format!("{}/", policy.enterprise).as_bytes())?
-        {
-            let label: Label = parse("label", &v)?;
-            if label.at_unix <= since {
-                continue;
-            }
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let digest = key.split('/').nth(1).unwrap_or_default().to_owned();
-            let ours = match names.get(&digest) {
-                Some(b) => *b,
-                None => {
-                    let b = self
-                        .get(&digest, Some(Kind::Kit))
-                        .is_ok_and(|a| a.name == policy.kit);
-                    names.insert(digest, b);
-                    b
-                }
-            };
-            if ours {
-                fresh += 1;
-            }
-        }
-        if fresh >= policy.min_new_labels {
-            self.start_run(
-                &policy.enterprise,
-                &policy.kit,
-                format!("{fresh} new labels (policy: {})", policy.min_new_labels),
-            )?;
         }
         Ok(())
     }

@@ -49,12 +49,27 @@ pub struct TrainPolicy {
     /// The teacher's labels are kept only at or above this confidence.
     #[serde(default = "default_teacher_threshold")]
     pub teacher_threshold: f64,
+    /// With `auto`: a round starts once this long passed since the last one
+    /// began and at least one label came meanwhile (0: not by time).
+    #[serde(default)]
+    pub max_interval_seconds: u32,
+    /// With `auto`: a round starts when the share of requests kept as hard
+    /// examples over the last `drift_window` requests reaches `drift_factor`
+    /// times the champion's first window's (0: no drift trigger).
+    #[serde(default)]
+    pub drift_factor: f64,
+    #[serde(default = "default_drift_window")]
+    pub drift_window: u32,
     pub updated_unix: i64,
     pub updated_by: String,
 }
 
 fn default_teacher_threshold() -> f64 {
     0.9
+}
+
+fn default_drift_window() -> u32 {
+    500
 }
 
 impl TrainPolicy {
@@ -73,6 +88,9 @@ impl TrainPolicy {
             share: false,
             teacher: String::new(),
             teacher_threshold: default_teacher_threshold(),
+            max_interval_seconds: 0,
+            drift_factor: 0.0,
+            drift_window: default_drift_window(),
             updated_unix: 0,
             updated_by: String::new(),
         }
@@ -118,6 +136,27 @@ impl TrainPolicy {
             return Err(RegistryError::invalid(
                 "policy.teacher_threshold",
                 format!("{} is not in (0, 1]", self.teacher_threshold),
+            ));
+        }
+        if self.drift_factor != 0.0 && !(self.drift_factor > 1.0 && self.drift_factor <= 1000.0) {
+            return Err(RegistryError::invalid(
+                "policy.drift_factor",
+                format!("{} is not 0 (off) or in (1, 1000]", self.drift_factor),
+            ));
+        }
+        if !(20..=1_000_000).contains(&self.drift_window) {
+            return Err(RegistryError::invalid(
+                "policy.drift_window",
+                format!("{} requests is not within 20..=1000000", self.drift_window),
+            ));
+        }
+        if self.max_interval_seconds != 0 && self.max_interval_seconds < 60 {
+            return Err(RegistryError::invalid(
+                "policy.max_interval_seconds",
+                format!(
+                    "{} is under a minute (0 turns it off)",
+                    self.max_interval_seconds
+                ),
             ));
         }
         if self.auto && self.min_new_labels == 0 {
@@ -233,6 +272,10 @@ pub struct Evaluation {
     pub field: Vec<(String, String, String)>,
     /// Why the challenger's kit failed a golden sample; empty when all passed.
     pub golden_failure: String,
+    /// Median ms per call of each whole kit, measured side by side.
+    pub champion_latency_ms: f64,
+    pub challenger_latency_ms: f64,
+    pub challenger_kit_bytes: u64,
 }
 
 /// What a promoted round released.

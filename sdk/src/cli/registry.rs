@@ -543,6 +543,7 @@ pub fn show(
         ("tool kind", &a.tool_kind),
         ("scenario", &a.scenario),
         ("made for", &a.private_to),
+        ("parent", &a.parent),
         ("license", &a.license),
         ("description", &a.description),
     ] {
@@ -558,6 +559,9 @@ pub fn show(
     }
     for (n, t) in &a.outputs {
         println!("output      {n}: {t}");
+    }
+    for (k, v) in &a.metrics {
+        println!("metric      {k} = {v:.4}");
     }
     for s in &a.signers {
         println!("signed by   key {s}");

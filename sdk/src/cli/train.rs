@@ -70,7 +70,7 @@ pub enum PolicyCommand {
         kit: String,
         #[arg(long, default_value = "")]
         enterprise: String,
-        /// Start a round by itself once enough new labels came.
+        /// Start rounds by themselves: on enough new labels, drift or the longest interval.
         #[arg(long)]
         auto: Option<bool>,
         #[arg(long)]
@@ -107,6 +107,18 @@ pub enum PolicyCommand {
         /// The teacher's labels are kept only at or above this confidence.
         #[arg(long)]
         teacher_threshold: Option<f64>,
+        /// With --auto: start a round once this many seconds passed since the
+        /// last began and a label came meanwhile (0: not by time; else ≥ 60).
+        #[arg(long)]
+        max_interval_seconds: Option<u32>,
+        /// With --auto: start a round when the share of requests kept as hard
+        /// examples over a window reaches this multiple of the champion's
+        /// first window's (0: off; else over 1).
+        #[arg(long)]
+        drift_factor: Option<f64>,
+        /// Requests per drift window.
+        #[arg(long)]
+        drift_window: Option<u32>,
     },
 }
 
@@ -116,7 +128,20 @@ fn print_policy(p: &TrainPolicy) {
     println!(
         "rounds           {}",
         if p.auto {
-            format!("automatic, after {} new labels", p.min_new_labels)
+            let mut t = format!("automatic, after {} new labels", p.min_new_labels);
+            if p.drift_factor > 0.0 {
+                t += &format!(
+                    "; on drift (hard examples over {} requests at {}× the champion's first window)",
+                    p.drift_window, p.drift_factor
+                );
+            }
+            if p.max_interval_seconds > 0 {
+                t += &format!(
+                    "; at least every {} s when labels came",
+                    p.max_interval_seconds
+                );
+            }
+            t
         } else {
             "started by hand (train start)".into()
         }
@@ -204,6 +229,8 @@ pub fn run(g: &Global, c: &Connection, cmd: TrainCommand) -> anyhow::Result<()> 
                         "canary_share": p.canary_share, "soak_seconds": p.soak_seconds,
                         "field_margin": p.field_margin, "min_field_count": p.min_field_count,
                         "share": p.share, "teacher": p.teacher, "teacher_threshold": p.teacher_threshold,
+                        "max_interval_seconds": p.max_interval_seconds,
+                        "drift_factor": p.drift_factor, "drift_window": p.drift_window,
                         "updated_unix": p.updated_unix, "updated_by": p.updated_by,
                     }));
                 }
@@ -225,6 +252,9 @@ pub fn run(g: &Global, c: &Connection, cmd: TrainCommand) -> anyhow::Result<()> 
                 share,
                 teacher,
                 teacher_threshold,
+                max_interval_seconds,
+                drift_factor,
+                drift_window,
             }) => {
                 let mut p = client.train_policy(&enterprise, &kit).await?;
                 p.auto = auto.unwrap_or(p.auto);
@@ -240,6 +270,9 @@ pub fn run(g: &Global, c: &Connection, cmd: TrainCommand) -> anyhow::Result<()> 
                 p.share = share.unwrap_or(p.share);
                 p.teacher = teacher.unwrap_or(p.teacher);
                 p.teacher_threshold = teacher_threshold.unwrap_or(p.teacher_threshold);
+                p.max_interval_seconds = max_interval_seconds.unwrap_or(p.max_interval_seconds);
+                p.drift_factor = drift_factor.unwrap_or(p.drift_factor);
+                p.drift_window = drift_window.unwrap_or(p.drift_window);
                 let p = client.set_train_policy(p).await?;
                 print_policy(&p);
             }
@@ -324,6 +357,20 @@ pub fn run(g: &Global, c: &Connection, cmd: TrainCommand) -> anyhow::Result<()> 
                 }
                 if !r.gate_json.is_empty() {
                     println!("gate        {}", gate_line(&r));
+                    if let Ok(g) = serde_json::from_str::<serde_json::Value>(&r.gate_json) {
+                        let b = &g["budget"];
+                        if b.is_object() {
+                            println!(
+                                "cost        {:.2} ms per call (champion {:.2}, budget {:.2}); {} bytes (champion {}, budget {})",
+                                b["challenger_latency_ms"].as_f64().unwrap_or(0.0),
+                                b["champion_latency_ms"].as_f64().unwrap_or(0.0),
+                                b["latency_budget_ms"].as_f64().unwrap_or(0.0),
+                                b["challenger_bytes"],
+                                b["champion_bytes"],
+                                b["size_budget_bytes"]
+                            );
+                        }
+                    }
                 }
                 if let Ok(l) = serde_json::from_str::<serde_json::Value>(&r.lineage_json) {
                     println!(

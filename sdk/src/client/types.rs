@@ -106,6 +106,12 @@ pub struct Artifact {
     pub inputs: Vec<(String, String)>,
     pub outputs: Vec<(String, String)>,
     pub card: String,
+    /// A model's measured figures (`name: value`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// What it was derived from (a model's parent), if anything.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub parent: String,
     pub yanked: bool,
     /// The one enterprise it was made for; empty for the public catalog.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -155,6 +161,8 @@ impl Artifact {
             inputs: a.inputs.into_iter().map(|p| (p.name, p.r#type)).collect(),
             outputs: a.outputs.into_iter().map(|p| (p.name, p.r#type)).collect(),
             card: a.card,
+            metrics: a.metrics.into_iter().collect(),
+            parent: a.parent,
             yanked: a.yanked,
             private_to: a.private_to,
             dataset: a.dataset.map(|d| DatasetCard {

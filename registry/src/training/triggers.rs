@@ -1,0 +1,248 @@
+//! What starts a round by itself, under an enterprise's automatic policy:
+//! enough new labels since the last round began; the longest interval passed
+//! (with something new to learn from); or drift, the share of requests the
+//! devices kept as hard examples rising against the champion's first window.
+//!
+//! Drift is read from what the registry already has: each device's count of
+//! requests served by its active kit (reported on every sync) and the hard
+//! examples it sent for that kit. The watch over those counts lives in memory
+//! and starts again (with a new baseline) after a restart or a new champion.
+
+use std::collections::BTreeMap;
+
+use algobay_runtime::Digest;
+
+use super::runs::*;
+use crate::domain::*;
+use crate::error::Result;
+use crate::service::{parse, Registry};
+use crate::store::Tree;
+
+/// The drift watch of one kit for one enterprise.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Watch {
+    champion: Option<Digest>,
+    /// Requests and hard examples at the start of the window under way.
+    mark: (u64, u64),
+    /// The champion's first window's hard-example share.
+    baseline: Option<f64>,
+    /// A round was started for this champion's drift already.
+    fired: bool,
+}
+
+/// Watches by (enterprise, kit).
+pub(crate) type Watches = BTreeMap<(String, String), Watch>;
+
+impl Watch {
+    /// Takes the champion's counts (requests served, hard examples kept since
+    /// it became active); returns the share of the window that just closed
+    /// and the baseline, when that window drifted.
+    fn observe(
+        &mut self,
+        champion: Digest,
+        requests: u64,
+        hard: u64,
+        window: u64,
+        factor: f64,
+    ) -> Option<(f64, f64)> {
+        if self.champion != Some(champion) || requests < self.mark.0 || hard < self.mark.1 {
+            // A new champion (or devices that restarted): a new series.
+            *self = Watch {
+                champion: Some(champion),
+                mark: if self.champion == Some(champion) {
+                    (requests, hard)
+                } else {
+                    (0, 0)
+                },
+                ..Watch::default()
+            };
+        }
+        let served = requests - self.mark.0;
+        if served < window.max(1) {
+            return None;
+        }
+        let rate = (hard - self.mark.1) as f64 / served as f64;
+        self.mark = (requests, hard);
+        match self.baseline {
+            None => {
+                self.baseline = Some(rate);
+                None
+            }
+            Some(base) => {
+                // A baseline of 0 counts as half an example per window.
+                let floor = base.max(0.5 / served as f64);
+                if !self.fired && rate >= floor * factor {
+                    self.fired = true;
+                    Some((rate, base))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Starts a round when one of the policy's triggers holds.
+    pub(super) fn auto_start(&self, policy: &TrainPolicy) -> Result<()> {
+        let runs: Vec<Run> = self
+            .runs_of(&policy.enterprise)?
+            .into_iter()
+            .filter(|r| r.kit == policy.kit)
+            .collect();
+        let drift = self.drift_signal(policy)?;
+        if runs.iter().any(|r| !r.state.finished()) {
+            return Ok(());
+        }
+        let last_round = runs.iter().map(|r| r.created_unix).max();
+        let fresh = self.labels_since(policy, last_round.unwrap_or(i64::MIN))?;
+        let trigger = if fresh >= policy.min_new_labels {
+            Some(format!(
+                "{fresh} new labels (policy: {})",
+                policy.min_new_labels
+            ))
+        } else if let Some((rate, base)) = drift {
+            Some(format!(
+                "drift: {:.1}% of the last {} requests were hard examples, {:.1}% in the champion's first window (policy: ×{})",
+                rate * 100.0,
+                policy.drift_window,
+                base * 100.0,
+                policy.drift_factor
+            ))
+        } else if policy.max_interval_seconds > 0 && fresh > 0 {
+            let (since, what) = match last_round {
+                Some(t) => (t, "the last round began"),
+                None => (
+                    self.champion_since(&policy.enterprise, &policy.kit)?,
+                    "the champion was deployed",
+                ),
+            };
+            let waited = self.clock.now_unix().saturating_sub(since);
+            (waited >= policy.max_interval_seconds as i64).then(|| {
+                format!(
+                    "{waited} s since {what}, with {fresh} new labels (policy: at most {} s)",
+                    policy.max_interval_seconds
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(t) = trigger {
+            self.start_run(&policy.enterprise, &policy.kit, t)?;
+        }
+        Ok(())
+    }
+
+    /// Labels of the kit's samples that came after `since`.
+    fn labels_since(&self, policy: &TrainPolicy, since: i64) -> Result<u32> {
+        let mut names: BTreeMap<String, bool> = BTreeMap::new();
+        let mut fresh = 0u32;
+        for (k, v) in self
+            .kv
+            .scan_prefix(Tree::Labels, format!("{}/", policy.enterprise).as_bytes())?
+        {
+            let label: Label = parse("label", &v)?;
+            if label.at_unix <= since {
+                continue;
+            }
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let digest = key.split('/').nth(1).unwrap_or_default().to_owned();
+            let ours = match names.get(&digest) {
+                Some(b) => *b,
+                None => {
+                    let b = self
+                        .get(&digest, Some(Kind::Kit))
+                        .is_ok_and(|a| a.name == policy.kit);
+                    names.insert(digest, b);
+                    b
+                }
+            };
+            if ours {
+                fresh += 1;
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// When the deployment of the kit serving the enterprise was made.
+    fn champion_since(&self, enterprise: &str, kit: &str) -> Result<i64> {
+        let (_, digest) = self.champion(enterprise, kit)?;
+        Ok(self
+            .deployments_of(enterprise)?
+            .iter()
+            .filter(|d| d.kit_digest == digest && d.state != DeploymentState::RolledBack)
+            .map(|d| d.created_unix)
+            .max()
+            .unwrap_or(i64::MIN))
+    }
+
+    /// Feeds the drift watch with the champion's counts; the closed window's
+    /// share and the baseline when it drifted.
+    fn drift_signal(&self, policy: &TrainPolicy) -> Result<Option<(f64, f64)>> {
+        if policy.drift_factor <= 1.0 {
+            return Ok(None);
+        }
+        let Ok((_, champion)) = self.champion(&policy.enterprise, &policy.kit) else {
+            return Ok(None);
+        };
+        let champion_hex = champion.to_string();
+        let mut requests = 0u64;
+        for (_, v) in self
+            .kv
+            .scan_prefix(Tree::Devices, format!("{}/", policy.enterprise).as_bytes())?
+        {
+            let d: Device = parse("device", &v)?;
+            if !d.revoked && d.state.active_digest == champion_hex {
+                requests += d.state.requests;
+            }
+        }
+        let mut hard = 0u64;
+        for (_, v) in self
+            .kv
+            .scan_prefix(Tree::Samples, format!("{}/", policy.enterprise).as_bytes())?
+        {
+            let rec: SampleRecord = parse("sample", &v)?;
+            if rec.kit_digest == champion && rec.reason != "feedback" {
+                hard += 1;
+            }
+        }
+        let mut watches = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        let w = watches
+            .entry((policy.enterprise.clone(), policy.kit.clone()))
+            .or_default();
+        Ok(w.observe(
+            champion,
+            requests,
+            hard,
+            policy.drift_window as u64,
+            policy.drift_factor,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_whose_hard_share_rises_past_the_factor_drifts_once() {
+        let c = Digest::of(b"champion");
+        let mut w = Watch::default();
+        // First window: 10 of 100 are hard, the baseline.
+        assert_eq!(w.observe(c, 50, 5, 100, 2.0), None);
+        assert_eq!(w.observe(c, 100, 10, 100, 2.0), None);
+        assert_eq!(w.baseline, Some(0.1));
+        // 15% is under 2x.
+        assert_eq!(w.observe(c, 200, 25, 100, 2.0), None);
+        // 30% drifts, once.
+        assert_eq!(w.observe(c, 300, 55, 100, 2.0), Some((0.3, 0.1)));
+        assert_eq!(w.observe(c, 400, 95, 100, 2.0), None);
+        // A new champion starts over.
+        let n = Digest::of(b"next");
+        assert_eq!(w.observe(n, 100, 40, 100, 2.0), None);
+        assert_eq!(w.baseline, Some(0.4));
+        // Counts that went back (devices restarted) start a new series.
+        assert_eq!(w.observe(n, 10, 1, 100, 2.0), None);
+        assert_eq!(w.mark, (10, 1));
+    }
+}
