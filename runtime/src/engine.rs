@@ -326,10 +326,46 @@ impl LoadedKit {
         stop.during(|| self.run_steps(inputs, stop))
     }
 
+    /// Runs the steps before `step` and returns the value its input `port`
+    /// reads: the features a model step is given (for training a head on the
+    /// frozen steps before it).
+    pub fn value_before(&self, inputs: Values, step: &str, port: &str) -> Result<Value> {
+        let s = self
+            .steps
+            .iter()
+            .find(|s| s.step.name == step)
+            .ok_or_else(|| Error::Pipeline(format!("`{step}` is not a step of the kit")))?;
+        let value = s.step.input_value(port).to_owned();
+        let (mut env, _) = self.run_env(inputs, &crate::wasm::StopSignal::default(), Some(step))?;
+        env.remove(&value).ok_or_else(|| {
+            Error::Pipeline(format!(
+                "step `{step}` needs `{value}`, which the steps before it did not produce"
+            ))
+        })
+    }
+
     fn run_steps(
         &self,
         inputs: Values,
         stop: &crate::wasm::StopSignal,
+    ) -> Result<(Values, Vec<StepTiming>)> {
+        let (mut env, timings) = self.run_env(inputs, stop, None)?;
+        let mut out = Values::new();
+        for p in &self.manifest.outputs {
+            let v = env
+                .remove(&p.name)
+                .ok_or_else(|| Error::Pipeline(format!("output `{}` was not produced", p.name)))?;
+            out.insert(p.name.clone(), v);
+        }
+        Ok((out, timings))
+    }
+
+    /// Runs the steps (up to, not including, `until`), returning every value.
+    fn run_env(
+        &self,
+        inputs: Values,
+        stop: &crate::wasm::StopSignal,
+        until: Option<&str>,
     ) -> Result<(Values, Vec<StepTiming>)> {
         for (name, _) in inputs.iter() {
             if !self.manifest.inputs.iter().any(|p| &p.name == name) {
@@ -345,6 +381,9 @@ impl LoadedKit {
         let mut env = inputs;
         let mut timings = Vec::with_capacity(self.steps.len());
         for s in &self.steps {
+            if until == Some(s.step.name.as_str()) {
+                break;
+            }
             if let Some(why) = stop.check() {
                 return Err(Error::Pipeline(format!(
                     "stopped before step `{}`: {why}",
@@ -385,13 +424,6 @@ impl LoadedKit {
                 env.insert(s.step.output_value(&port.name).to_owned(), v);
             }
         }
-        let mut out = Values::new();
-        for p in &self.manifest.outputs {
-            let v = env
-                .remove(&p.name)
-                .ok_or_else(|| Error::Pipeline(format!("output `{}` was not produced", p.name)))?;
-            out.insert(p.name.clone(), v);
-        }
-        Ok((out, timings))
+        Ok((env, timings))
     }
 }

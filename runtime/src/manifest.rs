@@ -307,8 +307,11 @@ pub struct Manifest {
 
 /// A kit's training recipe: which model step is retrained, on what, how.
 ///
-/// The step is a candle `mlp` whose input `x` reads one of the kit's inputs, so a
-/// field sample's input bytes are the model's features as they were served.
+/// The step is a candle `mlp` whose input `x` reads one of the kit's inputs (a
+/// field sample's input bytes are the model's features as they were served), or
+/// a head on frozen features: `x` is made by the steps before it from the kit's
+/// one input, and the trainer replays those steps (caching what they give by
+/// their digest and the input's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Training {
@@ -399,15 +402,41 @@ impl Training {
                 format!("`{dup}` is listed twice"),
             ));
         }
+        // The model reads a kit input (a sample's bytes are its features), or
+        // a value the steps before it make from the kit's one input (a head
+        // on frozen features: the trainer replays those steps).
         let x = step.input_value("x");
         if !m.inputs.iter().any(|p| p.name == x) {
-            return Err(Error::invalid(
-                "training.step",
-                format!(
-                    "the input `x` of `{}` reads `{x}`, which is not a kit input (field samples could not be replayed)",
-                    self.step
-                ),
-            ));
+            let at = m
+                .steps
+                .iter()
+                .position(|s| s.name == self.step)
+                .unwrap_or_default();
+            let made = m.steps[..at].iter().any(|s| {
+                s.contract()
+                    .outputs
+                    .iter()
+                    .any(|p| s.output_value(&p.name) == x)
+            });
+            if !made {
+                return Err(Error::invalid(
+                    "training.step",
+                    format!(
+                        "the input `x` of `{}` reads `{x}`, which is neither a kit input nor made by a step before it",
+                        self.step
+                    ),
+                ));
+            }
+            if m.inputs.len() != 1 {
+                return Err(Error::invalid(
+                    "training.step",
+                    format!(
+                        "`{}` is a head on the steps before it, which the trainer replays on a sample's input; the kit has {} inputs, it must have one",
+                        self.step,
+                        m.inputs.len()
+                    ),
+                ));
+            }
         }
         for (field, v) in [
             ("training.dataset", &self.dataset),

@@ -352,13 +352,42 @@ impl Trainer {
         let cfg: MlpConfig = serde_json::from_value(config.clone())
             .map_err(|e| invalid(format!("step `{}` config: {e}", recipe.step)))?;
         let width = cfg.layers[0];
+        // A head on frozen features reads what the steps before it make of the
+        // kit's input: rows and samples hold that input, replayed through them.
+        let (input, in_shape) = model_input(&champion.manifest, &recipe.step)?;
+        let head = input != step.input_value("x");
+        let in_width = if head {
+            in_shape.iter().product()
+        } else {
+            width
+        };
+        let frozen = if head {
+            let mut roots = algobay_runtime::TrustRoots::new();
+            for s in &champion.signatures {
+                roots.trust(s.public_key()?);
+            }
+            let (kit, runtime) = (champion.clone(), self.runtime.clone());
+            let loaded = tokio::task::spawn_blocking(move || runtime.load(&kit.verify(&roots)?))
+                .await
+                .map_err(|e| invalid(format!("load task: {e}")))??;
+            Some(Arc::new(Frozen::new(
+                loaded,
+                &recipe.step,
+                input.clone(),
+                in_shape.clone(),
+                width,
+                &self.opts.work_dir,
+            )?))
+        } else {
+            None
+        };
         let parent = champion
             .blobs
             .get(weights)
             .ok_or_else(|| invalid("the champion's weights are missing"))?
             .to_vec();
-        let (dataset_digest, base) = self.dataset(&recipe.dataset, &recipe, width).await?;
-        let (holdout_digest, holdout) = self.dataset(&recipe.holdout, &recipe, width).await?;
+        let (dataset_digest, base) = self.dataset(&recipe.dataset, &recipe, in_width).await?;
+        let (holdout_digest, holdout) = self.dataset(&recipe.holdout, &recipe, in_width).await?;
         // A round re-claimed after its judgement trains on exactly what was judged.
         let judged: Option<Judged> = if run.state == "promoted" {
             serde_json::from_str(&run.lineage_json).ok()
@@ -381,7 +410,7 @@ impl Trainer {
                     continue;
                 }
             }
-            match (sample_features(s, width), class.get(s.label.as_str())) {
+            match (sample_features(s, in_width), class.get(s.label.as_str())) {
                 (Some(f), Some(c)) => {
                     x.extend(f);
                     y.push(*c);
@@ -407,16 +436,33 @@ impl Trainer {
         let field_train = y.len() - base.len();
         let (epochs, lr, seed) = (recipe.epochs, recipe.learning_rate, recipe.seed);
         let started = Instant::now();
+        let holdout_raw = holdout.clone();
         let (challenger, parent_bytes, holdout_rows, field_rows) = {
             let cfg = cfg.clone();
             let parent = parent.clone();
-            let holdout = holdout.clone();
-            let field: Vec<(String, Option<Vec<f32>>)> = data
+            let mut holdout = holdout.clone();
+            let mut field: Vec<(String, Option<Vec<f32>>)> = data
                 .holdout
                 .iter()
-                .map(|s| (s.sample_id.clone(), sample_features(s, width)))
+                .map(|s| (s.sample_id.clone(), sample_features(s, in_width)))
                 .collect();
+            let frozen = frozen.clone();
             tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut x = x;
+                if let Some(f) = &frozen {
+                    x = f.features(&x)?;
+                    holdout.x = f.features(&holdout.x)?;
+                    for (_, row) in &mut field {
+                        if let Some(r) = row {
+                            *r = f.features(r)?;
+                        }
+                    }
+                    tracing::info!(
+                        computed = f.computed.load(std::sync::atomic::Ordering::Relaxed),
+                        cached = f.cached.load(std::sync::atomic::Ordering::Relaxed),
+                        "frozen features"
+                    );
+                }
                 let (weights, _) = train_mlp_bytes(&TrainSpec {
                     cfg: &cfg,
                     x: &x,
@@ -521,7 +567,7 @@ impl Trainer {
         // holdout's rows, and the challenger's size.
         let (champion_ms, challenger_ms, challenger_bytes) = match &kit {
             Some(k) => {
-                let inputs = timing_inputs(&champion.manifest, &recipe.step, &holdout_rows, width)?;
+                let inputs = timing_inputs(&input, &in_shape, &holdout_raw, in_width)?;
                 let mut roots = algobay_runtime::TrustRoots::new();
                 for s in champion.signatures.iter().chain(&k.signatures) {
                     roots.trust(s.public_key()?);
@@ -599,35 +645,54 @@ impl Trainer {
     }
 }
 
-/// Rows to time kits on: up to 64 base holdout rows, shaped as the kit input
-/// the trained step reads.
-fn timing_inputs(
-    m: &algobay_runtime::Manifest,
-    step: &str,
-    rows: &Rows,
-    width: usize,
-) -> Result<Vec<algobay_runtime::Values>> {
+/// The kit input a trained step's rows hold, and its shape (unknown sizes
+/// as 1): the input `x` reads, or (a head on frozen features) the kit's one input.
+fn model_input(m: &algobay_runtime::Manifest, step: &str) -> Result<(String, Vec<usize>)> {
     use algobay_runtime::value::Dim;
-    use algobay_runtime::{DType, PortType, Tensor, Value, Values};
-    let port = m
+    use algobay_runtime::PortType;
+    let x = m
         .steps
         .iter()
         .find(|s| s.name == step)
         .map(|s| s.input_value("x").to_owned())
         .ok_or_else(|| invalid(format!("the kit has no step `{step}`")))?;
-    let mut shape: Vec<usize> = match m.inputs.iter().find(|p| p.name == port).map(|p| &p.ty) {
-        Some(PortType::Tensor { shape, .. }) => shape
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => *n,
-                Dim::Any => 1,
-            })
-            .collect(),
-        _ => return Err(invalid(format!("kit input `{port}` is not a tensor"))),
-    };
-    if shape.iter().product::<usize>() != width {
-        shape = vec![1, width];
+    let port = m
+        .inputs
+        .iter()
+        .find(|p| p.name == x)
+        .or_else(|| m.inputs.first())
+        .ok_or_else(|| invalid("the kit has no input"))?;
+    match &port.ty {
+        PortType::Tensor { shape, .. } => Ok((
+            port.name.clone(),
+            shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Any => 1,
+                })
+                .collect(),
+        )),
+        _ => Err(invalid(format!(
+            "kit input `{}` is not a tensor; rows of numbers cannot feed it",
+            port.name
+        ))),
     }
+}
+
+/// Up to 64 base holdout rows as the kit's input, to time kits on.
+fn timing_inputs(
+    input: &str,
+    shape: &[usize],
+    rows: &Rows,
+    width: usize,
+) -> Result<Vec<algobay_runtime::Values>> {
+    use algobay_runtime::{DType, Tensor, Value, Values};
+    let shape = if shape.iter().product::<usize>() == width {
+        shape.to_vec()
+    } else {
+        vec![1, width]
+    };
     rows.x
         .chunks_exact(width)
         .take(64)
@@ -635,12 +700,108 @@ fn timing_inputs(
             let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
             let mut v = Values::new();
             v.insert(
-                port.clone(),
+                input.to_owned(),
                 Value::Tensor(Tensor::new(DType::F32, shape.clone(), bytes)?),
             );
             Ok(v)
         })
         .collect()
+}
+
+/// The frozen steps before a trained head, replayed on rows of the kit's
+/// input; what they give is cached on disk by (the steps' digest, the row's).
+struct Frozen {
+    kit: algobay_runtime::LoadedKit,
+    step: String,
+    input: String,
+    shape: Vec<usize>,
+    width: usize,
+    dir: PathBuf,
+    computed: std::sync::atomic::AtomicU64,
+    cached: std::sync::atomic::AtomicU64,
+}
+
+impl Frozen {
+    fn new(
+        kit: algobay_runtime::LoadedKit,
+        step: &str,
+        input: String,
+        shape: Vec<usize>,
+        width: usize,
+        work_dir: &std::path::Path,
+    ) -> Result<Frozen> {
+        let m = kit.manifest();
+        let at = m.steps.iter().position(|s| s.name == step).unwrap_or(0);
+        // The encoder: every step before the head, with its files' digests and config.
+        let encoder = Digest::of(
+            &serde_json::to_vec(&m.steps[..at]).map_err(|e| invalid(format!("steps: {e}")))?,
+        );
+        let dir = work_dir.join("features").join(encoder.hex());
+        std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
+        Ok(Frozen {
+            kit,
+            step: step.into(),
+            input,
+            shape,
+            width,
+            dir,
+            computed: Default::default(),
+            cached: Default::default(),
+        })
+    }
+
+    /// The head's features of each row of the kit's input.
+    fn features(&self, rows: &[f32]) -> Result<Vec<f32>> {
+        use algobay_runtime::{DType, Tensor, Value, Values};
+        use std::sync::atomic::Ordering;
+        let in_width: usize = self.shape.iter().product();
+        let mut out = Vec::with_capacity(rows.len() / in_width.max(1) * self.width);
+        for row in rows.chunks_exact(in_width) {
+            let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let path = self.dir.join(Digest::of(&bytes).hex());
+            if let Ok(b) = std::fs::read(&path) {
+                if b.len() == self.width * 4 {
+                    out.extend(
+                        b.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                    );
+                    self.cached.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            let mut v = Values::new();
+            v.insert(
+                self.input.clone(),
+                Value::Tensor(Tensor::new(DType::F32, self.shape.clone(), bytes)?),
+            );
+            let f = match self.kit.value_before(v, &self.step, "x")? {
+                Value::Tensor(t) => t.to_f32()?,
+                _ => {
+                    return Err(invalid(format!(
+                        "the steps before `{}` give no tensor",
+                        self.step
+                    )))
+                }
+            };
+            if f.len() != self.width {
+                return Err(invalid(format!(
+                    "the steps before `{}` give {} values, the model takes {}",
+                    self.step,
+                    f.len(),
+                    self.width
+                )));
+            }
+            // Written whole or not at all: a crash leaves no half file.
+            let tmp = path.with_extension("tmp");
+            let data: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
+            if std::fs::write(&tmp, &data).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+            self.computed.fetch_add(1, Ordering::Relaxed);
+            out.extend(f);
+        }
+        Ok(out)
+    }
 }
 
 /// Median milliseconds per call of two kits, run alternately on the same
