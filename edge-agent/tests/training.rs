@@ -459,6 +459,7 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
             sample_id: s.sample_id.clone(),
             champion: champ_field[i].to_string(),
             challenger: noise_field[i].to_string(),
+            ..Default::default()
         })
         .collect();
     let lineage = serde_json::json!({
@@ -480,6 +481,7 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
                 champion_latency_ms: 1.0,
                 challenger_latency_ms: 1.0,
                 challenger_kit_bytes: 1,
+                ..Default::default()
             }),
         )
         .unwrap();

@@ -142,6 +142,7 @@ fn too_few_field_labels_give_insufficient_evidence_and_nothing_is_released() {
                     champion_latency_ms: 2.0,
                     challenger_latency_ms: 2.0,
                     challenger_kit_bytes: 1000,
+                    ..Default::default()
                 },
             },
         )
@@ -483,6 +484,7 @@ fn a_challenger_over_its_latency_budget_is_rejected_and_bad_figures_are_named() 
                     champion_latency_ms: champion_ms,
                     challenger_latency_ms: challenger_ms,
                     challenger_kit_bytes: 1000,
+                    ..Default::default()
                 },
             },
         )

@@ -695,6 +695,36 @@ pub fn mlp_predict(cfg: &MlpConfig, weights: &[u8], x: &[f32]) -> Result<Vec<u32
     Ok(out)
 }
 
+/// Each row's class probabilities from an `mlp` (softmax of the logits),
+/// row after row; rows are scored in blocks of 4,096.
+pub fn mlp_probabilities(cfg: &MlpConfig, weights: &[u8], x: &[f32]) -> Result<Vec<f32>> {
+    let e = |e: candle_core::Error| Error::model("predict", e);
+    let dev = Device::Cpu;
+    let n_in = cfg.layers.first().copied().unwrap_or(0);
+    if n_in == 0 || x.len() % n_in != 0 {
+        return Err(Error::invalid(
+            "rows",
+            format!("{} values are not rows of {n_in}", x.len()),
+        ));
+    }
+    let vb = VarBuilder::from_buffered_safetensors(weights.to_vec(), CDType::F32, &dev)
+        .map_err(|err| Error::invalid("weights", err.to_string()))?;
+    let mlp = Mlp::new(vb, cfg).map_err(e)?;
+    let mut out = Vec::with_capacity(x.len() / n_in * cfg.layers.last().copied().unwrap_or(0));
+    for block in x.chunks(4096 * n_in) {
+        let rows = block.len() / n_in;
+        let t = CTensor::from_slice(block, (rows, n_in), &dev).map_err(e)?;
+        let p = mlp
+            .forward(&t)
+            .and_then(|l| candle_nn::ops::softmax_last_dim(&l))
+            .and_then(|p| p.flatten_all())
+            .and_then(|p| p.to_vec1::<f32>())
+            .map_err(e)?;
+        out.extend(p);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

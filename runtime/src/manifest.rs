@@ -325,7 +325,9 @@ pub struct Training {
     pub label_column: String,
     /// Label values in class order: output `i` of the model is `classes[i]`.
     pub classes: Vec<String>,
-    /// What the gate compares; `accuracy` is the one defined.
+    /// What the gate compares: `accuracy` (McNemar and the bootstrap on the
+    /// accuracy gain), or `auc` for two classes (DeLong and the bootstrap on
+    /// the AUC gain; `classes[1]` is the positive class).
     #[serde(default = "default_metric")]
     pub metric: String,
     /// Full-batch epochs per round, warm-started from the model serving.
@@ -455,11 +457,24 @@ impl Training {
         if self.label_column.trim().is_empty() {
             return Err(Error::invalid("training.label_column", "must not be empty"));
         }
-        if self.metric != "accuracy" {
-            return Err(Error::invalid(
-                "training.metric",
-                format!("`{}` is not known (accuracy)", self.metric),
-            ));
+        match self.metric.as_str() {
+            "accuracy" => {}
+            "auc" if self.classes.len() == 2 => {}
+            "auc" => {
+                return Err(Error::invalid(
+                    "training.metric",
+                    format!(
+                        "`auc` ranks two classes (the second is the positive one); {} are listed",
+                        self.classes.len()
+                    ),
+                ))
+            }
+            other => {
+                return Err(Error::invalid(
+                    "training.metric",
+                    format!("`{other}` is not known (accuracy, auc)"),
+                ))
+            }
         }
         if !(1..=100_000).contains(&self.epochs) {
             return Err(Error::invalid(

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use algobay_proto::v1 as pb;
-use algobay_runtime::candle::{mlp_predict, train_mlp_bytes, MlpConfig, TrainSpec};
+use algobay_runtime::candle::{
+    mlp_predict, mlp_probabilities, train_mlp_bytes, MlpConfig, TrainSpec,
+};
 use algobay_runtime::manifest::{StepKind, Training};
 use algobay_runtime::{Digest, KitArchive, Runtime, SecretKey};
 
@@ -506,23 +508,47 @@ impl Trainer {
         }
         let champ_field = predict(&parent_bytes, &field_x)?;
         let chal_field = predict(&challenger, &field_x)?;
+        // Ranked by AUC: each model's probability of the positive class too.
+        let ranked = recipe.metric == "auc";
+        let positive = |w: &[u8], rows: &[f32]| -> Result<Vec<f64>> {
+            if !ranked {
+                return Ok(Vec::new());
+            }
+            let k = cfg.layers.last().copied().unwrap_or(1).max(1);
+            Ok(mlp_probabilities(&cfg, w, rows)?
+                .chunks(k)
+                .map(|r| r.get(1).copied().unwrap_or(0.0) as f64)
+                .collect())
+        };
+        let (champ_scores, chal_scores) = (
+            positive(&parent_bytes, &field_x)?,
+            positive(&challenger, &field_x)?,
+        );
+        let base_scores = (
+            positive(&parent_bytes, &holdout_rows.x)?,
+            positive(&challenger, &holdout_rows.x)?,
+        );
         let mut k = 0;
         let field: Vec<pb::FieldAnswer> = field_ids
             .into_iter()
             .map(|(id, ok)| {
-                let (a, b) = if ok {
+                let (a, b, sa, sb) = if ok {
                     k += 1;
                     (
                         recipe.classes[champ_field[k - 1] as usize].clone(),
                         recipe.classes[chal_field[k - 1] as usize].clone(),
+                        champ_scores.get(k - 1).copied().unwrap_or(0.0),
+                        chal_scores.get(k - 1).copied().unwrap_or(0.0),
                     )
                 } else {
-                    (String::new(), String::new())
+                    (String::new(), String::new(), 0.0, 0.0)
                 };
                 pb::FieldAnswer {
                     sample_id: id,
                     champion: a,
                     challenger: b,
+                    champion_score: sa,
+                    challenger_score: sb,
                 }
             })
             .collect();
@@ -608,6 +634,13 @@ impl Trainer {
                     champion_latency_ms: champion_ms,
                     challenger_latency_ms: challenger_ms,
                     challenger_kit_bytes: challenger_bytes,
+                    base_champion_scores: base_scores.0,
+                    base_challenger_scores: base_scores.1,
+                    base_positive: if ranked {
+                        holdout_rows.y.iter().map(|y| *y == 1).collect()
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .await?
         };

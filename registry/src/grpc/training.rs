@@ -323,9 +323,31 @@ impl pb::training_server::Training for TrainingApi {
             )
             .into());
         }
+        if r.base_champion_scores.len() != r.base_challenger_scores.len() {
+            return Err(RegistryError::invalid(
+                "base_challenger_scores",
+                format!(
+                    "{} scores for {} of the champion's",
+                    r.base_challenger_scores.len(),
+                    r.base_champion_scores.len()
+                ),
+            )
+            .into());
+        }
         let evaluation = Evaluation {
             lineage,
             base: r.base_champion.into_iter().zip(r.base_challenger).collect(),
+            field_scores: r
+                .field
+                .iter()
+                .map(|f| (f.champion_score, f.challenger_score))
+                .collect(),
+            base_scores: r
+                .base_champion_scores
+                .into_iter()
+                .zip(r.base_challenger_scores)
+                .collect(),
+            base_positive: r.base_positive,
             field: r
                 .field
                 .into_iter()

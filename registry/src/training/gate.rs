@@ -60,9 +60,15 @@ pub struct SliceReport {
     pub c: u64,
     /// Exact McNemar p-value (two-sided).
     pub p: f64,
-    /// Paired-bootstrap 95% interval on challenger − champion accuracy.
+    /// Paired-bootstrap 95% interval on challenger − champion accuracy (on
+    /// AUC when the recipe's metric is `auc`; `p` is then DeLong's).
     pub delta_low: f64,
     pub delta_high: f64,
+    /// Each model's AUC, when the recipe's metric is `auc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenger_auc: Option<f64>,
 }
 
 /// What the gate decided.
@@ -178,7 +184,7 @@ pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
 }
 
 /// SplitMix64: a small, seedable generator, so bootstrap intervals reproduce.
-struct SplitMix(u64);
+pub(super) struct SplitMix(pub(super) u64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
@@ -189,7 +195,7 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         ((self.next() as u128 * n as u128) >> 64) as usize
     }
 }
@@ -232,6 +238,8 @@ pub fn compare(slice: Paired<'_>, rules: &GateRules) -> SliceReport {
         p: mcnemar_exact(b, c),
         delta_low: lo,
         delta_high: hi,
+        champion_auc: None,
+        challenger_auc: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use algobay_runtime::Manifest;
 
+use super::auc::{self, Scored};
 use super::gate::{self, Budget, Decision, Paired};
 use super::runs::*;
 use crate::domain::*;
@@ -266,17 +267,73 @@ impl Registry {
             }
         }
         let rules = self.policy(&current.enterprise, &current.kit)?.rules;
-        let mut report = gate::evaluate(
-            Paired {
-                champion: &fc,
-                challenger: &fh,
-            },
-            Paired {
-                champion: &bc,
-                challenger: &bh,
-            },
-            rules,
-        );
+        let field_pair = Paired {
+            champion: &fc,
+            challenger: &fh,
+        };
+        let base_pair = Paired {
+            champion: &bc,
+            challenger: &bh,
+        };
+        let recipe = data.recipe.clone();
+        let mut report = match recipe.as_ref().filter(|t| t.metric == "auc") {
+            None => gate::evaluate(field_pair, base_pair, rules),
+            Some(t) => {
+                // Ranking: each model's score for the positive class, the
+                // field truth from the registry's own labels.
+                let n = ev.field.len();
+                if ev.field_scores.len() != n
+                    || ev.base_scores.len() != ev.base.len()
+                    || ev.base_positive.len() != ev.base.len()
+                {
+                    return Err(RegistryError::invalid(
+                        "evaluation.scores",
+                        format!(
+                            "the recipe's metric is auc: every field answer and base row needs both models' scores (field {} of {n}, base {} and {} truths of {})",
+                            ev.field_scores.len(),
+                            ev.base_scores.len(),
+                            ev.base_positive.len(),
+                            ev.base.len()
+                        ),
+                    ));
+                }
+                if let Some(bad) = ev
+                    .field_scores
+                    .iter()
+                    .chain(&ev.base_scores)
+                    .flat_map(|(a, b)| [*a, *b])
+                    .find(|v| !(0.0..=1.0).contains(v))
+                {
+                    return Err(RegistryError::invalid(
+                        "evaluation.scores",
+                        format!("{bad} is not a probability"),
+                    ));
+                }
+                let positive_class = t.classes.get(1).cloned().unwrap_or_default();
+                let field_positive: Vec<bool> = ev
+                    .field
+                    .iter()
+                    .map(|(s, _, _)| truth[s.as_str()] == positive_class)
+                    .collect();
+                let (fa, fz): (Vec<f64>, Vec<f64>) = ev.field_scores.iter().copied().unzip();
+                let (ba, bz): (Vec<f64>, Vec<f64>) = ev.base_scores.iter().copied().unzip();
+                auc::evaluate(
+                    gate::compare(field_pair, &rules),
+                    Scored {
+                        positive: &field_positive,
+                        champion: &fa,
+                        challenger: &fz,
+                    },
+                    gate::compare(base_pair, &rules),
+                    Scored {
+                        positive: &ev.base_positive,
+                        champion: &ba,
+                        challenger: &bz,
+                    },
+                    rules,
+                )
+            }
+        };
         // Rule 5: the challenger's cost within the recipe's budget.
         let (latency_budget, size_budget) = data
             .recipe
@@ -317,14 +374,22 @@ impl Registry {
                 _ if golden.is_some() => (RunState::Rejected, golden.unwrap_or_default()),
                 Decision::Promote => (
                     RunState::Promoted,
-                    format!(
-                        "field accuracy {:.3} → {:.3} (p = {:.2e}), base {:.3} → {:.3}",
-                        report.field.champion_accuracy,
-                        report.field.challenger_accuracy,
-                        report.field.p,
-                        report.base.champion_accuracy,
-                        report.base.challenger_accuracy
-                    ),
+                    match (report.field.champion_auc, report.field.challenger_auc) {
+                        (Some(a), Some(z)) => format!(
+                            "field AUC {a:.3} → {z:.3} (DeLong p = {:.2e}), base AUC {:.3} → {:.3}",
+                            report.field.p,
+                            report.base.champion_auc.unwrap_or(f64::NAN),
+                            report.base.challenger_auc.unwrap_or(f64::NAN)
+                        ),
+                        _ => format!(
+                            "field accuracy {:.3} → {:.3} (p = {:.2e}), base {:.3} → {:.3}",
+                            report.field.champion_accuracy,
+                            report.field.challenger_accuracy,
+                            report.field.p,
+                            report.base.champion_accuracy,
+                            report.base.challenger_accuracy
+                        ),
+                    },
                 ),
                 Decision::Reject(why) => (RunState::Rejected, why.clone()),
                 Decision::InsufficientEvidence(why) => {
@@ -521,7 +586,17 @@ impl Registry {
             );
             metrics.insert("base_accuracy".to_string(), g.base.challenger_accuracy);
             metrics.insert("base_accuracy_parent".to_string(), g.base.champion_accuracy);
-            metrics.insert("mcnemar_p".to_string(), g.field.p);
+            metrics.insert("field_p".to_string(), g.field.p);
+            for (k, v) in [
+                ("field_auc", g.field.challenger_auc),
+                ("field_auc_parent", g.field.champion_auc),
+                ("base_auc", g.base.challenger_auc),
+                ("base_auc_parent", g.base.champion_auc),
+            ] {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    metrics.insert(k.to_string(), v);
+                }
+            }
         }
         let lineage = run.lineage.clone().unwrap_or_default();
         let card = format!(
@@ -529,7 +604,7 @@ impl Registry {
              Data: {dataset} ({dataset_digest}) + field samples {samples}; snapshot {snapshot}.\n\
              Holdout: {holdout} ({holdout_digest}) and {n} field samples never trained on.\n\
              Recipe: {epochs} epochs, learning rate {lr}, seed {seed}; {code}.\n\
-             Parent weights {parent_w}.",
+             Parent weights {parent_w}.\n\nGate: {gate}",
             kit_ref = kit.reference(),
             round = run.round,
             kit_name = run.kit,
@@ -552,6 +627,11 @@ impl Registry {
             seed = lineage.seed,
             code = lineage.code_version,
             parent_w = lineage.parent_weights,
+            gate = run
+                .gate
+                .as_ref()
+                .and_then(|g| serde_json::to_string(g).ok())
+                .unwrap_or_default(),
         );
         let model = Artifact {
             description: format!(

@@ -5,6 +5,7 @@
 //! tick), `judge` their data, judgement and release, `triggers` what starts a
 //! round by itself.
 
+pub mod auc;
 pub mod gate;
 mod judge;
 mod rounds;

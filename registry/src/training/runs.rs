@@ -276,6 +276,11 @@ pub struct Evaluation {
     pub champion_latency_ms: f64,
     pub challenger_latency_ms: f64,
     pub challenger_kit_bytes: u64,
+    /// When the recipe's metric is `auc`: per field answer (same order),
+    /// each model's positive-class score; per base row, both scores and the truth.
+    pub field_scores: Vec<(f64, f64)>,
+    pub base_scores: Vec<(f64, f64)>,
+    pub base_positive: Vec<bool>,
 }
 
 /// What a promoted round released.
