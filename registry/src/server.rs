@@ -84,10 +84,18 @@ pub async fn serve(
             }
         })
     };
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(algobay_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both its forms: many tools (Python's grpcio-reflection
+    // among them) speak only `v1alpha`.
+    let described = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(algobay_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = described()
         .build_v1()
+        .expect("embedded descriptor sets are valid");
+    let reflection_alpha = described()
+        .build_v1alpha()
         .expect("embedded descriptor sets are valid");
     let mut builder = Server::builder()
         .initial_stream_window_size(4 << 20)
@@ -115,6 +123,7 @@ pub async fn serve(
     let served = builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(
             pb::admin_server::AdminServer::new(AdminApi(registry.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
