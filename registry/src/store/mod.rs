@@ -4,11 +4,13 @@
 //! once. Every backend passes the same [`testsuite`].
 
 mod memory;
+pub mod postgres;
 mod sled_store;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use sled_store::SledStore;
 
 use crate::error::Result;

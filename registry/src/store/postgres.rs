@@ -1,0 +1,508 @@
+//! Metadata on PostgreSQL: one table of `(tree, key, value)` bytes, a checked
+//! batch as one serializable transaction (retried when PostgreSQL reports a
+//! conflict with another writer, so its checks are judged again), and the
+//! schema made by embedded migrations applied in a transaction at start, under
+//! an advisory lock so replicas starting together apply each once.
+//!
+//! The [`KvStore`] calls block; the store drives its connection pool on a
+//! small runtime of its own, so a call works from any thread.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::IsolationLevel;
+
+use super::{Batch, KvStore, Tree};
+use crate::error::{RegistryError, Result};
+
+/// The schema, in order; each is applied once, in a transaction.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE kv (
+        tree  text  NOT NULL,
+        key   bytea NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (tree, key)
+    )",
+)];
+
+/// Serialization conflicts a batch is retried through before it gives up.
+const MAX_RETRIES: u32 = 50;
+
+fn storage(what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Storage(format!("postgres: {what}: {e}"))
+}
+
+/// The metadata store on a PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db?sslmode=disable`; the
+    /// usual `PG*` variables fill what it leaves out) and brings the schema up
+    /// to date. TLS (any `sslmode` but `disable`) trusts the CA certificates in
+    /// the PEM file `PGSSLROOTCERT` names.
+    pub fn connect(url: &str) -> Result<PgStore> {
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| RegistryError::invalid("meta", format!("not a postgres URL: {e}")))?;
+        fill_from_env(&mut cfg);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("algobay-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| storage("runtime", e))?;
+        let manager = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let mgr = if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+            Manager::from_config(cfg, tokio_postgres::NoTls, manager)
+        } else {
+            Manager::from_config(cfg, tls()?, manager)
+        };
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| storage("pool", e))?;
+        let store = PgStore { pool, rt: Some(rt) };
+        store.run(migrate(store.pool.clone()))?;
+        Ok(store)
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it, from any thread.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| RegistryError::Storage("postgres: the store is closed".into()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .map_err(|_| RegistryError::Storage("postgres: the call was dropped".into()))?
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // A runtime may not be dropped on an async thread; let one of its own go.
+        if let Some(rt) = self.rt.take() {
+            let _ = std::thread::Builder::new()
+                .name("algobay-postgres-close".into())
+                .spawn(move || rt.shutdown_timeout(Duration::from_secs(5)));
+        }
+    }
+}
+
+/// What libpq would take from the environment when the URL leaves it out.
+fn fill_from_env(cfg: &mut tokio_postgres::Config) {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if cfg.get_hosts().is_empty() {
+        cfg.host(var("PGHOST").as_deref().unwrap_or("localhost"));
+    }
+    if cfg.get_ports().is_empty() {
+        if let Some(p) = var("PGPORT").and_then(|p| p.parse().ok()) {
+            cfg.port(p);
+        }
+    }
+    if cfg.get_user().is_none() {
+        if let Some(u) = var("PGUSER") {
+            cfg.user(&u);
+        }
+    }
+    if cfg.get_password().is_none() {
+        if let Some(p) = var("PGPASSWORD") {
+            cfg.password(p);
+        }
+    }
+    if cfg.get_dbname().is_none() {
+        if let Some(d) = var("PGDATABASE") {
+            cfg.dbname(&d);
+        }
+    }
+}
+
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let path = std::env::var("PGSSLROOTCERT").map_err(|_| {
+        RegistryError::invalid(
+            "meta",
+            "TLS to postgres needs the server's CA: set PGSSLROOTCERT to its PEM file (or sslmode=disable)",
+        )
+    })?;
+    let pem = std::fs::read(&path).map_err(|e| storage(&format!("PGSSLROOTCERT {path}"), e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| storage(&format!("PGSSLROOTCERT {path}"), e))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| storage("tls", e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| storage("PGSSLROOTCERT", e))
+}
+
+/// Applies the migrations not applied yet, each in its own transaction.
+async fn migrate(pool: Pool) -> Result<()> {
+    let mut client = pool.get().await.map_err(|e| storage("connect", e))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| storage("migrate", e))?;
+    // One replica at a time; released with the transaction.
+    tx.execute("SELECT pg_advisory_xact_lock(7215532011)", &[])
+        .await
+        .map_err(|e| storage("migrate", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS algobay_migrations (
+            version    integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .map_err(|e| storage("migrate", e))?;
+    let done: Vec<i32> = tx
+        .query("SELECT version FROM algobay_migrations", &[])
+        .await
+        .map_err(|e| storage("migrate", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| storage(&format!("migration {version}"), e))?;
+        tx.execute(
+            "INSERT INTO algobay_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(|e| storage(&format!("migration {version}"), e))?;
+        tracing::info!(version, "postgres schema migrated");
+    }
+    tx.commit().await.map_err(|e| storage("migrate", e))
+}
+
+/// The smallest key above every key that starts with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Whether a failed statement is a conflict with another transaction (retry).
+fn conflict(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    )
+}
+
+/// One attempt at a batch: `Ok(None)` when it conflicted and must be retried.
+async fn attempt(pool: &Pool, batch: &Batch) -> Result<Option<bool>> {
+    let mut client = pool.get().await.map_err(|e| storage("connect", e))?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .start()
+        .await
+        .map_err(|e| storage("begin", e))?;
+    macro_rules! step {
+        ($e:expr, $what:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) if conflict(&e) => return Ok(None),
+                Err(e) => return Err(storage($what, e)),
+            }
+        };
+    }
+    for (tree, key, expected) in &batch.checks {
+        let row = step!(
+            tx.query_opt(
+                "SELECT value FROM kv WHERE tree = $1 AND key = $2",
+                &[&tree.name(), key],
+            )
+            .await,
+            "check"
+        );
+        let have: Option<Vec<u8>> = row.map(|r| r.get(0));
+        if have.as_ref() != expected.as_ref() {
+            // Nothing written: the transaction rolls back when dropped.
+            return Ok(Some(false));
+        }
+    }
+    for (tree, key, value) in &batch.writes {
+        match value {
+            Some(v) => step!(
+                tx.execute(
+                    "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&tree.name(), key, v],
+                )
+                .await,
+                "write"
+            ),
+            None => step!(
+                tx.execute(
+                    "DELETE FROM kv WHERE tree = $1 AND key = $2",
+                    &[&tree.name(), key],
+                )
+                .await,
+                "delete"
+            ),
+        };
+    }
+    step!(tx.commit().await, "commit");
+    Ok(Some(true))
+}
+
+impl KvStore for PgStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (pool, key) = (self.pool.clone(), key.to_vec());
+        self.run(async move {
+            let client = pool.get().await.map_err(|e| storage("connect", e))?;
+            let row = client
+                .query_opt(
+                    "SELECT value FROM kv WHERE tree = $1 AND key = $2",
+                    &[&tree.name(), &key],
+                )
+                .await
+                .map_err(|e| storage("get", e))?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (pool, prefix) = (self.pool.clone(), prefix.to_vec());
+        self.run(async move {
+            let client = pool.get().await.map_err(|e| storage("connect", e))?;
+            let rows = match prefix_end(&prefix) {
+                Some(end) => client
+                    .query(
+                        "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key",
+                        &[&tree.name(), &prefix, &end],
+                    )
+                    .await,
+                None => client
+                    .query(
+                        "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 ORDER BY key",
+                        &[&tree.name(), &prefix],
+                    )
+                    .await,
+            }
+            .map_err(|e| storage("scan", e))?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn commit(&self, batch: Batch) -> Result<bool> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            for n in 0..MAX_RETRIES {
+                if let Some(done) = attempt(&pool, &batch).await? {
+                    return Ok(done);
+                }
+                // Another writer won this round; judge the checks again.
+                tokio::time::sleep(Duration::from_millis(1 + (n as u64 * 3) % 17)).await;
+            }
+            Err(RegistryError::Storage(format!(
+                "postgres: a batch conflicted with other writers {MAX_RETRIES} times in a row"
+            )))
+        })
+    }
+}
+
+/// A throwaway PostgreSQL server for tests: `initdb` and `pg_ctl` (as the
+/// `postgres` user when run as root), on 127.0.0.1 and a free port, stopped
+/// (fast shutdown) when dropped.
+#[cfg(any(test, feature = "testsuite"))]
+pub mod throwaway {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    #[derive(Debug)]
+    pub struct Postgres {
+        dir: tempfile::TempDir,
+        pub port: u16,
+    }
+
+    fn bin(name: &str) -> PathBuf {
+        for v in ["17", "16", "15"] {
+            let p = PathBuf::from(format!("/usr/lib/postgresql/{v}/bin/{name}"));
+            if p.exists() {
+                return p;
+            }
+        }
+        panic!("PostgreSQL's {name} is not installed (scripts/setup.sh installs postgresql-15)");
+    }
+
+    /// PostgreSQL will not run as root: as root, the command runs as `postgres`.
+    fn as_postgres(cmd: &Path) -> Command {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(cmd);
+            c
+        } else {
+            Command::new(cmd)
+        }
+    }
+
+    impl Postgres {
+        pub fn start() -> Postgres {
+            let dir = tempfile::Builder::new()
+                .prefix("algobay-pg")
+                .tempdir()
+                .expect("temp dir");
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            let data = dir.path().join("data");
+            let out = as_postgres(&bin("initdb"))
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(&data)
+                .output()
+                .expect("initdb runs");
+            assert!(
+                out.status.success(),
+                "initdb: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                dir.path().display()
+            );
+            let out = as_postgres(&bin("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &opts, "-l"])
+                .arg(dir.path().join("log"))
+                .args(["-w", "start"])
+                .output()
+                .expect("pg_ctl runs");
+            assert!(
+                out.status.success(),
+                "pg_ctl start: {} {}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+            );
+            Postgres { dir, port }
+        }
+
+        /// A new, empty database on the server, and its URL.
+        pub fn database(&self, name: &str) -> String {
+            let out = as_postgres(&bin("psql"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-c",
+                ])
+                .arg(format!("CREATE DATABASE {name}"))
+                .output()
+                .expect("psql runs");
+            assert!(
+                out.status.success(),
+                "create database: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            format!(
+                "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+                self.port
+            )
+        }
+    }
+
+    impl Drop for Postgres {
+        fn drop(&mut self) {
+            let pidfile = self.dir.path().join("data/postmaster.pid");
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+            {
+                let _ = Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status();
+                for _ in 0..100 {
+                    if !pidfile.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_prefix_is_the_next_key_past_it() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}
