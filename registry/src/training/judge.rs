@@ -370,6 +370,10 @@ impl Registry {
                     crate::limits::shown(&ev.golden_failure)
                 )
             });
+            // The report says what was decided, golden samples included.
+            if let Some(g) = &golden {
+                report.decision = Decision::Reject(g.clone());
+            }
             let (state, why) = match &report.decision {
                 _ if golden.is_some() => (RunState::Rejected, golden.unwrap_or_default()),
                 Decision::Promote => (
