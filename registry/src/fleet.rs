@@ -678,15 +678,22 @@ impl Registry {
         Ok((canary, control))
     }
 
-    /// Evaluates every rollout that waits on time (the soak of its canaries).
-    pub fn tick(&self) -> Result<()> {
+    /// Evaluates every rollout that waits on time (the soak of its canaries)
+    /// and moves training rounds on. With several replicas on one store, one
+    /// does it at a time: the holder of the `tick` lease, which another takes
+    /// over once it lapses. Returns whether this replica did the work.
+    pub fn tick(&self) -> Result<bool> {
+        if !self.hold_lease("tick", crate::leases::TICK_LEASE_SECONDS)? {
+            return Ok(false);
+        }
         for (_, v) in self.kv.scan_prefix(Tree::Deployments, b"")? {
             let d: Deployment = parse("deployment", &v)?;
             if d.state == DeploymentState::Canary {
                 self.evaluate(d, None)?;
             }
         }
-        self.tick_training()
+        self.tick_training()?;
+        Ok(true)
     }
 
     /// What a device should run: the newest deployment that reaches it.

@@ -24,6 +24,7 @@ pub mod error;
 pub mod fleet;
 pub mod grpc;
 pub mod index;
+pub mod leases;
 pub mod limits;
 pub mod metrics;
 pub mod samples;
@@ -105,7 +106,19 @@ mod conformance {
             )
             .unwrap());
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        // sled's background flusher lets go of the file lock a moment after
+        // the store is dropped (a process that exits lets go at once).
+        let mut tries = 0;
+        let s = loop {
+            match SledStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if tries < 100 && e.to_string().contains("lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(
             crate::store::KvStore::get(&s, crate::store::Tree::Teams, b"t")
                 .unwrap()

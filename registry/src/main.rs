@@ -219,6 +219,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?);
     let mut registry =
         Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?.with_ceilings(ceilings);
+    // This replica's name among those sharing the stores, kept in its own data folder.
+    let replica_path = data.join("replica.id");
+    let replica = match std::fs::read_to_string(&replica_path) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => {
+            let id = algobay_runtime::Digest::of(
+                format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
+            )
+            .hex()[..16]
+                .to_owned();
+            std::fs::write(&replica_path, format!("{id}\n"))?;
+            id
+        }
+    };
+    registry = registry.with_replica(&replica);
     let key_path = data.join("registry.key");
     let key = if key_path.exists() {
         algobay_runtime::SecretKey::read(&key_path)?

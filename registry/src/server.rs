@@ -79,7 +79,7 @@ pub async fn serve(
                 match done {
                     Ok(Err(e)) => tracing::warn!(error = %e, "rollout gates"),
                     Err(e) => tracing::warn!(error = %e, "rollout gates task"),
-                    Ok(Ok(())) => {}
+                    Ok(Ok(_)) => {}
                 }
             }
         })

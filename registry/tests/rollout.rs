@@ -351,3 +351,39 @@ fn canaries_whose_feedback_accuracy_falls_under_the_other_devices_roll_back() {
         assert_eq!(f.wants(i), f.v1, "every device is back on the kit before");
     }
 }
+
+#[test]
+fn time_driven_gates_run_on_one_replica_at_a_time_and_move_when_it_stops() {
+    let f = fleet(4);
+    let b = f.replica();
+    let dep = f.deploy(&f.v1, f.policy(0.25, 60));
+    f.runs(0, 100, 0.0, 20.0);
+    let at = |secs: i64| {
+        f.clock
+            .0
+            .store(f.now() + secs, std::sync::atomic::Ordering::SeqCst)
+    };
+    // The first to tick holds the lease; the other does nothing while it lasts.
+    assert!(f.reg.tick().unwrap());
+    assert!(!b.tick().unwrap());
+    at(5);
+    assert!(f.reg.tick().unwrap(), "the holder renews");
+    assert!(!b.tick().unwrap());
+    // What is stored, read without judging it (a status call would).
+    let stored = || {
+        use algobay_registry::store::{KvStore, Tree};
+        let v =
+            f.kv.get(Tree::Deployments, format!("acme/{}", dep.id).as_bytes())
+                .unwrap()
+                .unwrap();
+        serde_json::from_slice::<Deployment>(&v).unwrap().state
+    };
+    // The holder stops (a replica gone): once its lease lapses, B takes over
+    // and judges the soak; A, back, finds the lease taken.
+    at(60);
+    assert_eq!(stored(), DeploymentState::Canary);
+    assert!(b.tick().unwrap());
+    assert_eq!(stored(), DeploymentState::Promoted, "B's tick judged it");
+    assert!(!f.reg.tick().unwrap());
+    assert_eq!(f.wants(3), f.v1, "promoted through B, seen through A");
+}

@@ -134,7 +134,8 @@ pub trait RegistryApi: Send + Sync + 'static {
     /// Sees every change of what some device should run.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Applies the time-driven gates (canary soak); called every second.
-    fn tick(&self) -> Result<()>;
+    /// Whether this replica did the work (one holds the lease at a time).
+    fn tick(&self) -> Result<bool>;
     /// The training service: policies, runs, their data, judgement and release.
     fn train(
         &self,
@@ -356,7 +357,7 @@ impl RegistryApi for Registry {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         Registry::subscribe(self)
     }
-    fn tick(&self) -> Result<()> {
+    fn tick(&self) -> Result<bool> {
         Registry::tick(self)
     }
     fn train(

@@ -106,6 +106,8 @@ pub struct Registry {
     golden_busy: (std::sync::Mutex<usize>, std::sync::Condvar),
     /// Drift watches of automatic training policies (rebuilt after a restart).
     pub(crate) drift: std::sync::Mutex<crate::training::Watches>,
+    /// This process among the replicas sharing the stores (random, per start).
+    pub(crate) replica: String,
 }
 
 /// Set when the caller of a long call has gone away, so the work stops.
@@ -254,7 +256,20 @@ impl Registry {
             ceilings: Ceilings::default(),
             golden_busy: Default::default(),
             drift: Default::default(),
+            replica: {
+                use rand::RngCore;
+                let mut b = [0u8; 8];
+                rand::thread_rng().fill_bytes(&mut b);
+                hex::encode(b)
+            },
         })
+    }
+
+    /// Names this replica (kept across its restarts, so a restarted one takes
+    /// its leases back at once instead of waiting for them to lapse).
+    pub fn with_replica(mut self, id: &str) -> Registry {
+        self.replica = id.to_owned();
+        self
     }
 
     /// Sets the ceilings on kits and uploads.

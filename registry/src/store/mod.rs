@@ -45,11 +45,13 @@ pub enum Tree {
     Runs,
     /// `enterprise/kit name` → the enterprise's training policy for the kit.
     TrainPolicies,
+    /// Name → which replica holds a lease on some work, and until when.
+    Leases,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 16] = [
+    pub const ALL: [Tree; 17] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -66,6 +68,7 @@ impl Tree {
         Tree::Labels,
         Tree::Runs,
         Tree::TrainPolicies,
+        Tree::Leases,
     ];
 
     /// The tree's name on disk.
@@ -87,6 +90,7 @@ impl Tree {
             Tree::Labels => "labels",
             Tree::Runs => "runs",
             Tree::TrainPolicies => "train_policies",
+            Tree::Leases => "leases",
         }
     }
 }

@@ -23,6 +23,10 @@ impl Clock for FakeClock {
 
 pub struct Fleet {
     pub reg: Registry,
+    /// The stores and runtime `reg` runs on, for another replica on them.
+    pub kv: Arc<MemoryStore>,
+    pub blobs: Arc<algobay_registry::blobs::MemoryBlobStore>,
+    pub runtime: Arc<Runtime>,
     pub clock: Arc<FakeClock>,
     pub acme: Principal,
     pub devices: Vec<Principal>,
@@ -55,14 +59,11 @@ pub fn fleet(n: usize) -> Fleet {
         .unwrap(),
     );
     let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000)));
-    let reg = Registry::open(
-        Arc::new(MemoryStore::new()),
-        Arc::new(algobay_registry::blobs::MemoryBlobStore::new(1 << 30)),
-        runtime,
-        clock.clone(),
-    )
-    .unwrap()
-    .with_device_ca(DeviceCa::open_or_create(&dir.path().join("ca")).unwrap());
+    let kv = Arc::new(MemoryStore::new());
+    let blobs = Arc::new(algobay_registry::blobs::MemoryBlobStore::new(1 << 30));
+    let reg = Registry::open(kv.clone(), blobs.clone(), runtime.clone(), clock.clone())
+        .unwrap()
+        .with_device_ca(DeviceCa::open_or_create(&dir.path().join("ca")).unwrap());
     let op = principal(Role::Operator, "");
     let team_key = SecretKey::generate();
     reg.create_team(&op, "algobay", "", &team_key.public().to_string())
@@ -110,6 +111,9 @@ pub fn fleet(n: usize) -> Fleet {
     devices.sort_by(|a, b| a.token_id.cmp(&b.token_id));
     Fleet {
         reg,
+        kv,
+        blobs,
+        runtime,
         clock,
         acme,
         devices,
@@ -163,6 +167,17 @@ impl Fleet {
                 },
             )
             .unwrap();
+    }
+
+    /// Another replica on the same stores and clock.
+    pub fn replica(&self) -> Registry {
+        Registry::open(
+            self.kv.clone(),
+            self.blobs.clone(),
+            self.runtime.clone(),
+            self.clock.clone(),
+        )
+        .unwrap()
     }
 
     pub fn now(&self) -> i64 {
