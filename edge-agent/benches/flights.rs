@@ -466,19 +466,7 @@ fn main() {
             .count();
         let want = labelled_total;
         wait_for(180, "feedback at the registry", || {
-            let mut n = 0;
-            let mut token = String::new();
-            loop {
-                let (page, next) = rt.block_on(acme.list_samples("", "", 500, &token)).unwrap();
-                n += page
-                    .iter()
-                    .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
-                    .count();
-                if next.is_empty() {
-                    break;
-                }
-                token = next;
-            }
+            let n = feedback_labels(&rt, &acme);
             (n * 100 >= want * 95).then_some(n)
         });
         let trigger = Instant::now();
@@ -504,22 +492,7 @@ fn main() {
             bytes = rel.new_bytes;
             serving = rel.kit_reference.clone();
             // What it fed back while rolling out counts toward the next round.
-            labelled_total = wait_for(60, "feedback at the registry", || {
-                let mut n = 0;
-                let mut token = String::new();
-                loop {
-                    let (page, next) = rt.block_on(acme.list_samples("", "", 500, &token)).unwrap();
-                    n += page
-                        .iter()
-                        .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
-                        .count();
-                    if next.is_empty() {
-                        break;
-                    }
-                    token = next;
-                }
-                Some(n)
-            });
+            labelled_total = feedback_labels(&rt, &acme);
         }
         let (auc_after, acc_after) = score(&send(eval, false));
         aucs.push((month, auc_before, auc_after));

@@ -21,20 +21,8 @@ use algobay_runtime::{Runtime, RuntimeOptions, SecretKey};
 use algobay_sdk::trainer::{Trainer, TrainerOptions};
 use algobay_sdk::DatasetInfo;
 
+use common::digits::{body, digits};
 use common::*;
-
-/// scikit-learn's digits: (64 pixels, label) per row.
-fn digits() -> Vec<(Vec<f32>, u32)> {
-    let text =
-        std::fs::read_to_string(root().join("examples/kits/digits/data/digits.csv")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Vec<f32> = l.split(',').map(|c| c.trim().parse().unwrap()).collect();
-            (v[..64].to_vec(), v[64] as u32)
-        })
-        .collect()
-}
 
 /// The 8×8 image turned by `deg` degrees about its centre, bilinear, zero outside.
 fn rotate(px: &[f32], deg: f64) -> Vec<f32> {
@@ -63,10 +51,6 @@ fn rotate(px: &[f32], deg: f64) -> Vec<f32> {
         }
     }
     out
-}
-
-fn body(px: &[f32]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({"dtype": "f32", "shape": [1, 64], "data": px})).unwrap()
 }
 
 fn main() {
@@ -231,23 +215,10 @@ fn main() {
         let deg = 15.0 * round as f64;
         // The drift arrives; the application answers most of it.
         let before = send(requests, deg, round * 97, true);
-        let labelled = wait_for(120, "feedback at the registry", || {
-            let mut n = 0;
-            let mut token = String::new();
-            loop {
-                let (page, next) = rt.block_on(acme.list_samples("", "", 500, &token)).unwrap();
-                n += page
-                    .iter()
-                    .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
-                    .count();
-                if next.is_empty() {
-                    break;
-                }
-                token = next;
-            }
+        wait_for(120, "feedback at the registry", || {
+            let n = feedback_labels(&rt, &acme);
             (n * 100 >= round * requests * feedback_pct * 95 / 100).then_some(n)
         });
-        let _ = labelled;
         let trigger = Instant::now();
         let run = rt
             .block_on(acme.start_run("", "algobay/digits-mlp"))

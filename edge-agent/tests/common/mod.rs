@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use algobay_runtime::{KitArchive, Runtime, RuntimeOptions, SecretKey};
 use algobay_sdk::Client;
 
+pub mod digits;
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -653,4 +655,28 @@ pub fn serve(
     rt.block_on(acme.create_deployment("", kit, std::collections::BTreeMap::new(), all()))
         .unwrap();
     wait_for(secs, kit, || agent.active().filter(|r| r == kit));
+}
+
+// ---------------------------------------------------------------- samples
+
+/// Every sample of the client's enterprise, a page at a time.
+pub fn all_samples(rt: &tokio::runtime::Runtime, c: &Client) -> Vec<algobay_sdk::fleet::Sample> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = rt.block_on(c.list_samples("", "", 500, &token)).unwrap();
+        out.extend(page);
+        if next.is_empty() {
+            return out;
+        }
+        token = next;
+    }
+}
+
+/// How many of the client's enterprise's samples carry a feedback label.
+pub fn feedback_labels(rt: &tokio::runtime::Runtime, c: &Client) -> usize {
+    all_samples(rt, c)
+        .iter()
+        .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
+        .count()
 }

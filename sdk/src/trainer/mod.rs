@@ -23,7 +23,13 @@ use algobay_runtime::manifest::{StepKind, Training};
 use algobay_runtime::{Digest, KitArchive, Runtime, SecretKey};
 
 use crate::client::{no_progress, Client, Kind, SdkError};
+
+mod cost;
+mod features;
+
 use crate::training::{FieldSample, TrainingRun};
+use cost::{side_by_side, timing_inputs};
+use features::{model_input, Frozen};
 
 type Result<T, E = SdkError> = std::result::Result<T, E>;
 
@@ -676,195 +682,6 @@ impl Trainer {
             field_holdout: data.holdout.len(),
         })
     }
-}
-
-/// The kit input a trained step's rows hold, and its shape (unknown sizes
-/// as 1): the input `x` reads, or (a head on frozen features) the kit's one input.
-fn model_input(m: &algobay_runtime::Manifest, step: &str) -> Result<(String, Vec<usize>)> {
-    use algobay_runtime::value::Dim;
-    use algobay_runtime::PortType;
-    let x = m
-        .steps
-        .iter()
-        .find(|s| s.name == step)
-        .map(|s| s.input_value("x").to_owned())
-        .ok_or_else(|| invalid(format!("the kit has no step `{step}`")))?;
-    let port = m
-        .inputs
-        .iter()
-        .find(|p| p.name == x)
-        .or_else(|| m.inputs.first())
-        .ok_or_else(|| invalid("the kit has no input"))?;
-    match &port.ty {
-        PortType::Tensor { shape, .. } => Ok((
-            port.name.clone(),
-            shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => *n,
-                    Dim::Any => 1,
-                })
-                .collect(),
-        )),
-        _ => Err(invalid(format!(
-            "kit input `{}` is not a tensor; rows of numbers cannot feed it",
-            port.name
-        ))),
-    }
-}
-
-/// Up to 64 base holdout rows as the kit's input, to time kits on.
-fn timing_inputs(
-    input: &str,
-    shape: &[usize],
-    rows: &Rows,
-    width: usize,
-) -> Result<Vec<algobay_runtime::Values>> {
-    use algobay_runtime::{DType, Tensor, Value, Values};
-    let shape = if shape.iter().product::<usize>() == width {
-        shape.to_vec()
-    } else {
-        vec![1, width]
-    };
-    rows.x
-        .chunks_exact(width)
-        .take(64)
-        .map(|row| {
-            let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let mut v = Values::new();
-            v.insert(
-                input.to_owned(),
-                Value::Tensor(Tensor::new(DType::F32, shape.clone(), bytes)?),
-            );
-            Ok(v)
-        })
-        .collect()
-}
-
-/// The frozen steps before a trained head, replayed on rows of the kit's
-/// input; what they give is cached on disk by (the steps' digest, the row's).
-struct Frozen {
-    kit: algobay_runtime::LoadedKit,
-    step: String,
-    input: String,
-    shape: Vec<usize>,
-    width: usize,
-    dir: PathBuf,
-    computed: std::sync::atomic::AtomicU64,
-    cached: std::sync::atomic::AtomicU64,
-}
-
-impl Frozen {
-    fn new(
-        kit: algobay_runtime::LoadedKit,
-        step: &str,
-        input: String,
-        shape: Vec<usize>,
-        width: usize,
-        work_dir: &std::path::Path,
-    ) -> Result<Frozen> {
-        let m = kit.manifest();
-        let at = m.steps.iter().position(|s| s.name == step).unwrap_or(0);
-        // The encoder: every step before the head, with its files' digests and config.
-        let encoder = Digest::of(
-            &serde_json::to_vec(&m.steps[..at]).map_err(|e| invalid(format!("steps: {e}")))?,
-        );
-        let dir = work_dir.join("features").join(encoder.hex());
-        std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
-        Ok(Frozen {
-            kit,
-            step: step.into(),
-            input,
-            shape,
-            width,
-            dir,
-            computed: Default::default(),
-            cached: Default::default(),
-        })
-    }
-
-    /// The head's features of each row of the kit's input.
-    fn features(&self, rows: &[f32]) -> Result<Vec<f32>> {
-        use algobay_runtime::{DType, Tensor, Value, Values};
-        use std::sync::atomic::Ordering;
-        let in_width: usize = self.shape.iter().product();
-        let mut out = Vec::with_capacity(rows.len() / in_width.max(1) * self.width);
-        for row in rows.chunks_exact(in_width) {
-            let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let path = self.dir.join(Digest::of(&bytes).hex());
-            if let Ok(b) = std::fs::read(&path) {
-                if b.len() == self.width * 4 {
-                    out.extend(
-                        b.chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                    );
-                    self.cached.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            }
-            let mut v = Values::new();
-            v.insert(
-                self.input.clone(),
-                Value::Tensor(Tensor::new(DType::F32, self.shape.clone(), bytes)?),
-            );
-            let f = match self.kit.value_before(v, &self.step, "x")? {
-                Value::Tensor(t) => t.to_f32()?,
-                _ => {
-                    return Err(invalid(format!(
-                        "the steps before `{}` give no tensor",
-                        self.step
-                    )))
-                }
-            };
-            if f.len() != self.width {
-                return Err(invalid(format!(
-                    "the steps before `{}` give {} values, the model takes {}",
-                    self.step,
-                    f.len(),
-                    self.width
-                )));
-            }
-            // Written whole or not at all: a crash leaves no half file.
-            let tmp = path.with_extension("tmp");
-            let data: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
-            if std::fs::write(&tmp, &data).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
-            self.computed.fetch_add(1, Ordering::Relaxed);
-            out.extend(f);
-        }
-        Ok(out)
-    }
-}
-
-/// Median milliseconds per call of two kits, run alternately on the same
-/// inputs (after a warm-up), so a busy machine slows both alike.
-fn side_by_side(
-    a: &algobay_runtime::LoadedKit,
-    b: &algobay_runtime::LoadedKit,
-    inputs: &[algobay_runtime::Values],
-) -> Result<(f64, f64)> {
-    if inputs.is_empty() {
-        return Err(invalid("the base holdout has no rows to time the kits on"));
-    }
-    for v in inputs.iter().take(3) {
-        a.run(v.clone())?;
-        b.run(v.clone())?;
-    }
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for v in inputs {
-        let t = Instant::now();
-        a.run(v.clone())?;
-        ta.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        b.run(v.clone())?;
-        tb.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2].max(1e-3)
-    };
-    Ok((median(ta), median(tb)))
 }
 
 /// The first `label` in a kit's outputs with its `score` (depth first).
