@@ -372,7 +372,7 @@ impl Registry {
             .filter(|d| !d.revoked)
             .collect();
         let now = self.clock.now_unix();
-        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let seq = self.next_seq()?;
         let mut dep = Deployment {
             id: format!("dep-{seq:06}-{}", random_hex(3)),
             enterprise,

@@ -1,8 +1,13 @@
+//! What replicas sharing the metadata store agree on through it.
+//!
 //! Leases on work that one replica does at a time (the time-driven gates and
-//! training triggers), kept in the shared metadata store: a record names the
-//! holder and until when; the holder renews it, anyone takes it once it
-//! lapsed, and a checked batch makes a take-over race have one winner.
-//! Replicas' clocks are assumed close (seconds); a lease is far longer.
+//! training triggers): a record names the holder and until when; the holder
+//! renews it, anyone takes it once it lapsed, and a checked batch makes a
+//! take-over race have one winner. Replicas' clocks are assumed close
+//! (seconds); a lease is far longer.
+//!
+//! The sequence that orders deployments and names training runs: one counter,
+//! moved by checked batches, so two replicas never hand out the same number.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,5 +45,35 @@ impl Registry {
                 name.as_bytes(),
                 json(&new),
             ))
+    }
+}
+
+impl Registry {
+    /// The next number of the shared sequence (never given out twice).
+    pub(crate) fn next_seq(&self) -> Result<u64> {
+        use std::sync::atomic::Ordering;
+        for _ in 0..1000 {
+            let old = self.kv.get(Tree::Counters, b"seq")?;
+            let stored = old
+                .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            // Stores made before the counter existed start from what is in them.
+            let next = stored.max(self.seq.load(Ordering::SeqCst)) + 1;
+            if self
+                .kv
+                .commit(Batch::new().check(Tree::Counters, &b"seq"[..], old).put(
+                    Tree::Counters,
+                    &b"seq"[..],
+                    next.to_string(),
+                ))?
+            {
+                self.seq.fetch_max(next, Ordering::SeqCst);
+                return Ok(next);
+            }
+        }
+        Err(crate::error::RegistryError::Storage(
+            "the shared sequence: 1000 tries lost to other replicas".into(),
+        ))
     }
 }

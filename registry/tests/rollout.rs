@@ -387,3 +387,21 @@ fn time_driven_gates_run_on_one_replica_at_a_time_and_move_when_it_stops() {
     assert!(!f.reg.tick().unwrap());
     assert_eq!(f.wants(3), f.v1, "promoted through B, seen through A");
 }
+
+#[test]
+fn two_replicas_never_hand_out_the_same_sequence_number() {
+    let f = fleet(2);
+    let b = f.replica();
+    let mut seqs = Vec::new();
+    for i in 0..6 {
+        let via = if i % 2 == 0 { &f.reg } else { &b };
+        let d = via
+            .create_deployment(&f.acme, "", &f.v1, Labels::new(), f.policy(1.0, 0))
+            .unwrap();
+        seqs.push(d.seq);
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "each replica's numbers follow the other's: {seqs:?}"
+    );
+}

@@ -88,7 +88,8 @@ pub struct Registry {
     index: RwLock<SearchIndex>,
     /// Signs enrolled devices' certificates (none when serving without TLS).
     pub(crate) device_ca: Option<crate::tls::DeviceCa>,
-    /// The last deployment sequence number given out.
+    /// The highest sequence number this replica saw (the shared one is
+    /// `Tree::Counters`/`seq`; this covers stores made before it).
     pub(crate) seq: std::sync::atomic::AtomicU64,
     /// When each device last synced (kept in memory; stored only on a change of state).
     pub(crate) seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,

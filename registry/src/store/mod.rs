@@ -47,11 +47,13 @@ pub enum Tree {
     TrainPolicies,
     /// Name → which replica holds a lease on some work, and until when.
     Leases,
+    /// Name → a counter replicas share (`seq`: deployments' and runs' order).
+    Counters,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 17] = [
+    pub const ALL: [Tree; 18] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -69,6 +71,7 @@ impl Tree {
         Tree::Runs,
         Tree::TrainPolicies,
         Tree::Leases,
+        Tree::Counters,
     ];
 
     /// The tree's name on disk.
@@ -91,6 +94,7 @@ impl Tree {
             Tree::Runs => "runs",
             Tree::TrainPolicies => "train_policies",
             Tree::Leases => "leases",
+            Tree::Counters => "counters",
         }
     }
 }

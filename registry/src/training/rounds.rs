@@ -229,7 +229,7 @@ impl Registry {
             .unwrap_or(&manifest.version)
             .to_owned();
         let now = self.clock.now_unix();
-        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let seq = self.next_seq()?;
         let mut run = Run {
             id: format!("run-{seq:06}"),
             seq,
