@@ -17,14 +17,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use algobay_runtime::candle::{
     mlp_predict, mlp_probabilities, train_mlp_bytes, MlpConfig, TrainSpec,
 };
-use algobay_runtime::{Runtime, RuntimeOptions, SecretKey};
-use algobay_sdk::trainer::{Trainer, TrainerOptions};
 use algobay_sdk::DatasetInfo;
 
 use common::*;
@@ -210,20 +207,7 @@ seed = 7
         post = root().join("examples/stages/classify-post").display()
     );
     std::fs::write(dir.join("Kitfile"), kitfile).unwrap();
-    let rt = Runtime::new(RuntimeOptions {
-        cache_dir: None,
-        ort_library: Some(ort_lib()),
-        ort_threads: 1,
-        stage_limits_cap: None,
-        max_batch: 0,
-    })
-    .unwrap();
-    let cargo = std::env::var_os("CARGO")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "cargo".into());
-    algobay_runtime::kitfile::Packager::new(&rt, cargo)
-        .build(dir, &SecretKey::read(&kits().key).unwrap(), &|_| {})
-        .unwrap()
+    package(dir, &kits().key)
 }
 
 fn main() {
@@ -377,26 +361,7 @@ fn main() {
     policy.base_margin = base_margin;
     policy.min_field_count = 20;
     rt.block_on(acme.set_train_policy(policy)).unwrap();
-    let runtime = Arc::new(
-        Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            ort_library: Some(ort_lib()),
-            ort_threads: 1,
-            stage_limits_cap: None,
-            max_batch: 0,
-        })
-        .unwrap(),
-    );
-    let trainer = Trainer::new(
-        team.clone(),
-        SecretKey::read(&kits().key).unwrap(),
-        runtime,
-        TrainerOptions {
-            holder: "bench-trainer".into(),
-            lease_seconds: 120,
-            work_dir: dir.path().join("trainer"),
-        },
-    );
+    let trainer = trainer(&team, &dir.path().join("trainer"), "bench-trainer", 120);
 
     // Sends flights to the devices in turn, the outcome returned for the set
     // share when `with_feedback`; returns (P(delayed), delayed) per flight.

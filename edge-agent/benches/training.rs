@@ -14,11 +14,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use algobay_runtime::{Runtime, RuntimeOptions, SecretKey};
-use algobay_sdk::trainer::{Trainer, TrainerOptions};
 use algobay_sdk::DatasetInfo;
 
 use common::digits::{body, digits};
@@ -142,26 +139,7 @@ fn main() {
     policy.base_margin = base_margin;
     policy.min_field_count = 20;
     rt.block_on(acme.set_train_policy(policy)).unwrap();
-    let runtime = Arc::new(
-        Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            ort_library: Some(ort_lib()),
-            ort_threads: 1,
-            stage_limits_cap: None,
-            max_batch: 0,
-        })
-        .unwrap(),
-    );
-    let trainer = Trainer::new(
-        team.clone(),
-        SecretKey::read(&kits().key).unwrap(),
-        runtime,
-        TrainerOptions {
-            holder: "bench-trainer".into(),
-            lease_seconds: 60,
-            work_dir: dir.path().join("trainer"),
-        },
-    );
+    let trainer = trainer(&team, &dir.path().join("trainer"), "bench-trainer", 60);
 
     // Sends `n` turned images (from `from` on), feedback on the set share;
     // returns the share answered right.

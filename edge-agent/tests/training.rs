@@ -10,9 +10,6 @@ mod common;
 use common::digits::*;
 use common::*;
 
-use algobay_runtime::SecretKey;
-use algobay_sdk::trainer::{Trainer, TrainerOptions};
-
 #[test]
 fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -131,16 +128,7 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
     assert!(rt.block_on(globex.get_run(&run.id)).is_err());
     assert!(rt.block_on(globex.list_runs("", "")).unwrap().is_empty());
 
-    let trainer = Trainer::new(
-        team.clone(),
-        SecretKey::read(&kits().key).unwrap(),
-        runtime(),
-        TrainerOptions {
-            holder: "test-trainer".into(),
-            lease_seconds: 30,
-            work_dir: dir.path().join("trainer"),
-        },
-    );
+    let trainer = trainer(&team, &dir.path().join("trainer"), "test-trainer", 30);
     let outcome = rt.block_on(trainer.run_once()).unwrap().unwrap();
     let judged = outcome.run;
     assert_eq!(judged.state, "deploying", "{:?}", judged.history);

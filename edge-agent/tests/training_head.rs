@@ -9,9 +9,6 @@ mod common;
 use common::digits::*;
 use common::*;
 
-use algobay_runtime::SecretKey;
-use algobay_sdk::trainer::{Trainer, TrainerOptions};
-
 /// A frozen encoder (a fixed projection of the 64 pixels to 32 features):
 /// the weights and its features of one image.
 fn encoder() -> (Vec<f32>, Vec<f32>) {
@@ -143,12 +140,7 @@ seed = 7
         post = root().join("examples/stages/classify-post").display()
     );
     std::fs::write(d.join("Kitfile"), kitfile).unwrap();
-    let cargo = std::env::var_os("CARGO")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "cargo".into());
-    algobay_runtime::kitfile::Packager::new(&runtime(), cargo)
-        .build(&d, &SecretKey::read(&kits().key).unwrap(), &|_| {})
-        .unwrap()
+    package(&d, &kits().key)
 }
 
 /// The cached features: file name → (length, modified time).
@@ -213,16 +205,7 @@ fn a_head_on_frozen_features_is_retrained_alone_and_the_encoder_runs_once_per_in
     wait_for(120, "every feedback label at the registry", || {
         (feedback_labels(&rt, &acme) == n).then_some(())
     });
-    let trainer = Trainer::new(
-        team.clone(),
-        SecretKey::read(&kits().key).unwrap(),
-        runtime(),
-        TrainerOptions {
-            holder: "head-trainer".into(),
-            lease_seconds: 60,
-            work_dir: dir.path().join("trainer"),
-        },
-    );
+    let trainer = trainer(&team, &dir.path().join("trainer"), "head-trainer", 60);
 
     // Round 1 cannot pass (the gate asks for more evidence than there is),
     // but its trainer replays the encoder on every distinct input once.

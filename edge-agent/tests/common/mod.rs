@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use algobay_runtime::{KitArchive, Runtime, RuntimeOptions, SecretKey};
+use algobay_runtime::{KitArchive, SecretKey};
 use algobay_sdk::Client;
 
 pub mod digits;
@@ -496,18 +496,6 @@ impl KitBuilder {
     /// An example kit at another version, its Kitfile edited by `edits`
     /// (pairs of text to find and replace, applied after the paths are made absolute).
     pub fn build(&self, kit: &str, version: &str, edits: &[(&str, &str)]) -> KitArchive {
-        let rt = Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            ort_library: Some(ort_lib()),
-            ort_threads: 1,
-            stage_limits_cap: None,
-            max_batch: 0,
-        })
-        .unwrap();
-        let key = SecretKey::read(&self.key).unwrap();
-        let cargo = std::env::var_os("CARGO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "cargo".into());
         let src = root().join("examples/kits").join(kit);
         let d = self.dir.path().join(format!("{kit}-{version}"));
         std::fs::create_dir_all(&d).unwrap();
@@ -525,15 +513,42 @@ impl KitBuilder {
             text = text.replace(from, to);
         }
         std::fs::write(d.join("Kitfile"), text).unwrap();
-        algobay_runtime::kitfile::Packager::new(&rt, cargo)
-            .build(&d, &key, &|_| {})
-            .unwrap()
+        package(&d, &self.key)
     }
 
     /// A folder for files the kits are built from.
     pub fn scratch(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Builds the kit of the Kitfile in `dir`, signed with the key in the file `key`.
+pub fn package(dir: &Path, key: &Path) -> KitArchive {
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into());
+    algobay_runtime::kitfile::Packager::new(&digits::runtime(), cargo)
+        .build(dir, &SecretKey::read(key).unwrap(), &|_| {})
+        .unwrap()
+}
+
+/// A trainer working as `team` with the kits' team key, caching under `work_dir`.
+pub fn trainer(
+    team: &Client,
+    work_dir: &Path,
+    holder: &str,
+    lease_seconds: u32,
+) -> algobay_sdk::trainer::Trainer {
+    algobay_sdk::trainer::Trainer::new(
+        team.clone(),
+        SecretKey::read(&kits().key).unwrap(),
+        digits::runtime(),
+        algobay_sdk::trainer::TrainerOptions {
+            holder: holder.into(),
+            lease_seconds,
+            work_dir: work_dir.to_path_buf(),
+        },
+    )
 }
 
 /// The example digits kit (1.0.0 and 1.0.1) and OCR kit, signed by one team
