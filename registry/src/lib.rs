@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod blobs;
+mod bridge;
 pub mod domain;
 pub mod error;
 pub mod fleet;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod samples;
 pub mod server;
 pub mod service;
+pub mod shared;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
@@ -49,6 +51,8 @@ mod conformance {
     fn memory_store_passes_the_kv_conformance_suite() {
         store::testsuite::run_all(&MemoryStore::new());
         store::testsuite::concurrent_creates_have_one_winner(Arc::new(MemoryStore::new()));
+        let s = MemoryStore::new();
+        store::testsuite::notes_of_committed_batches_reach_subscribers(&s, &s);
     }
 
     #[test]
@@ -58,6 +62,8 @@ mod conformance {
         store::testsuite::concurrent_creates_have_one_winner(Arc::new(
             SledStore::open(&dir.path().join("b")).unwrap(),
         ));
+        let s = SledStore::open(&dir.path().join("c")).unwrap();
+        store::testsuite::notes_of_committed_batches_reach_subscribers(&s, &s);
     }
 
     #[test]
@@ -69,9 +75,11 @@ mod conformance {
             store::PgStore::connect(&race).unwrap(),
         ));
         // A second store on the same database (another replica) finds the
-        // schema made, applies nothing twice, and sees what the first wrote.
+        // schema made, applies nothing twice, sees what the first wrote and
+        // hears its notes.
         let a = store::PgStore::connect(&race).unwrap();
         let b = store::PgStore::connect(&race).unwrap();
+        store::testsuite::notes_of_committed_batches_reach_subscribers(&a, &b);
         assert!(crate::store::KvStore::commit(
             &a,
             crate::store::Batch::new().put(crate::store::Tree::Runs, b"\xff\x00k".to_vec(), "v")
@@ -136,6 +144,91 @@ mod conformance {
     fn local_blob_store_passes_the_blob_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         blobs::testsuite::run_all(&LocalBlobStore::open(dir.path(), 1 << 30).unwrap());
+    }
+
+    #[test]
+    fn local_blob_store_resumes_an_upload_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        blobs::testsuite::upload_resumes_through_another_store(
+            &LocalBlobStore::open(dir.path(), 1 << 30).unwrap(),
+            &LocalBlobStore::open(dir.path(), 1 << 30).unwrap(),
+            3 << 20,
+        );
+    }
+
+    #[test]
+    fn object_blob_store_in_memory_passes_the_blob_conformance_suite() {
+        use blobs::{ObjectBlobOptions, ObjectBlobStore};
+        let opts = ObjectBlobOptions {
+            max_blob_bytes: 1 << 30,
+            part_bytes: 256 << 10,
+            prefix: "suite".into(),
+        };
+        blobs::testsuite::run_all(
+            &ObjectBlobStore::memory(Arc::new(MemoryStore::new()), opts.clone()).unwrap(),
+        );
+        // Two stores over one object store and one metadata store: two replicas.
+        let kv = Arc::new(MemoryStore::new());
+        let objects = Arc::new(object_store::memory::InMemory::new());
+        let a = ObjectBlobStore::new(objects.clone(), kv.clone(), opts.clone()).unwrap();
+        let b = ObjectBlobStore::new(objects, kv, opts).unwrap();
+        blobs::testsuite::upload_resumes_through_another_store(&a, &b, 3 << 20);
+    }
+
+    #[test]
+    fn object_blob_store_passes_the_blob_conformance_suite_on_a_real_s3_server() {
+        use blobs::object::throwaway::{ACCESS_KEY, S3, SECRET_KEY};
+        use blobs::ObjectBlobStore;
+        let s3 = S3::start();
+        let keys = Some((ACCESS_KEY, SECRET_KEY));
+        let url = s3.bucket("suite");
+        blobs::testsuite::run_all(
+            &ObjectBlobStore::open_url(&url, Arc::new(MemoryStore::new()), 1 << 30, keys).unwrap(),
+        );
+        // Parts of S3's smallest size (5 MiB): 12 MiB make three, resumed through another store.
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(SledStore::open(dir.path()).unwrap());
+        let url = format!("{}&part_mb=5", s3.bucket("shared"));
+        let a = ObjectBlobStore::open_url(&url, kv.clone(), 1 << 30, keys).unwrap();
+        let b = ObjectBlobStore::open_url(&url, kv, 1 << 30, keys).unwrap();
+        blobs::testsuite::upload_resumes_through_another_store(&a, &b, 12 << 20);
+        // A bucket that is not there, or keys the server refuses, are named at start.
+        let err = ObjectBlobStore::open_url(
+            &format!("s3://absent?endpoint=http://127.0.0.1:{}", s3.port),
+            Arc::new(MemoryStore::new()),
+            1 << 30,
+            keys,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("object store"), "{err}");
+        let err = ObjectBlobStore::open_url(
+            &s3.bucket("suite"),
+            Arc::new(MemoryStore::new()),
+            1 << 30,
+            Some((ACCESS_KEY, "wrong")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("object store"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_blobs_url_is_a_clear_error() {
+        use blobs::ObjectBlobStore;
+        let kv = || -> Arc<dyn store::KvStore> { Arc::new(MemoryStore::new()) };
+        for (url, says) in [
+            ("file:///tmp/x", "not an s3:// URL"),
+            ("s3://", "names no bucket"),
+            ("s3://b?colour=red", "`colour` is not a setting"),
+            ("s3://b?part_mb=1", "below S3's smallest part"),
+            ("s3://b?part_mb=lots", "not a whole number"),
+        ] {
+            let err = ObjectBlobStore::open_url(url, kv(), 1 << 30, None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("blobs") && err.contains(says), "{url}: {err}");
+        }
     }
 
     #[test]

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use algobay_registry::blobs::LocalBlobStore;
 use algobay_registry::domain::SystemClock;
 use algobay_registry::limits::Ceilings;
 use algobay_registry::service::Registry;
-use algobay_registry::store::SledStore;
 use algobay_registry::tls::TlsIdentity;
 use algobay_runtime::{Runtime, RuntimeOptions};
 
@@ -46,6 +44,12 @@ enum Command {
         /// trusting `PGSSLROOTCERT`). Without it, sled under DATA/meta.
         #[arg(long, env = "ALGOBAY_META")]
         meta: Option<String>,
+        /// The blob store: `s3://bucket[/prefix][?endpoint=URL&region=R&part_mb=N]`
+        /// on S3 or an S3-compatible server (keys from `AWS_ACCESS_KEY_ID`,
+        /// `AWS_SECRET_ACCESS_KEY`; unfinished uploads are kept in the metadata
+        /// store, so they resume through any replica). Without it, a folder DATA/blobs.
+        #[arg(long, env = "ALGOBAY_BLOBS")]
+        blobs: Option<String>,
         /// Address to listen on.
         #[arg(long, env = "ALGOBAY_LISTEN", default_value = "127.0.0.1:7443")]
         listen: String,
@@ -178,10 +182,62 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// The registry's signing key, device CA and TLS identity.
+struct Identity {
+    key: algobay_runtime::SecretKey,
+    ca: Option<algobay_registry::tls::DeviceCa>,
+    tls: Option<TlsIdentity>,
+}
+
+/// Loads the identity's files from `data`, making those that are missing.
+fn load_identity(
+    data: &std::path::Path,
+    insecure: bool,
+    tls_files: Option<(&std::path::Path, &std::path::Path)>,
+    tls_host: &[String],
+) -> anyhow::Result<Identity> {
+    let key_path = data.join("registry.key");
+    let key = if key_path.exists() {
+        algobay_runtime::SecretKey::read(&key_path)?
+    } else {
+        let k = algobay_runtime::SecretKey::generate();
+        algobay_registry::tls::write_private(&key_path, k.to_text().as_bytes())?;
+        std::fs::write(data.join("registry.key.pub"), format!("{}\n", k.public()))?;
+        k
+    };
+    if insecure {
+        return Ok(Identity {
+            key,
+            ca: None,
+            tls: None,
+        });
+    }
+    let ca = algobay_registry::tls::DeviceCa::open_or_create(&data.join("ca"))?;
+    let tls = match tls_files {
+        Some((c, k)) => TlsIdentity::read(c, k)?,
+        None => {
+            let (id, made) = TlsIdentity::self_signed_in(&data.join("tls"), tls_host)?;
+            if made {
+                println!(
+                    "made a self-signed certificate in {}",
+                    data.join("tls").display()
+                );
+            }
+            id
+        }
+    };
+    Ok(Identity {
+        key,
+        ca: Some(ca),
+        tls: Some(tls),
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve {
         data,
         meta,
+        blobs,
         listen,
         tls_cert,
         tls_key,
@@ -195,17 +251,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(ceilings.shutdown_grace_seconds);
     let ceilings = ceilings.ceilings();
     std::fs::create_dir_all(&data)?;
-    let kv: Arc<dyn algobay_registry::store::KvStore> = match meta.as_deref() {
-        None | Some("") => Arc::new(SledStore::open(&data.join("meta"))?),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Arc::new(algobay_registry::store::PgStore::connect(url)?)
-        }
-        Some(other) => anyhow::bail!(
-            "--meta: `{}` is not a postgres:// URL (leave it out for sled under --data)",
-            algobay_runtime::shown(other)
-        ),
-    };
-    let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), max_blob_bytes)?);
+    let kv = algobay_registry::store::open_meta(meta.as_deref(), &data.join("meta"))?;
+    let blobs = algobay_registry::blobs::open_blobs(
+        blobs.as_deref(),
+        &data.join("blobs"),
+        kv.clone(),
+        max_blob_bytes,
+    )?;
     let runtime = Arc::new(Runtime::new(RuntimeOptions {
         cache_dir: Some(data.join("wasm-cache")),
         ort_library: ort_lib,
@@ -218,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_batch: 0,
     })?);
     let mut registry =
-        Registry::open(kv, blobs, runtime, Arc::new(SystemClock))?.with_ceilings(ceilings);
+        Registry::open(kv.clone(), blobs, runtime, Arc::new(SystemClock))?.with_ceilings(ceilings);
     // This replica's name among those sharing the stores, kept in its own data folder.
     let replica_path = data.join("replica.id");
     let replica = match std::fs::read_to_string(&replica_path) {
@@ -234,25 +286,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     registry = registry.with_replica(&replica);
-    let key_path = data.join("registry.key");
-    let key = if key_path.exists() {
-        algobay_runtime::SecretKey::read(&key_path)?
-    } else {
-        let k = algobay_runtime::SecretKey::generate();
-        algobay_registry::tls::write_private(&key_path, k.to_text().as_bytes())?;
-        std::fs::write(data.join("registry.key.pub"), format!("{}\n", k.public()))?;
-        k
+    // Replicas sharing a store share its keys: take the store's, or offer ours.
+    let mut shared_before = algobay_registry::shared::pull(&*kv, &data)?;
+    let id = loop {
+        let id = load_identity(
+            &data,
+            insecure,
+            tls_cert.as_deref().zip(tls_key.as_deref()),
+            &tls_host,
+        )?;
+        if algobay_registry::shared::push(&*kv, &data)? {
+            break id;
+        }
+        // Another replica stored its files first: use those.
+        shared_before = algobay_registry::shared::pull(&*kv, &data)?;
     };
+    if shared_before {
+        println!("keys and certificates shared by the replicas of this store");
+    }
     println!(
         "registry signing key (countersigns accepted kits; in {}): {}",
         data.join("registry.key.pub").display(),
-        key.public()
+        id.key.public()
     );
-    registry = registry.with_signing_key(key);
-    let mut device_ca = None;
-    if !insecure {
-        let ca = algobay_registry::tls::DeviceCa::open_or_create(&data.join("ca"))?;
-        device_ca = Some(ca.cert_pem().to_owned());
+    registry = registry.with_signing_key(id.key);
+    let device_ca = id.ca.as_ref().map(|ca| ca.cert_pem().to_owned());
+    if let Some(ca) = id.ca {
         registry = registry.with_device_ca(ca);
     }
     let registry = Arc::new(registry);
@@ -264,21 +323,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let tls = if insecure {
-        tracing::warn!("serving plaintext gRPC (--insecure)");
-        None
-    } else if let (Some(c), Some(k)) = (tls_cert, tls_key) {
-        Some(TlsIdentity::read(&c, &k)?)
-    } else {
-        let (id, made) = TlsIdentity::self_signed_in(&data.join("tls"), &tls_host)?;
-        if made {
-            println!(
-                "made a self-signed certificate in {}",
-                data.join("tls").display()
-            );
+    let tls = match id.tls {
+        None => {
+            tracing::warn!("serving plaintext gRPC (--insecure)");
+            None
         }
-        println!("tls certificate sha256 fingerprint: {}", id.fingerprint());
-        Some(id)
+        Some(t) => {
+            println!("tls certificate sha256 fingerprint: {}", t.fingerprint());
+            Some(t)
+        }
     };
     // Devices enroll for a certificate from the registry's own CA, then use mTLS.
     let tls = tls.map(|id| match &device_ca {

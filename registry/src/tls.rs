@@ -94,6 +94,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| io(path, e))?;
+    // A file that was there before keeps its mode through open: set it.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| io(path, e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| io(path, e))

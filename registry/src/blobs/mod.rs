@@ -8,6 +8,7 @@
 mod inline;
 mod local;
 mod memory;
+pub mod object;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
@@ -16,10 +17,33 @@ use std::io::Read;
 pub use inline::{WithInlineBlobs, MAX_INLINE_BLOB, MAX_INLINE_TOTAL};
 pub use local::LocalBlobStore;
 pub use memory::MemoryBlobStore;
+pub use object::{ObjectBlobOptions, ObjectBlobStore};
 
 use algobay_runtime::Digest;
 
 use crate::error::Result;
+
+/// The blob store `--blobs` names: an `s3://` URL (upload records in `kv`), or
+/// a folder at `local` when none is given.
+pub fn open_blobs(
+    url: Option<&str>,
+    local: &std::path::Path,
+    kv: std::sync::Arc<dyn crate::store::KvStore>,
+    max_blob_bytes: u64,
+) -> Result<std::sync::Arc<dyn BlobStore>> {
+    match url {
+        None | Some("") => Ok(std::sync::Arc::new(LocalBlobStore::open(
+            local,
+            max_blob_bytes,
+        )?)),
+        Some(u) => Ok(std::sync::Arc::new(ObjectBlobStore::open_url(
+            u,
+            kv,
+            max_blob_bytes,
+            None,
+        )?)),
+    }
+}
 
 /// What the store knows of a digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -124,3 +124,43 @@ fn missing_blob_is_not_found(s: &dyn BlobStore) {
         .expect("missing blob");
     assert!(matches!(err, RegistryError::NotFound(_)), "{err}");
 }
+
+/// For two stores over the same stored state (two replicas, or one reopened):
+/// an upload of `len` bytes, in 1 MiB chunks, begun through `a` and cut off
+/// partway resumes through `b` from the byte `a` acknowledged, and the blob
+/// reads back through both.
+pub fn upload_resumes_through_another_store(a: &dyn BlobStore, b: &dyn BlobStore, len: usize) {
+    let data: Vec<u8> = (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let d = Digest::of(&data);
+    let chunk = 1 << 20;
+    let cut = len / 2 + 1234;
+    assert_eq!(a.begin(&d, len as u64).unwrap(), 0);
+    let mut at = 0;
+    while at < cut {
+        let end = (at + chunk).min(cut);
+        assert_eq!(a.append(&d, at as u64, &data[at..end]).unwrap(), end as u64);
+        at = end;
+    }
+    // The sender reconnects to the other store and asks where to go on.
+    assert_eq!(b.stat(&d).unwrap().received, cut as u64);
+    assert_eq!(b.begin(&d, len as u64).unwrap(), cut as u64);
+    // A stale sender still writing to the first store at an old offset is refused.
+    let err = a.append(&d, 0, &data[..10]).unwrap_err();
+    assert!(matches!(err, RegistryError::FailedPrecondition(_)), "{err}");
+    while at < len {
+        let end = (at + chunk).min(len);
+        assert_eq!(b.append(&d, at as u64, &data[at..end]).unwrap(), end as u64);
+        at = end;
+    }
+    assert_eq!(b.finish(&d).unwrap(), len as u64);
+    assert_eq!(a.stat(&d).unwrap().size, Some(len as u64));
+    assert_eq!(
+        a.finish(&d).unwrap(),
+        len as u64,
+        "finishing twice is harmless"
+    );
+    assert!(a.read_all(&d).unwrap() == data);
+    assert!(b.read_all(&d).unwrap() == data);
+}

@@ -12,6 +12,19 @@ impl Registry {
         ttl_seconds: i64,
         description: &str,
     ) -> Result<(TokenRecord, String)> {
+        let (rec, token) = self.new_token(role, subject, ttl_seconds, description);
+        self.insert_new(Tree::Tokens, &rec.id, json(&rec), "token")?;
+        Ok((rec, token))
+    }
+
+    /// A fresh token and its record, not stored yet.
+    fn new_token(
+        &self,
+        role: Role,
+        subject: &str,
+        ttl_seconds: i64,
+        description: &str,
+    ) -> (TokenRecord, String) {
         let mut id = [0u8; 6];
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut id);
@@ -33,8 +46,7 @@ impl Registry {
             description: description.to_owned(),
             created_unix: now,
         };
-        self.insert_new(Tree::Tokens, &id, json(&rec), "token")?;
-        Ok((rec, format!("abt_{id}_{secret}")))
+        (rec, format!("abt_{id}_{secret}"))
     }
 
     /// Creates the first operator token if there is no operator yet; returns it, once.
@@ -50,8 +62,21 @@ impl Registry {
         if any_operator {
             return Ok(None);
         }
-        self.mint(Role::Operator, "", 0, "created at first start")
-            .map(|(_, t)| Some(t))
+        // Replicas starting together: the one whose batch moves the marker first mints it.
+        let marker = self.kv.get(Tree::Counters, b"operator-bootstrap")?;
+        let (rec, token) = self.new_token(Role::Operator, "", 0, "created at first start");
+        let made = self.kv.commit(
+            Batch::new()
+                .check(Tree::Counters, &b"operator-bootstrap"[..], marker)
+                .put(
+                    Tree::Counters,
+                    &b"operator-bootstrap"[..],
+                    rec.id.as_bytes(),
+                )
+                .check(Tree::Tokens, rec.id.as_bytes(), None)
+                .put(Tree::Tokens, rec.id.as_bytes(), json(&rec)),
+        )?;
+        Ok(made.then_some(token))
     }
 
     /// Resolves a bearer token to its principal.

@@ -11,6 +11,7 @@ type Trees = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     trees: Mutex<Trees>,
+    hub: super::Hub,
 }
 
 impl MemoryStore {
@@ -55,6 +56,14 @@ impl KvStore for MemoryStore {
                 None => m.remove(&(tree, key)),
             };
         }
+        drop(m);
+        for n in batch.notes {
+            self.hub.send(super::Notice::Note(n));
+        }
         Ok(true)
+    }
+
+    fn subscribe(&self) -> Result<super::Subscription> {
+        Ok(self.hub.subscribe())
     }
 }

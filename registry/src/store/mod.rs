@@ -49,11 +49,15 @@ pub enum Tree {
     Leases,
     /// Name → a counter replicas share (`seq`: deployments' and runs' order).
     Counters,
+    /// Digest → an unfinished upload to an object store: its multipart upload and the parts received.
+    Uploads,
+    /// `files` → the files replicas share (signing key, TLS certificate, device CA).
+    Secrets,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 18] = [
+    pub const ALL: [Tree; 20] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -72,6 +76,8 @@ impl Tree {
         Tree::TrainPolicies,
         Tree::Leases,
         Tree::Counters,
+        Tree::Uploads,
+        Tree::Secrets,
     ];
 
     /// The tree's name on disk.
@@ -95,6 +101,8 @@ impl Tree {
             Tree::TrainPolicies => "train_policies",
             Tree::Leases => "leases",
             Tree::Counters => "counters",
+            Tree::Uploads => "uploads",
+            Tree::Secrets => "secrets",
         }
     }
 }
@@ -106,6 +114,9 @@ pub struct Batch {
     pub checks: Vec<(Tree, Vec<u8>, Option<Vec<u8>>)>,
     /// (tree, key, new value: `None` deletes).
     pub writes: Vec<(Tree, Vec<u8>, Option<Vec<u8>>)>,
+    /// Told to every subscriber of the store once the batch is committed
+    /// (other replicas too), never when it is not.
+    pub notes: Vec<String>,
 }
 
 impl Batch {
@@ -125,10 +136,16 @@ impl Batch {
         self.writes.push((tree, key.into(), None));
         self
     }
-    /// Adds another batch's checks and writes.
+    /// Tells subscribers `note` once the batch is committed.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+    /// Adds another batch's checks, writes and notes.
     pub fn extend(mut self, other: Batch) -> Self {
         self.checks.extend(other.checks);
         self.writes.extend(other.writes);
+        self.notes.extend(other.notes);
         self
     }
     /// Whether it checks and writes nothing.
@@ -146,4 +163,71 @@ pub trait KvStore: Send + Sync + 'static {
     /// Applies the batch atomically if all its checks hold; returns whether it did.
     /// Once it returns `true`, the writes survive a crash of the process.
     fn commit(&self, batch: Batch) -> Result<bool>;
+    /// Hears the notes of batches committed from now on, by this process or
+    /// (for a shared store) any other.
+    fn subscribe(&self) -> Result<Subscription>;
+}
+
+/// What a subscriber hears.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A note a committed batch carried.
+    Note(String),
+    /// Notes may have been missed (the connection that hears them was lost
+    /// and made again): whoever keeps copies should read the store again.
+    Missed,
+}
+
+/// The notices of a store, as they come.
+pub type Subscription = tokio::sync::mpsc::UnboundedReceiver<Notice>;
+
+/// Hands notices to the subscribers of one store; those gone are dropped.
+#[derive(Debug, Default)]
+pub struct Hub {
+    subs: std::sync::Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Notice>>>,
+}
+
+impl Hub {
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.subs.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        rx
+    }
+
+    pub fn send(&self, n: Notice) {
+        self.subs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|tx| tx.send(n.clone()).is_ok());
+    }
+
+    /// Whether anyone listens.
+    pub fn is_heard(&self) -> bool {
+        !self
+            .subs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+}
+
+/// The metadata store `--meta` names: a `postgres://` URL, or sled under
+/// `local` when none is given.
+pub fn open_meta(
+    url: Option<&str>,
+    local: &std::path::Path,
+) -> Result<std::sync::Arc<dyn KvStore>> {
+    match url {
+        None | Some("") => Ok(std::sync::Arc::new(SledStore::open(local)?)),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(PgStore::connect(u)?))
+        }
+        Some(other) => Err(crate::error::RegistryError::invalid(
+            "meta",
+            format!(
+                "`{}` is not a postgres:// URL (leave it out for sled in the data folder)",
+                algobay_runtime::shown(other)
+            ),
+        )),
+    }
 }

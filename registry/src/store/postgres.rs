@@ -15,8 +15,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::IsolationLevel;
 
-use super::{Batch, KvStore, Tree};
+use super::{Batch, Hub, KvStore, Notice, Subscription, Tree};
+use crate::bridge::Bridge;
 use crate::error::{RegistryError, Result};
+use std::sync::Arc;
 
 /// The schema, in order; each is applied once, in a transaction.
 const MIGRATIONS: &[(i32, &str)] = &[(
@@ -39,8 +41,23 @@ fn storage(what: &str, e: impl std::fmt::Display) -> RegistryError {
 /// The metadata store on a PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
-    rt: Option<tokio::runtime::Runtime>,
+    bridge: Bridge,
+    /// How to open the connection that listens for other replicas' notes.
+    listen: Listen,
+    hub: Arc<Hub>,
+    listening: std::sync::Once,
+    /// Set once the listening connection is listening.
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+#[derive(Clone)]
+struct Listen {
+    cfg: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+/// The channel committed batches' notes are sent on.
+const CHANNEL: &str = "algobay_changes";
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,19 +74,21 @@ impl PgStore {
         let mut cfg = tokio_postgres::Config::from_str(url)
             .map_err(|e| RegistryError::invalid("meta", format!("not a postgres URL: {e}")))?;
         fill_from_env(&mut cfg);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("algobay-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| storage("runtime", e))?;
+        let bridge = Bridge::new("postgres")?;
         let manager = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let mgr = if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
-            Manager::from_config(cfg, tokio_postgres::NoTls, manager)
-        } else {
-            Manager::from_config(cfg, tls()?, manager)
+        let listen = Listen {
+            cfg: cfg.clone(),
+            tls: if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+                None
+            } else {
+                Some(tls()?)
+            },
+        };
+        let mgr = match &listen.tls {
+            None => Manager::from_config(cfg, tokio_postgres::NoTls, manager),
+            Some(t) => Manager::from_config(cfg, t.clone(), manager),
         };
         let pool = Pool::builder(mgr)
             .max_size(16)
@@ -78,37 +97,23 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| storage("pool", e))?;
-        let store = PgStore { pool, rt: Some(rt) };
+        let store = PgStore {
+            pool,
+            bridge,
+            listen,
+            hub: Arc::new(Hub::default()),
+            listening: std::sync::Once::new(),
+            ready: Arc::new(tokio::sync::watch::Sender::new(false)),
+        };
         store.run(migrate(store.pool.clone()))?;
         Ok(store)
     }
 
-    /// Runs `fut` on the store's runtime and waits for it, from any thread.
     fn run<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| RegistryError::Storage("postgres: the store is closed".into()))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
-            .map_err(|_| RegistryError::Storage("postgres: the call was dropped".into()))?
-    }
-}
-
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        // A runtime may not be dropped on an async thread; let one of its own go.
-        if let Some(rt) = self.rt.take() {
-            let _ = std::thread::Builder::new()
-                .name("algobay-postgres-close".into())
-                .spawn(move || rt.shutdown_timeout(Duration::from_secs(5)));
-        }
+        self.bridge.run(fut)
     }
 }
 
@@ -292,8 +297,79 @@ async fn attempt(pool: &Pool, batch: &Batch) -> Result<Option<bool>> {
             ),
         };
     }
+    // Delivered to every listener when (and only if) the transaction commits.
+    for n in &batch.notes {
+        step!(
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, n]).await,
+            "notify"
+        );
+    }
     step!(tx.commit().await, "commit");
     Ok(Some(true))
+}
+
+/// Listens on [`CHANNEL`] for as long as the store lives, connecting again
+/// after a loss (and telling subscribers that notes may have been missed).
+async fn listen(l: Listen, hub: Arc<Hub>, ready: Arc<tokio::sync::watch::Sender<bool>>) {
+    let mut first = true;
+    loop {
+        let r = match &l.tls {
+            None => listen_once(&l.cfg, tokio_postgres::NoTls, &hub, first, &ready).await,
+            Some(t) => listen_once(&l.cfg, t.clone(), &hub, first, &ready).await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "postgres: listening for other replicas' changes; connecting again");
+        }
+        first = false;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn listen_once<T>(
+    cfg: &tokio_postgres::Config,
+    tls: T,
+    hub: &Hub,
+    first: bool,
+    ready: &tokio::sync::watch::Sender<bool>,
+) -> std::result::Result<(), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    use futures::StreamExt;
+    let (client, mut conn) = cfg.connect(tls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(Ok(n.payload().to_owned())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    ready.send_replace(true);
+    if !first {
+        hub.send(Notice::Missed);
+    }
+    let r = loop {
+        match rx.recv().await {
+            Some(Ok(p)) => hub.send(Notice::Note(p)),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    driver.abort();
+    r
 }
 
 impl KvStore for PgStore {
@@ -349,6 +425,26 @@ impl KvStore for PgStore {
                 "postgres: a batch conflicted with other writers {MAX_RETRIES} times in a row"
             )))
         })
+    }
+
+    fn subscribe(&self) -> Result<Subscription> {
+        let rx = self.hub.subscribe();
+        self.listening.call_once(|| {
+            self.bridge.spawn(listen(
+                self.listen.clone(),
+                self.hub.clone(),
+                self.ready.clone(),
+            ));
+        });
+        // Notes committed once this returns are heard.
+        let mut ready = self.ready.subscribe();
+        self.run(async move {
+            tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
+                .await
+                .map(|_| ())
+                .map_err(|_| storage("listen", "not listening after 30 s"))
+        })?;
+        Ok(rx)
     }
 }
 

@@ -11,6 +11,8 @@ use crate::error::{RegistryError, Result};
 pub struct SledStore {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// sled is one process's: its notes go to that process's subscribers.
+    hub: super::Hub,
 }
 
 fn storage(e: sled::Error) -> RegistryError {
@@ -30,7 +32,11 @@ impl SledStore {
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(storage)?;
-        Ok(SledStore { db, trees })
+        Ok(SledStore {
+            db,
+            trees,
+            hub: super::Hub::default(),
+        })
     }
 
     fn tree(&self, t: Tree) -> &sled::Tree {
@@ -82,10 +88,17 @@ impl KvStore for SledStore {
         match result {
             Ok(()) => {
                 self.db.flush().map_err(storage)?;
+                for n in batch.notes {
+                    self.hub.send(super::Notice::Note(n));
+                }
                 Ok(true)
             }
             Err(TransactionError::Abort(())) => Ok(false),
             Err(TransactionError::Storage(e)) => Err(storage(e)),
         }
+    }
+
+    fn subscribe(&self) -> Result<super::Subscription> {
+        Ok(self.hub.subscribe())
     }
 }

@@ -142,3 +142,51 @@ fn scan_prefix_is_ordered_and_bounded(s: &dyn KvStore) {
         vec![b"m/a".to_vec(), b"m/b".to_vec(), b"m/c".to_vec()]
     );
 }
+
+/// Waits up to 10 s for the next notice.
+pub fn next_notice(rx: &mut super::Subscription) -> Option<super::Notice> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match rx.try_recv() {
+            Ok(n) => return Some(n),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(_) if std::time::Instant::now() > until => return None,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Notes reach a subscriber of `b` once a batch carrying them commits through
+/// `a` (the same store, or another handle on it); a batch whose check fails
+/// tells nothing.
+pub fn notes_of_committed_batches_reach_subscribers(a: &dyn KvStore, b: &dyn KvStore) {
+    let mut rx = b.subscribe().unwrap();
+    assert!(!a
+        .commit(
+            Batch::new()
+                .check(Tree::Counters, "note-test", Some(b"never".to_vec()))
+                .put(Tree::Counters, "note-test", "x")
+                .note("refused")
+        )
+        .unwrap());
+    assert!(a
+        .commit(
+            Batch::new()
+                .put(Tree::Counters, "note-test", "1")
+                .note("first")
+                .note("second")
+        )
+        .unwrap());
+    assert_eq!(
+        next_notice(&mut rx),
+        Some(super::Notice::Note("first".into()))
+    );
+    assert_eq!(
+        next_notice(&mut rx),
+        Some(super::Notice::Note("second".into()))
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing else, and never the refused batch's note"
+    );
+}
