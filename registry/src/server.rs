@@ -72,6 +72,9 @@ pub async fn serve(
                             Ok(n) => tracing::info!(removed = n, "swept abandoned uploads"),
                             Err(e) => tracing::warn!(error = %e, "sweeping uploads"),
                         }
+                        if let Err(e) = reg.trim_traces() {
+                            tracing::warn!(error = %e, "trimming stored traces");
+                        }
                     }
                     reg.tick()
                 })
@@ -80,6 +83,36 @@ pub async fn serve(
                     Ok(Err(e)) => tracing::warn!(error = %e, "rollout gates"),
                     Err(e) => tracing::warn!(error = %e, "rollout gates task"),
                     Ok(Ok(_)) => {}
+                }
+            }
+        })
+    };
+    // What other replicas sharing the stores change reaches this one's index
+    // and the devices waiting here.
+    let follower = {
+        let reg = registry.clone();
+        tokio::spawn(async move {
+            let sub = {
+                let reg = reg.clone();
+                tokio::task::spawn_blocking(move || reg.subscribe_store()).await
+            };
+            let mut rx = match sub {
+                Ok(Ok(rx)) => rx,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot hear other replicas' changes");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot hear other replicas' changes");
+                    return;
+                }
+            };
+            while let Some(n) = rx.recv().await {
+                let reg = reg.clone();
+                match tokio::task::spawn_blocking(move || reg.follow(n)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "applying another replica's change"),
+                    Err(e) => tracing::warn!(error = %e, "applying another replica's change"),
                 }
             }
         })
@@ -161,5 +194,6 @@ pub async fn serve(
         )
         .await;
     ticker.abort();
+    follower.abort();
     served
 }

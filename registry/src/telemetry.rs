@@ -2,13 +2,20 @@
 //! and kit. Devices send cumulative totals (since the agent started), so a lost
 //! export costs nothing: the next one carries everything. A restart of the
 //! agent starts a new series (a new start time); the figures add up all series.
+//!
+//! The series are stored ([`Tree::Telemetry`]), one record per device and kit,
+//! so a restart of the registry loses none and every replica sees the same
+//! totals; an export rewrites the latest value of each series it carries, so
+//! the same export taken twice (a retry, or through two replicas) counts once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Principal, Role};
 use crate::error::{RegistryError, Result};
 use crate::service::Registry;
-use crate::store::Tree;
+use crate::store::{Batch, Tree};
 
 /// Metric names the agent sends.
 pub const REQUESTS: &str = "algobay.kit.requests";
@@ -61,7 +68,7 @@ pub struct KitTelemetry {
 
 /// Everything a device sent about one kit: the latest cumulative value of
 /// each series, keyed by what names it and when it started.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct KitSeries {
     kit_reference: String,
     updated_unix: i64,
@@ -73,8 +80,67 @@ pub(crate) struct KitSeries {
     stages: BTreeMap<(String, u64), (u64, f64)>,
 }
 
-/// (enterprise, device, kit digest) → what it sent.
-pub(crate) type TelemetryMap = HashMap<(String, String, String), KitSeries>;
+/// [`KitSeries`] as stored (JSON maps want string keys: lists of entries).
+#[derive(Serialize, Deserialize)]
+struct StoredSeries {
+    kit_reference: String,
+    updated_unix: i64,
+    requests: Vec<(String, u64, u64)>,
+    latency: Vec<(u64, u64, f64, Vec<f64>, Vec<u64>)>,
+    stages: Vec<(String, u64, u64, f64)>,
+}
+
+impl KitSeries {
+    fn to_json(&self) -> Vec<u8> {
+        let s = StoredSeries {
+            kit_reference: self.kit_reference.clone(),
+            updated_unix: self.updated_unix,
+            requests: self
+                .requests
+                .iter()
+                .map(|((o, t), n)| (o.clone(), *t, *n))
+                .collect(),
+            latency: self
+                .latency
+                .iter()
+                .map(|(t, (c, s, b, k))| (*t, *c, *s, b.clone(), k.clone()))
+                .collect(),
+            stages: self
+                .stages
+                .iter()
+                .map(|((st, t), (c, s))| (st.clone(), *t, *c, *s))
+                .collect(),
+        };
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
+
+    fn from_json(v: &[u8]) -> Result<KitSeries> {
+        let s: StoredSeries = serde_json::from_slice(v)
+            .map_err(|e| RegistryError::Storage(format!("stored telemetry is corrupt: {e}")))?;
+        Ok(KitSeries {
+            kit_reference: s.kit_reference,
+            updated_unix: s.updated_unix,
+            requests: s
+                .requests
+                .into_iter()
+                .map(|(o, t, n)| ((o, t), n))
+                .collect(),
+            latency: s
+                .latency
+                .into_iter()
+                .map(|(t, c, s, b, k)| (t, (c, s, b, k)))
+                .collect(),
+            stages: s
+                .stages
+                .into_iter()
+                .map(|(st, t, c, s)| ((st, t), (c, s)))
+                .collect(),
+        })
+    }
+}
+
+/// How often an export is tried again when another wrote the same records meanwhile.
+const MAX_RETRIES: usize = 20;
 
 const MAX_POINTS: usize = 10_000;
 /// Series kept per metric of a kit on a device (one per agent start).
@@ -110,52 +176,82 @@ pub(crate) fn check_export(
     Ok(())
 }
 
+/// Takes one data point into a device's series of a kit.
+fn merge(t: &mut KitSeries, pt: MetricPoint, now: i64) {
+    if let Some(kit) = pt.attributes.get("kit") {
+        t.kit_reference = kit.clone();
+    }
+    t.updated_unix = now;
+    let start = pt.start_unix_nano;
+    match (pt.name.as_str(), pt.value) {
+        (REQUESTS, PointValue::Sum(v)) => {
+            let outcome = pt.attributes.get("outcome").cloned().unwrap_or_default();
+            t.requests.insert((outcome, start), v.max(0.0) as u64);
+            cap(&mut t.requests);
+        }
+        (
+            DURATION,
+            PointValue::Histogram {
+                count,
+                sum,
+                bounds,
+                counts,
+            },
+        ) => {
+            t.latency.insert(start, (count, sum, bounds, counts));
+            cap(&mut t.latency);
+        }
+        (STAGE_DURATION, PointValue::Histogram { count, sum, .. }) => {
+            if let Some(step) = pt.attributes.get("step") {
+                t.stages.insert((step.clone(), start), (count, sum));
+                cap(&mut t.stages);
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Registry {
     /// Takes a device's metrics export.
     pub fn ingest_metrics(&self, p: &Principal, points: Vec<MetricPoint>) -> Result<()> {
         check_export(p, "metrics", "data points", points.len(), MAX_POINTS)?;
-        let now = self.clock.now_unix();
-        let mut map = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_kit: BTreeMap<String, Vec<MetricPoint>> = BTreeMap::new();
         for pt in points {
-            let (Some(kit), Some(digest)) =
-                (pt.attributes.get("kit"), pt.attributes.get("kit_digest"))
-            else {
-                continue;
-            };
-            let t = map
-                .entry((p.subject.clone(), p.token_id.clone(), digest.clone()))
-                .or_default();
-            t.kit_reference = kit.clone();
-            t.updated_unix = now;
-            let start = pt.start_unix_nano;
-            match (pt.name.as_str(), pt.value) {
-                (REQUESTS, PointValue::Sum(v)) => {
-                    let outcome = pt.attributes.get("outcome").cloned().unwrap_or_default();
-                    t.requests.insert((outcome, start), v.max(0.0) as u64);
-                    cap(&mut t.requests);
+            if pt.attributes.contains_key("kit") {
+                if let Some(d) = pt.attributes.get("kit_digest") {
+                    by_kit.entry(d.clone()).or_default().push(pt);
                 }
-                (
-                    DURATION,
-                    PointValue::Histogram {
-                        count,
-                        sum,
-                        bounds,
-                        counts,
-                    },
-                ) => {
-                    t.latency.insert(start, (count, sum, bounds, counts));
-                    cap(&mut t.latency);
-                }
-                (STAGE_DURATION, PointValue::Histogram { count, sum, .. }) => {
-                    if let Some(step) = pt.attributes.get("step") {
-                        t.stages.insert((step.clone(), start), (count, sum));
-                        cap(&mut t.stages);
-                    }
-                }
-                _ => {}
             }
         }
-        Ok(())
+        if by_kit.is_empty() {
+            return Ok(());
+        }
+        for _ in 0..MAX_RETRIES {
+            let now = self.clock.now_unix();
+            let mut batch = Batch::new();
+            for (digest, pts) in &by_kit {
+                let key = format!("{}/{}/{digest}", p.subject, p.token_id);
+                let old = self.kv.get(Tree::Telemetry, key.as_bytes())?;
+                let mut t = match &old {
+                    Some(v) => KitSeries::from_json(v)?,
+                    None => KitSeries::default(),
+                };
+                for pt in pts {
+                    merge(&mut t, pt.clone(), now);
+                }
+                batch = batch.check(Tree::Telemetry, key.as_bytes(), old).put(
+                    Tree::Telemetry,
+                    key.as_bytes(),
+                    t.to_json(),
+                );
+            }
+            if self.kv.commit(batch)? {
+                return Ok(());
+            }
+        }
+        Err(RegistryError::Unavailable(
+            "the device's figures kept changing under this export; send it again".into(),
+        ))
     }
 
     /// Figures per device and kit: an enterprise's own, or (operator) any one's.
@@ -172,12 +268,29 @@ impl Registry {
         if !e.is_empty() && self.kv.get(Tree::Enterprises, e.as_bytes())?.is_none() {
             return Err(RegistryError::NotFound(format!("enterprise `{e}`")));
         }
-        let map = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<KitTelemetry> = map
+        let prefix = match (e.is_empty(), device.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => format!("{e}/"),
+            (false, false) => format!("{e}/{device}/"),
+        };
+        let mut stored = Vec::new();
+        for (k, v) in self.kv.scan_prefix(Tree::Telemetry, prefix.as_bytes())? {
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let mut parts = key.splitn(3, '/');
+            let (Some(ent), Some(dev), Some(digest)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if !device.is_empty() && dev != device {
+                continue;
+            }
+            stored.push((
+                (ent.to_owned(), dev.to_owned(), digest.to_owned()),
+                KitSeries::from_json(&v)?,
+            ));
+        }
+        let mut out: Vec<KitTelemetry> = stored
             .iter()
-            .filter(|((ent, dev, _), _)| {
-                (e.is_empty() || *ent == e) && (device.is_empty() || dev == device)
-            })
             .map(|((ent, dev, digest), s)| {
                 let mut t = KitTelemetry {
                     device_id: dev.clone(),

@@ -1,14 +1,19 @@
 //! Sampled request traces sent by devices over OTLP: per enterprise, the most
-//! recent ones, each the request span with its step spans. Kept in memory (a
-//! bounded ring per enterprise): they are for looking at what is happening now;
-//! the figures that add up over time are the metrics of [`crate::telemetry`].
+//! recent ones, each the request span with its step spans. They are stored
+//! ([`Tree::Traces`], one record per trace, its spans merged in as they come,
+//! in any order and through any replica), and the oldest beyond
+//! [`TRACES_PER_ENTERPRISE`] are dropped now and then ([`Registry::trim_traces`]):
+//! they are for looking at what is happening now; the figures that add up over
+//! time are the metrics of [`crate::telemetry`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Principal, Role};
 use crate::error::{RegistryError, Result};
 use crate::service::Registry;
-use crate::store::Tree;
+use crate::store::{Batch, Tree};
 
 /// Traces kept per enterprise; the oldest goes first.
 pub const TRACES_PER_ENTERPRISE: usize = 2_000;
@@ -30,7 +35,7 @@ pub struct SpanRecord {
 }
 
 /// One traced request.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceSummary {
     pub trace_id: String,
     pub device_id: String,
@@ -45,17 +50,35 @@ pub struct TraceSummary {
     pub steps: Vec<(u64, String, f64)>,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct EnterpriseTraces {
-    order: VecDeque<String>,
-    by_id: HashMap<String, TraceSummary>,
-}
-
-/// enterprise → its recent traces.
-pub(crate) type TraceMap = HashMap<String, EnterpriseTraces>;
-
 fn ms(start: u64, end: u64) -> f64 {
     end.saturating_sub(start) as f64 / 1e6
+}
+
+/// Takes one span into its trace.
+fn add_span(t: &mut TraceSummary, s: &SpanRecord) {
+    match s.attributes.get("step") {
+        Some(step) => {
+            let entry = (
+                s.start_unix_nano,
+                step.clone(),
+                ms(s.start_unix_nano, s.end_unix_nano),
+            );
+            if !t.steps.contains(&entry) {
+                t.steps.push(entry);
+                t.steps
+                    .sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+                t.steps.truncate(256);
+            }
+        }
+        None => {
+            t.name = s.name.clone();
+            t.start_unix_nano = s.start_unix_nano;
+            t.duration_ms = ms(s.start_unix_nano, s.end_unix_nano);
+            t.kit_reference = s.attributes.get("kit").cloned().unwrap_or_default();
+            t.kit_digest = s.attributes.get("kit_digest").cloned().unwrap_or_default();
+            t.error = s.error.clone().unwrap_or_default();
+        }
+    }
 }
 
 impl Registry {
@@ -71,51 +94,80 @@ impl Registry {
                 format!("trace id `{}` is not 32 hex digits", bad.trace_id),
             ));
         }
-        let mut map = self.traces.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = map.entry(p.subject.clone()).or_default();
-        for s in spans {
-            if !mine.by_id.contains_key(&s.trace_id) {
-                mine.order.push_back(s.trace_id.clone());
-                while mine.order.len() > TRACES_PER_ENTERPRISE {
-                    if let Some(old) = mine.order.pop_front() {
-                        mine.by_id.remove(&old);
-                    }
+        let mut by_trace: BTreeMap<String, Vec<SpanRecord>> = BTreeMap::new();
+        for sp in spans {
+            by_trace.entry(sp.trace_id.clone()).or_default().push(sp);
+        }
+        for _ in 0..20 {
+            let mut batch = Batch::new();
+            for (id, spans) in &by_trace {
+                let key = format!("{}/{id}", p.subject);
+                let old = self.kv.get(Tree::Traces, key.as_bytes())?;
+                let mut t = match &old {
+                    Some(v) => serde_json::from_slice(v).map_err(|e| {
+                        RegistryError::Storage(format!("stored trace {id} is corrupt: {e}"))
+                    })?,
+                    None => TraceSummary {
+                        trace_id: id.clone(),
+                        device_id: p.token_id.clone(),
+                        enterprise: p.subject.clone(),
+                        ..Default::default()
+                    },
+                };
+                if t.device_id != p.token_id {
+                    // One trace id from two devices: keep the first device's spans only.
+                    continue;
                 }
+                for s in spans {
+                    add_span(&mut t, s);
+                }
+                let new = serde_json::to_vec(&t).unwrap_or_default();
+                batch = batch.check(Tree::Traces, key.as_bytes(), old).put(
+                    Tree::Traces,
+                    key.as_bytes(),
+                    new,
+                );
             }
-            let t = mine
-                .by_id
-                .entry(s.trace_id.clone())
-                .or_insert_with(|| TraceSummary {
-                    trace_id: s.trace_id.clone(),
-                    device_id: p.token_id.clone(),
-                    enterprise: p.subject.clone(),
-                    ..Default::default()
-                });
-            if t.device_id != p.token_id {
-                // One trace id from two devices: keep the first device's spans only.
-                continue;
-            }
-            match s.attributes.get("step") {
-                Some(step) => {
-                    t.steps.push((
-                        s.start_unix_nano,
-                        step.clone(),
-                        ms(s.start_unix_nano, s.end_unix_nano),
-                    ));
-                    t.steps.sort_by_key(|s| s.0);
-                    t.steps.truncate(256);
-                }
-                None => {
-                    t.name = s.name.clone();
-                    t.start_unix_nano = s.start_unix_nano;
-                    t.duration_ms = ms(s.start_unix_nano, s.end_unix_nano);
-                    t.kit_reference = s.attributes.get("kit").cloned().unwrap_or_default();
-                    t.kit_digest = s.attributes.get("kit_digest").cloned().unwrap_or_default();
-                    t.error = s.error.clone().unwrap_or_default();
-                }
+            if self.kv.commit(batch)? {
+                return Ok(());
             }
         }
-        Ok(())
+        Err(RegistryError::Unavailable(
+            "the traces kept changing under this export; send it again".into(),
+        ))
+    }
+
+    /// Drops each enterprise's oldest traces beyond [`TRACES_PER_ENTERPRISE`];
+    /// returns how many.
+    pub fn trim_traces(&self) -> Result<usize> {
+        let mut per: BTreeMap<String, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+        for (k, v) in self.kv.scan_prefix(Tree::Traces, b"")? {
+            let ent = String::from_utf8_lossy(&k)
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let start = serde_json::from_slice::<TraceSummary>(&v)
+                .map(|t| t.start_unix_nano)
+                .unwrap_or(0);
+            per.entry(ent).or_default().push((start, k));
+        }
+        let mut dropped = 0;
+        for (_, mut list) in per {
+            if list.len() <= TRACES_PER_ENTERPRISE {
+                continue;
+            }
+            list.sort();
+            let excess = list.len() - TRACES_PER_ENTERPRISE;
+            let mut batch = Batch::new();
+            for (_, k) in list.into_iter().take(excess) {
+                batch = batch.delete(Tree::Traces, k);
+            }
+            if self.kv.commit(batch)? {
+                dropped += excess;
+            }
+        }
+        Ok(dropped)
     }
 
     /// Recent traces, newest first: an enterprise's own, or (operator) any one's.
@@ -136,11 +188,15 @@ impl Registry {
             0 => 100,
             n => n.min(TRACES_PER_ENTERPRISE),
         };
-        let map = self.traces.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<TraceSummary> = map
+        let prefix = if e.is_empty() {
+            String::new()
+        } else {
+            format!("{e}/")
+        };
+        let stored = self.kv.scan_prefix(Tree::Traces, prefix.as_bytes())?;
+        let mut out: Vec<TraceSummary> = stored
             .iter()
-            .filter(|(ent, _)| e.is_empty() || **ent == e)
-            .flat_map(|(_, t)| t.by_id.values())
+            .filter_map(|(_, v)| serde_json::from_slice::<TraceSummary>(v).ok())
             .filter(|t| {
                 // A request span not here yet (still in the device's batch): not shown until it is.
                 !t.name.is_empty()
@@ -150,7 +206,6 @@ impl Registry {
                         || t.kit_digest == filter.kit)
                     && (filter.trace_id.is_empty() || t.trace_id == filter.trace_id)
             })
-            .cloned()
             .collect();
         out.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nano));
         out.truncate(limit);

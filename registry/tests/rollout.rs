@@ -293,6 +293,21 @@ fn traces_gather_their_steps_and_stay_with_their_enterprise() {
         all[0].trace_id,
         format!("{:032x}", TRACES_PER_ENTERPRISE as u64 + 5)
     );
+    // What is stored is trimmed to the newest now and then.
+    assert_eq!(f.reg.trim_traces().unwrap(), 6);
+    assert_eq!(f.reg.trim_traces().unwrap(), 0);
+    let kept = f
+        .reg
+        .traces(
+            &op,
+            "",
+            &TraceFilter {
+                limit: usize::MAX,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(kept, all);
 }
 
 #[test]
@@ -404,4 +419,138 @@ fn two_replicas_never_hand_out_the_same_sequence_number() {
         seqs.windows(2).all(|w| w[1] > w[0]),
         "each replica's numbers follow the other's: {seqs:?}"
     );
+}
+
+/// Applies every note the replica heard so far.
+fn follow_all(
+    r: &algobay_registry::service::Registry,
+    rx: &mut algobay_registry::store::Subscription,
+) -> usize {
+    let mut n = 0;
+    while let Ok(notice) = rx.try_recv() {
+        r.follow(notice).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn what_one_replica_changes_reaches_the_other_s_search_and_waiting_devices() {
+    let f = fleet(2);
+    let b = f.replica().with_replica("b");
+    let mut rx = b.subscribe_store().unwrap();
+    let mut waiting = b.subscribe();
+    let op = principal(Role::Operator, "");
+    let visible = |r: &algobay_registry::service::Registry| {
+        r.search(&Query {
+            text: "digits".into(),
+            page_size: 100,
+            viewer: Some(op.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .artifacts
+        .iter()
+        .filter(|a| a.reference() == f.v2)
+        .count()
+    };
+    assert_eq!(visible(&b), 1);
+    // A yank through the first replica: the second's index follows its note.
+    f.reg.yank(&op, &f.v2, Some(Kind::Kit), false).unwrap();
+    assert_eq!(visible(&f.reg), 0);
+    assert_eq!(visible(&b), 1, "not yet followed");
+    assert!(follow_all(&b, &mut rx) >= 1);
+    assert_eq!(
+        visible(&b),
+        0,
+        "the yank reached the other replica's search"
+    );
+    // A deployment through the first wakes devices waiting on the second.
+    waiting.borrow_and_update();
+    f.deploy(&f.v1, f.policy(1.0, 0));
+    follow_all(&b, &mut rx);
+    assert!(
+        waiting.has_changed().unwrap(),
+        "devices waiting on B were woken"
+    );
+    // Notes may have been lost (a dropped connection): B reads the catalog again.
+    f.reg.yank(&op, &f.v2, Some(Kind::Kit), true).unwrap();
+    b.follow(algobay_registry::store::Notice::Missed).unwrap();
+    assert_eq!(visible(&b), 1);
+}
+
+#[test]
+fn telemetry_totals_and_traces_are_stored_so_another_replica_and_a_restart_see_them() {
+    use algobay_registry::telemetry::{MetricPoint, PointValue, DURATION, REQUESTS};
+    let f = fleet(2);
+    let attrs = |outcome: Option<&str>| {
+        let mut a: std::collections::BTreeMap<String, String> = [
+            ("kit".to_owned(), f.v1.clone()),
+            ("kit_digest".to_owned(), "sha256:00".to_owned()),
+        ]
+        .into();
+        if let Some(o) = outcome {
+            a.insert("outcome".into(), o.into());
+        }
+        a
+    };
+    let export = |ok: f64, start: u64| {
+        vec![
+            MetricPoint {
+                name: REQUESTS.into(),
+                attributes: attrs(Some("ok")),
+                start_unix_nano: start,
+                value: PointValue::Sum(ok),
+            },
+            MetricPoint {
+                name: REQUESTS.into(),
+                attributes: attrs(Some("error")),
+                start_unix_nano: start,
+                value: PointValue::Sum(2.0),
+            },
+            MetricPoint {
+                name: DURATION.into(),
+                attributes: attrs(None),
+                start_unix_nano: start,
+                value: PointValue::Histogram {
+                    count: ok as u64 + 2,
+                    sum: 40.0,
+                    bounds: vec![1.0, 10.0],
+                    counts: vec![1, ok as u64, 1],
+                },
+            },
+        ]
+    };
+    f.reg
+        .ingest_metrics(&f.devices[0], export(10.0, 1))
+        .unwrap();
+    // The same cumulative export again (a retry, or through the other replica): counted once.
+    let b = f.replica();
+    b.ingest_metrics(&f.devices[0], export(10.0, 1)).unwrap();
+    // The agent restarted (a new series) and sent through B.
+    b.ingest_metrics(&f.devices[0], export(5.0, 2)).unwrap();
+    let op = principal(Role::Operator, "");
+    let seen = |r: &algobay_registry::service::Registry| r.telemetry(&op, "acme", "").unwrap();
+    let t = seen(&f.reg);
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].ok, t[0].errors, t[0].requests), (15, 4, 19));
+    assert_eq!(t[0].latency_count, 19);
+    assert_eq!(seen(&b), t, "both replicas read the same totals");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    f.reg
+        .ingest_spans(&f.devices[0], vec![span(trace, Some("pre"), 10, 12)])
+        .unwrap();
+    b.ingest_spans(&f.devices[0], vec![span(trace, None, 10, 20)])
+        .unwrap();
+    // A replica started afresh on the same stores (a restart) sees all of it.
+    let c = f.replica();
+    assert_eq!(seen(&c), t);
+    let traces = c.traces(&op, "", &TraceFilter::default()).unwrap();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(
+        traces[0].steps.len(),
+        1,
+        "spans sent through two replicas make one trace"
+    );
+    assert_eq!(traces[0].duration_ms, 10.0);
 }

@@ -136,6 +136,12 @@ pub trait RegistryApi: Send + Sync + 'static {
     /// Applies the time-driven gates (canary soak); called every second.
     /// Whether this replica did the work (one holds the lease at a time).
     fn tick(&self) -> Result<bool>;
+    /// Drops the oldest stored traces beyond each enterprise's share.
+    fn trim_traces(&self) -> Result<usize>;
+    /// Hears the store's notes of other replicas' changes.
+    fn subscribe_store(&self) -> Result<crate::store::Subscription>;
+    /// Applies one of them.
+    fn follow(&self, n: crate::store::Notice) -> Result<()>;
     /// The training service: policies, runs, their data, judgement and release.
     fn train(
         &self,
@@ -359,6 +365,15 @@ impl RegistryApi for Registry {
     }
     fn tick(&self) -> Result<bool> {
         Registry::tick(self)
+    }
+    fn trim_traces(&self) -> Result<usize> {
+        Registry::trim_traces(self)
+    }
+    fn subscribe_store(&self) -> Result<crate::store::Subscription> {
+        Registry::subscribe_store(self)
+    }
+    fn follow(&self, n: crate::store::Notice) -> Result<()> {
+        Registry::follow(self, n)
     }
     fn train(
         &self,

@@ -193,7 +193,8 @@ impl Registry {
         if !self.kv.commit(
             Batch::new()
                 .check(Tree::Artifacts, key.as_bytes(), Some(old))
-                .put(Tree::Artifacts, key.as_bytes(), json(&b)),
+                .put(Tree::Artifacts, key.as_bytes(), json(&b))
+                .note(self.note_artifact(&key)),
         )? {
             return Err(RegistryError::FailedPrecondition(format!(
                 "{reference} changed meanwhile; try again"

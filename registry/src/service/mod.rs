@@ -95,10 +95,6 @@ pub struct Registry {
     pub(crate) seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Bumped on every change of what some device should run.
     changes: tokio::sync::watch::Sender<u64>,
-    /// Devices' serving figures (rebuilt from their next exports after a restart).
-    pub(crate) telemetry: std::sync::Mutex<crate::telemetry::TelemetryMap>,
-    /// Devices' recent sampled request traces.
-    pub(crate) traces: std::sync::Mutex<crate::traces::TraceMap>,
     /// Countersigns every kit it accepts (devices may trust it as a root).
     signing_key: Option<algobay_runtime::SecretKey>,
     /// What a kit may ask of the registry, and upload limits.
@@ -251,8 +247,6 @@ impl Registry {
             seq: std::sync::atomic::AtomicU64::new(seq),
             seen: Default::default(),
             changes: tokio::sync::watch::Sender::new(0),
-            telemetry: Default::default(),
-            traces: Default::default(),
             signing_key: None,
             ceilings: Ceilings::default(),
             golden_busy: Default::default(),
@@ -320,9 +314,70 @@ impl Registry {
         Ok(())
     }
 
-    /// Wakes every device waiting for its desired state to change.
+    /// Wakes every device waiting for its desired state to change, here and
+    /// (through the store's notes) on the other replicas.
     pub(crate) fn changed(&self) {
+        self.wake();
+        if let Err(e) = self.kv.commit(Batch::new().note(self.note_desired())) {
+            tracing::warn!(error = %e, "telling other replicas of a change of desired state");
+        }
+    }
+
+    fn wake(&self) {
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The note that tells other replicas an artifact changed.
+    pub(crate) fn note_artifact(&self, key: &str) -> String {
+        format!("{} a {key}", self.replica)
+    }
+
+    fn note_desired(&self) -> String {
+        format!("{} d", self.replica)
+    }
+
+    /// Hears the store's notes (other replicas' changes); pass each to [`Registry::follow`].
+    pub fn subscribe_store(&self) -> Result<crate::store::Subscription> {
+        self.kv.subscribe()
+    }
+
+    /// Applies what another replica changed: an artifact is read again into the
+    /// search index; a change of desired state wakes the devices waiting here;
+    /// notes that may have been missed read the whole catalog again.
+    pub fn follow(&self, n: crate::store::Notice) -> Result<()> {
+        use crate::store::Notice;
+        let note = match n {
+            Notice::Missed => {
+                let mut index = SearchIndex::default();
+                for (_, v) in self.kv.scan_prefix(Tree::Artifacts, b"")? {
+                    index.upsert(parse::<Artifact>("artifact", &v)?);
+                }
+                *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+                self.wake();
+                return Ok(());
+            }
+            Notice::Note(note) => note,
+        };
+        let Some((who, what)) = note.split_once(' ') else {
+            return Ok(());
+        };
+        if who == self.replica {
+            return Ok(());
+        }
+        match what.split_once(' ') {
+            Some(("a", key)) => {
+                if let Some(v) = self.kv.get(Tree::Artifacts, key.as_bytes())? {
+                    let a = parse::<Artifact>("artifact", &v)?;
+                    self.index
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .upsert(a);
+                }
+            }
+            None if what == "d" => self.wake(),
+            _ => tracing::debug!(note, "a note this version does not know"),
+        }
+        Ok(())
     }
 
     /// A receiver that sees every change of desired state.

@@ -99,7 +99,8 @@ impl Registry {
         let key = a.key();
         let mut batch = Batch::new()
             .check(Tree::Artifacts, key.as_bytes(), None)
-            .put(Tree::Artifacts, key.as_bytes(), json(&a));
+            .put(Tree::Artifacts, key.as_bytes(), json(&a))
+            .note(self.note_artifact(&key));
         for (tree, k, v) in extra {
             batch = batch.put(tree, k, v);
         }

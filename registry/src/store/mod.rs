@@ -53,11 +53,15 @@ pub enum Tree {
     Uploads,
     /// `files` → the files replicas share (signing key, TLS certificate, device CA).
     Secrets,
+    /// `enterprise/device id/kit digest` → the device's cumulative serving figures for the kit.
+    Telemetry,
+    /// `enterprise/trace id` → a sampled request trace.
+    Traces,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 20] = [
+    pub const ALL: [Tree; 22] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -78,6 +82,8 @@ impl Tree {
         Tree::Counters,
         Tree::Uploads,
         Tree::Secrets,
+        Tree::Telemetry,
+        Tree::Traces,
     ];
 
     /// The tree's name on disk.
@@ -103,6 +109,8 @@ impl Tree {
             Tree::Counters => "counters",
             Tree::Uploads => "uploads",
             Tree::Secrets => "secrets",
+            Tree::Telemetry => "telemetry",
+            Tree::Traces => "traces",
         }
     }
 }
