@@ -128,7 +128,15 @@ impl RegistryProc {
 
     /// [`Self::start`] with more arguments (`--meta postgres://…`).
     pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> RegistryProc {
+        Self::start_env(data, port, extra, &[])
+    }
+
+    /// [`Self::start_with`] with environment variables (`AWS_*` for `--blobs s3://…`).
+    /// A replica joining a store another one set up has no operator token of its own
+    /// (`operator` is then empty).
+    pub fn start_env(data: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> RegistryProc {
         let mut child = Command::new(registry_bin())
+            .envs(env.iter().copied())
             .args(["serve", "--data"])
             .arg(data)
             .args(extra)
@@ -160,7 +168,7 @@ impl RegistryProc {
             port,
             ca_pem: std::fs::read_to_string(data.join("tls/cert.pem")).unwrap(),
             operator: std::fs::read_to_string(data.join("operator.token"))
-                .unwrap()
+                .unwrap_or_default()
                 .trim()
                 .to_owned(),
         }
@@ -233,11 +241,17 @@ impl AgentProc {
             let mut text = format!(
                 "registry = \"{registry_url}\"\nca_cert = \"registry.pem\"\nenrollment_token = \"{token}\"\n\
 data_dir = \"data\"\nname = \"{}\"\ntrust = [\"{}\"]\nort_library = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-sync_wait_seconds = 2\nreport_seconds = 1\nretry_max_seconds = 1\n",
+retry_max_seconds = 1\n",
                 spec.name,
                 trust.display(),
                 ort_lib().display()
             );
+            // Quick syncs unless the spec says otherwise.
+            for (key, quick) in [("sync_wait_seconds", 2), ("report_seconds", 1)] {
+                if !spec.extra.contains(&format!("{key} =")) {
+                    text.push_str(&format!("{key} = {quick}\n"));
+                }
+            }
             if let Some(mb) = spec.stage_memory_mb {
                 text.push_str(&format!("stage_memory_mb = {mb}\n"));
             }
