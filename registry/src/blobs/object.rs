@@ -746,8 +746,8 @@ impl std::io::Read for ChannelReader {
 }
 
 /// A throwaway S3-compatible server for tests: `s3s-fs` (built once by the
-/// set-up into `~/.cache/algobay/tools/bin`, or found as `ALGOBAY_S3S_FS` or on
-/// the `PATH`) on 127.0.0.1 and a free port, over a temporary folder, killed
+/// set-up into `$ALGOBAY_TOOLS_DIR/bin`, by default `~/.cache/algobay/tools/bin`,
+/// or found as `ALGOBAY_S3S_FS` or on the `PATH`) on 127.0.0.1 and a free port, over a temporary folder, killed
 /// when dropped.
 #[cfg(any(test, feature = "testsuite"))]
 pub mod throwaway {
@@ -769,10 +769,15 @@ pub mod throwaway {
         if let Some(p) = std::env::var_os("ALGOBAY_S3S_FS") {
             return p.into();
         }
-        let cached = std::env::var_os("HOME")
+        let tools = std::env::var_os("ALGOBAY_TOOLS_DIR")
             .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".cache/algobay/tools/bin/s3s-fs");
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+                    .join(".cache/algobay/tools")
+            });
+        let cached = tools.join("bin/s3s-fs");
         if cached.exists() {
             return cached;
         }
