@@ -104,6 +104,17 @@ pub struct AgentConfig {
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,
+    /// The enterprise's own OpenTelemetry collector (OTLP/gRPC, `http://` or
+    /// `https://`), which gets the same metrics and traces as the registry;
+    /// empty: `OTEL_EXPORTER_OTLP_ENDPOINT`, if set.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// PEM CA certificates of an `https://` collector (else `OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    #[serde(default)]
+    pub otlp_ca_cert: Option<PathBuf>,
+    /// `key=value,…` headers for the collector (else `OTEL_EXPORTER_OTLP_HEADERS`).
+    #[serde(default)]
+    pub otlp_headers: String,
 }
 
 fn default_true() -> bool {
@@ -177,6 +188,9 @@ impl AgentConfig {
         };
         fix(&mut c.data_dir);
         if let Some(p) = c.ca_cert.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = c.otlp_ca_cert.as_mut() {
             fix(p);
         }
         c.trust.iter_mut().for_each(fix);

@@ -246,6 +246,12 @@ impl Agent {
                 Duration::from_secs(cfg.telemetry_seconds),
                 &identity.device_id,
                 cfg.trace_sample_ratio,
+                &cfg.data_dir,
+                &crate::telemetry::CollectorConfig::resolve(
+                    &cfg.otlp_endpoint,
+                    cfg.otlp_ca_cert.clone(),
+                    &cfg.otlp_headers,
+                ),
             )?)
         };
         let agent = Arc::new(Agent {

@@ -5,9 +5,19 @@
 //! agent's life is lost. Traces are samples: a request is traced when the
 //! caller's W3C `traceparent` says it is sampled, else with the configured
 //! probability; each trace is the request span and one span per pipeline step.
+//!
+//! The latest totals are also kept on disk ([`durable`]) at every export, so
+//! what a device served while the registry was away reaches it after a
+//! restart of the agent too. The same figures and traces can also go to the
+//! enterprise's own OpenTelemetry collector ([`collector`]).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+mod collector;
+mod durable;
+mod held;
+
+pub use collector::CollectorConfig;
+use held::HeldSpans;
+
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
@@ -17,12 +27,10 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithTonicConfig as _;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
-    SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
 
@@ -54,19 +62,38 @@ const BOUNDS_MS: [f64; 13] = [
 ];
 
 impl Telemetry {
-    /// Exports every `interval` over `channel` (the device's mTLS channel).
+    /// Exports every `interval` over `channel` (the device's mTLS channel), and
+    /// to the enterprise's collector when one is set; keeps the totals under
+    /// `data_dir` and sends those of earlier starts first.
     /// Traces a share `trace_ratio` (0..=1) of the requests whose caller did not decide.
     pub fn new(
         channel: tonic::transport::Channel,
         interval: Duration,
         device_id: &str,
         trace_ratio: f64,
+        data_dir: &std::path::Path,
+        collector: &CollectorConfig,
     ) -> Result<Telemetry> {
+        let start = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let kept = durable::folder(data_dir);
+        let earlier = durable::earlier(&kept, start);
+        if !earlier.is_empty() {
+            tracing::info!(
+                files = earlier.len(),
+                "sending the serving totals of earlier starts"
+            );
+            tokio::spawn(durable::resend(earlier, channel.clone()));
+        }
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
             .with_channel(channel.clone())
             .build()
             .map_err(|e| AgentError::Config(format!("telemetry exporter: {e}")))?;
+        let exporter = durable::DurableMetrics::new(exporter, &kept, start)
+            .map_err(|e| AgentError::Config(format!("telemetry folder {}: {e}", kept.display())))?;
         let reader = PeriodicReader::builder(exporter)
             .with_interval(interval)
             .build();
@@ -74,31 +101,56 @@ impl Telemetry {
             .with_service_name("algobay-agent")
             .with_attributes([KeyValue::new("device.id", device_id.to_owned())])
             .build();
-        let provider = SdkMeterProvider::builder()
+        let mut provider = SdkMeterProvider::builder()
             .with_reader(reader)
-            .with_resource(resource.clone())
-            .build();
+            .with_resource(resource.clone());
+        let collector = collector.connect()?;
+        if let Some((ch, headers)) = &collector {
+            let e = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_channel(ch.clone())
+                .with_metadata(headers.clone())
+                .build()
+                .map_err(|e| AgentError::Config(format!("collector metrics exporter: {e}")))?;
+            provider =
+                provider.with_reader(PeriodicReader::builder(e).with_interval(interval).build());
+        }
+        let provider = provider.build();
         let span_exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_channel(channel)
             .build()
             .map_err(|e| AgentError::Config(format!("trace exporter: {e}")))?;
         let held = HeldSpans::new(span_exporter, HELD_SPANS);
+        let batch = || {
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(interval)
+                .with_max_queue_size(4096)
+                .build()
+        };
         let spans = BatchSpanProcessor::builder(held.clone())
-            .with_batch_config(
-                BatchConfigBuilder::default()
-                    .with_scheduled_delay(interval)
-                    .with_max_queue_size(4096)
-                    .build(),
-            )
+            .with_batch_config(batch())
             .build();
-        let tracer_provider = SdkTracerProvider::builder()
+        let mut tracer_provider = SdkTracerProvider::builder()
             .with_span_processor(spans)
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 trace_ratio.clamp(0.0, 1.0),
             ))))
-            .with_resource(resource)
-            .build();
+            .with_resource(resource);
+        if let Some((ch, headers)) = collector {
+            let e = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_channel(ch)
+                .with_metadata(headers)
+                .build()
+                .map_err(|e| AgentError::Config(format!("collector trace exporter: {e}")))?;
+            tracer_provider = tracer_provider.with_span_processor(
+                BatchSpanProcessor::builder(e)
+                    .with_batch_config(batch())
+                    .build(),
+            );
+        }
+        let tracer_provider = tracer_provider.build();
         let tracer = tracer_provider.tracer("algobay-agent");
         let meter = provider.meter("algobay-agent");
         Ok(Telemetry {
@@ -275,73 +327,6 @@ impl RequestTrace {
             trace_id,
             request_id: String::new(),
             cx: None,
-        }
-    }
-}
-
-/// The OTLP span exporter, holding back what it could not send: a failed
-/// export keeps its spans (the oldest dropped past the budget, and counted)
-/// and the next export, or [`Telemetry::resend_held`], sends them first.
-#[derive(Clone, Debug)]
-struct HeldSpans {
-    inner: Arc<tokio::sync::Mutex<opentelemetry_otlp::SpanExporter>>,
-    held: Arc<Mutex<VecDeque<SpanData>>>,
-    cap: usize,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl HeldSpans {
-    fn new(inner: opentelemetry_otlp::SpanExporter, cap: usize) -> HeldSpans {
-        HeldSpans {
-            inner: Arc::new(tokio::sync::Mutex::new(inner)),
-            held: Default::default(),
-            cap,
-            dropped: Default::default(),
-        }
-    }
-
-    async fn send(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let inner = self.inner.lock().await;
-        let mut all: Vec<SpanData> = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        all.extend(batch);
-        if all.is_empty() {
-            return Ok(());
-        }
-        match inner.export(all.clone()).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                // What arrived meanwhile is newer: it goes after.
-                let newer: Vec<SpanData> = held.drain(..).collect();
-                held.extend(all);
-                held.extend(newer);
-                let over = held.len().saturating_sub(self.cap);
-                held.drain(..over);
-                self.dropped
-                    .fetch_add(over as u64, std::sync::atomic::Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
-}
-
-impl SpanExporter for HeldSpans {
-    fn export(
-        &self,
-        batch: Vec<SpanData>,
-    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let this = self.clone();
-        async move { this.send(batch).await }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        if let Ok(mut inner) = self.inner.try_lock() {
-            inner.set_resource(resource);
         }
     }
 }
