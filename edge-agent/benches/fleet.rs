@@ -14,10 +14,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use algobay_sdk::fleet::{DeviceState, RolloutPolicy};
-use algobay_sdk::Client;
+use algobay_sdk::fleet::RolloutPolicy;
 
 use common::*;
 
@@ -170,49 +169,11 @@ the changed blob and new manifest are {share:.2}% of it (goal: ≤ {:.2}%: {})",
         ))
         .unwrap();
     let t = Instant::now();
-    let clients: Vec<Client> = rt.block_on(async {
-        let key = Arc::new(rcgen::KeyPair::generate().unwrap());
-        let key_pem = key.serialize_pem();
-        let anon = Client::connect(&reg.url(), None, Some(reg.ca_pem.clone()))
-            .await
-            .unwrap();
-        let sem = Arc::new(tokio::sync::Semaphore::new(32));
-        let mut tasks = Vec::new();
-        for i in 0..devices {
-            let (acme, anon, key, key_pem, sem) = (
-                acme.clone(),
-                anon.clone(),
-                key.clone(),
-                key_pem.clone(),
-                sem.clone(),
-            );
-            let (url, ca) = (reg.url(), reg.ca_pem.clone());
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire().await.unwrap();
-                let (_, token) = acme
-                    .create_enrollment_token("", selector("sim", "yes"), 0)
-                    .await
-                    .unwrap();
-                let csr = rcgen::CertificateParams::default()
-                    .serialize_request(&*key)
-                    .unwrap()
-                    .pem()
-                    .unwrap();
-                let e = anon
-                    .enroll(&token, &csr, &format!("sim-{i}"), BTreeMap::new())
-                    .await
-                    .unwrap();
-                Client::connect_device(&url, Some(ca), &e.certificate_pem, &key_pem)
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    });
+    let one = [sim::Replica {
+        url: reg.url(),
+        ca_pem: reg.ca_pem.clone(),
+    }];
+    let clients = rt.block_on(sim::enroll(acme.clone(), &one, devices));
     println!(
         "enrolled and connected {} devices in {:.1} s",
         clients.len(),
@@ -220,78 +181,18 @@ the changed blob and new manifest are {share:.2}% of it (goal: ≤ {:.2}%: {})",
     );
     let desired = rt.block_on(clients[0].sync(None, ("", ""), 0)).unwrap();
     assert_eq!(desired.deployment_id, dep.id);
-    let state = DeviceState {
-        active_digest: desired.kit_digest.clone(),
-        active_reference: desired.kit_reference.clone(),
-        deployment_id: dep.id.clone(),
-        phase: "active".into(),
-        ..Default::default()
-    };
+    let state = sim::running(&desired);
 
     // Each device first reports that it runs the kit (a stored change of state).
-    let t = Instant::now();
-    rt.block_on(async {
-        let sem = Arc::new(tokio::sync::Semaphore::new(64));
-        let mut tasks = Vec::new();
-        for c in &clients {
-            let (c, state, known, sem) = (c.clone(), state.clone(), desired.clone(), sem.clone());
-            tasks.push(tokio::spawn(async move {
-                let _p = sem.acquire().await.unwrap();
-                c.sync(Some(&state), (&known.kit_digest, &known.deployment_id), 0)
-                    .await
-                    .unwrap();
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    let took = rt.block_on(sim::report_all(&clients, &state, &desired));
     println!(
-        "every device reported its new state (one durable write each) in {:.1} s: {:.0} reports/s",
-        t.elapsed().as_secs_f64(),
-        devices as f64 / t.elapsed().as_secs_f64()
+        "every device reported its new state (one durable write each) in {took:.1} s: {:.0} reports/s",
+        devices as f64 / took
     );
 
     // Steady state: every device reports and asks for its desired state every `interval` s.
-    let (lat, count, errors) = rt.block_on(async {
-        let end = Instant::now() + Duration::from_secs(seconds);
-        let mut tasks = Vec::new();
-        for (i, c) in clients.iter().enumerate() {
-            let (c, state, known) = (c.clone(), state.clone(), desired.clone());
-            let offset = Duration::from_millis((i as u64 * interval * 1000) / devices as u64);
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                let mut next = tokio::time::Instant::now() + offset;
-                loop {
-                    tokio::time::sleep_until(next).await;
-                    if Instant::now() >= end {
-                        break;
-                    }
-                    let s = Instant::now();
-                    match c
-                        .sync(Some(&state), (&known.kit_digest, &known.deployment_id), 0)
-                        .await
-                    {
-                        Ok(_) => lat.push(s.elapsed().as_secs_f64() * 1000.0),
-                        Err(_) => errors += 1,
-                    }
-                    next += Duration::from_secs(interval);
-                }
-                (lat, errors)
-            }));
-        }
-        let mut all = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (l, e) = t.await.unwrap();
-            all.extend(l);
-            errors += e;
-        }
-        let n = all.len();
-        (all, n, errors)
-    });
-    let mut lat = lat;
+    let (mut lat, errors) = rt.block_on(sim::steady(&clients, &state, &desired, seconds, interval));
+    let count = lat.len();
     let p99 = pct(&mut lat, 0.99);
     println!(
         "steady state, each device syncing every {interval} s for {seconds} s: {:.0} syncs/s, \
@@ -300,51 +201,26 @@ p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors (goal: p99 ≤ 50 ms w
         pct(&mut lat, 0.5),
         p99,
         lat.last().copied().unwrap_or(0.0),
-        if devices >= 10_000 && p99 <= 50.0 && errors == 0 {
-            "met"
-        } else if p99 <= 50.0 && errors == 0 {
-            "met at this count"
-        } else {
-            "NOT met"
-        }
+        sim::verdict(devices, p99, errors)
     );
 
     // Fan-out: every device long-polls; one new deployment reaches them all.
-    let mut wake = rt.block_on(async {
-        let mut tasks = Vec::new();
-        let start = Arc::new(std::sync::OnceLock::<Instant>::new());
-        for c in &clients {
-            let (c, known) = (c.clone(), desired.clone());
-            tasks.push(tokio::spawn(async move {
-                let got = c
-                    .sync(None, (&known.kit_digest, &known.deployment_id), 60)
-                    .await;
-                let at = Instant::now();
-                got.ok().map(|d| (d, at))
-            }));
-        }
-        // Let every long-poll reach the registry.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let _ = start.set(Instant::now());
-        acme.create_deployment(
-            "",
-            "algobay/digits-mlp@1.0.1",
-            selector("sim", "yes"),
-            all(),
-        )
-        .await
-        .unwrap();
-        let t0 = *start.get().unwrap();
-        let mut v = Vec::new();
-        for t in tasks {
-            if let Some((d, at)) = t.await.unwrap() {
-                if d.kit_reference == "algobay/digits-mlp@1.0.1" {
-                    v.push(at.saturating_duration_since(t0).as_secs_f64() * 1000.0);
-                }
-            }
-        }
-        v
-    });
+    let reached = rt.block_on(sim::fan_out(
+        &clients,
+        &desired,
+        "algobay/digits-mlp@1.0.1",
+        async {
+            acme.create_deployment(
+                "",
+                "algobay/digits-mlp@1.0.1",
+                selector("sim", "yes"),
+                all(),
+            )
+            .await
+            .unwrap();
+        },
+    ));
+    let mut wake: Vec<f64> = reached.iter().map(|(_, ms)| *ms).collect();
     let reached = wake.len();
     println!(
         "a new deployment reached {reached} of {devices} long-polling devices: p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms after it was created",

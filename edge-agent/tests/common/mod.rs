@@ -14,6 +14,7 @@ use algobay_runtime::{KitArchive, SecretKey};
 use algobay_sdk::Client;
 
 pub mod digits;
+pub mod sim;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -67,6 +67,45 @@ pub struct ObjectBlobStore {
     opts: ObjectBlobOptions,
     bridge: Arc<Bridge>,
     describe: String,
+    /// Small blobs read or written lately. A digest names its bytes forever,
+    /// so a copy never goes stale; it saves a round trip to the store for the
+    /// configs and small weights every publish and golden run reads.
+    recent: std::sync::Mutex<Recent>,
+}
+
+/// Blobs up to this size are kept in [`ObjectBlobStore::recent`]...
+const RECENT_MAX_BLOB: usize = 256 << 10;
+/// ... up to this many bytes in all (the oldest go first).
+const RECENT_BUDGET: usize = 64 << 20;
+
+#[derive(Debug, Default)]
+struct Recent {
+    bytes: std::collections::HashMap<Digest, Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<Digest>,
+    total: usize,
+}
+
+impl Recent {
+    fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        self.bytes.get(d).cloned()
+    }
+
+    fn keep(&mut self, d: Digest, data: Arc<Vec<u8>>) {
+        if data.len() > RECENT_MAX_BLOB || self.bytes.contains_key(&d) {
+            return;
+        }
+        self.total += data.len();
+        self.bytes.insert(d, data);
+        self.order.push_back(d);
+        while self.total > RECENT_BUDGET {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.bytes.remove(&old) {
+                self.total -= b.len();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ObjectBlobStore {
@@ -150,6 +189,7 @@ impl ObjectBlobStore {
             kv,
             opts,
             bridge: Arc::new(Bridge::new("objects")?),
+            recent: Default::default(),
         })
     }
 
@@ -372,6 +412,12 @@ impl ObjectBlobStore {
 
 impl BlobStore for ObjectBlobStore {
     fn stat(&self, d: &Digest) -> Result<BlobStat> {
+        if let Some(b) = self.recent().get(d) {
+            return Ok(BlobStat {
+                size: Some(b.len() as u64),
+                received: b.len() as u64,
+            });
+        }
         if let Some(size) = self.head_size(self.blob_path(d))? {
             return Ok(BlobStat {
                 size: Some(size),
@@ -646,7 +692,10 @@ impl BlobStore for ObjectBlobStore {
             }
         })?;
         match self.head_size(self.blob_path(d))? {
-            Some(s) if s == data.len() as u64 => Ok(()),
+            Some(s) if s == data.len() as u64 => {
+                self.recent().keep(*d, Arc::new(data.to_vec()));
+                Ok(())
+            }
             other => Err(RegistryError::Storage(format!(
                 "object store: {d} reads back as {other:?} bytes after the write, not {}",
                 data.len()
@@ -655,6 +704,12 @@ impl BlobStore for ObjectBlobStore {
     }
 
     fn open(&self, d: &Digest) -> Result<(u64, BlobReader)> {
+        if let Some(b) = self.recent().get(d) {
+            return Ok((
+                b.len() as u64,
+                Box::new(std::io::Cursor::new(SharedBytes(b))),
+            ));
+        }
         let (store, p) = (self.store.clone(), self.blob_path(d));
         let what = d.to_string();
         let got = self.bridge.run(async move {
@@ -665,6 +720,17 @@ impl BlobStore for ObjectBlobStore {
             }
         })?;
         let size = got.meta.size;
+        if size as usize <= RECENT_MAX_BLOB {
+            // Small: read whole, and kept for the next reader (verified as it is read).
+            let body = self
+                .bridge
+                .run(async move { got.bytes().await.map_err(|e| storage("read", e)) })?;
+            let body = Arc::new(body.to_vec());
+            if Digest::of(&body) == *d {
+                self.recent().keep(*d, body.clone());
+            }
+            return Ok((size, Box::new(std::io::Cursor::new(SharedBytes(body)))));
+        }
         // The body streams through a short queue into a plain reader.
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
         let mut stream = got.into_stream();
@@ -713,6 +779,21 @@ impl BlobStore for ObjectBlobStore {
             }
         }
         Ok(removed)
+    }
+}
+
+impl ObjectBlobStore {
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Shared bytes, readable through a cursor.
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
