@@ -56,6 +56,16 @@ mod conformance {
     }
 
     #[test]
+    fn the_copy_of_hot_trees_passes_the_kv_conformance_suite() {
+        let cached = |kv: Arc<dyn store::KvStore>| Arc::new(store::CachedKv::new(kv).unwrap());
+        store::testsuite::run_all(&*cached(Arc::new(MemoryStore::new())));
+        store::testsuite::concurrent_creates_have_one_winner(cached(Arc::new(MemoryStore::new())));
+        let pg = store::postgres::throwaway::Postgres::start();
+        let url = pg.database("cached");
+        store::testsuite::run_all(&*cached(Arc::new(store::PgStore::connect(&url).unwrap())));
+    }
+
+    #[test]
     fn sled_store_passes_the_kv_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         store::testsuite::run_all(&SledStore::open(&dir.path().join("a")).unwrap());

@@ -3,12 +3,14 @@
 //! Backends only move bytes ([`KvStore`]); the registry's logic sits above them
 //! once. Every backend passes the same [`testsuite`].
 
+mod cached;
 mod memory;
 pub mod postgres;
 mod sled_store;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
+pub use cached::CachedKv;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sled_store::SledStore;
@@ -227,9 +229,10 @@ pub fn open_meta(
 ) -> Result<std::sync::Arc<dyn KvStore>> {
     match url {
         None | Some("") => Ok(std::sync::Arc::new(SledStore::open(local)?)),
-        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            Ok(std::sync::Arc::new(PgStore::connect(u)?))
-        }
+        // A round trip per read: the hot trees are read through a copy the notes keep coherent.
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Ok(
+            std::sync::Arc::new(CachedKv::new(std::sync::Arc::new(PgStore::connect(u)?))?),
+        ),
         Some(other) => Err(crate::error::RegistryError::invalid(
             "meta",
             format!(
