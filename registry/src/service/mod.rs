@@ -101,8 +101,6 @@ pub struct Registry {
     ceilings: Ceilings,
     /// Golden runs under way (at most `ceilings.golden_slots`).
     golden_busy: (std::sync::Mutex<usize>, std::sync::Condvar),
-    /// Drift watches of automatic training policies (rebuilt after a restart).
-    pub(crate) drift: std::sync::Mutex<crate::training::Watches>,
     /// This process among the replicas sharing the stores (random, per start).
     pub(crate) replica: String,
 }
@@ -250,7 +248,6 @@ impl Registry {
             signing_key: None,
             ceilings: Ceilings::default(),
             golden_busy: Default::default(),
-            drift: Default::default(),
             replica: {
                 use rand::RngCore;
                 let mut b = [0u8; 8];

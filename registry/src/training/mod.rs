@@ -12,8 +12,6 @@ mod rounds;
 pub mod runs;
 mod triggers;
 
-pub(crate) use triggers::Watches;
-
 pub use runs::{
     Aliases, Evaluation, FieldRow, Lease, Lineage, Release, Run, RunData, RunState, TrainCall,
     TrainPolicy, TrainReply, Transition,

@@ -5,8 +5,9 @@
 //!
 //! Drift is read from what the registry already has: each device's count of
 //! requests served by its active kit (reported on every sync) and the hard
-//! examples it sent for that kit. The watch over those counts lives in memory
-//! and starts again (with a new baseline) after a restart or a new champion.
+//! examples it sent for that kit. The watch over those counts (the window under
+//! way, the baseline) is stored, so whichever replica ticks next goes on from
+//! it; a new champion, or devices that restarted, start a new series.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +17,12 @@ use super::runs::*;
 use crate::domain::*;
 use crate::error::Result;
 use crate::service::{parse, Registry};
-use crate::store::Tree;
+use crate::store::{Batch, Tree};
 
-/// The drift watch of one kit for one enterprise.
-#[derive(Clone, Debug, Default)]
+/// The drift watch of one kit for one enterprise, stored (`Tree::Counters`,
+/// `drift/<enterprise>/<kit>`) so the replica that holds the tick lease next,
+/// or this one restarted, goes on from the same window and baseline.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Watch {
     champion: Option<Digest>,
     /// Requests and hard examples at the start of the window under way.
@@ -29,9 +32,6 @@ pub(crate) struct Watch {
     /// A round was started for this champion's drift already.
     fired: bool,
 }
-
-/// Watches by (enterprise, kit).
-pub(crate) type Watches = BTreeMap<(String, String), Watch>;
 
 impl Watch {
     /// Takes the champion's counts (requests served, hard examples kept since
@@ -206,17 +206,31 @@ impl Registry {
                 hard += 1;
             }
         }
-        let mut watches = self.drift.lock().unwrap_or_else(|e| e.into_inner());
-        let w = watches
-            .entry((policy.enterprise.clone(), policy.kit.clone()))
-            .or_default();
-        Ok(w.observe(
+        let key = format!("drift/{}/{}", policy.enterprise, policy.kit);
+        let old = self.kv.get(Tree::Counters, key.as_bytes())?;
+        let mut w: Watch = old
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok())
+            .unwrap_or_default();
+        let before = w.clone();
+        let signal = w.observe(
             champion,
             requests,
             hard,
             policy.drift_window as u64,
             policy.drift_factor,
-        ))
+        );
+        if w != before {
+            let value = serde_json::to_vec(&w).unwrap_or_default();
+            // Only the lease holder ticks; a lost race keeps the other's, which is as good.
+            self.kv
+                .commit(Batch::new().check(Tree::Counters, key.as_bytes(), old).put(
+                    Tree::Counters,
+                    key.as_bytes(),
+                    value,
+                ))?;
+        }
+        Ok(signal)
     }
 }
 

@@ -26,6 +26,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+mod memory;
+
+use memory::{ChannelReader, Recent, SharedBytes, RECENT_MAX_BLOB};
+
 use super::{BlobReader, BlobStat, BlobStore};
 use crate::bridge::Bridge;
 use crate::error::{RegistryError, Result};
@@ -71,50 +75,6 @@ pub struct ObjectBlobStore {
     /// so a copy never goes stale; it saves a round trip to the store for the
     /// configs and small weights every publish and golden run reads.
     recent: std::sync::Mutex<Recent>,
-}
-
-/// Blobs up to this size are kept in [`ObjectBlobStore::recent`]...
-const RECENT_MAX_BLOB: usize = 256 << 10;
-/// ... up to this many bytes in all (the oldest go first).
-const RECENT_BUDGET: usize = 64 << 20;
-
-#[derive(Debug, Default)]
-struct Recent {
-    bytes: std::collections::HashMap<Digest, Arc<Vec<u8>>>,
-    order: std::collections::VecDeque<Digest>,
-    total: usize,
-}
-
-impl Recent {
-    fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
-        self.bytes.get(d).cloned()
-    }
-
-    fn keep(&mut self, d: Digest, data: Arc<Vec<u8>>) {
-        if data.len() > RECENT_MAX_BLOB || self.bytes.contains_key(&d) {
-            return;
-        }
-        self.total += data.len();
-        self.bytes.insert(d, data);
-        self.order.push_back(d);
-        while self.total > RECENT_BUDGET {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(b) = self.bytes.remove(&old) {
-                self.total -= b.len();
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for ObjectBlobStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectBlobStore")
-            .field("store", &self.describe)
-            .field("opts", &self.opts)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A part received: the store's tag for it and its length.
@@ -782,147 +742,5 @@ impl BlobStore for ObjectBlobStore {
     }
 }
 
-impl ObjectBlobStore {
-    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Shared bytes, readable through a cursor.
-struct SharedBytes(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Reads what the streaming task sends.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    at: usize,
-    /// Keeps the runtime the stream runs on alive while it is read.
-    #[allow(dead_code)]
-    bridge: Arc<Bridge>,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => {
-                    self.buf = b;
-                    self.at = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// A throwaway S3-compatible server for tests: `s3s-fs` (built once by the
-/// set-up into `$ALGOBAY_TOOLS_DIR/bin`, by default `~/.cache/algobay/tools/bin`,
-/// or found as `ALGOBAY_S3S_FS` or on the `PATH`) on 127.0.0.1 and a free port, over a temporary folder, killed
-/// when dropped.
 #[cfg(any(test, feature = "testsuite"))]
-pub mod throwaway {
-    use std::path::PathBuf;
-    use std::process::{Child, Command, Stdio};
-
-    pub const ACCESS_KEY: &str = "algobay-test";
-    pub const SECRET_KEY: &str = "algobay-test-secret";
-
-    #[derive(Debug)]
-    pub struct S3 {
-        dir: tempfile::TempDir,
-        child: Child,
-        pub port: u16,
-    }
-
-    /// Where the server's binary is.
-    pub fn binary() -> PathBuf {
-        if let Some(p) = std::env::var_os("ALGOBAY_S3S_FS") {
-            return p.into();
-        }
-        let tools = std::env::var_os("ALGOBAY_TOOLS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_default()
-                    .join(".cache/algobay/tools")
-            });
-        let cached = tools.join("bin/s3s-fs");
-        if cached.exists() {
-            return cached;
-        }
-        PathBuf::from("s3s-fs")
-    }
-
-    #[allow(clippy::unwrap_used)]
-    impl S3 {
-        /// Starts the server and waits until it answers.
-        pub fn start() -> S3 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-            let root = dir.path().join("root");
-            std::fs::create_dir_all(&root).unwrap();
-            let child = Command::new(binary())
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(&root)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start {} (the set-up installs it): {e}",
-                        binary().display()
-                    )
-                });
-            let s = S3 { dir, child, port };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "s3s-fs did not listen within 20 s: {}",
-                    std::fs::read_to_string(s.dir.path().join("server.log")).unwrap_or_default()
-                );
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            s
-        }
-
-        /// Makes a bucket (a folder of the server's root) and returns its `s3://` URL.
-        pub fn bucket(&self, name: &str) -> String {
-            std::fs::create_dir_all(self.dir.path().join("root").join(name)).unwrap();
-            format!("s3://{name}?endpoint=http://127.0.0.1:{}", self.port)
-        }
-
-        /// The credentials the server takes, for the process environment.
-        pub fn env(&self) -> [(&'static str, &'static str); 2] {
-            [
-                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ]
-        }
-    }
-
-    impl Drop for S3 {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+pub mod throwaway;
