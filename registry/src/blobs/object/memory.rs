@@ -95,4 +95,3 @@ impl std::io::Read for ChannelReader {
         Ok(n)
     }
 }
-
