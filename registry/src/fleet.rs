@@ -208,14 +208,15 @@ impl Registry {
                 .put(Tree::Enrollments, id.as_bytes(), json(&e))
                 .check(Tree::Devices, device.key(), None)
                 .put(Tree::Devices, device.key(), json(&device))
-                .put(Tree::DeviceCerts, fingerprint, device.key()),
+                .put(Tree::DeviceCerts, fingerprint, device.key())
+                .note(self.note_desired()),
         )?;
         if !committed {
             return Err(RegistryError::Unauthenticated(format!(
                 "enrollment token {id} was already used"
             )));
         }
-        self.changed();
+        self.wake();
         Ok((device, cert, ca.cert_pem().to_owned()))
     }
 
@@ -295,19 +296,17 @@ impl Registry {
         let mut d = self.find_device(p, id)?;
         let old = json(&d);
         d.revoked = true;
-        if !self
-            .kv
-            .commit(Batch::new().check(Tree::Devices, d.key(), Some(old)).put(
-                Tree::Devices,
-                d.key(),
-                json(&d),
-            ))?
-        {
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Devices, d.key(), Some(old))
+                .put(Tree::Devices, d.key(), json(&d))
+                .note(self.note_desired()),
+        )? {
             return Err(RegistryError::FailedPrecondition(format!(
                 "device {id} changed meanwhile; try again"
             )));
         }
-        self.changed();
+        self.wake();
         Ok(d)
     }
 
@@ -397,8 +396,17 @@ impl Registry {
         } else {
             dep.reason = format!("{} of {} targeted device(s) first", n, targets.len());
         }
-        self.insert_new(Tree::Deployments, &dep.key(), json(&dep), "deployment")?;
-        self.changed();
+        if !self.kv.commit(
+            Batch::new()
+                .check(Tree::Deployments, dep.key(), None)
+                .put(Tree::Deployments, dep.key(), json(&dep))
+                .note(self.note_desired()),
+        )? {
+            return Err(RegistryError::Storage(
+                "deployment id collision; try again".into(),
+            ));
+        }
+        self.wake();
         Ok(dep)
     }
 
@@ -442,7 +450,8 @@ impl Registry {
         let ok = self.kv.commit(
             Batch::new()
                 .check(Tree::Deployments, old.key(), Some(json(old)))
-                .put(Tree::Deployments, new.key(), json(new)),
+                .put(Tree::Deployments, new.key(), json(new))
+                .note(self.note_desired()),
         )?;
         if ok {
             tracing::info!(
@@ -452,7 +461,7 @@ impl Registry {
                 reason = %new.reason,
                 "deployment changed"
             );
-            self.changed();
+            self.wake();
         }
         Ok(ok)
     }

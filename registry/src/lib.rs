@@ -90,6 +90,46 @@ mod conformance {
         let a = store::PgStore::connect(&race).unwrap();
         let b = store::PgStore::connect(&race).unwrap();
         store::testsuite::notes_of_committed_batches_reach_subscribers(&a, &b);
+        // The listening connection is cut (an administrator ends it): the store
+        // connects again, says notes may have been missed, and hears again.
+        let mut rx = crate::store::KvStore::subscribe(&b).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&race, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let n = client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert!(n >= 1, "a listening connection was there to end");
+        });
+        assert_eq!(
+            store::testsuite::next_notice(&mut rx),
+            Some(crate::store::Notice::Missed)
+        );
+        assert!(crate::store::KvStore::commit(
+            &a,
+            crate::store::Batch::new().note("after the cut")
+        )
+        .unwrap());
+        let mut heard = Vec::new();
+        while let Some(n) = store::testsuite::next_notice(&mut rx) {
+            heard.push(n.clone());
+            if n == crate::store::Notice::Note("after the cut".into()) {
+                break;
+            }
+        }
+        assert_eq!(
+            heard.last(),
+            Some(&crate::store::Notice::Note("after the cut".into())),
+            "{heard:?}"
+        );
         assert!(crate::store::KvStore::commit(
             &a,
             crate::store::Batch::new().put(crate::store::Tree::Runs, b"\xff\x00k".to_vec(), "v")

@@ -311,16 +311,10 @@ impl Registry {
         Ok(())
     }
 
-    /// Wakes every device waiting for its desired state to change, here and
-    /// (through the store's notes) on the other replicas.
-    pub(crate) fn changed(&self) {
-        self.wake();
-        if let Err(e) = self.kv.commit(Batch::new().note(self.note_desired())) {
-            tracing::warn!(error = %e, "telling other replicas of a change of desired state");
-        }
-    }
-
-    fn wake(&self) {
+    /// Wakes every device waiting here for its desired state to change; the
+    /// batch that made the change carries [`Registry::note_desired`] for the
+    /// other replicas.
+    pub(crate) fn wake(&self) {
         self.changes.send_modify(|n| *n += 1);
     }
 
@@ -329,7 +323,8 @@ impl Registry {
         format!("{} a {key}", self.replica)
     }
 
-    fn note_desired(&self) -> String {
+    /// The note that tells other replicas what some device should run changed.
+    pub(crate) fn note_desired(&self) -> String {
         format!("{} d", self.replica)
     }
 
