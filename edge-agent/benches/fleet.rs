@@ -170,41 +170,13 @@ the changed blob and new manifest are {share:.2}% of it (goal: ≤ {:.2}%: {})",
             all(),
         ))
         .unwrap();
-    let t = Instant::now();
     let one = [sim::Replica {
         url: reg.url(),
         ca_pem: reg.ca_pem.clone(),
     }];
-    let clients = rt.block_on(sim::enroll(acme.clone(), &one, devices));
-    println!(
-        "enrolled and connected {} devices in {:.1} s",
-        clients.len(),
-        t.elapsed().as_secs_f64()
-    );
-    let desired = rt.block_on(clients[0].sync(None, ("", ""), 0)).unwrap();
-    assert_eq!(desired.deployment_id, dep.id);
-    let state = sim::running(&desired);
-
-    // Each device first reports that it runs the kit (a stored change of state).
-    let took = rt.block_on(sim::report_all(&clients, &state, &desired));
-    println!(
-        "every device reported its new state (one durable write each) in {took:.1} s: {:.0} reports/s",
-        devices as f64 / took
-    );
-
+    let (clients, desired, state) = sim::start_fleet(&rt, acme.clone(), &one, devices, &dep.id, "");
     // Steady state: every device reports and asks for its desired state every `interval` s.
-    let (mut lat, errors) = rt.block_on(sim::steady(&clients, &state, &desired, seconds, interval));
-    let count = lat.len();
-    let p99 = pct(&mut lat, 0.99);
-    println!(
-        "steady state, each device syncing every {interval} s for {seconds} s: {:.0} syncs/s, \
-p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors (goal: p99 ≤ 50 ms with 10,000 devices: {})",
-        count as f64 / seconds as f64,
-        pct(&mut lat, 0.5),
-        p99,
-        lat.last().copied().unwrap_or(0.0),
-        sim::verdict(devices, p99, errors)
-    );
+    sim::print_steady(&rt, (&clients, &state, &desired), seconds, interval, "");
 
     // Fan-out: every device long-polls; one new deployment reaches them all.
     let reached = rt.block_on(sim::fan_out(
@@ -266,32 +238,20 @@ p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors (goal: p99 ≤ 50 ms w
             ca_pem: b.ca_pem.clone(),
         },
     ];
-    let t = Instant::now();
-    let clients = rt.block_on(sim::enroll(acme.clone(), &replicas, devices));
-    println!(
-        "enrolled and connected {} devices, half to each replica, in {:.1} s",
-        clients.len(),
-        t.elapsed().as_secs_f64()
+    let (clients, desired, state) = sim::start_fleet(
+        &rt,
+        acme.clone(),
+        &replicas,
+        devices,
+        &dep.id,
+        ", half to each replica,",
     );
-    let desired = rt.block_on(clients[1].sync(None, ("", ""), 0)).unwrap();
-    assert_eq!(desired.deployment_id, dep.id);
-    let state = sim::running(&desired);
-    let took = rt.block_on(sim::report_all(&clients, &state, &desired));
-    println!(
-        "every device reported its new state in {took:.1} s: {:.0} reports/s",
-        devices as f64 / took
-    );
-    let (mut lat, errors) = rt.block_on(sim::steady(&clients, &state, &desired, seconds, interval));
-    let count = lat.len();
-    let p99 = pct(&mut lat, 0.99);
-    println!(
-        "steady state over two replicas, each device syncing every {interval} s for {seconds} s: {:.0} syncs/s, \
-p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors (goal: p99 ≤ 50 ms with 10,000 devices: {})",
-        count as f64 / seconds as f64,
-        pct(&mut lat, 0.5),
-        p99,
-        lat.last().copied().unwrap_or(0.0),
-        sim::verdict(devices, p99, errors)
+    sim::print_steady(
+        &rt,
+        (&clients, &state, &desired),
+        seconds,
+        interval,
+        " over two replicas",
     );
     let reached = rt.block_on(sim::fan_out(
         &clients,

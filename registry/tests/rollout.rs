@@ -277,17 +277,19 @@ fn traces_gather_their_steps_and_stay_with_their_enterprise() {
         .map(|i| span(&format!("{:032x}", i + 1), None, 100 + i, 101 + i))
         .collect();
     f.reg.ingest_spans(&f.devices[1], many).unwrap();
-    let all = f
-        .reg
-        .traces(
-            &op,
-            "",
-            &TraceFilter {
-                limit: usize::MAX,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let every = || {
+        f.reg
+            .traces(
+                &op,
+                "",
+                &TraceFilter {
+                    limit: usize::MAX,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    let all = every();
     assert_eq!(all.len(), TRACES_PER_ENTERPRISE);
     assert_eq!(
         all[0].trace_id,
@@ -296,18 +298,7 @@ fn traces_gather_their_steps_and_stay_with_their_enterprise() {
     // What is stored is trimmed to the newest now and then.
     assert_eq!(f.reg.trim_traces().unwrap(), 6);
     assert_eq!(f.reg.trim_traces().unwrap(), 0);
-    let kept = f
-        .reg
-        .traces(
-            &op,
-            "",
-            &TraceFilter {
-                limit: usize::MAX,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(kept, all);
+    assert_eq!(every(), all);
 }
 
 #[test]

@@ -207,3 +207,60 @@ pub fn verdict(devices: usize, p99: f64, errors: u64) -> &'static str {
         "NOT met"
     }
 }
+
+/// Enrolls `devices` over `replicas`, checks that the first gets deployment
+/// `deployment`, has every device report running it, and prints what each
+/// step took (`how` says where the devices went).
+pub fn start_fleet(
+    rt: &tokio::runtime::Runtime,
+    acme: Arc<Client>,
+    replicas: &[Replica],
+    devices: usize,
+    deployment: &str,
+    how: &str,
+) -> (Vec<Client>, Desired, DeviceState) {
+    let t = Instant::now();
+    let clients = rt.block_on(enroll(acme, replicas, devices));
+    println!(
+        "enrolled and connected {} devices{how} in {:.1} s",
+        clients.len(),
+        t.elapsed().as_secs_f64()
+    );
+    // A deployment made before any device matched reaches them once its gate
+    // (ticking each second) promotes it.
+    let desired = super::wait_for(30, "the deployment reaching the devices", || {
+        let d = rt.block_on(clients[0].sync(None, ("", ""), 0)).unwrap();
+        (d.deployment_id == deployment).then_some(d)
+    });
+    let state = running(&desired);
+    // Each device first reports that it runs the kit (a stored change of state).
+    let took = rt.block_on(report_all(&clients, &state, &desired));
+    println!(
+        "every device reported its new state (one durable write each) in {took:.1} s: {:.0} reports/s",
+        devices as f64 / took
+    );
+    (clients, desired, state)
+}
+
+/// Runs [`steady`] and prints its figures against the goal.
+pub fn print_steady(
+    rt: &tokio::runtime::Runtime,
+    fleet: (&[Client], &DeviceState, &Desired),
+    seconds: u64,
+    interval: u64,
+    how: &str,
+) {
+    let (clients, state, desired) = fleet;
+    let (mut lat, errors) = rt.block_on(steady(clients, state, desired, seconds, interval));
+    let count = lat.len();
+    let p99 = super::pct(&mut lat, 0.99);
+    println!(
+        "steady state{how}, each device syncing every {interval} s for {seconds} s: {:.0} syncs/s, \
+p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors (goal: p99 ≤ 50 ms with 10,000 devices: {})",
+        count as f64 / seconds as f64,
+        super::pct(&mut lat, 0.5),
+        p99,
+        lat.last().copied().unwrap_or(0.0),
+        verdict(clients.len(), p99, errors)
+    );
+}
