@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
-use super::{BlobReader, BlobStat, BlobStore};
+use super::{check_whole, mismatch, within_limit, BlobReader, BlobStat, BlobStore};
 use algobay_runtime::Digest;
 
 use crate::error::{RegistryError, Result};
@@ -122,12 +122,7 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn begin(&self, d: &Digest, size: u64) -> Result<u64> {
-        if size > self.max_blob_bytes {
-            return Err(RegistryError::TooLarge(format!(
-                "upload of {d} claims {size} bytes, over the limit of {} bytes",
-                self.max_blob_bytes
-            )));
-        }
+        within_limit(d, size, self.max_blob_bytes)?;
         match self.declared_size(d)? {
             Some(s) if s != size => {
                 return Err(RegistryError::FailedPrecondition(format!(
@@ -209,13 +204,7 @@ impl BlobStore for LocalBlobStore {
         if &got != d.as_bytes() {
             let _ = std::fs::remove_file(&partial);
             let _ = std::fs::remove_file(self.size_file(d));
-            return Err(RegistryError::invalid(
-                "digest",
-                format!(
-                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
-                    hex::encode(got)
-                ),
-            ));
+            return Err(mismatch(d, got));
         }
         f.sync_all().map_err(|e| io(&partial, e))?;
         let dir = dest.parent().expect("blob path has a parent");
@@ -234,23 +223,7 @@ impl BlobStore for LocalBlobStore {
         if dest.exists() {
             return Ok(());
         }
-        if data.len() as u64 > self.max_blob_bytes {
-            return Err(RegistryError::TooLarge(format!(
-                "upload of {d} claims {} bytes, over the limit of {} bytes",
-                data.len(),
-                self.max_blob_bytes
-            )));
-        }
-        let got: [u8; 32] = sha2::Sha256::digest(data).into();
-        if &got != d.as_bytes() {
-            return Err(RegistryError::invalid(
-                "digest",
-                format!(
-                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
-                    hex::encode(got)
-                ),
-            ));
-        }
+        check_whole(d, data, self.max_blob_bytes)?;
         let tmp =
             self.root
                 .join("uploads")

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use sha2::Digest as _;
 
-use super::{BlobReader, BlobStat, BlobStore};
+use super::{mismatch, within_limit, BlobReader, BlobStat, BlobStore};
 use algobay_runtime::Digest;
 
 use crate::error::{RegistryError, Result};
@@ -69,12 +69,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     fn begin(&self, d: &Digest, size: u64) -> Result<u64> {
-        if size > self.max_blob_bytes {
-            return Err(RegistryError::TooLarge(format!(
-                "upload of {d} claims {size} bytes, over the limit of {} bytes",
-                self.max_blob_bytes
-            )));
-        }
+        within_limit(d, size, self.max_blob_bytes)?;
         let mut i = self.lock()?;
         i.touched.insert(*d, std::time::Instant::now());
         let (declared, data) = i.uploads.entry(*d).or_insert((size, Vec::new()));
@@ -126,13 +121,7 @@ impl BlobStore for MemoryBlobStore {
         }
         let got: [u8; 32] = sha2::Sha256::digest(&data).into();
         if &got != d.as_bytes() {
-            return Err(RegistryError::invalid(
-                "digest",
-                format!(
-                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
-                    hex::encode(got)
-                ),
-            ));
+            return Err(mismatch(d, got));
         }
         i.blobs.insert(*d, std::sync::Arc::new(data));
         Ok(size)

@@ -45,6 +45,38 @@ pub fn open_blobs(
     }
 }
 
+/// Refuses an upload that claims more than `max` bytes.
+pub(crate) fn within_limit(d: &Digest, size: u64, max: u64) -> Result<()> {
+    if size > max {
+        return Err(crate::error::RegistryError::TooLarge(format!(
+            "upload of {d} claims {size} bytes, over the limit of {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The error for uploaded bytes whose sha256 is `got`, not `d`.
+pub(crate) fn mismatch(d: &Digest, got: [u8; 32]) -> crate::error::RegistryError {
+    crate::error::RegistryError::invalid(
+        "digest",
+        format!(
+            "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
+            hex::encode(got)
+        ),
+    )
+}
+
+/// Checks a blob sent whole: within `max` bytes and hashing to `d`.
+pub(crate) fn check_whole(d: &Digest, data: &[u8], max: u64) -> Result<()> {
+    use sha2::Digest as _;
+    within_limit(d, data.len() as u64, max)?;
+    let got: [u8; 32] = sha2::Sha256::digest(data).into();
+    if &got != d.as_bytes() {
+        return Err(mismatch(d, got));
+    }
+    Ok(())
+}
+
 /// What the store knows of a digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct BlobStat {

@@ -30,7 +30,7 @@ mod memory;
 
 use memory::{ChannelReader, Recent, SharedBytes, RECENT_MAX_BLOB};
 
-use super::{BlobReader, BlobStat, BlobStore};
+use super::{check_whole, mismatch, within_limit, BlobReader, BlobStat, BlobStore};
 use crate::bridge::Bridge;
 use crate::error::{RegistryError, Result};
 use crate::store::{Batch, KvStore, Tree};
@@ -391,12 +391,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     fn begin(&self, d: &Digest, size: u64) -> Result<u64> {
-        if size > self.opts.max_blob_bytes {
-            return Err(RegistryError::TooLarge(format!(
-                "upload of {d} claims {size} bytes, over the limit of {} bytes",
-                self.opts.max_blob_bytes
-            )));
-        }
+        within_limit(d, size, self.opts.max_blob_bytes)?;
         loop {
             if let Some((u, _)) = self.record(d)? {
                 if u.size != size {
@@ -580,13 +575,7 @@ impl BlobStore for ObjectBlobStore {
             if self.swap(d, Some(raw), None)? {
                 self.discard(d, &u);
             }
-            return Err(RegistryError::invalid(
-                "digest",
-                format!(
-                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
-                    hex::encode(got)
-                ),
-            ));
+            return Err(mismatch(d, got));
         }
         let (store, dest) = (self.store.clone(), self.blob_path(d));
         let w = whole.clone();
@@ -613,23 +602,7 @@ impl BlobStore for ObjectBlobStore {
 
     /// A whole blob in one go: hashed here, written create-only, size read back.
     fn put(&self, d: &Digest, data: &[u8]) -> Result<()> {
-        if data.len() as u64 > self.opts.max_blob_bytes {
-            return Err(RegistryError::TooLarge(format!(
-                "upload of {d} claims {} bytes, over the limit of {} bytes",
-                data.len(),
-                self.opts.max_blob_bytes
-            )));
-        }
-        let got: [u8; 32] = sha2::Sha256::digest(data).into();
-        if &got != d.as_bytes() {
-            return Err(RegistryError::invalid(
-                "digest",
-                format!(
-                    "uploaded bytes hash to sha256:{}, not {d}; the upload was discarded",
-                    hex::encode(got)
-                ),
-            ));
-        }
+        check_whole(d, data, self.opts.max_blob_bytes)?;
         let (store, dest, body) = (self.store.clone(), self.blob_path(d), data.to_vec());
         self.bridge.run(async move {
             let opts = PutOptions {
