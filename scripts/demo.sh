@@ -39,7 +39,7 @@ step "algobay kit run digits.kit --input row9.json"
 DEMO=$BUILD/demo
 rm -rf "$DEMO" && mkdir -p "$DEMO"
 export XDG_CONFIG_HOME=$DEMO/config
-"$REGISTRY" serve --data "$DEMO/registry" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --log warn > "$DEMO/registry.out" &
+"$REGISTRY" serve --data "$DEMO/registry" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --log warn > "$DEMO/registry.out" &
 REG_PID=$!
 trap 'kill $REG_PID ${AGENT_PID:-} 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do grep -q '^listening on' "$DEMO/registry.out" 2>/dev/null && break; sleep 0.1; done

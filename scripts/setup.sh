@@ -15,6 +15,8 @@
 #     into the flights kit's features (build/data/flights.csv) for the second
 #     continuous-training scenario,
 #   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on,
+#   - chromium (Debian's package) and Playwright for Python (pinned, in
+#     build/browser, never `playwright install`), for the console's browser tests,
 #   - s3s-fs (a real S3-compatible server, a crate built once with `cargo
 #     install --locked` into a tools folder outside the checkout), which the
 #     blob store's tests run on.
@@ -121,6 +123,22 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get install -y --no-install-recommends postgresql-15 >&2 \
     || { $SUDO apt-get update >&2 && $SUDO apt-get install -y --no-install-recommends postgresql-15 >&2; }
+fi
+
+# A real browser for the web console's tests: Debian's chromium, driven by
+# Playwright for Python (pinned, in build/browser) pointed at it.
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium from Debian's packages"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends chromium >&2 \
+    || { $SUDO apt-get update >&2 && $SUDO apt-get install -y --no-install-recommends chromium >&2; }
+fi
+BR=$BUILD/browser
+if ! "$BR/bin/python" -c 'import playwright.sync_api' 2>/dev/null; then
+  log "installing Playwright for Python into $BR"
+  python3 -m venv "$BR"
+  "$BR/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/browser.txt" >&2
 fi
 
 # An S3-compatible server for the blob store's conformance suite and the

@@ -45,7 +45,7 @@ fn uploader(p: &Principal) -> Option<&str> {
     match p.role {
         Role::Team => Some(p.subject.as_str()),
         Role::Operator => Some("@operator"),
-        Role::Enterprise | Role::Device => None,
+        Role::Enterprise | Role::Device | Role::Visitor => None,
     }
 }
 
@@ -77,7 +77,7 @@ impl Registry {
         let readable = match p.role {
             Role::Device => self.deployed_to(&p.subject, d)?,
             Role::Operator => true,
-            Role::Team | Role::Enterprise => {
+            Role::Team | Role::Enterprise | Role::Visitor => {
                 self.visible_artifact_has(p, d)?
                     || uploader(p).is_some_and(|u| {
                         self.kv

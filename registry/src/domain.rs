@@ -181,6 +181,26 @@ impl Artifact {
         self.name.split('/').next().unwrap_or_default()
     }
 
+    /// The metric an artifact is ranked by: the first of the usual
+    /// higher-is-better figures it carries (accuracy, F1, AUC, R², mAP).
+    pub fn headline_metric(&self) -> Option<(&str, f64)> {
+        const ORDER: [&str; 7] = [
+            "accuracy",
+            "f1",
+            "macro_f1",
+            "auc",
+            "r2",
+            "map",
+            "precision",
+        ];
+        ORDER.iter().find_map(|k| {
+            self.metrics
+                .get_key_value(*k)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, v)| (k.as_str(), *v))
+        })
+    }
+
     /// The key it is stored under: `kind/team/name/version`.
     pub fn key(&self) -> String {
         artifact_key(self.kind, &self.name, &self.version)
@@ -219,6 +239,9 @@ pub enum Role {
     Enterprise,
     /// An enrolled device, known by its client certificate (never by a token).
     Device,
+    /// Someone not signed in (the web console's anonymous reader): sees the
+    /// public catalog only.
+    Visitor,
 }
 
 /// A token as stored: only the hash of its secret.
@@ -246,6 +269,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Someone not signed in: the public catalog only.
+    pub fn visitor() -> Principal {
+        Principal {
+            role: Role::Visitor,
+            subject: String::new(),
+            token_id: String::new(),
+        }
+    }
+
     /// Whether the caller may publish under `team`.
     pub fn may_publish_for(&self, team: &str) -> bool {
         self.role == Role::Operator || (self.role == Role::Team && self.subject == team)
@@ -517,6 +549,61 @@ pub struct Query {
     pub include_yanked: bool,
     /// Only what this caller may see; `None` for every artifact (internal use).
     pub viewer: Option<Principal>,
+    /// Only artifacts under this license (its identifier, as published).
+    pub license: String,
+    /// The order of the results; the page token of an order other than
+    /// relevance is an offset.
+    pub sort: Sort,
+    /// Count the matches' values of each facet too ([`Page::facets`]).
+    pub facets: bool,
+}
+
+/// How search results are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Best match first for a text query; publishing order without one.
+    #[default]
+    Relevance,
+    /// By name, then newest version first.
+    Name,
+    /// Newest first.
+    Updated,
+    /// Best headline metric first (see [`Artifact::headline_metric`]); none last.
+    Metric,
+    /// Most downloaded first.
+    Downloads,
+}
+
+impl Sort {
+    pub const ALL: [Sort; 5] = [
+        Sort::Relevance,
+        Sort::Name,
+        Sort::Updated,
+        Sort::Metric,
+        Sort::Downloads,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::Relevance => "relevance",
+            Sort::Name => "name",
+            Sort::Updated => "updated",
+            Sort::Metric => "metric",
+            Sort::Downloads => "downloads",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sort> {
+        Sort::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// The values of one facet among a search's matches, most frequent first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facet {
+    /// `kind`, `domain`, `task`, `industry`, `team` or `license`.
+    pub name: &'static str,
+    pub values: Vec<(String, u64)>,
 }
 
 /// One page of search results.
@@ -525,6 +612,10 @@ pub struct Page {
     pub artifacts: Vec<Artifact>,
     pub next_page_token: String,
     pub total: u64,
+    /// When asked for: each facet's values among all the matches.
+    pub facets: Vec<Facet>,
+    /// Each artifact's downloads, in the order of `artifacts`.
+    pub downloads: Vec<u64>,
 }
 
 /// A kit's step and what it runs.
@@ -577,6 +668,14 @@ pub struct Coverage {
     pub industries: u64,
     pub enterprises: u64,
     pub datasets: u64,
+    /// Enterprises with a device that answered requests on a kit.
+    pub enterprises_served: u64,
+    /// Industries of the served enterprises.
+    pub industries_served: u64,
+    /// Enrolled devices.
+    pub devices: u64,
+    /// (unix day, models, tools, kits) published up to that day, public and not yanked.
+    pub growth: Vec<(i64, u64, u64, u64)>,
 }
 
 /// The current time, passed in so tests can move it.

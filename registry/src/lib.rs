@@ -37,6 +37,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod traces;
 pub mod training;
+pub mod web;
 
 pub use error::{RegistryError, Result};
 

@@ -68,6 +68,10 @@ enum Command {
         /// Largest blob accepted, in bytes.
         #[arg(long, default_value_t = 8 << 30)]
         max_blob_bytes: u64,
+        /// Where to serve the web console (HTTPS with the registry's certificate;
+        /// plain HTTP with --insecure); empty to turn it off.
+        #[arg(long, env = "ALGOBAY_WEB_LISTEN", default_value = "127.0.0.1:7444")]
+        web_listen: String,
         /// Where to serve Prometheus metrics (`GET /metrics`); empty to turn them off.
         #[arg(long, env = "ALGOBAY_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
         metrics_listen: String,
@@ -245,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         insecure,
         max_blob_bytes,
         metrics_listen,
+        web_listen,
         ort_lib,
         ceilings,
     } = cli.command;
@@ -333,6 +338,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Some(t)
         }
     };
+    // The console uses the same certificate, without asking browsers for one.
+    let web_tls = tls
+        .as_ref()
+        .map(algobay_registry::web::tls_config)
+        .transpose()?;
     // Devices enroll for a certificate from the registry's own CA, then use mTLS.
     let tls = tls.map(|id| match &device_ca {
         Some(ca) => id.with_client_ca(ca),
@@ -354,6 +364,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = rx.wait_for(|s| *s).await;
             },
         ));
+    }
+    if !web_listen.is_empty() {
+        let wl = tokio::net::TcpListener::bind(&web_listen).await.map_err(|e| {
+            anyhow::anyhow!("--web-listen {web_listen}: {e} (another registry there? give another address, or empty to turn the console off)")
+        })?;
+        println!(
+            "console on {}://{}/",
+            if web_tls.is_some() { "https" } else { "http" },
+            wl.local_addr()?
+        );
+        let mut rx = stop_rx.clone();
+        let app = algobay_registry::web::router(registry.clone());
+        tokio::spawn(algobay_registry::web::serve(wl, app, web_tls, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
     }
     println!(
         "listening on {}://{addr}",

@@ -64,6 +64,9 @@ pub struct KitTelemetry {
     /// step → (count, sum ms)
     pub stages: BTreeMap<String, (u64, f64)>,
     pub updated_unix: i64,
+    /// Over time, a window between two exports each: (end, requests, errors,
+    /// p50 ms, p99 ms of the window; 0 when it had none).
+    pub history: Vec<(i64, u64, u64, f64, f64)>,
 }
 
 /// Everything a device sent about one kit: the latest cumulative value of
@@ -78,6 +81,79 @@ pub(crate) struct KitSeries {
     latency: BTreeMap<u64, (u64, f64, Vec<f64>, Vec<u64>)>,
     /// (step, start) → (count, sum ms)
     stages: BTreeMap<(String, u64), (u64, f64)>,
+    /// The totals after exports, at most one a minute (the newest replaces a
+    /// point less than a minute old): (when, requests, errors, cumulative
+    /// latency bucket counts).
+    history: Vec<(i64, u64, u64, Vec<u64>)>,
+}
+
+/// Points of history kept per device and kit (six hours at one a minute).
+const HISTORY: usize = 360;
+
+impl KitSeries {
+    /// Requests, errors, latency bounds and cumulative counts over every series.
+    fn totals(&self) -> (u64, u64, Vec<f64>, Vec<u64>) {
+        let (mut ok, mut errors) = (0, 0);
+        for ((outcome, _), n) in &self.requests {
+            match outcome.as_str() {
+                "ok" => ok += n,
+                "overloaded" => {}
+                _ => errors += n,
+            }
+        }
+        let mut bounds = Vec::new();
+        let mut cumulative = Vec::new();
+        // Series with the newest bounds (normally all of them) add up.
+        if let Some((_, (_, _, b, _))) = self.latency.iter().next_back() {
+            bounds = b.clone();
+            let mut per_bucket = vec![0u64; b.len()];
+            for (_, _, bb, counts) in self.latency.values() {
+                if bb == b {
+                    for (acc, c) in per_bucket.iter_mut().zip(counts) {
+                        *acc += c;
+                    }
+                }
+            }
+            let mut acc = 0;
+            cumulative = per_bucket
+                .into_iter()
+                .map(|c| {
+                    acc += c;
+                    acc
+                })
+                .collect();
+        }
+        (ok + errors, errors, bounds, cumulative)
+    }
+
+    /// Notes the totals now.
+    fn remember(&mut self, now: i64) {
+        let (requests, errors, _, counts) = self.totals();
+        if self.history.last().is_some_and(|p| now - p.0 < 60) {
+            self.history.pop();
+        }
+        self.history.push((now, requests, errors, counts));
+        if self.history.len() > HISTORY {
+            let extra = self.history.len() - HISTORY;
+            self.history.drain(..extra);
+        }
+    }
+}
+
+/// The latency at quantile `q` of a distribution given as cumulative bucket
+/// counts: the bound of the bucket it falls in.
+pub fn quantile(bounds: &[f64], cumulative: &[u64], q: f64) -> Option<f64> {
+    let total = *cumulative.last()?;
+    if total == 0 {
+        return None;
+    }
+    let want = ((q * total as f64).ceil() as u64).max(1);
+    bounds
+        .iter()
+        .zip(cumulative)
+        .find(|(_, c)| **c >= want)
+        .map(|(b, _)| *b)
+        .or(bounds.last().copied())
 }
 
 /// [`KitSeries`] as stored (JSON maps want string keys: lists of entries).
@@ -88,6 +164,8 @@ struct StoredSeries {
     requests: Vec<(String, u64, u64)>,
     latency: Vec<(u64, u64, f64, Vec<f64>, Vec<u64>)>,
     stages: Vec<(String, u64, u64, f64)>,
+    #[serde(default)]
+    history: Vec<(i64, u64, u64, Vec<u64>)>,
 }
 
 impl KitSeries {
@@ -110,6 +188,7 @@ impl KitSeries {
                 .iter()
                 .map(|((st, t), (c, s))| (st.clone(), *t, *c, *s))
                 .collect(),
+            history: self.history.clone(),
         };
         serde_json::to_vec(&s).unwrap_or_default()
     }
@@ -135,6 +214,7 @@ impl KitSeries {
                 .into_iter()
                 .map(|(st, t, c, s)| ((st, t), (c, s)))
                 .collect(),
+            history: s.history,
         })
     }
 }
@@ -239,6 +319,7 @@ impl Registry {
                 for pt in pts {
                     merge(&mut t, pt.clone(), now);
                 }
+                t.remember(now);
                 batch = batch.check(Tree::Telemetry, key.as_bytes(), old).put(
                     Tree::Telemetry,
                     key.as_bytes(),
@@ -308,28 +389,35 @@ impl Registry {
                     }
                 }
                 t.requests = t.ok + t.errors;
-                // Series with the newest bounds (normally all of them) add up.
-                if let Some((_, (_, _, bounds, _))) = s.latency.iter().next_back() {
-                    t.bucket_bounds_ms = bounds.clone();
-                    let mut per_bucket = vec![0u64; bounds.len()];
-                    for (count, sum, b, counts) in s.latency.values() {
-                        t.latency_count += count;
-                        t.latency_sum_ms += sum;
-                        if b == bounds {
-                            for (acc, c) in per_bucket.iter_mut().zip(counts) {
-                                *acc += c;
-                            }
-                        }
-                    }
-                    let mut acc = 0;
-                    t.bucket_counts = per_bucket
-                        .into_iter()
-                        .map(|c| {
-                            acc += c;
-                            acc
-                        })
-                        .collect();
+                for (count, sum, _, _) in s.latency.values() {
+                    t.latency_count += count;
+                    t.latency_sum_ms += sum;
                 }
+                (_, _, t.bucket_bounds_ms, t.bucket_counts) = s.totals();
+                let bounds = t.bucket_bounds_ms.clone();
+                t.history = s
+                    .history
+                    .windows(2)
+                    .map(|w| {
+                        let (a, b) = (&w[0], &w[1]);
+                        let delta: Vec<u64> = if a.3.len() == b.3.len() {
+                            b.3.iter()
+                                .zip(&a.3)
+                                .map(|(x, y)| x.saturating_sub(*y))
+                                .collect()
+                        } else {
+                            b.3.clone()
+                        };
+                        let q = |x| quantile(&bounds, &delta, x).unwrap_or(0.0);
+                        (
+                            b.0,
+                            b.1.saturating_sub(a.1),
+                            b.2.saturating_sub(a.2),
+                            q(0.5),
+                            q(0.99),
+                        )
+                    })
+                    .collect();
                 for ((step, _), (count, sum)) in &s.stages {
                     let e = t.stages.entry(step.clone()).or_default();
                     e.0 += count;

@@ -33,6 +33,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--web-listen",
+                "127.0.0.1:0",
                 "--data",
             ])
             .arg(data)

@@ -96,6 +96,11 @@ pub fn wait_or<T>(
 
 /// Reads stdout lines until one starts with `prefix`; the rest is drained in the background.
 fn read_until(child: &mut Child, prefix: &str) -> String {
+    read_lines_until(child, prefix).0
+}
+
+/// The line starting with `prefix`, and the lines before it.
+fn read_lines_until(child: &mut Child, prefix: &str) -> (String, Vec<String>) {
     let out = child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
     let mut seen = Vec::new();
@@ -103,7 +108,7 @@ fn read_until(child: &mut Child, prefix: &str) -> String {
         match lines.next() {
             Some(Ok(l)) if l.starts_with(prefix) => {
                 std::thread::spawn(move || for _ in lines.by_ref() {});
-                return l;
+                return (l, seen);
             }
             Some(Ok(l)) => seen.push(l),
             _ => panic!("process ended before printing `{prefix}`: {seen:?}"),
@@ -119,6 +124,8 @@ pub struct RegistryProc {
     pub port: u16,
     pub ca_pem: String,
     pub operator: String,
+    /// The web console's address (`https://127.0.0.1:PORT`).
+    pub web: String,
 }
 
 impl RegistryProc {
@@ -146,6 +153,8 @@ impl RegistryProc {
                 &format!("127.0.0.1:{port}"),
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--web-listen",
+                "127.0.0.1:0",
                 "--log",
                 "warn",
                 "--ort-lib",
@@ -161,8 +170,14 @@ impl RegistryProc {
             )
             .spawn()
             .unwrap();
-        let line = read_until(&mut child, "listening on ");
+        let (line, before) = read_lines_until(&mut child, "listening on ");
         let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let web = before
+            .iter()
+            .find_map(|l| l.strip_prefix("console on "))
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
         RegistryProc {
             child,
             data: data.to_path_buf(),
@@ -172,6 +187,7 @@ impl RegistryProc {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
+            web,
         }
     }
 

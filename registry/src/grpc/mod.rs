@@ -62,6 +62,8 @@ fn role_to_pb(r: Role) -> i32 {
         Role::Team => pb::Role::Team as i32,
         Role::Enterprise => pb::Role::Enterprise as i32,
         Role::Device => pb::Role::Device as i32,
+        // Never a token's role: nobody signs in as a visitor.
+        Role::Visitor => pb::Role::Unspecified as i32,
     }
 }
 
@@ -421,6 +423,7 @@ impl pb::blobs_server::Blobs for BlobsApi {
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DownloadChunk, Status>>(4);
         let offset = r.offset;
+        let reg = self.0.clone();
         tokio::task::spawn_blocking(move || {
             use std::io::Read;
             // Every byte is hashed, those before the offset too, so a corrupt blob fails the download.
@@ -436,6 +439,12 @@ impl pb::blobs_server::Blobs for BlobsApi {
                     }
                 };
                 if n == 0 {
+                    // A whole download from the start counts once (a resumed one does not).
+                    if offset == 0 {
+                        if let Err(e) = reg.note_download(&d) {
+                            tracing::warn!(digest = %d, error = %e, "download not counted");
+                        }
+                    }
                     return;
                 }
                 let end = pos + n as u64;
@@ -639,6 +648,7 @@ impl pb::catalog_server::Catalog for CatalogApi {
             },
             page_token: r.page_token,
             include_yanked: r.include_yanked,
+            ..Query::default()
         };
         // The index is in memory: quick enough to answer on this thread.
         let page = self.0.search(&q)?;

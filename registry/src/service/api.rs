@@ -69,6 +69,25 @@ pub trait RegistryApi: Send + Sync + 'static {
     ) -> Result<Artifact>;
     /// The operator's counts.
     fn coverage(&self) -> Result<Coverage>;
+    /// Every version of an artifact the caller may see, newest first.
+    fn versions(&self, p: &Principal, kind: Kind, name: &str) -> Result<Vec<Artifact>>;
+    /// The artifacts retrained from `reference`, as the caller sees them.
+    fn children(&self, p: &Principal, reference: &str) -> Result<Vec<Artifact>>;
+    /// Counts a whole download of a blob for the artifacts whose file it is.
+    fn note_download(&self, digest: &Digest) -> Result<()>;
+    /// An artifact's downloads per day (unix days, oldest first).
+    fn downloads(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+    ) -> Result<Vec<(i64, u64)>>;
+    /// Exchanges an API token for a web session: (secret, session).
+    fn sign_in(&self, token: &str) -> Result<(String, super::WebSession)>;
+    /// The session of a secret, while it and its token are good.
+    fn session(&self, secret: &str) -> Result<super::WebSession>;
+    /// Ends a session.
+    fn sign_out(&self, secret: &str) -> Result<()>;
 
     // ---------------------------------------------------------------- fleet
     /// Resolves a client certificate's sha256 to its enrolled, unrevoked device.
@@ -275,6 +294,32 @@ impl RegistryApi for Registry {
     }
     fn coverage(&self) -> Result<Coverage> {
         Registry::coverage(self)
+    }
+    fn versions(&self, p: &Principal, kind: Kind, name: &str) -> Result<Vec<Artifact>> {
+        Registry::versions(self, p, kind, name)
+    }
+    fn children(&self, p: &Principal, reference: &str) -> Result<Vec<Artifact>> {
+        Registry::children(self, p, reference)
+    }
+    fn note_download(&self, digest: &Digest) -> Result<()> {
+        Registry::note_download(self, digest)
+    }
+    fn downloads(
+        &self,
+        p: &Principal,
+        reference: &str,
+        kind: Option<Kind>,
+    ) -> Result<Vec<(i64, u64)>> {
+        Registry::downloads(self, p, reference, kind)
+    }
+    fn sign_in(&self, token: &str) -> Result<(String, super::WebSession)> {
+        Registry::sign_in(self, token)
+    }
+    fn session(&self, secret: &str) -> Result<super::WebSession> {
+        Registry::session(self, secret)
+    }
+    fn sign_out(&self, secret: &str) -> Result<()> {
+        Registry::sign_out(self, secret)
     }
     fn authenticate_device(&self, fingerprint: &str) -> Result<Principal> {
         Registry::authenticate_device(self, fingerprint)

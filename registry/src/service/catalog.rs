@@ -68,6 +68,40 @@ impl Registry {
         }
     }
 
+    /// Every version of an artifact the caller may see, newest first.
+    pub fn versions(&self, p: &Principal, kind: Kind, name: &str) -> Result<Vec<Artifact>> {
+        validate_name("name", name).map_err(|e| RegistryError::invalid("name", e.to_string()))?;
+        let prefix = format!("{}/{name}/", kind.as_str());
+        let mut out: Vec<Artifact> = Vec::new();
+        for (_, v) in self.kv.scan_prefix(Tree::Artifacts, prefix.as_bytes())? {
+            let a: Artifact = parse("artifact", &v)?;
+            if a.name == name && p.may_see(&a) {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| {
+            match (
+                semver::Version::parse(&a.version),
+                semver::Version::parse(&b.version),
+            ) {
+                (Ok(x), Ok(y)) => y.cmp(&x),
+                _ => b.version.cmp(&a.version),
+            }
+        });
+        Ok(out)
+    }
+
+    /// The artifacts the caller may see whose parent is `reference`
+    /// (`team/name@version`): the versions retrained from it.
+    pub fn children(&self, p: &Principal, reference: &str) -> Result<Vec<Artifact>> {
+        Ok(self
+            .index()
+            .all()
+            .filter(|a| a.parent == reference && p.may_see(a))
+            .cloned()
+            .collect())
+    }
+
     pub fn search(&self, q: &Query) -> Result<Page> {
         if !q.page_token.is_empty() && q.page_token.parse::<u32>().is_err() {
             return Err(RegistryError::invalid(
@@ -237,6 +271,45 @@ impl Registry {
         }
         c.publishing_teams = publishing.len() as u64;
         c.industries = industries.len() as u64;
+        // Growth: what was published (and is not yanked), day by day, cumulated.
+        let mut days: BTreeMap<i64, [u64; 3]> = BTreeMap::new();
+        for a in self
+            .index()
+            .all()
+            .filter(|a| !a.yanked && a.private_to.is_empty())
+        {
+            let slot = match a.kind {
+                Kind::Model => 0,
+                Kind::Tool => 1,
+                Kind::Kit => 2,
+                Kind::Dataset => continue,
+            };
+            days.entry(a.published_unix.div_euclid(86_400)).or_default()[slot] += 1;
+        }
+        let mut sum = [0u64; 3];
+        for (day, n) in days {
+            for i in 0..3 {
+                sum[i] += n[i];
+            }
+            c.growth.push((day, sum[0], sum[1], sum[2]));
+        }
+        // Served: an enterprise with a device that answered requests on a kit.
+        let mut served = BTreeSet::new();
+        for (_, v) in self.kv.scan_prefix(Tree::Devices, b"")? {
+            let d: Device = parse("device", &v)?;
+            c.devices += 1;
+            if !d.revoked && d.state.requests > 0 && !d.state.active_digest.is_empty() {
+                served.insert(d.enterprise);
+            }
+        }
+        c.enterprises_served = served.len() as u64;
+        let mut served_industries = BTreeSet::new();
+        for e in &served {
+            if let Some(v) = self.kv.get(Tree::Enterprises, e.as_bytes())? {
+                served_industries.extend(parse::<Enterprise>("enterprise", &v)?.industries);
+            }
+        }
+        c.industries_served = served_industries.len() as u64;
         c.teams = self.kv.scan_prefix(Tree::Teams, b"")?.len() as u64;
         c.enterprises = self.kv.scan_prefix(Tree::Enterprises, b"")?.len() as u64;
         Ok(c)

@@ -26,11 +26,14 @@ use crate::store::{Batch, KvStore, Tree};
 mod api;
 mod catalog;
 mod datasets;
+mod downloads;
 mod publish;
+mod sessions;
 mod tenants;
 
 pub use api::RegistryApi;
 pub use datasets::{profile_csv, DatasetSpec};
+pub use sessions::{WebSession, SESSION_TTL};
 
 /// What a publisher says about a model it publishes.
 #[derive(Clone, Debug, Default)]
@@ -235,7 +238,7 @@ impl Registry {
         // Small blobs published inline live in the metadata store; reads find them there.
         let blobs: Arc<dyn BlobStore> =
             Arc::new(crate::blobs::WithInlineBlobs::new(kv.clone(), blobs));
-        Ok(Registry {
+        let registry = Registry {
             kv,
             blobs,
             runtime,
@@ -254,7 +257,12 @@ impl Registry {
                 rand::thread_rng().fill_bytes(&mut b);
                 hex::encode(b)
             },
-        })
+        };
+        {
+            let mut index = registry.index.write().unwrap_or_else(|e| e.into_inner());
+            registry.load_downloads(&mut index)?;
+        }
+        Ok(registry)
     }
 
     /// Names this replica (kept across its restarts, so a restarted one takes
@@ -344,6 +352,7 @@ impl Registry {
                 for (_, v) in self.kv.scan_prefix(Tree::Artifacts, b"")? {
                     index.upsert(parse::<Artifact>("artifact", &v)?);
                 }
+                self.load_downloads(&mut index)?;
                 *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
                 self.wake();
                 return Ok(());
@@ -366,6 +375,7 @@ impl Registry {
                         .upsert(a);
                 }
             }
+            Some(("n", key)) => self.recount_downloads(key)?,
             None if what == "d" => self.wake(),
             _ => tracing::debug!(note, "a note this version does not know"),
         }

@@ -59,11 +59,15 @@ pub enum Tree {
     Telemetry,
     /// `enterprise/trace id` → a sampled request trace.
     Traces,
+    /// Hex sha256 of a web session's secret → the session (its token, role, expiry).
+    Sessions,
+    /// `artifact key/day` → downloads of the artifact's file that day.
+    Downloads,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 22] = [
+    pub const ALL: [Tree; 24] = [
         Tree::Teams,
         Tree::Enterprises,
         Tree::Tokens,
@@ -86,6 +90,8 @@ impl Tree {
         Tree::Secrets,
         Tree::Telemetry,
         Tree::Traces,
+        Tree::Sessions,
+        Tree::Downloads,
     ];
 
     /// The tree's name on disk.
@@ -113,6 +119,8 @@ impl Tree {
             Tree::Secrets => "secrets",
             Tree::Telemetry => "telemetry",
             Tree::Traces => "traces",
+            Tree::Sessions => "sessions",
+            Tree::Downloads => "downloads",
         }
     }
 }

@@ -1,0 +1,375 @@
+//! The web console over real sockets (HTTP/1.1 by hand, no browser): signed-in
+//! sessions and how they end, anti-forgery tokens, another enterprise's pages,
+//! ordering by downloads and facets, and the headers every page carries. The
+//! browser's view of the same pages is `edge-agent/tests/console.rs`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::fleet::*;
+
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use algobay_registry::domain::*;
+use algobay_registry::service::RegistryApi;
+
+/// An answer: status, headers (lowercased names), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `name=value` of every cookie set.
+    fn cookies(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.split(';').next().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// A console over `reg` on a free port, plain HTTP.
+fn console(rt: &tokio::runtime::Runtime, reg: Arc<dyn RegistryApi>) -> std::net::SocketAddr {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = algobay_registry::web::router(reg);
+    rt.spawn(algobay_registry::web::serve(
+        listener,
+        app,
+        None,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// Signs in with `token`; returns the session cookie and the page's anti-forgery token.
+fn sign_in(addr: std::net::SocketAddr, token: &str) -> (String, String) {
+    let form = request(addr, "GET", "/signin", &[], "");
+    let nonce_cookie = form
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("algobay_signin="))
+        .unwrap();
+    let nonce = nonce_cookie.split_once('=').unwrap().1.to_owned();
+    let done = request(
+        addr,
+        "POST",
+        "/signin",
+        &[("Cookie", &nonce_cookie)],
+        &format!("nonce={nonce}&token={token}&next=/fleet"),
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), Some("/fleet"));
+    let set = done
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("algobay_session="))
+        .unwrap()
+        .1
+        .clone();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = request(addr, "GET", "/fleet", &[("Cookie", &cookie)], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+fn operator() -> Principal {
+    principal(Role::Operator, "")
+}
+
+#[test]
+fn a_session_ends_when_it_expires_is_signed_out_or_its_token_is_revoked() {
+    let f = fleet(0);
+    let (rec, token) = f
+        .reg
+        .create_token(&operator(), Role::Enterprise, "acme", 0, "")
+        .unwrap();
+    let (secret, s) = f.reg.sign_in(&token).unwrap();
+    assert_eq!(s.principal.subject, "acme");
+    assert_eq!(f.reg.session(&secret).unwrap().csrf, s.csrf);
+    assert!(
+        f.reg.session(&"0".repeat(64)).is_err(),
+        "an unknown secret is no session"
+    );
+    assert!(f.reg.session("x").is_err(), "a malformed one neither");
+
+    f.clock
+        .0
+        .fetch_add(algobay_registry::service::SESSION_TTL, Ordering::SeqCst);
+    let e = f.reg.session(&secret).unwrap_err().to_string();
+    assert!(e.contains("expired"), "{e}");
+
+    let (secret, _) = f.reg.sign_in(&token).unwrap();
+    f.reg.sign_out(&secret).unwrap();
+    assert!(f.reg.session(&secret).is_err());
+
+    let (secret, _) = f.reg.sign_in(&token).unwrap();
+    f.reg.revoke_token(&operator(), &rec.id).unwrap();
+    let e = f.reg.session(&secret).unwrap_err().to_string();
+    assert!(e.contains("revoked"), "{e}");
+    assert!(
+        f.reg.sign_in(&token).is_err(),
+        "a revoked token signs nobody in"
+    );
+}
+
+#[test]
+fn another_enterprises_pages_are_not_found_and_forms_need_the_sessions_token() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = fleet(2);
+    let dep = f.deploy(&f.v1, f.policy(0.5, 600));
+    f.reg
+        .create_enterprise(&operator(), "globex", "", vec![])
+        .unwrap();
+    let (_, acme_token) = f
+        .reg
+        .create_token(&operator(), Role::Enterprise, "acme", 0, "")
+        .unwrap();
+    let (_, globex_token) = f
+        .reg
+        .create_token(&operator(), Role::Enterprise, "globex", 0, "")
+        .unwrap();
+    let addr = console(&rt, Arc::new(f.replica()));
+
+    let (acme, acme_csrf) = sign_in(addr, &acme_token);
+    let page = request(
+        addr,
+        "GET",
+        &format!("/fleet/deployments/{}", dep.id),
+        &[("Cookie", &acme)],
+        "",
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"state\">canary<"), "{}", page.body);
+
+    // Globex: every page and action of acme's is "not found".
+    let (globex, globex_csrf) = sign_in(addr, &globex_token);
+    let device = &f.devices[0].token_id;
+    for path in [
+        format!("/fleet/deployments/{}", dep.id),
+        format!("/fleet/devices/{device}"),
+        "/fleet/traces/0123456789abcdef0123456789abcdef".to_owned(),
+    ] {
+        let a = request(addr, "GET", &path, &[("Cookie", &globex)], "");
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+    }
+    let a = request(
+        addr,
+        "POST",
+        &format!("/fleet/deployments/{}/rollback", dep.id),
+        &[("Cookie", &globex)],
+        &format!("csrf={globex_csrf}&reason=x"),
+    );
+    assert_eq!(a.status, 404);
+    // Its fleet page lists none of acme's devices, whatever it asks for.
+    let a = request(
+        addr,
+        "GET",
+        "/fleet?enterprise=acme",
+        &[("Cookie", &globex)],
+        "",
+    );
+    assert!(
+        a.body.contains("Fleet of globex") && !a.body.contains(device.as_str()),
+        "{}",
+        a.body
+    );
+
+    // Acme without its token, with another session's, then with its own.
+    for body in [
+        "reason=x".to_owned(),
+        format!("csrf={globex_csrf}&reason=x"),
+    ] {
+        let a = request(
+            addr,
+            "POST",
+            &format!("/fleet/deployments/{}/pause", dep.id),
+            &[("Cookie", &acme)],
+            &body,
+        );
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert!(a.body.contains("anti-forgery"), "{}", a.body);
+    }
+    let (d, _) = f.reg.deployment_status(&f.acme, &dep.id).unwrap();
+    assert_eq!(
+        d.state,
+        DeploymentState::Canary,
+        "a forged form changed nothing"
+    );
+    let a = request(
+        addr,
+        "POST",
+        &format!("/fleet/deployments/{}/pause", dep.id),
+        &[("Cookie", &acme)],
+        &format!("csrf={acme_csrf}&reason=from+the+test"),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let (d, _) = f.reg.deployment_status(&f.acme, &dep.id).unwrap();
+    assert_eq!(d.state, DeploymentState::Paused);
+
+    // Signed out, the cookie is worth nothing.
+    let a = request(
+        addr,
+        "POST",
+        "/signout",
+        &[("Cookie", &acme)],
+        &format!("csrf={acme_csrf}"),
+    );
+    assert_eq!(a.status, 303);
+    let a = request(addr, "GET", "/fleet", &[("Cookie", &acme)], "");
+    assert_eq!(a.status, 303);
+    assert!(a
+        .header("location")
+        .unwrap()
+        .starts_with("/signin?next=/fleet"));
+}
+
+#[test]
+fn the_marketplace_filters_orders_by_downloads_and_counts_facets_for_anyone() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = fleet(0);
+    let b = f.reg.get(&f.v2, Some(Kind::Kit)).unwrap();
+    for _ in 0..3 {
+        f.reg.note_download(&b.digest).unwrap();
+    }
+    let addr = console(&rt, Arc::new(f.replica()));
+
+    let a = request(addr, "GET", "/?sort=downloads", &[], "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let first = a.body.find("algobay/digits-b").unwrap();
+    let second = a.body.find("algobay/digits-a").unwrap();
+    assert!(first < second, "the downloaded kit comes first");
+    assert!(a.body.contains("3 downloads"), "{}", a.body);
+    assert!(a.body.contains("data-facet=\"kind\""));
+    assert!(a.body.contains("2 found"), "{}", a.body);
+
+    let a = request(addr, "GET", "/?kind=kit&team=nobody", &[], "");
+    assert!(a.body.contains("0 found"), "{}", a.body);
+    let a = request(addr, "GET", "/?sort=popular", &[], "");
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("sort `popular`"), "{}", a.body);
+    let a = request(addr, "GET", "/?kind=gadget", &[], "");
+    assert_eq!(a.status, 400);
+
+    // A kit's page: its downloads, diagram and pull command, for a visitor.
+    let (name, version) = f.v2.split_once('@').unwrap();
+    let a = request(addr, "GET", &format!("/a/kit/{name}/{version}"), &[], "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("3 in all"), "{}", a.body);
+    assert!(a.body.contains("<svg class=\"pipeline\""));
+    assert!(a.body.contains(&format!("algobay kit pull {}", f.v2)));
+    let a = request(addr, "GET", "/a/kit/algobay/nothing/1.0.0", &[], "");
+    assert_eq!(a.status, 404);
+}
+
+#[test]
+fn every_answer_carries_a_strict_policy_and_assets_are_cached_by_their_hash() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = fleet(0);
+    let addr = console(&rt, Arc::new(f.replica()));
+    let a = request(addr, "GET", "/", &[("Accept-Encoding", "gzip")], "");
+    assert_eq!(a.status, 200);
+    let csp = a.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(a.header("content-encoding"), Some("gzip"));
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    let page = request(addr, "GET", "/", &[], "");
+    let css = page
+        .body
+        .split("href=\"/static/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let js = page
+        .body
+        .split("src=\"/static/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    for file in [css, js] {
+        let a = request(addr, "GET", &format!("/static/{file}"), &[], "");
+        assert_eq!(a.status, 200, "{file}");
+        assert_eq!(
+            a.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+    }
+    let a = request(addr, "GET", "/static/console.000000000000.css", &[], "");
+    assert_eq!(a.status, 404);
+    assert!(!page.body.contains("<script>"), "no inline script");
+}
