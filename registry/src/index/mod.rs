@@ -44,6 +44,8 @@ struct Entry {
     name: String,
     /// How often its file was downloaded.
     downloads: u64,
+    /// Its facet values, by their codes in [`SearchIndex::facet_values`].
+    codes: Vec<u32>,
 }
 
 /// A word of names and tags, for typo-tolerant matching.
@@ -139,6 +141,9 @@ pub struct SearchIndex {
     /// Words of names and tags, by length; `vocab` says where each is.
     vocab: HashMap<String, (usize, usize)>,
     vocab_by_len: BTreeMap<usize, Vec<Word>>,
+    /// Every facet value seen, by code (counting facets is then adding in an array).
+    facet_values: Vec<(u8, String)>,
+    facet_codes: HashMap<(u8, String), u32>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -155,9 +160,11 @@ const TASK: u8 = 2;
 const TEAM: u8 = 3;
 const TOOL_KIND: u8 = 4;
 const INDUSTRY: u8 = 5;
+const LICENSE: u8 = 6;
 
-/// A query word narrows the candidates only when it begins few enough indexed words.
-const MAX_PREFIX_WORDS: usize = 256;
+/// A query word narrows the candidates only when the indexed words it begins
+/// name few enough artifacts (a union this big costs less than checking all).
+const MAX_PREFIX_IDS: usize = 30_000;
 /// A query word matching more artifacts than this by its words is not also
 /// looked for inside names and as a typo.
 const WIDE: usize = 5000;
@@ -184,6 +191,7 @@ fn keys(a: &Artifact) -> Vec<(u8, String)> {
         (TASK, a.task.clone()),
         (TEAM, a.team().to_owned()),
         (TOOL_KIND, a.tool_kind.clone()),
+        (LICENSE, a.license.clone()),
     ];
     k.extend(a.industries.iter().map(|i| (INDUSTRY, i.clone())));
     k.sort();
@@ -243,11 +251,19 @@ impl SearchIndex {
                     text: String::new(),
                     name: String::new(),
                     downloads: 0,
+                    codes: Vec::new(),
                 });
                 id
             }
         };
+        let mut codes = Vec::new();
         for k in keys(&a) {
+            let next = self.facet_values.len() as u32;
+            let code = *self.facet_codes.entry(k.clone()).or_insert(next);
+            if code == next {
+                self.facet_values.push(k.clone());
+            }
+            codes.push(code);
             insert_id(self.postings.entry(k).or_default(), id);
         }
         for w in keys_of(&text) {
@@ -278,6 +294,7 @@ impl SearchIndex {
             text,
             name,
             downloads,
+            codes,
         };
     }
 
@@ -402,6 +419,7 @@ impl SearchIndex {
     /// Ids of entries with a word beginning with `prefix`, if few enough words do.
     fn prefix_ids(&self, prefix: &str) -> Option<Ids> {
         let mut parts: Vec<&Ids> = Vec::new();
+        let mut total = 0;
         for (n, (w, ids)) in self
             .words
             .range::<str, _>((
@@ -413,7 +431,9 @@ impl SearchIndex {
             if !w.starts_with(prefix) {
                 break;
             }
-            if n >= MAX_PREFIX_WORDS {
+            total += ids.len();
+            // Each key names at least one artifact: this bounds the walk too.
+            if total > MAX_PREFIX_IDS || n >= MAX_PREFIX_IDS {
                 return None;
             }
             parts.push(ids);
@@ -483,6 +503,7 @@ impl SearchIndex {
             (TEAM, &q.team),
             (TOOL_KIND, &q.tool_kind),
             (INDUSTRY, &q.industry),
+            (LICENSE, &q.license),
         ] {
             if !v.is_empty() {
                 need(facet, v);
@@ -518,7 +539,7 @@ impl SearchIndex {
         }
         let total = matched.len() as u64;
         let facets = if q.facets {
-            order::facets(&self.entries, &matched)
+            order::facets(&self.entries, &self.facet_values, &matched)
         } else {
             Vec::new()
         };

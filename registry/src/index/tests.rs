@@ -306,3 +306,109 @@ fn updating_an_artifact_moves_it_between_facets() {
     );
     assert_eq!(ix.len(), 1);
 }
+
+fn names(p: &Page) -> Vec<&str> {
+    p.artifacts.iter().map(|a| a.name.as_str()).collect()
+}
+
+#[test]
+fn sorts_page_by_offset_and_keep_the_downloads_and_metric_order() {
+    use crate::domain::Sort;
+    let mut ix = SearchIndex::default();
+    for (i, (name, acc, day)) in [
+        ("t/c", 0.7, 3),
+        ("t/a", 0.9, 1),
+        ("t/d", f64::NAN, 4),
+        ("t/b", 0.8, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut a = art(name, "vision", "x", &[]);
+        a.published_unix = day * 86_400;
+        a.metrics.insert("accuracy".into(), acc);
+        ix.upsert(a.clone());
+        ix.set_downloads(&a.key(), i as u64 * 10);
+    }
+    let sorted = |sort: Sort, page_size: usize, token: &str| {
+        ix.search(&Query {
+            sort,
+            page_size,
+            page_token: token.into(),
+            ..q()
+        })
+    };
+    assert_eq!(
+        names(&sorted(Sort::Name, 10, "")),
+        ["t/a", "t/b", "t/c", "t/d"]
+    );
+    assert_eq!(
+        names(&sorted(Sort::Updated, 10, "")),
+        ["t/d", "t/c", "t/b", "t/a"]
+    );
+    // No finite metric comes last.
+    assert_eq!(
+        names(&sorted(Sort::Metric, 10, "")),
+        ["t/a", "t/b", "t/c", "t/d"]
+    );
+    assert_eq!(
+        names(&sorted(Sort::Downloads, 10, "")),
+        ["t/b", "t/d", "t/a", "t/c"]
+    );
+    let first = sorted(Sort::Name, 3, "");
+    assert_eq!(first.next_page_token, "3");
+    let rest = sorted(Sort::Name, 3, &first.next_page_token);
+    assert_eq!(
+        (names(&rest), rest.next_page_token.as_str()),
+        (vec!["t/d"], "")
+    );
+    assert_eq!(rest.downloads, [20]);
+    assert_eq!(ix.downloads(&ix.all().next().unwrap().key()), 0);
+}
+
+#[test]
+fn facets_count_every_match_and_license_filters() {
+    let mut ix = SearchIndex::default();
+    for (name, domain, license, industries) in [
+        ("a/x", "vision", "MIT", &["finance", "retail"][..]),
+        ("a/y", "vision", "Apache-2.0", &["finance"][..]),
+        ("b/z", "speech", "MIT", &[][..]),
+    ] {
+        let mut a = art(name, domain, "x", industries);
+        a.license = license.into();
+        ix.upsert(a);
+    }
+    let p = ix.search(&Query {
+        facets: true,
+        page_size: 1,
+        ..q()
+    });
+    let facet = |name: &str| {
+        p.facets
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .values
+            .clone()
+    };
+    assert_eq!(
+        facet("domain"),
+        [("vision".to_owned(), 2), ("speech".to_owned(), 1)]
+    );
+    assert_eq!(
+        facet("industry"),
+        [("finance".to_owned(), 2), ("retail".to_owned(), 1)]
+    );
+    assert_eq!(facet("team"), [("a".to_owned(), 2), ("b".to_owned(), 1)]);
+    assert_eq!(
+        facet("license"),
+        [("MIT".to_owned(), 2), ("Apache-2.0".to_owned(), 1)]
+    );
+    assert_eq!(p.artifacts.len(), 1, "facets count past the page");
+    let mit = ix.search(&Query {
+        license: "MIT".into(),
+        ..q()
+    });
+    assert_eq!(names(&mit), ["a/x", "b/z"]);
+    assert!(mit.facets.is_empty(), "facets only when asked");
+}

@@ -79,8 +79,17 @@ pub fn router(api: Arc<dyn RegistryApi>) -> Router {
 
 /// The headers every answer carries.
 async fn headers(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    // The time to make the page (before compression and the network), for
+    // browsers' developer tools and the console benchmark.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "app;dur={:.3}",
+        started.elapsed().as_secs_f64() * 1000.0
+    )) {
+        h.insert("server-timing", v);
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
