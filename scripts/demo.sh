@@ -156,3 +156,13 @@ step "the request's trace: algobay device traces --trace $TRACE"
 # ---------------------------------------------------------------- the loop
 step "continuous training: two rounds of the loop (three devices of one enterprise, digits turned 15° more each round, the application's feedback, algobay-trainer, the registry's gate, a canary judged on its field accuracy)"
 cargo bench --locked -q -p algobay-agent --bench training -- --rounds 2
+
+# ---------------------------------------------------------------- the console
+WEB=$(sed -n 's/^console on //p' "$DEMO/registry.out" | sed 's|https://127.0.0.1|https://localhost|')
+step "the web console: $WEB (the registry's self-signed certificate, fingerprint above)"
+echo "  the marketplace is open to anyone; sign in with a token for the rest:"
+echo "  operator (coverage):              $OP"
+echo "  enterprise acme (fleet, labelling, training): $ACME"
+if [ -t 0 ] && [ -z "${CI:-}" ]; then
+  read -r -p "the registry serves the console until you press Enter " _ || true
+fi

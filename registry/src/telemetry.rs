@@ -81,14 +81,16 @@ pub(crate) struct KitSeries {
     latency: BTreeMap<u64, (u64, f64, Vec<f64>, Vec<u64>)>,
     /// (step, start) → (count, sum ms)
     stages: BTreeMap<(String, u64), (u64, f64)>,
-    /// The totals after exports, at most one a minute (the newest replaces a
-    /// point less than a minute old): (when, requests, errors, cumulative
+    /// The totals after exports, at most one each [`HISTORY_STEP`] (the newest
+    /// replaces a younger point): (when, requests, errors, cumulative
     /// latency bucket counts).
     history: Vec<(i64, u64, u64, Vec<u64>)>,
 }
 
-/// Points of history kept per device and kit (six hours at one a minute).
-const HISTORY: usize = 360;
+/// Points of history kept per device and kit (six hours, one each 30 s).
+const HISTORY: usize = 720;
+/// Seconds between two points of history.
+const HISTORY_STEP: i64 = 30;
 
 impl KitSeries {
     /// Requests, errors, latency bounds and cumulative counts over every series.
@@ -129,7 +131,11 @@ impl KitSeries {
     /// Notes the totals now.
     fn remember(&mut self, now: i64) {
         let (requests, errors, _, counts) = self.totals();
-        if self.history.last().is_some_and(|p| now - p.0 < 60) {
+        if self
+            .history
+            .last()
+            .is_some_and(|p| now - p.0 < HISTORY_STEP)
+        {
             self.history.pop();
         }
         self.history.push((now, requests, errors, counts));
@@ -395,11 +401,15 @@ impl Registry {
                 }
                 (_, _, t.bucket_bounds_ms, t.bucket_counts) = s.totals();
                 let bounds = t.bucket_bounds_ms.clone();
-                t.history = s
-                    .history
+                // The first window runs from nothing (the series' starts) to the first point.
+                let zero = s.history.first().map(|f| (f.0, 0, 0, Vec::new()));
+                t.history = zero
+                    .iter()
+                    .chain(&s.history)
+                    .collect::<Vec<_>>()
                     .windows(2)
                     .map(|w| {
-                        let (a, b) = (&w[0], &w[1]);
+                        let (a, b) = (w[0], w[1]);
                         let delta: Vec<u64> = if a.3.len() == b.3.len() {
                             b.3.iter()
                                 .zip(&a.3)

@@ -527,6 +527,21 @@ fn telemetry_totals_and_traces_are_stored_so_another_replica_and_a_restart_see_t
     assert_eq!((t[0].ok, t[0].errors, t[0].requests), (15, 4, 19));
     assert_eq!(t[0].latency_count, 19);
     assert_eq!(seen(&b), t, "both replicas read the same totals");
+    // Over time: the three exports fell in one window (less than 30 s apart);
+    // a minute later another 10 requests make a second window of their own.
+    assert_eq!(t[0].history.len(), 1);
+    assert_eq!((t[0].history[0].1, t[0].history[0].2), (19, 4));
+    f.clock.0.fetch_add(60, std::sync::atomic::Ordering::SeqCst);
+    b.ingest_metrics(&f.devices[0], export(15.0, 2)).unwrap();
+    let t = seen(&f.reg);
+    assert_eq!(t[0].history.len(), 2);
+    let w = t[0].history[1];
+    assert_eq!((w.1, w.2), (10, 0), "the window holds only what came in it");
+    assert_eq!(
+        (w.3, w.4),
+        (10.0, 10.0),
+        "its ten requests all took 1-10 ms"
+    );
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     f.reg
         .ingest_spans(&f.devices[0], vec![span(trace, Some("pre"), 10, 12)])

@@ -57,6 +57,7 @@ def marketplace_and_kit(browser):
     ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=WEB)
     page = ctx.new_page()
     page.goto(WEB + "/")
+    shot(page, "marketplace-home")
     page.fill("#q", "ocr")
     page.press("#q", "Enter")
     page.wait_for_load_state()
