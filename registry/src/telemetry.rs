@@ -66,8 +66,11 @@ pub struct KitTelemetry {
     pub updated_unix: i64,
     /// Over time, a window between two exports each: (end, requests, errors,
     /// p50 ms, p99 ms of the window; 0 when it had none).
-    pub history: Vec<(i64, u64, u64, f64, f64)>,
+    pub history: Vec<Window>,
 }
+
+/// One window of [`KitTelemetry::history`]: (end unix, requests, errors, p50 ms, p99 ms).
+pub type Window = (i64, u64, u64, f64, f64);
 
 /// Everything a device sent about one kit: the latest cumulative value of
 /// each series, keyed by what names it and when it started.
@@ -162,13 +165,16 @@ pub fn quantile(bounds: &[f64], cumulative: &[u64], q: f64) -> Option<f64> {
         .or(bounds.last().copied())
 }
 
+/// A latency entry as stored: (series start, count, sum ms, bounds, cumulative counts).
+type StoredLatency = (u64, u64, f64, Vec<f64>, Vec<u64>);
+
 /// [`KitSeries`] as stored (JSON maps want string keys: lists of entries).
 #[derive(Serialize, Deserialize)]
 struct StoredSeries {
     kit_reference: String,
     updated_unix: i64,
     requests: Vec<(String, u64, u64)>,
-    latency: Vec<(u64, u64, f64, Vec<f64>, Vec<u64>)>,
+    latency: Vec<StoredLatency>,
     stages: Vec<(String, u64, u64, f64)>,
     #[serde(default)]
     history: Vec<(i64, u64, u64, Vec<u64>)>,

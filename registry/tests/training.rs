@@ -506,6 +506,36 @@ fn a_challenger_over_its_latency_budget_is_rejected_and_bad_figures_are_named() 
     let budget = judged.gate.unwrap().budget.unwrap();
     assert_eq!(budget.challenger_bytes, 1000);
     assert!(budget.champion_bytes > 0);
+
+    // The enterprise's training page shows the round, its gate's figures and why.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = common::web::console(&rt, std::sync::Arc::new(f.replica()));
+    let (_, token) = f
+        .reg
+        .create_token(
+            &principal(Role::Operator, ""),
+            Role::Enterprise,
+            "acme",
+            0,
+            "",
+        )
+        .unwrap();
+    let (secret, _) = f.reg.sign_in(&token).unwrap();
+    let cookie = format!("algobay_session={secret}");
+    let page = common::web::request(addr, "GET", "/training", &[("Cookie", &cookie)], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    for shown in [
+        "class=\"state rejected\"",
+        "reject: latency: the challenger takes 50.00 ms per call",
+        &format!("n={}", d.holdout.len()),
+        "aria-label=\"accuracy per round\"",
+    ] {
+        assert!(
+            page.body.contains(shown),
+            "`{shown}` not on the page:\n{}",
+            page.body
+        );
+    }
 }
 
 #[test]

@@ -341,16 +341,7 @@ fn artifact_page(
     p: &Principal,
     k: Kind,
     reference: &str,
-) -> crate::error::Result<(
-    Artifact,
-    Vec<Artifact>,
-    Vec<Artifact>,
-    crate::domain::Relations,
-    Vec<(i64, u64)>,
-    Option<algobay_runtime::manifest::Manifest>,
-    Vec<GoldenHeads>,
-    u64,
-)> {
+) -> crate::error::Result<ArtifactData> {
     let a = api.get(p, reference, Some(k))?;
     let versions = api.versions(p, k, &a.name)?;
     let children = api.children(p, reference)?;
@@ -396,16 +387,29 @@ fn artifact_page(
             golden.push((inputs, expected));
         }
     }
-    Ok((
+    Ok(ArtifactData {
         a,
         versions,
         children,
         relations,
         downloads,
         manifest,
-        golden,
+        golden_heads: golden,
         manifest_len,
-    ))
+    })
+}
+
+/// What [`artifact_page`] read for one artifact page.
+struct ArtifactData {
+    a: Artifact,
+    versions: Vec<Artifact>,
+    children: Vec<Artifact>,
+    relations: crate::domain::Relations,
+    /// (day, downloads that day)
+    downloads: Vec<(i64, u64)>,
+    manifest: Option<algobay_runtime::manifest::Manifest>,
+    golden_heads: Vec<GoldenHeads>,
+    manifest_len: u64,
 }
 
 /// A golden sample's inputs (name, digest, first bytes, size) and its expected output as shown.
@@ -421,8 +425,16 @@ pub(crate) async fn artifact(
     let p = viewer.principal();
     let api = c.api.clone();
     let r = reference.clone();
-    let (a, versions, children, relations, downloads, manifest, golden_heads, manifest_len) =
-        blocking(move || artifact_page(&*api, &p, k, &r)).await?;
+    let ArtifactData {
+        a,
+        versions,
+        children,
+        relations,
+        downloads,
+        manifest,
+        golden_heads,
+        manifest_len,
+    } = blocking(move || artifact_page(&*api, &p, k, &r)).await?;
     let dl_total: u64 = downloads.iter().map(|d| d.1).sum();
     // Downloads over the last 30 days, a value per day.
     let spark = match downloads.last() {

@@ -392,7 +392,7 @@ pub(crate) async fn device(
                     .map(|v| format!("≤ {v} ms"))
                     .unwrap_or_default()
             };
-            let over = |f: &dyn Fn(&(i64, u64, u64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+            let over = |f: &dyn Fn(&crate::telemetry::Window) -> f64| -> Vec<(f64, f64)> {
                 t.history.iter().map(|h| (h.0 as f64, f(h))).collect()
             };
             let labels: Vec<(f64, String)> = match (t.history.first(), t.history.last()) {

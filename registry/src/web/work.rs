@@ -174,7 +174,7 @@ pub(crate) async fn queue(
                 r.take(600)
                     .read_to_end(&mut head)
                     .map_err(|err| crate::error::RegistryError::Storage(err.to_string()))?;
-                heads.push((i.digest.clone(), head));
+                heads.push((i.digest, head));
             }
         }
         Ok((samples, next, heads))

@@ -7,6 +7,7 @@ use tonic::Request;
 
 pub mod fleet;
 pub mod harness;
+pub mod web;
 
 use algobay_runtime::archive::KitArchive;
 use algobay_runtime::SecretKey;
