@@ -387,7 +387,8 @@ impl<'a> Packager<'a> {
     /// A `.wasm` file as is, or a stage crate built for `wasm32-wasip2` by
     /// cargo run in the crate's own folder (so that its `.cargo/config.toml`
     /// applies: target features, target folder), its lines reported as they come.
-    fn stage_wasm(&self, path: &Path, progress: &dyn Fn(BuildEvent)) -> Result<Vec<u8>> {
+    /// A stage's WASM: the file itself, or the crate built as a component.
+    pub fn stage_wasm(&self, path: &Path, progress: &dyn Fn(BuildEvent)) -> Result<Vec<u8>> {
         if path.is_file() {
             return read(path);
         }

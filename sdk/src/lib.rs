@@ -16,10 +16,12 @@
 //! # Layout
 //! - [`client`]: [`Client`] and the domain values it returns ([`Artifact`], [`Page`]).
 //! - [`fleet`]: the fleet calls of [`Client`]: enrollment, devices, deployments, sync.
+//! - [`line`]: the production line: recipes to checked, trained, published models and kits.
 //! - The `algobay` binary (`src/main.rs`, `src/cli/`) is built on it.
 
 pub mod client;
 pub mod fleet;
+pub mod line;
 pub mod trainer;
 pub mod training;
 

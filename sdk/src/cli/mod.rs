@@ -9,6 +9,7 @@ use algobay_runtime::{Error as RtError, Runtime, RuntimeOptions, TrustRoots};
 mod dataset;
 mod fleet;
 mod kit;
+mod line;
 mod registry;
 mod samples;
 mod stage;
@@ -140,6 +141,10 @@ pub enum Command {
     /// Retraining a kit on the enterprise's labelled field data: policy, rounds, gate reports, lineage.
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// The production line: recipes to checked, trained and published datasets,
+    /// models and kits, incrementally.
+    #[command(subcommand)]
+    Line(line::LineCommand),
     /// Stage crates: start one that builds outside this repository.
     #[command(subcommand)]
     Stage(stage::StageCommand),
@@ -345,6 +350,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stage(cmd) => stage::run(cmd),
         Command::Samples(cmd) => samples::run(&cli.global, &cli.connection, cmd),
         Command::Train(cmd) => train::run(&cli.global, &cli.connection, cmd),
+        Command::Line(cmd) => line::run(&cli.global, &cli.connection, cmd),
         Command::Dataset(cmd) => dataset::run(&cli.global, &cli.connection, cmd),
         Command::Enterprise(cmd) => fleet::enterprise(&cli.global, &cli.connection, cmd),
         Command::Device(cmd) => fleet::device(&cli.global, &cli.connection, cmd),

@@ -147,6 +147,16 @@ pub(super) fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub(super) async fn connect(g: &Global, c: &Connection) -> anyhow::Result<Client> {
+    let (url, token, ca) = settings(g, c)?;
+    Ok(Client::connect(&url, token, ca).await?)
+}
+
+/// The registry's URL, the token and the trusted certificate (PEM), from flags,
+/// environment or the configuration file.
+pub(super) fn settings(
+    g: &Global,
+    c: &Connection,
+) -> anyhow::Result<(String, Option<String>, Option<String>)> {
     let file = g.file_config()?;
     let url = c.registry.clone().or(file.registry).ok_or_else(|| {
         Usage(
@@ -161,7 +171,7 @@ pub(super) async fn connect(g: &Global, c: &Connection) -> anyhow::Result<Client
         ),
         None => None,
     };
-    Ok(Client::connect(&url, token, ca).await?)
+    Ok((url, token, ca))
 }
 
 pub(super) fn bar(g: &Global, what: &str) -> (ProgressBar, Progress) {

@@ -510,6 +510,20 @@ impl Client {
         info: ModelInfo,
         progress: Progress,
     ) -> Result<Artifact> {
+        self.publish_model_with_metrics(model, config, info, Default::default(), progress)
+            .await
+    }
+
+    /// [`Client::publish_model`] with the model's measured metrics (holdout
+    /// scores, intervals, baselines), which search results and cards show.
+    pub async fn publish_model_with_metrics(
+        &self,
+        model: &[u8],
+        config: Option<&[u8]>,
+        info: ModelInfo,
+        metrics: std::collections::HashMap<String, f64>,
+        progress: Progress,
+    ) -> Result<Artifact> {
         const INLINE: usize = 256 * 1024;
         let mut blobs = Vec::new();
         for (i, bytes) in std::iter::once(model).chain(config).enumerate() {
@@ -541,6 +555,7 @@ impl Client {
                 tags: info.tags,
                 card: info.card,
                 blobs,
+                metrics,
                 ..Default::default()
             }))
             .await?

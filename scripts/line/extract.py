@@ -1,0 +1,61 @@
+"""Writes one dataset that ships inside a Python package as CSV with a header,
+for the production line (`algobay line run`): extract.py KEY OUT.csv
+
+KEY is PACKAGE:NAME. Nothing is downloaded: every loader reads files the
+installed package carries. The line records the package's version as the
+dataset's origin.
+"""
+import csv
+import os
+import sys
+
+
+def sklearn(name):
+    from sklearn import datasets
+
+    loaders = {
+        "breast_cancer": datasets.load_breast_cancer,
+        "digits": datasets.load_digits,
+        "diabetes": datasets.load_diabetes,
+        "wine": datasets.load_wine,
+        "iris": datasets.load_iris,
+    }
+    if name not in loaders:
+        raise SystemExit(f"sklearn has no offline dataset `{name}` here ({', '.join(sorted(loaders))})")
+    kw = {"scaled": False} if name == "diabetes" else {}
+    d = loaders[name](**kw)
+    names = [str(n).replace(" ", "_") for n in getattr(d, "feature_names", [])]
+    if not names:
+        names = [f"x{i}" for i in range(d.data.shape[1])]
+    header = names + ["target"]
+    targets = list(d.target)
+    labels = getattr(d, "target_names", None)
+    rows = []
+    for x, y in zip(d.data, targets):
+        if labels is not None and name != "diabetes":
+            y = labels[int(y)]
+        rows.append([repr(float(v)) if float(v) != int(v) else str(int(v)) for v in x] + [str(y)])
+    return header, rows
+
+
+SOURCES = {"sklearn": sklearn}
+
+
+def main():
+    if len(sys.argv) != 3 or ":" not in sys.argv[1]:
+        raise SystemExit("usage: extract.py PACKAGE:NAME OUT.csv")
+    package, name = sys.argv[1].split(":", 1)
+    if package not in SOURCES:
+        raise SystemExit(f"no extractor for package `{package}` ({', '.join(sorted(SOURCES))})")
+    header, rows = SOURCES[package](name)
+    out = sys.argv[2]
+    tmp = out + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    main()

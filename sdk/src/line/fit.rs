@@ -1,0 +1,426 @@
+//! Training with candle and judging on the holdout: the metric with a 95%
+//! bootstrap interval, the trivial baseline, and whether the model beats it.
+
+use algobay_runtime::candle::{
+    mlp_probabilities, regressor_predict, train_mlp_bytes, train_regressor_bytes, MlpConfig,
+    TrainSpec,
+};
+
+use super::data::Prepared;
+use super::recipe::{ModelSpec, TaskKind};
+
+/// How features become the model's input, as the kit's tools will do it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Features {
+    /// Per raw column: the training mean (numbers) or most frequent category's index.
+    pub fill: Vec<f32>,
+    /// Per raw column: 0 for a number, its number of categories otherwise.
+    pub sizes: Vec<usize>,
+    /// Per encoded column: training mean and deviation.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Features {
+    /// Fits imputation, one-hot widths and scaling on the training rows.
+    pub fn fit(p: &Prepared) -> Features {
+        let cols = p.columns.len();
+        let mut fill = vec![0.0; cols];
+        for (j, c) in p.columns.iter().enumerate() {
+            let vals: Vec<f32> = p
+                .train
+                .iter()
+                .map(|&i| p.x[i][j])
+                .filter(|v| !v.is_nan())
+                .collect();
+            fill[j] = if c.categories.is_empty() {
+                if vals.is_empty() {
+                    0.0
+                } else {
+                    (vals.iter().map(|&v| v as f64).sum::<f64>() / vals.len() as f64) as f32
+                }
+            } else {
+                let mut counts = vec![0usize; c.categories.len()];
+                for v in vals {
+                    counts[v as usize] += 1;
+                }
+                // The first most frequent category.
+                let best = counts.iter().copied().max().unwrap_or(0);
+                counts.iter().position(|&n| n == best).unwrap_or(0) as f32
+            };
+        }
+        let sizes: Vec<usize> = p.columns.iter().map(|c| c.categories.len()).collect();
+        let mut f = Features {
+            fill,
+            sizes,
+            mean: Vec::new(),
+            std: Vec::new(),
+        };
+        let encoded: Vec<Vec<f32>> = p.train.iter().map(|&i| f.encode_raw(&p.x[i])).collect();
+        let d = f.width();
+        let n = encoded.len().max(1) as f64;
+        for j in 0..d {
+            let m = encoded.iter().map(|r| r[j] as f64).sum::<f64>() / n;
+            let var = encoded
+                .iter()
+                .map(|r| (r[j] as f64 - m).powi(2))
+                .sum::<f64>()
+                / n;
+            f.mean.push(m as f32);
+            f.std.push(var.sqrt() as f32);
+        }
+        f
+    }
+
+    /// The model's input width.
+    pub fn width(&self) -> usize {
+        self.sizes.iter().map(|&s| s.max(1)).sum()
+    }
+
+    fn encode_raw(&self, row: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.width());
+        for (j, &v) in row.iter().enumerate() {
+            let v = if v.is_nan() { self.fill[j] } else { v };
+            match self.sizes[j] {
+                0 => out.push(v),
+                n => out.extend((0..n).map(|k| if k == v as usize { 1.0 } else { 0.0 })),
+            }
+        }
+        out
+    }
+
+    /// A row as the model sees it: imputed, one-hot encoded, scaled.
+    pub fn encode(&self, row: &[f32]) -> Vec<f32> {
+        let mut e = self.encode_raw(row);
+        for (j, v) in e.iter_mut().enumerate() {
+            let s = self.std[j];
+            *v = (*v - self.mean[j]) / if s > 0.0 { s } else { 1.0 };
+        }
+        e
+    }
+
+    fn matrix(&self, p: &Prepared, rows: &[usize]) -> Vec<f32> {
+        rows.iter().flat_map(|&i| self.encode(&p.x[i])).collect()
+    }
+}
+
+/// A metric with its 95% interval on `n` holdout rows, and the baseline's value.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Score {
+    pub metric: String,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub n: usize,
+    pub baseline: f64,
+    /// What the baseline predicts: "majority class `x`", "the training mean".
+    pub baseline_is: String,
+    /// Accuracy (classification) or MAE (regression), alongside.
+    pub other: Vec<(String, f64)>,
+}
+
+impl Score {
+    /// Higher is better for classification metrics, lower for errors.
+    pub fn higher_is_better(&self) -> bool {
+        !matches!(self.metric.as_str(), "rmse" | "mae")
+    }
+
+    /// Whether the whole interval is on the good side of the baseline.
+    pub fn beats_baseline(&self) -> bool {
+        if self.higher_is_better() {
+            self.lo > self.baseline
+        } else {
+            self.hi < self.baseline
+        }
+    }
+
+    /// A perfect score, which on a small holdout says more about the data than the model.
+    pub fn is_perfect(&self) -> bool {
+        if self.higher_is_better() {
+            self.value >= 1.0
+        } else {
+            self.value <= 0.0
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {:.4} [{:.4}, {:.4}] on {} holdout rows; baseline {:.4} ({})",
+            self.metric, self.value, self.lo, self.hi, self.n, self.baseline, self.baseline_is
+        )
+    }
+}
+
+/// A trained model and how it did.
+#[derive(Debug)]
+pub struct Fitted {
+    pub layers: Vec<usize>,
+    pub weights: Vec<u8>,
+    pub score: Score,
+    /// Holdout predictions: class index (classification) or value.
+    pub predictions: Vec<f64>,
+    /// Regression: the target's training mean and deviation (the model predicts
+    /// the standardised target).
+    pub target_scale: (f64, f64),
+    pub train_seconds: f64,
+}
+
+/// Fewest holdout rows on which a perfect score is believed.
+pub const PERFECT_MIN_ROWS: usize = 1000;
+
+/// Trains `spec` on the training rows and scores it on the holdout.
+pub fn fit(
+    p: &Prepared,
+    f: &Features,
+    kind: TaskKind,
+    metric: &str,
+    spec: &ModelSpec,
+) -> Result<Fitted, String> {
+    let start = std::time::Instant::now();
+    let d = f.width();
+    let out = match kind {
+        TaskKind::Classification => p.classes.len(),
+        TaskKind::Regression => 1,
+    };
+    let mut layers = vec![d];
+    layers.extend(&spec.hidden);
+    layers.push(out);
+    let cfg = MlpConfig {
+        layers: layers.clone(),
+    };
+    let x = f.matrix(p, &p.train);
+    let hx = f.matrix(p, &p.holdout);
+    match kind {
+        TaskKind::Classification => {
+            let y: Vec<u32> = p.train.iter().map(|&i| p.y_class[i]).collect();
+            let (weights, _) = train_mlp_bytes(&TrainSpec {
+                cfg: &cfg,
+                x: &x,
+                y: &y,
+                holdout: (&[], &[]),
+                epochs: spec.epochs,
+                lr: spec.learning_rate,
+                seed: spec.seed,
+                init: None,
+            })
+            .map_err(|e| e.to_string())?;
+            let probs = mlp_probabilities(&cfg, &weights, &hx).map_err(|e| e.to_string())?;
+            let k = p.classes.len();
+            let truth: Vec<u32> = p.holdout.iter().map(|&i| p.y_class[i]).collect();
+            let pred: Vec<u32> = probs
+                .chunks_exact(k)
+                .map(|r| {
+                    r.iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| i as u32)
+                        .unwrap_or(0)
+                })
+                .collect();
+            let pos: Vec<f64> = probs.chunks_exact(k).map(|r| r[k - 1] as f64).collect();
+            // The baseline: the training majority class, always.
+            let mut counts = vec![0usize; k];
+            for &i in &p.train {
+                counts[p.y_class[i] as usize] += 1;
+            }
+            let best = counts.iter().copied().max().unwrap_or(0);
+            let majority = counts.iter().position(|&c| c == best).unwrap_or(0) as u32;
+            let constant = vec![majority; truth.len()];
+            let score_of = |idx: &[usize]| -> f64 {
+                match metric {
+                    "macro_f1" => macro_f1(idx, &truth, &pred, k),
+                    "auc" => auc(idx, &truth, &pos),
+                    _ => accuracy(idx, &truth, &pred),
+                }
+            };
+            let all: Vec<usize> = (0..truth.len()).collect();
+            let value = score_of(&all);
+            let (lo, hi) = bootstrap(truth.len(), &score_of);
+            let baseline = match metric {
+                "macro_f1" => macro_f1(&all, &truth, &constant, k),
+                "auc" => 0.5,
+                _ => accuracy(&all, &truth, &constant),
+            };
+            let baseline_is = if metric == "auc" {
+                "a constant score".to_owned()
+            } else {
+                format!("majority class `{}`", p.classes[majority as usize])
+            };
+            Ok(Fitted {
+                layers,
+                weights,
+                score: Score {
+                    metric: metric.into(),
+                    value,
+                    lo,
+                    hi,
+                    n: truth.len(),
+                    baseline,
+                    baseline_is,
+                    other: vec![("accuracy".into(), accuracy(&all, &truth, &pred))],
+                },
+                predictions: pred.iter().map(|&c| c as f64).collect(),
+                target_scale: (0.0, 1.0),
+                train_seconds: start.elapsed().as_secs_f64(),
+            })
+        }
+        TaskKind::Regression => {
+            let ys: Vec<f64> = p.train.iter().map(|&i| p.y_value[i] as f64).collect();
+            let n = ys.len().max(1) as f64;
+            let mean = ys.iter().sum::<f64>() / n;
+            let sd = (ys.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n)
+                .sqrt()
+                .max(1e-12);
+            let z: Vec<f32> = ys.iter().map(|v| ((v - mean) / sd) as f32).collect();
+            let (weights, _) =
+                train_regressor_bytes(&cfg, &x, &z, spec.epochs, spec.learning_rate, spec.seed)
+                    .map_err(|e| e.to_string())?;
+            let zp = regressor_predict(&cfg, &weights, &hx).map_err(|e| e.to_string())?;
+            let pred: Vec<f64> = zp.iter().map(|v| *v as f64 * sd + mean).collect();
+            let truth: Vec<f64> = p.holdout.iter().map(|&i| p.y_value[i] as f64).collect();
+            let err = |idx: &[usize], pr: &dyn Fn(usize) -> f64| -> f64 {
+                let m = idx.len().max(1) as f64;
+                if metric == "mae" {
+                    idx.iter().map(|&i| (pr(i) - truth[i]).abs()).sum::<f64>() / m
+                } else {
+                    (idx.iter().map(|&i| (pr(i) - truth[i]).powi(2)).sum::<f64>() / m).sqrt()
+                }
+            };
+            let all: Vec<usize> = (0..truth.len()).collect();
+            let model = |i: usize| pred[i];
+            let value = err(&all, &model);
+            let (lo, hi) = bootstrap(truth.len(), &|idx| err(idx, &model));
+            let baseline = err(&all, &|_| mean);
+            let mae = all.iter().map(|&i| (pred[i] - truth[i]).abs()).sum::<f64>()
+                / all.len().max(1) as f64;
+            let rmse = (all
+                .iter()
+                .map(|&i| (pred[i] - truth[i]).powi(2))
+                .sum::<f64>()
+                / all.len().max(1) as f64)
+                .sqrt();
+            let other = if metric == "mae" {
+                vec![("rmse".into(), rmse)]
+            } else {
+                vec![("mae".into(), mae)]
+            };
+            Ok(Fitted {
+                layers,
+                weights,
+                score: Score {
+                    metric: metric.into(),
+                    value,
+                    lo,
+                    hi,
+                    n: truth.len(),
+                    baseline,
+                    baseline_is: format!("the training mean {mean:.4}"),
+                    other,
+                },
+                predictions: pred,
+                target_scale: (mean, sd),
+                train_seconds: start.elapsed().as_secs_f64(),
+            })
+        }
+    }
+}
+
+fn accuracy(idx: &[usize], truth: &[u32], pred: &[u32]) -> f64 {
+    let right = idx.iter().filter(|&&i| truth[i] == pred[i]).count();
+    right as f64 / idx.len().max(1) as f64
+}
+
+fn macro_f1(idx: &[usize], truth: &[u32], pred: &[u32], k: usize) -> f64 {
+    let mut sum = 0.0;
+    let mut present = 0;
+    for c in 0..k as u32 {
+        let tp = idx
+            .iter()
+            .filter(|&&i| truth[i] == c && pred[i] == c)
+            .count() as f64;
+        let fp = idx
+            .iter()
+            .filter(|&&i| truth[i] != c && pred[i] == c)
+            .count() as f64;
+        let fnn = idx
+            .iter()
+            .filter(|&&i| truth[i] == c && pred[i] != c)
+            .count() as f64;
+        if tp + fnn == 0.0 {
+            continue;
+        }
+        present += 1;
+        if tp > 0.0 {
+            sum += 2.0 * tp / (2.0 * tp + fp + fnn);
+        }
+    }
+    sum / present.max(1) as f64
+}
+
+/// The area under the ROC curve of the last class's score (rank statistic, ties halved).
+fn auc(idx: &[usize], truth: &[u32], score: &[f64]) -> f64 {
+    let top = truth.iter().copied().max().unwrap_or(1);
+    let mut v: Vec<(f64, bool)> = idx.iter().map(|&i| (score[i], truth[i] == top)).collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum, mut pos, mut i) = (0.0, 0usize, 0usize);
+    while i < v.len() {
+        let mut j = i;
+        while j < v.len() && v[j].0 == v[i].0 {
+            j += 1;
+        }
+        let avg = (i + j + 1) as f64 / 2.0;
+        for e in &v[i..j] {
+            if e.1 {
+                rank_sum += avg;
+                pos += 1;
+            }
+        }
+        i = j;
+    }
+    let neg = v.len() - pos;
+    if pos == 0 || neg == 0 {
+        return 0.5;
+    }
+    (rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64
+}
+
+/// A 95% percentile interval from 500 seeded bootstrap resamples of `n` rows.
+fn bootstrap(n: usize, score: &dyn Fn(&[usize]) -> f64) -> (f64, f64) {
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut values: Vec<f64> = (0..500)
+        .map(|_| {
+            let idx: Vec<usize> = (0..n).map(|_| (next() % n as u64) as usize).collect();
+            score(&idx)
+        })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    (values[12], values[487])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let truth = [0, 0, 1, 1];
+        let pred = [0, 1, 1, 1];
+        let all = [0, 1, 2, 3];
+        assert_eq!(accuracy(&all, &truth, &pred), 0.75);
+        // class 0: tp1 fp0 fn1 → 2/3; class 1: tp2 fp1 fn0 → 4/5.
+        assert!((macro_f1(&all, &truth, &pred, 2) - (2.0 / 3.0 + 0.8) / 2.0).abs() < 1e-12);
+        assert_eq!(auc(&all, &truth, &[0.1, 0.4, 0.35, 0.8]), 0.75);
+        assert_eq!(auc(&all, &truth, &[0.5; 4]), 0.5);
+        let (lo, hi) = bootstrap(4, &|idx| accuracy(idx, &truth, &pred));
+        assert!(lo <= 0.75 && hi >= 0.75 && lo >= 0.0 && hi <= 1.0);
+    }
+}

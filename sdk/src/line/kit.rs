@@ -1,0 +1,360 @@
+//! A model's kit as the line makes it: a Kitfile of tools around the model,
+//! golden samples from the holdout, and the cards.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use algobay_runtime::Digest;
+use serde_json::{json, Value as J};
+
+use super::data::Prepared;
+use super::fit::{Features, Fitted};
+use super::recipe::{ModelSpec, Recipe, TaskKind};
+
+/// Golden samples per kit.
+const GOLDEN: usize = 3;
+
+/// The tools a recipe's kits use, in pipeline order.
+pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
+    let mut t = vec!["row-reader", "impute"];
+    if !r.task.categorical.is_empty() {
+        t.push("one-hot");
+    }
+    t.push("standard-scale");
+    t.push(match r.task.kind {
+        TaskKind::Classification => "classify-post",
+        TaskKind::Regression => "regression-out",
+    });
+    t
+}
+
+/// The metrics a model is published with (searchable, shown on its card).
+pub(super) fn metrics(f: &Fitted) -> HashMap<String, f64> {
+    let s = &f.score;
+    let mut m = HashMap::new();
+    m.insert(s.metric.clone(), s.value);
+    m.insert(format!("{}_ci95_low", s.metric), s.lo);
+    m.insert(format!("{}_ci95_high", s.metric), s.hi);
+    m.insert("holdout_rows".into(), s.n as f64);
+    m.insert(format!("baseline_{}", s.metric), s.baseline);
+    for (k, v) in &s.other {
+        m.insert(k.clone(), *v);
+    }
+    m
+}
+
+/// A holdout row as the kit takes it: column → number or category text.
+fn row_json(p: &Prepared, i: usize) -> J {
+    let mut o = serde_json::Map::new();
+    for (c, cell) in p.columns.iter().zip(&p.cells[i]) {
+        if cell.is_empty() || cell.eq_ignore_ascii_case("na") || cell.eq_ignore_ascii_case("nan") {
+            continue;
+        }
+        let v = if c.categories.is_empty() {
+            cell.parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(J::Number)
+                .unwrap_or_else(|| J::String(cell.clone()))
+        } else {
+            J::String(cell.clone())
+        };
+        o.insert(c.name.clone(), v);
+    }
+    J::Object(o)
+}
+
+/// Rounds `v` up to two significant figures.
+fn round_up(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 0.0;
+    }
+    let p = 10f64.powf(v.log10().floor() - 1.0);
+    (v / p).ceil() * p
+}
+
+/// Holdout rows for golden samples and, for regression, the tolerance: rows
+/// the model gets right (the expected output is always the row's true label,
+/// or its true value within the model's 80th-percentile error), a class each
+/// first.
+fn golden_rows(p: &Prepared, f: &Fitted, kind: TaskKind) -> (Vec<usize>, Option<f64>) {
+    match kind {
+        TaskKind::Classification => {
+            let right: Vec<(usize, u32)> = p
+                .holdout
+                .iter()
+                .enumerate()
+                .filter(|(k, &i)| f.predictions[*k] as u32 == p.y_class[i])
+                .map(|(_, &i)| (i, p.y_class[i]))
+                .collect();
+            let mut out: Vec<usize> = Vec::new();
+            for c in 0..p.classes.len() as u32 {
+                if out.len() == GOLDEN {
+                    break;
+                }
+                if let Some(&(i, _)) = right.iter().find(|(_, y)| *y == c) {
+                    out.push(i);
+                }
+            }
+            for &(i, _) in &right {
+                if out.len() == GOLDEN {
+                    break;
+                }
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+            (out, None)
+        }
+        TaskKind::Regression => {
+            let mut errs: Vec<f64> = p
+                .holdout
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| (f.predictions[k] - p.y_value[i] as f64).abs())
+                .collect();
+            let within = errs.clone();
+            errs.sort_by(f64::total_cmp);
+            let q80 = errs[(errs.len() * 8 / 10).min(errs.len() - 1)];
+            let tol = round_up(q80.max(1e-6));
+            let rows = p
+                .holdout
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| within[*k] <= tol * 0.9)
+                .map(|(_, &i)| i)
+                .take(GOLDEN)
+                .collect();
+            (rows, Some(tol))
+        }
+    }
+}
+
+/// Writes the kit's folder: Kitfile, model, golden samples.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_kit_dir(
+    dir: &Path,
+    r: &Recipe,
+    m: &ModelSpec,
+    version: &str,
+    p: &Prepared,
+    feats: &Features,
+    f: &Fitted,
+    tools: &BTreeMap<String, (PathBuf, Digest)>,
+) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", dir.display());
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("samples")).map_err(err)?;
+    std::fs::write(dir.join("model.safetensors"), &f.weights).map_err(err)?;
+    let tool = |n: &str| tools[n].0.display().to_string();
+    let mut steps = vec![json!({
+        "name": "read",
+        "stage": tool("row-reader"),
+        "config": {"columns": p.columns},
+        "outputs": {"x": "raw"},
+    })];
+    steps.push(json!({
+        "name": "impute",
+        "stage": tool("impute"),
+        "config": {"fill": feats.fill},
+        "inputs": {"x": "raw"},
+        "outputs": {"y": "filled"},
+    }));
+    let mut last = "filled";
+    if !r.task.categorical.is_empty() {
+        steps.push(json!({
+            "name": "encode",
+            "stage": tool("one-hot"),
+            "config": {"sizes": feats.sizes},
+            "inputs": {"x": "filled"},
+            "outputs": {"y": "encoded"},
+        }));
+        last = "encoded";
+    }
+    steps.push(json!({
+        "name": "scale",
+        "stage": tool("standard-scale"),
+        "config": {"mean": feats.mean, "std": feats.std},
+        "inputs": {"x": last},
+        "outputs": {"y": "features"},
+    }));
+    steps.push(json!({
+        "name": "model",
+        "model": "model.safetensors",
+        "architecture": "mlp",
+        "config": {"layers": f.layers},
+        "inputs": {"x": "features"},
+    }));
+    let (golden_idx, tol) = golden_rows(p, f, r.task.kind);
+    if golden_idx.is_empty() {
+        return Err("no holdout row the model gets right to make a golden sample of".into());
+    }
+    match r.task.kind {
+        TaskKind::Classification => steps.push(json!({
+            "name": "post",
+            "stage": tool("classify-post"),
+            "config": {"labels": p.classes, "top_k": 1},
+        })),
+        TaskKind::Regression => {
+            let mut config = json!({"mean": f.target_scale.0, "std": f.target_scale.1});
+            if let Some(u) = &r.task.unit {
+                config["unit"] = json!(u);
+            }
+            steps.push(json!({
+                "name": "post",
+                "stage": tool("regression-out"),
+                "config": config,
+                "inputs": {"y": "logits"},
+            }));
+        }
+    }
+    let mut golden = Vec::new();
+    for (g, &i) in golden_idx.iter().enumerate() {
+        let input = format!("samples/row{g}.json");
+        let expected = format!("samples/row{g}.expected.json");
+        std::fs::write(dir.join(&input), row_json(p, i).to_string()).map_err(err)?;
+        let want = match r.task.kind {
+            TaskKind::Classification => {
+                json!({"result": [[{"label": p.classes[p.y_class[i] as usize]}]]})
+            }
+            TaskKind::Regression => json!({"result": [{"value": p.y_value[i] as f64}]}),
+        };
+        std::fs::write(dir.join(&expected), want.to_string()).map_err(err)?;
+        let mut entry = json!({"inputs": {"row": input}, "expected": expected});
+        if let Some(t) = tol {
+            entry["tolerance"] = json!({"abs": t});
+        }
+        golden.push(entry);
+    }
+    let what = match r.task.kind {
+        TaskKind::Classification => format!(
+            "the likeliest of {} classes ({}) with its probability",
+            p.classes.len(),
+            abbreviate(&p.classes)
+        ),
+        TaskKind::Regression => format!(
+            "the predicted `{}`{}",
+            r.task.target,
+            r.task
+                .unit
+                .as_ref()
+                .map(|u| format!(" in {u}"))
+                .unwrap_or_default()
+        ),
+    };
+    let mut kitfile = json!({
+        "kit": {
+            "name": format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.architecture),
+            "version": version,
+            "scenario": r.recipe.scenario,
+            "industries": [r.recipe.industry],
+            "description": format!(
+                "{} Reads a JSON row ({} columns) and returns {what}; model: {} ({}).",
+                r.recipe.description,
+                p.columns.len(),
+                m.architecture,
+                f.score.summary()
+            ),
+            "license": r.recipe.license,
+        },
+        "input": [{"name": "row", "type": "json"}],
+        "output": [{"name": "result", "type": "json"}],
+        "step": steps,
+        "golden": golden,
+        "resources": {"memory_mb": 64, "cpus": 1},
+    });
+    if r.task.kind == TaskKind::Classification {
+        kitfile["sampling"] = json!({"rule": "score_below", "output": "result", "threshold": 0.6});
+    }
+    let text = toml::to_string(&kitfile).map_err(|e| format!("Kitfile: {e}"))?;
+    std::fs::write(dir.join("Kitfile"), text).map_err(err)
+}
+
+fn abbreviate(items: &[String]) -> String {
+    if items.len() <= 6 {
+        items.join(", ")
+    } else {
+        format!("{}, …", items[..5].join(", "))
+    }
+}
+
+/// The dataset's card: source, license, and what the checks found.
+pub(super) fn dataset_card(r: &Recipe, p: &Prepared) -> String {
+    let c = &p.checks;
+    let mut s = format!(
+        "# {}\n\n{}\n\n- Source: {}\n- License: {}\n- Target: `{}` ({})\n\n## Checks before training\n\n\
+         | rows read | without target | duplicates removed | conflicting removed | rows kept | training | holdout | holdout rows also in training |\n\
+         |---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        r.dataset.name,
+        if r.dataset.description.is_empty() { &r.recipe.scenario } else { &r.dataset.description },
+        r.dataset.origin,
+        r.dataset.license,
+        r.task.target,
+        super::kind_name(r.task.kind),
+        c.rows_read,
+        c.missing_target,
+        c.duplicates,
+        c.conflicting,
+        c.rows,
+        c.train,
+        c.holdout,
+        c.leaked
+    );
+    if !c.classes.is_empty() {
+        s.push_str("\n## Classes\n\n| class | rows |\n|---|---|\n");
+        for (k, v) in &c.classes {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+    }
+    s
+}
+
+/// The model's card: what it does, how it was judged, what it was trained on.
+pub(super) fn model_card(
+    r: &Recipe,
+    m: &ModelSpec,
+    p: &Prepared,
+    f: &Fitted,
+    dataset_ref: &str,
+) -> String {
+    let s = &f.score;
+    let mut out = format!(
+        "# {} ({})\n\n{}\n\n## Evaluation on the holdout\n\n\
+         | metric | value | 95% interval | holdout rows | baseline |\n|---|---|---|---|---|\n\
+         | {} | {:.4} | {:.4} – {:.4} | {} | {:.4} ({}) |\n",
+        r.recipe.scenario,
+        m.architecture,
+        r.recipe.description,
+        s.metric,
+        s.value,
+        s.lo,
+        s.hi,
+        s.n,
+        s.baseline,
+        s.baseline_is
+    );
+    for (k, v) in &s.other {
+        let _ = writeln!(out, "| {k} | {v:.4} | | {} | |", s.n);
+    }
+    let _ = write!(
+        out,
+        "\nThe interval is a 95% bootstrap percentile interval (500 resamples). The model was \
+         published because the whole interval is on the better side of the baseline.\n\n\
+         ## Training\n\n- Architecture: {} with layers {:?}, trained with candle (full-batch AdamW, {} epochs, learning rate {}, seed {}) in {:.2} s\n\
+         - Data: {} ({} training rows, {} holdout rows split by {}), {}\n- Features: {}\n",
+        m.architecture,
+        f.layers,
+        m.epochs,
+        m.learning_rate,
+        m.seed,
+        f.train_seconds,
+        if r.dataset.redistribute { format!("`{dataset_ref}`") } else { format!("{} (its license does not allow publishing the data itself)", r.dataset.origin) },
+        p.checks.train,
+        p.checks.holdout,
+        match r.task.split { super::recipe::Split::Hash => "row hash", super::recipe::Split::Ordered => "order (the last rows held out)" },
+        r.dataset.license,
+        abbreviate(&p.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>()),
+    );
+    out
+}
