@@ -113,7 +113,7 @@ pub struct Score {
     pub hi: f64,
     pub n: usize,
     pub baseline: f64,
-    /// What the baseline predicts: "majority class `x`", "the training mean".
+    /// What the baseline predicts: "always class `x`", "always 151.3".
     pub baseline_is: String,
     /// Accuracy (classification) or MAE (regression), alongside.
     pub other: Vec<(String, f64)>,
@@ -218,14 +218,6 @@ pub fn fit(
                 })
                 .collect();
             let pos: Vec<f64> = probs.chunks_exact(k).map(|r| r[k - 1] as f64).collect();
-            // The baseline: the training majority class, always.
-            let mut counts = vec![0usize; k];
-            for &i in &p.train {
-                counts[p.y_class[i] as usize] += 1;
-            }
-            let best = counts.iter().copied().max().unwrap_or(0);
-            let majority = counts.iter().position(|&c| c == best).unwrap_or(0) as u32;
-            let constant = vec![majority; truth.len()];
             let score_of = |idx: &[usize]| -> f64 {
                 match metric {
                     "macro_f1" => macro_f1(idx, &truth, &pred, k),
@@ -236,15 +228,24 @@ pub fn fit(
             let all: Vec<usize> = (0..truth.len()).collect();
             let value = score_of(&all);
             let (lo, hi) = bootstrap(truth.len(), &score_of);
-            let baseline = match metric {
-                "macro_f1" => macro_f1(&all, &truth, &constant, k),
-                "auc" => 0.5,
-                _ => accuracy(&all, &truth, &constant),
-            };
-            let baseline_is = if metric == "auc" {
-                "a constant score".to_owned()
+            // The baseline: the best a constant answer does on this very holdout
+            // (stricter than the training majority class, which may be rarer here).
+            let (baseline, baseline_is) = if metric == "auc" {
+                (0.5, "a constant score".to_owned())
             } else {
-                format!("majority class `{}`", p.classes[majority as usize])
+                (0..k as u32)
+                    .map(|c| {
+                        let constant = vec![c; truth.len()];
+                        let v = if metric == "macro_f1" {
+                            macro_f1(&all, &truth, &constant, k)
+                        } else {
+                            accuracy(&all, &truth, &constant)
+                        };
+                        (v, c)
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(v, c)| (v, format!("always class `{}`", p.classes[c as usize])))
+                    .unwrap_or((0.0, String::new()))
             };
             Ok(Fitted {
                 layers,
@@ -290,7 +291,16 @@ pub fn fit(
             let model = |i: usize| pred[i];
             let value = err(&all, &model);
             let (lo, hi) = bootstrap(truth.len(), &|idx| err(idx, &model));
-            let baseline = err(&all, &|_| mean);
+            // The baseline: the best constant on this holdout (its mean for
+            // RMSE, its median for MAE), stricter than the training mean.
+            let constant = if metric == "mae" {
+                let mut t = truth.clone();
+                t.sort_by(f64::total_cmp);
+                t.get(t.len() / 2).copied().unwrap_or(mean)
+            } else {
+                truth.iter().sum::<f64>() / truth.len().max(1) as f64
+            };
+            let baseline = err(&all, &|_| constant);
             let mae = all.iter().map(|&i| (pred[i] - truth[i]).abs()).sum::<f64>()
                 / all.len().max(1) as f64;
             let rmse = (all
@@ -314,7 +324,7 @@ pub fn fit(
                     hi,
                     n: truth.len(),
                     baseline,
-                    baseline_is: format!("the training mean {mean:.4}"),
+                    baseline_is: format!("always {constant:.4}"),
                     other,
                 },
                 predictions: pred,

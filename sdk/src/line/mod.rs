@@ -395,6 +395,12 @@ async fn team(
         write_secret(&key_path, k.to_text().as_bytes())?;
         k
     };
+    // The public half, for anyone who verifies the team's kits (`--trust`).
+    let pub_path = work.join("keys").join(format!("{name}.key.pub"));
+    let public = format!("{}\n", key.public());
+    if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(public.as_str()) {
+        algobay_runtime::wasm::write_atomic(&pub_path, public.as_bytes()).map_err(io(&pub_path))?;
+    }
     let token_path = work.join("tokens").join(format!("{name}.token"));
     if let Ok(token) = std::fs::read_to_string(&token_path) {
         let client =
@@ -408,7 +414,10 @@ async fn team(
         .await
     {
         Ok(()) => {}
-        Err(SdkError::Status { code, .. }) if code == tonic::Code::AlreadyExists => {}
+        Err(SdkError::Status {
+            code: tonic::Code::AlreadyExists,
+            ..
+        }) => {}
         Err(e) => return Err(bad(e.to_string())),
     }
     let (_, token) = operator

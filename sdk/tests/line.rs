@@ -1,0 +1,480 @@
+//! The production line against a real registry over TLS: `algobay line run`
+//! as an operator runs it, on real data (scikit-learn's digits and breast
+//! cancer sets), checked from the registry's side.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use algobay_registry::blobs::LocalBlobStore;
+use algobay_registry::domain::SystemClock;
+use algobay_registry::service::Registry;
+use algobay_registry::store::SledStore;
+use algobay_runtime::{Runtime, RuntimeOptions};
+use serde_json::Value as J;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn ort_lib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
+}
+
+/// A registry on sled and a blob folder, served over TLS in this process,
+/// and a folder holding a line.
+struct Env {
+    dir: tempfile::TempDir,
+    operator: String,
+    url: String,
+    cert: PathBuf,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Env {
+    fn start() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("registry");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let kv = Arc::new(SledStore::open(&data.join("meta")).unwrap());
+        let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), 1 << 30).unwrap());
+        let runtime = Arc::new(
+            Runtime::new(RuntimeOptions {
+                cache_dir: Some(dir.path().join("cache")),
+                ort_library: Some(ort_lib()),
+                ort_threads: 1,
+                stage_limits_cap: None,
+                max_batch: 0,
+            })
+            .unwrap(),
+        );
+        let registry = Arc::new(Registry::open(kv, blobs, runtime, Arc::new(SystemClock)).unwrap());
+        let operator = registry.bootstrap_operator().unwrap().unwrap();
+        let (tls, _) =
+            algobay_registry::tls::TlsIdentity::self_signed_in(&data.join("tls"), &[]).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _guard = rt.enter();
+        rt.spawn(algobay_registry::server::serve(
+            listener,
+            registry,
+            Some(tls),
+            algobay_registry::metrics::Metrics::new(),
+            std::future::pending(),
+        ));
+        let env = Env {
+            operator,
+            url: format!("https://localhost:{port}"),
+            cert: data.join("tls/cert.pem"),
+            dir,
+            _rt: rt,
+        };
+        std::fs::create_dir_all(env.line_dir().join("recipes")).unwrap();
+        env.write_line();
+        env
+    }
+
+    fn line_dir(&self) -> PathBuf {
+        self.dir.path().join("line")
+    }
+
+    /// LINE.toml: three teams, the tabular tools from the checkout.
+    fn write_line(&self) {
+        let stages = root().join("examples/stages");
+        let mut text = format!(
+            "recipes = [\"recipes/*.toml\"]\n\n[line]\nwork = \"work\"\npython = \"{}\"\nextractor = \"{}\"\nversion = \"1.0.0\"\n\n\
+             [teams]\ntools-guild = \"Tools Guild\"\nglyphs = \"Glyphs\"\noncology = \"Oncology\"\n",
+            root().join("build/pytools/bin/python").display(),
+            root().join("scripts/line/extract.py").display()
+        );
+        for (tool, kind) in [
+            ("row-reader", "preprocess"),
+            ("impute", "preprocess"),
+            ("one-hot", "preprocess"),
+            ("standard-scale", "preprocess"),
+            ("classify-post", "postprocess"),
+            ("regression-out", "postprocess"),
+        ] {
+            text.push_str(&format!(
+                "\n[tools.{tool}]\nstage = \"{}\"\nteam = \"tools-guild\"\nkind = \"{kind}\"\ndescription = \"The {tool} stage.\"\n",
+                stages.join(tool).display()
+            ));
+        }
+        std::fs::write(self.line_dir().join("LINE.toml"), text).unwrap();
+    }
+
+    fn recipe(&self, file: &str, text: &str) {
+        std::fs::write(self.line_dir().join("recipes").join(file), text).unwrap();
+    }
+
+    fn algobay(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_algobay"));
+        c.env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("ALGOBAY_CACHE_DIR", self.dir.path().join("cache"))
+            .env("ORT_DYLIB_PATH", ort_lib())
+            .env_remove("ALGOBAY_REGISTRY")
+            .env_remove("ALGOBAY_TOKEN")
+            .arg("--quiet")
+            .arg("--registry")
+            .arg(&self.url)
+            .arg("--ca-cert")
+            .arg(&self.cert);
+        c
+    }
+
+    /// `algobay line run --json`: (exit code, report).
+    fn run_line(&self) -> (i32, J) {
+        let o = self
+            .algobay()
+            .arg("--token")
+            .arg(&self.operator)
+            .args(["line", "run", "--json"])
+            .arg(self.line_dir().join("LINE.toml"))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let report: J = serde_json::from_str(&out).unwrap_or_else(|e| {
+            panic!(
+                "no json report ({e}): {out}\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        (o.status.code().unwrap_or(-1), report)
+    }
+
+    /// The registry's artifacts of one kind, as anyone searching sees them.
+    fn search(&self, kind: &str) -> Vec<J> {
+        let o = self
+            .algobay()
+            .arg("--token")
+            .arg(&self.operator)
+            .args(["search", "--kind", kind, "--limit", "200", "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let page: J = serde_json::from_slice(&o.stdout).unwrap();
+        page["artifacts"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn outcomes<'a>(report: &'a J, recipe: &str) -> Vec<&'a J> {
+    report["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["recipe"] == recipe)
+        .collect()
+}
+
+fn reference(a: &J) -> String {
+    format!(
+        "{}@{}",
+        a["name"].as_str().unwrap(),
+        a["version"].as_str().unwrap()
+    )
+}
+
+/// scikit-learn's digits (as the example kit ships them) with a header:
+/// `p0`…`p63` and `digit`. With `shuffle`, the digits are permuted among the
+/// rows (seeded): real features, labels they say nothing about.
+fn digits_csv(shuffle: bool) -> String {
+    let text =
+        std::fs::read_to_string(root().join("examples/kits/digits/data/digits.csv")).unwrap();
+    let mut rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    if shuffle {
+        let mut labels: Vec<String> = rows.iter().map(|r| r[64].clone()).collect();
+        let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+        for i in (1..labels.len()).rev() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            labels.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        for (r, l) in rows.iter_mut().zip(labels) {
+            r[64] = l;
+        }
+    }
+    let mut out: Vec<String> = vec![(0..64)
+        .map(|i| format!("p{i}"))
+        .chain(["digit".to_owned()])
+        .collect::<Vec<_>>()
+        .join(",")];
+    out.extend(rows.iter().map(|r| r.join(",")));
+    out.join("\n") + "\n"
+}
+
+/// A digits recipe with one linear model, reading `csv` (next to the recipe).
+fn digits_recipe(name: &str, csv: &str, task_extra: &str, version: &str, epochs: u32) -> String {
+    format!(
+        "[recipe]\nname = \"{name}\"\nteam = \"glyphs\"\nindustry = \"logistics\"\nversion = \"{version}\"\n\
+         scenario = \"postcode digit reading\"\ndescription = \"Reads a handwritten digit.\"\n\n\
+         [dataset]\nname = \"{name}-data\"\nsource = \"file:{csv}\"\nlicense = \"CC-BY-4.0\"\norigin = \"scikit-learn digits\"\n\n\
+         [task]\nkind = \"classification\"\ntarget = \"digit\"\n{task_extra}\n\n\
+         [[model]]\narchitecture = \"linear\"\nepochs = {epochs}\nlearning_rate = 0.05\n"
+    )
+}
+
+fn breast_cancer_recipe() -> String {
+    "[recipe]\nname = \"breast-cancer\"\nteam = \"oncology\"\nindustry = \"medical\"\n\
+     scenario = \"breast mass screening\"\ndescription = \"Malignant or benign from nucleus measurements.\"\n\n\
+     [dataset]\nname = \"wdbc\"\nsource = \"py:sklearn:breast_cancer\"\nlicense = \"CC-BY-4.0\"\norigin = \"scikit-learn 1.7.2: breast_cancer.csv\"\n\n\
+     [task]\nkind = \"classification\"\ntarget = \"target\"\nmetric = \"macro_f1\"\n"
+        .into()
+}
+
+#[test]
+fn a_recipe_with_leakage_is_refused_with_the_reason_and_publishes_nothing() {
+    let env = Env::start();
+    // Every row twice, in order, without deduplication: the last rows (the
+    // holdout of an ordered split) are copies of training rows.
+    let csv = digits_csv(false);
+    let mut lines: Vec<&str> = csv.lines().collect();
+    let body: Vec<&str> = lines[1..].to_vec();
+    lines.extend(body);
+    std::fs::write(env.line_dir().join("recipes/twice.csv"), lines.join("\n")).unwrap();
+    env.recipe(
+        "leaky.toml",
+        &digits_recipe(
+            "leaky",
+            "twice.csv",
+            "dedup = false\nsplit = \"ordered\"",
+            "1.0.0",
+            50,
+        ),
+    );
+    let (code, report) = env.run_line();
+    assert_eq!(code, 0, "a refusal is a verdict, not a failure: {report}");
+    let o = outcomes(&report, "leaky");
+    assert_eq!(o.len(), 1, "{report}");
+    assert_eq!(o[0]["status"], "refused");
+    let why = o[0]["detail"].as_str().unwrap();
+    assert!(
+        why.contains("leakage") && why.contains("holdout rows also appear in training"),
+        "{why}"
+    );
+    assert!(env.search("model").is_empty());
+    assert!(env.search("kit").is_empty());
+    assert!(env.search("dataset").is_empty());
+}
+
+#[test]
+fn a_model_that_does_not_beat_its_baseline_is_not_published() {
+    let env = Env::start();
+    std::fs::write(
+        env.line_dir().join("recipes/shuffled.csv"),
+        digits_csv(true),
+    )
+    .unwrap();
+    env.recipe(
+        "shuffled.toml",
+        &digits_recipe("shuffled", "shuffled.csv", "", "1.0.0", 100),
+    );
+    let (code, report) = env.run_line();
+    assert_eq!(code, 0, "{report}");
+    let o = outcomes(&report, "shuffled");
+    let model = o.iter().find(|o| o["kind"] == "model").unwrap();
+    assert_eq!(model["status"], "refused", "{report}");
+    let why = model["detail"].as_str().unwrap();
+    assert!(
+        why.contains("does not beat its baseline") && why.contains("always class"),
+        "{why}"
+    );
+    assert!(env.search("model").is_empty());
+    assert!(env.search("kit").is_empty());
+}
+
+#[test]
+fn a_broken_recipe_is_reported_and_the_others_are_made() {
+    let env = Env::start();
+    std::fs::write(env.line_dir().join("recipes/digits.csv"), digits_csv(false)).unwrap();
+    env.recipe(
+        "a-broken.toml",
+        "[recipe]\nname = \"broken\"\nteam = \"glyphs\"\n",
+    );
+    env.recipe(
+        "b-missing-column.toml",
+        &digits_recipe(
+            "missing",
+            "digits.csv",
+            "features = [\"p1\", \"ink\"]",
+            "1.0.0",
+            50,
+        ),
+    );
+    env.recipe(
+        "c-digits.toml",
+        &digits_recipe("digits", "digits.csv", "", "1.0.0", 100),
+    );
+    let (code, report) = env.run_line();
+    assert_eq!(code, 1, "a failed recipe fails the run: {report}");
+    let broken = outcomes(&report, "a-broken");
+    assert_eq!(broken[0]["status"], "failed");
+    assert!(
+        broken[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing field"),
+        "{report}"
+    );
+    let missing = outcomes(&report, "b-missing-column");
+    assert!(missing.iter().all(|o| o["status"] == "refused"), "{report}");
+    assert!(
+        missing[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("column `ink` is not in the data's header"),
+        "{report}"
+    );
+    let good = outcomes(&report, "c-digits");
+    let kit = good.iter().find(|o| o["kind"] == "kit").unwrap();
+    assert_eq!(kit["status"], "published", "{report}");
+    let kits: Vec<String> = env.search("kit").iter().map(reference).collect();
+    assert_eq!(kits, vec!["glyphs/digits-linear@1.0.0".to_owned()]);
+}
+
+#[test]
+fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() {
+    let env = Env::start();
+    std::fs::write(env.line_dir().join("recipes/digits.csv"), digits_csv(false)).unwrap();
+    env.recipe(
+        "digits.toml",
+        &digits_recipe("digits", "digits.csv", "", "1.0.0", 100),
+    );
+    env.recipe("breast-cancer.toml", &breast_cancer_recipe());
+    let (code, first) = env.run_line();
+    assert_eq!(code, 0, "{first}");
+    let published = |r: &J, kind: &str| {
+        r["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == kind && o["status"] == "published")
+            .count()
+    };
+    assert_eq!(published(&first, "kit"), 3, "{first}");
+    assert_eq!(published(&first, "model"), 3, "{first}");
+    assert_eq!(published(&first, "dataset"), 2, "{first}");
+    assert_eq!(published(&first, "tool"), 6, "{first}");
+    let models_before = env.search("model").len();
+
+    // Nothing changed: nothing made, nothing sent.
+    let started = std::time::Instant::now();
+    let (code, second) = env.run_line();
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(second["bytes_sent"], 0, "{second}");
+    assert!(
+        second["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "unchanged"),
+        "{second}"
+    );
+    assert_eq!(second["timings"]["train"], 0.0, "{second}");
+    assert!(started.elapsed().as_secs() < 30);
+    assert_eq!(env.search("model").len(), models_before);
+
+    // One recipe changes (more epochs, a new version): only it is made again.
+    env.recipe(
+        "digits.toml",
+        &digits_recipe("digits", "digits.csv", "", "1.1.0", 150),
+    );
+    let (code, third) = env.run_line();
+    assert_eq!(code, 0, "{third}");
+    for o in third["outcomes"].as_array().unwrap() {
+        let mine = o["recipe"] == "digits";
+        let status = o["status"].as_str().unwrap();
+        if mine {
+            assert_eq!(status, "published", "{o}");
+            assert!(o["reference"].as_str().unwrap().ends_with("@1.1.0"), "{o}");
+        } else {
+            assert_eq!(status, "unchanged", "{o}");
+        }
+    }
+    let kits: Vec<String> = env.search("kit").iter().map(reference).collect();
+    assert!(
+        kits.contains(&"glyphs/digits-linear@1.1.0".to_owned()),
+        "{kits:?}"
+    );
+    assert!(
+        kits.contains(&"glyphs/digits-linear@1.0.0".to_owned()),
+        "{kits:?}"
+    );
+    assert_eq!(kits.len(), 4, "{kits:?}");
+}
+
+#[test]
+fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_holdout_scores() {
+    let env = Env::start();
+    std::fs::write(env.line_dir().join("recipes/digits.csv"), digits_csv(false)).unwrap();
+    env.recipe(
+        "digits.toml",
+        &digits_recipe("digits", "digits.csv", "", "1.0.0", 100),
+    );
+    env.recipe("breast-cancer.toml", &breast_cancer_recipe());
+    let (code, report) = env.run_line();
+    assert_eq!(code, 0, "{report}");
+    let kits = env.search("kit");
+    assert_eq!(kits.len(), 3, "{kits:?}");
+    let work = env.line_dir().join("work");
+    for k in &kits {
+        let r = reference(k);
+        let file = env.dir.path().join("pulled.kit");
+        let o = env
+            .algobay()
+            .arg("--token")
+            .arg(&env.operator)
+            .args(["kit", "pull", &r, "-o"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let team = r.split('/').next().unwrap();
+        let o = env
+            .algobay()
+            .args(["kit", "test"])
+            .arg(&file)
+            .arg("--trust")
+            .arg(work.join(format!("keys/{team}.key.pub")))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{r}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Every golden sample expects a true label from the holdout, and every model
+    // carries its metric, interval, holdout size and baseline.
+    for m in env.search("model") {
+        let metrics = &m["metrics"];
+        let metric = if m["name"].as_str().unwrap().starts_with("oncology/") {
+            "macro_f1"
+        } else {
+            "accuracy"
+        };
+        let v = metrics[metric].as_f64().unwrap();
+        let lo = metrics[format!("{metric}_ci95_low")].as_f64().unwrap();
+        let base = metrics[format!("baseline_{metric}")].as_f64().unwrap();
+        assert!(lo <= v && lo > base, "{m}");
+        assert!(metrics["holdout_rows"].as_f64().unwrap() >= 100.0, "{m}");
+    }
+}
