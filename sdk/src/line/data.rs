@@ -1,13 +1,14 @@
 //! A recipe's data: the CSV read, checked and split before anything trains.
 //!
 //! Checks, in order: the named columns exist; targets are present (and numbers
-//! for regression); exact duplicate rows are removed, then rows whose features
-//! repeat with another target (the first is kept); at least [`MIN_ROWS`] rows
-//! remain; the split puts no row of the holdout in training (checked by row
-//! hash, whichever split the recipe chose); every class has at least
+//! for regression); exact duplicate rows are removed (rows whose features
+//! repeat with another target are counted and kept: noisy observations, which
+//! the hash split keeps on one side); at least [`MIN_ROWS`] rows remain; the
+//! split puts no row of the holdout in training (checked by the hash of its
+//! features, whichever split the recipe chose); every class has at least
 //! [`MIN_CLASS_ROWS`] rows and at least one in the holdout.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use sha2::{Digest as _, Sha256};
 
@@ -113,6 +114,7 @@ pub struct Checks {
     pub rows_read: usize,
     pub missing_target: usize,
     pub duplicates: usize,
+    /// Rows whose features repeat with another target (kept).
     pub conflicting: usize,
     pub rows: usize,
     pub train: usize,
@@ -192,9 +194,9 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
         rows_read: table.rows.len(),
         ..Checks::default()
     };
-    // Rows with a target; exact duplicates out; conflicting feature repeats out.
+    // Rows with a target; exact duplicates out.
     let mut full_seen = HashSet::new();
-    let mut feat_seen: HashMap<[u8; 32], ()> = HashMap::new();
+    let mut feat_seen: HashSet<[u8; 32]> = HashSet::new();
     let mut kept: Vec<usize> = Vec::new();
     for (i, r) in table.rows.iter().enumerate() {
         let t = r[target].trim();
@@ -210,9 +212,11 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
                 checks.duplicates += 1;
                 continue;
             }
-            if feat_seen.insert(row_hash(&feats), ()).is_some() {
+            // Rows whose features repeat with another target are real,
+            // noisy observations: kept, and the split (by feature hash) keeps
+            // them on one side.
+            if !feat_seen.insert(row_hash(&feats)) {
                 checks.conflicting += 1;
-                continue;
             }
         }
         kept.push(i);
@@ -220,17 +224,22 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
     checks.rows = kept.len();
     if kept.len() < MIN_ROWS {
         return Err(refuse(format!(
-            "{} rows after removing {} duplicates and {} with conflicting targets: at least {MIN_ROWS} are needed",
+            "{} rows after removing {} duplicates: at least {MIN_ROWS} are needed",
             kept.len(),
-            checks.duplicates,
-            checks.conflicting
+            checks.duplicates
         )));
     }
     // Columns: categories are the values seen, in sorted order; numbers must parse.
     let mut columns = Vec::new();
     for &j in &features {
         let name = table.header[j].clone();
-        if task.categorical.contains(&name) {
+        // A column holding text (not only numbers) is a category column even
+        // when the recipe does not list it.
+        let text = kept.iter().any(|&i| {
+            let c = table.rows[i][j].trim();
+            !is_missing(c) && c.parse::<f64>().is_err()
+        });
+        if task.categorical.contains(&name) || text {
             let mut cats: Vec<String> = kept
                 .iter()
                 .map(|&i| table.rows[i][j].trim().to_owned())
@@ -273,7 +282,7 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
             } else if columns[k].categories.is_empty() {
                 let f: f32 = s.parse().map_err(|_| {
                     refuse(format!(
-                        "row {}, column `{}`: `{s}` is not a number (list the column in task.categorical if it holds categories)",
+                        "row {}, column `{}`: `{s}` is not a number",
                         i + 1,
                         columns[k].name
                     ))

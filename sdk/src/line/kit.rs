@@ -18,9 +18,10 @@ const GOLDEN: usize = 3;
 /// The tools a recipe's kits use, in pipeline order.
 pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     let mut t = vec!["row-reader", "impute"];
-    if !r.task.categorical.is_empty() {
-        t.push("one-hot");
-    }
+    // Category columns (listed or found holding text) are known only from
+    // the data; the one-hot stage is in every kit's fingerprint and passes
+    // through when there are none.
+    t.push("one-hot");
     t.push("standard-scale");
     t.push(match r.task.kind {
         TaskKind::Classification => "classify-post",
@@ -162,7 +163,7 @@ pub(super) fn write_kit_dir(
         "outputs": {"y": "filled"},
     }));
     let mut last = "filled";
-    if !r.task.categorical.is_empty() {
+    if feats.sizes.iter().any(|&n| n > 0) {
         steps.push(json!({
             "name": "encode",
             "stage": tool("one-hot"),
@@ -284,7 +285,7 @@ pub(super) fn dataset_card(r: &Recipe, p: &Prepared) -> String {
     let c = &p.checks;
     let mut s = format!(
         "# {}\n\n{}\n\n- Source: {}\n- License: {}\n- Target: `{}` ({})\n\n## Checks before training\n\n\
-         | rows read | without target | duplicates removed | conflicting removed | rows kept | training | holdout | holdout rows also in training |\n\
+         | rows read | without target | duplicates removed | same features, other target (kept) | rows kept | training | holdout | holdout rows also in training |\n\
          |---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} |\n",
         r.dataset.name,
         if r.dataset.description.is_empty() { &r.recipe.scenario } else { &r.dataset.description },

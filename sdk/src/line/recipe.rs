@@ -142,7 +142,9 @@ pub struct TaskSpec {
     pub features: Vec<String>,
     #[serde(default)]
     pub drop: Vec<String>,
-    /// Feature columns that hold categories (one-hot encoded).
+    /// Feature columns that hold categories (one-hot encoded); a column
+    /// holding any text is one without being listed, so list only number-coded
+    /// categories (a region code, say).
     #[serde(default)]
     pub categorical: Vec<String>,
     /// `hash` (by row content) or `ordered` (the last rows are the holdout:
