@@ -108,6 +108,29 @@ fn the_console_works_in_a_real_browser_and_keeps_tenants_apart() {
             .len();
         (n == 3).then_some(())
     });
+    // Served, as coverage counts it: acme (logistics) runs a kit made for
+    // logistics and its device reported requests; globex runs nothing.
+    wait_for(60, "acme counted as served", || {
+        let c = rt.block_on(op.coverage()).unwrap();
+        (c["enterprises_served"] == 1).then_some(c)
+    });
+    let c = rt.block_on(op.coverage()).unwrap();
+    assert_eq!(c["industries_served"], 1, "{c}");
+    let logistics = &c["by_industry"]["logistics"];
+    assert_eq!(logistics["enterprises_served"], 1, "{c}");
+    assert_eq!(logistics["devices"], 1, "{c}");
+    assert!(logistics["kits"].as_u64().unwrap() >= 1, "{c}");
+    assert!(
+        c["by_domain"]["vision"]["models"].as_u64().unwrap() >= 1,
+        "{c}"
+    );
+    assert!(
+        c["by_industry"]
+            .get("finance")
+            .is_some_and(|f| f["enterprises_served"] == 0),
+        "{c}"
+    );
+
     // A second token of acme, whose session the test revokes.
     let (doomed_id, doomed) = rt
         .block_on(op.create_token("enterprise", "acme", 0))

@@ -676,6 +676,28 @@ pub struct Coverage {
     pub devices: u64,
     /// (unix day, models, tools, kits) published up to that day, public and not yanked.
     pub growth: Vec<(i64, u64, u64, u64)>,
+    /// Per industry: what was made for it and whom it serves.
+    pub by_industry: BTreeMap<String, CoverageSlice>,
+    /// Per domain (vision, speech, language, tabular, …).
+    pub by_domain: BTreeMap<String, CoverageSlice>,
+}
+
+/// The counts of one industry or domain. A kit's domains are those of the
+/// models it runs; a tool's, those of the kits that use it; an enterprise is
+/// served in a slice when its serving kit belongs to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageSlice {
+    pub models: u64,
+    pub tools: u64,
+    pub kits: u64,
+    /// Teams that published anything in the slice.
+    pub teams: u64,
+    pub datasets: u64,
+    /// Registered enterprises (industries only).
+    pub enterprises: u64,
+    pub enterprises_served: u64,
+    /// Enrolled devices of the slice's enterprises (industries) or running its kits (domains).
+    pub devices: u64,
 }
 
 /// The current time, passed in so tests can move it.

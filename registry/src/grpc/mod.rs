@@ -691,8 +691,31 @@ impl pb::catalog_server::Catalog for CatalogApi {
             industries: c.industries,
             enterprises: c.enterprises,
             datasets: c.datasets,
+            enterprises_served: c.enterprises_served,
+            industries_served: c.industries_served,
+            devices: c.devices,
+            by_industry: slices(c.by_industry),
+            by_domain: slices(c.by_domain),
         }))
     }
+}
+
+fn slices(
+    m: std::collections::BTreeMap<String, crate::domain::CoverageSlice>,
+) -> Vec<pb::CoverageSlice> {
+    m.into_iter()
+        .map(|(name, s)| pb::CoverageSlice {
+            name,
+            models: s.models,
+            tools: s.tools,
+            kits: s.kits,
+            teams: s.teams,
+            datasets: s.datasets,
+            enterprises: s.enterprises,
+            enterprises_served: s.enterprises_served,
+            devices: s.devices,
+        })
+        .collect()
 }
 
 /// Takes a whole upload of a blob already stored, hashing it and keeping

@@ -1,6 +1,7 @@
 //! Reading the catalog: get, search, yank, coverage.
 
 use super::*;
+use std::collections::HashMap;
 
 impl Registry {
     // ------------------------------------------------------------ reading
@@ -293,25 +294,163 @@ impl Registry {
             }
             c.growth.push((day, sum[0], sum[1], sum[2]));
         }
-        // Served: an enterprise with a device that answered requests on a kit.
+        self.coverage_slices(&mut c)?;
+        c.teams = self.kv.scan_prefix(Tree::Teams, b"")?.len() as u64;
+        c.enterprises = self.kv.scan_prefix(Tree::Enterprises, b"")?.len() as u64;
+        Ok(c)
+    }
+
+    /// Coverage per industry and per domain, and who is served: an enterprise
+    /// counts once one of its devices (enrolled, not revoked) runs a kit made
+    /// for one of the enterprise's industries and has reported serving
+    /// requests on it; an industry counts once it has such an enterprise. A
+    /// kit's own industry tags count nothing on their own.
+    fn coverage_slices(&self, c: &mut Coverage) -> Result<()> {
+        #[derive(Default)]
+        struct Acc {
+            slice: CoverageSlice,
+            teams: BTreeSet<String>,
+            served: BTreeSet<String>,
+        }
+        let mut by_industry: BTreeMap<String, Acc> = BTreeMap::new();
+        let mut by_domain: BTreeMap<String, Acc> = BTreeMap::new();
+        let index = self.index();
+        let live: Vec<&Artifact> = index.all().filter(|a| !a.yanked).collect();
+        let model_domain: HashMap<Digest, &str> = live
+            .iter()
+            .filter(|a| a.kind == Kind::Model && !a.domain.is_empty())
+            .map(|a| (a.digest, a.domain.as_str()))
+            .collect();
+        // kit digest → (domains, industries)
+        let mut kits: HashMap<Digest, (BTreeSet<String>, BTreeSet<String>)> = HashMap::new();
+        // tool digest → (domains, industries) of the kits using it
+        let mut tool_use: HashMap<Digest, (BTreeSet<String>, BTreeSet<String>)> = HashMap::new();
+        let tools: HashMap<Digest, &Artifact> = live
+            .iter()
+            .filter(|a| a.kind == Kind::Tool)
+            .map(|a| (a.digest, *a))
+            .collect();
+        for a in &live {
+            let team = a.team().to_owned();
+            let industries: BTreeSet<String> = a.industries.iter().cloned().collect();
+            let domains: BTreeSet<String> = match a.kind {
+                Kind::Kit => a
+                    .blobs
+                    .iter()
+                    .filter_map(|b| model_domain.get(b).map(|d| (*d).to_owned()))
+                    .collect(),
+                Kind::Tool => continue,
+                _ if a.domain.is_empty() => BTreeSet::new(),
+                _ => [a.domain.clone()].into(),
+            };
+            for (map, keys) in [(&mut by_industry, &industries), (&mut by_domain, &domains)] {
+                for k in keys {
+                    let acc = map.entry(k.clone()).or_default();
+                    acc.teams.insert(team.clone());
+                    match a.kind {
+                        Kind::Model => acc.slice.models += 1,
+                        Kind::Dataset => acc.slice.datasets += 1,
+                        Kind::Kit => acc.slice.kits += 1,
+                        Kind::Tool => {}
+                    }
+                }
+            }
+            if a.kind == Kind::Kit {
+                for b in &a.blobs {
+                    if tools.contains_key(b) {
+                        let u = tool_use.entry(*b).or_default();
+                        u.0.extend(domains.iter().cloned());
+                        u.1.extend(industries.iter().cloned());
+                    }
+                }
+                kits.insert(a.digest, (domains, industries));
+            }
+        }
+        for (d, (domains, industries)) in &tool_use {
+            let team = tools[d].team().to_owned();
+            for (map, keys) in [(&mut by_industry, industries), (&mut by_domain, domains)] {
+                for k in keys {
+                    let acc = map.entry(k.clone()).or_default();
+                    acc.slice.tools += 1;
+                    acc.teams.insert(team.clone());
+                }
+            }
+        }
+        drop(index);
+        let mut enterprise_industries: HashMap<String, Vec<String>> = HashMap::new();
+        for (_, v) in self.kv.scan_prefix(Tree::Enterprises, b"")? {
+            let e: Enterprise = parse("enterprise", &v)?;
+            for i in &e.industries {
+                by_industry.entry(i.clone()).or_default().slice.enterprises += 1;
+            }
+            enterprise_industries.insert(e.name, e.industries);
+        }
         let mut served = BTreeSet::new();
         for (_, v) in self.kv.scan_prefix(Tree::Devices, b"")? {
             let d: Device = parse("device", &v)?;
             c.devices += 1;
-            if !d.revoked && d.state.requests > 0 && !d.state.active_digest.is_empty() {
-                served.insert(d.enterprise);
+            if d.revoked {
+                continue;
+            }
+            let theirs = enterprise_industries
+                .get(&d.enterprise)
+                .cloned()
+                .unwrap_or_default();
+            for i in &theirs {
+                by_industry.entry(i.clone()).or_default().slice.devices += 1;
+            }
+            let kit = d
+                .state
+                .active_digest
+                .parse::<Digest>()
+                .ok()
+                .and_then(|k| kits.get(&k));
+            let Some((domains, kit_industries)) = kit else {
+                continue;
+            };
+            for dom in domains {
+                by_domain.entry(dom.clone()).or_default().slice.devices += 1;
+            }
+            let made_for: Vec<&String> = theirs
+                .iter()
+                .filter(|i| kit_industries.contains(*i))
+                .collect();
+            if d.state.requests == 0 || made_for.is_empty() {
+                continue;
+            }
+            served.insert(d.enterprise.clone());
+            for i in made_for {
+                by_industry
+                    .entry(i.clone())
+                    .or_default()
+                    .served
+                    .insert(d.enterprise.clone());
+            }
+            for dom in domains {
+                by_domain
+                    .entry(dom.clone())
+                    .or_default()
+                    .served
+                    .insert(d.enterprise.clone());
             }
         }
         c.enterprises_served = served.len() as u64;
-        let mut served_industries = BTreeSet::new();
-        for e in &served {
-            if let Some(v) = self.kv.get(Tree::Enterprises, e.as_bytes())? {
-                served_industries.extend(parse::<Enterprise>("enterprise", &v)?.industries);
-            }
-        }
-        c.industries_served = served_industries.len() as u64;
-        c.teams = self.kv.scan_prefix(Tree::Teams, b"")?.len() as u64;
-        c.enterprises = self.kv.scan_prefix(Tree::Enterprises, b"")?.len() as u64;
-        Ok(c)
+        c.industries_served = by_industry
+            .values()
+            .filter(|a| !a.served.is_empty())
+            .count() as u64;
+        let finish = |m: BTreeMap<String, Acc>| {
+            m.into_iter()
+                .map(|(k, a)| {
+                    let mut s = a.slice;
+                    s.teams = a.teams.len() as u64;
+                    s.enterprises_served = a.served.len() as u64;
+                    (k, s)
+                })
+                .collect()
+        };
+        c.by_industry = finish(by_industry);
+        c.by_domain = finish(by_domain);
+        Ok(())
     }
 }

@@ -163,11 +163,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The ecosystem's counts: models by domain and task, tools, kits by industry, teams.
-    #[command(after_help = "Examples:\n  algobay coverage\n  algobay coverage --json")]
+    /// The ecosystem against the programme's targets (200 models, 50 tools, 300
+    /// kits, 30 publishing teams, 5 industries and 100 enterprises served), then
+    /// per industry and per domain: models, tools, kits, teams, datasets,
+    /// enterprises served, devices. Counted from the registry's data. An
+    /// enterprise is served once one of its devices runs a kit made for its
+    /// industry and has reported serving requests; an industry, once it has
+    /// such an enterprise.
+    #[command(
+        after_help = "Examples:\n  algobay coverage\n  algobay coverage --json\n  algobay coverage --check   # exits 1 unless every target is met"
+    )]
     Coverage {
         #[arg(long)]
         json: bool,
+        /// Exit 1 when a target is not met.
+        #[arg(long)]
+        check: bool,
     },
     /// Print shell completions.
     #[command(
@@ -361,7 +372,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             kind,
             json,
         } => registry::show(&cli.global, &cli.connection, &reference, &kind, json),
-        Command::Coverage { json } => registry::coverage(&cli.global, &cli.connection, json),
+        Command::Coverage { json, check } => {
+            registry::coverage(&cli.global, &cli.connection, json, check)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

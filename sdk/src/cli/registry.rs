@@ -627,48 +627,108 @@ pub fn show(
     Ok(())
 }
 
-pub fn coverage(g: &Global, c: &Connection, json: bool) -> anyhow::Result<()> {
-    let v = rt()?.block_on(async {
+/// The programme's targets: (what, key in the coverage, goal).
+pub const TARGETS: &[(&str, &str, u64)] = &[
+    ("models", "models", 200),
+    ("tools", "tools", 50),
+    ("kits", "kits", 300),
+    ("publishing teams", "publishing_teams", 30),
+    ("industries served", "industries_served", 5),
+    ("enterprises served", "enterprises_served", 100),
+];
+
+pub fn coverage(g: &Global, c: &Connection, json: bool, check: bool) -> anyhow::Result<()> {
+    let mut v = rt()?.block_on(async {
         connect(g, c)
             .await?
             .coverage()
             .await
             .map_err(anyhow::Error::from)
     })?;
+    let targets: Vec<serde_json::Value> = TARGETS
+        .iter()
+        .map(|(what, key, goal)| {
+            let have = v[*key].as_u64().unwrap_or(0);
+            serde_json::json!({"target": what, "have": have, "goal": goal, "met": have >= *goal})
+        })
+        .collect();
+    let all_met = targets.iter().all(|t| t["met"] == true);
+    v["targets"] = serde_json::Value::Array(targets.clone());
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     if json {
-        return print_json(&v);
-    }
-    for k in [
-        "models",
-        "tools",
-        "kits",
-        "datasets",
-        "teams",
-        "publishing_teams",
-        "industries",
-        "enterprises",
-    ] {
-        println!("{k:<17} {}", v[k]);
-    }
-    for k in [
-        "models_by_domain",
-        "models_by_task",
-        "tools_by_kind",
-        "kits_by_industry",
-        "kits_by_scenario",
-    ] {
-        if let Some(m) = v[k].as_object().filter(|m| !m.is_empty()) {
+        print_json(&v)?;
+    } else {
+        println!("{:<20} {:>7} {:>7}", "programme target", "have", "goal");
+        for t in &targets {
             println!(
-                "{k}: {}",
-                m.iter()
-                    .map(|(n, c)| format!("{n} {c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "{:<20} {:>7} {:>7}  {}",
+                t["target"].as_str().unwrap_or(""),
+                n(&t["have"]),
+                n(&t["goal"]),
+                if t["met"] == true { "met" } else { "not met" }
             );
         }
+        println!(
+            "\n{} datasets, {} registered teams, {} enterprises ({} served), {} devices",
+            v["datasets"], v["teams"], v["enterprises"], v["enterprises_served"], v["devices"]
+        );
+        for (title, key) in [("industry", "by_industry"), ("domain", "by_domain")] {
+            let Some(m) = v[key].as_object().filter(|m| !m.is_empty()) else {
+                continue;
+            };
+            println!(
+                "\n{:<15} {:>6} {:>6} {:>6} {:>6} {:>9} {:>12} {:>7} {:>8}",
+                title,
+                "models",
+                "tools",
+                "kits",
+                "teams",
+                "datasets",
+                "enterprises",
+                "served",
+                "devices"
+            );
+            for (name, s) in m {
+                println!(
+                    "{:<15} {:>6} {:>6} {:>6} {:>6} {:>9} {:>12} {:>7} {:>8}",
+                    name,
+                    n(&s["models"]),
+                    n(&s["tools"]),
+                    n(&s["kits"]),
+                    n(&s["teams"]),
+                    n(&s["datasets"]),
+                    n(&s["enterprises"]),
+                    n(&s["enterprises_served"]),
+                    n(&s["devices"])
+                );
+            }
+        }
+    }
+    if check && !all_met {
+        return Err(TargetsNotMet(
+            targets
+                .iter()
+                .filter(|t| t["met"] != true)
+                .map(|t| {
+                    format!(
+                        "{} {} of {}",
+                        t["target"].as_str().unwrap_or(""),
+                        t["have"],
+                        t["goal"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+        .into());
     }
     Ok(())
 }
+
+/// `coverage --check` found targets not met.
+#[derive(Debug, thiserror::Error)]
+#[error("targets not met: {0}")]
+pub struct TargetsNotMet(String);
 
 /// The exit code for an error from the registry.
 pub fn exit_code(e: &SdkError) -> Option<u8> {

@@ -808,6 +808,21 @@ impl Client {
 
     /// The operator's counts, as name → count maps and totals.
     pub async fn coverage(&self) -> Result<serde_json::Value> {
+        let slices = |v: Vec<pb::CoverageSlice>| -> serde_json::Map<String, serde_json::Value> {
+            v.into_iter()
+                .map(|s| {
+                    (
+                        s.name,
+                        serde_json::json!({
+                            "models": s.models, "tools": s.tools, "kits": s.kits,
+                            "teams": s.teams, "datasets": s.datasets,
+                            "enterprises": s.enterprises,
+                            "enterprises_served": s.enterprises_served, "devices": s.devices,
+                        }),
+                    )
+                })
+                .collect()
+        };
         let c = self
             .catalog()
             .coverage(self.req(pb::CoverageRequest {}))
@@ -823,6 +838,9 @@ impl Client {
             "models_by_domain": sorted(c.models_by_domain), "models_by_task": sorted(c.models_by_task),
             "tools_by_kind": sorted(c.tools_by_kind), "kits_by_industry": sorted(c.kits_by_industry),
             "kits_by_scenario": sorted(c.kits_by_scenario),
+            "enterprises_served": c.enterprises_served, "industries_served": c.industries_served,
+            "devices": c.devices,
+            "by_industry": slices(c.by_industry), "by_domain": slices(c.by_domain),
         }))
     }
 }
