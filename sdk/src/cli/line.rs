@@ -28,11 +28,20 @@ pub enum LineCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The work folder (state, team keys and tokens, data, kits, report), in
+        /// place of the one LINE.toml names.
+        #[arg(long, env = "ALGOBAY_LINE_WORK")]
+        work: Option<PathBuf>,
     },
 }
 
 pub fn run(g: &Global, c: &Connection, cmd: LineCommand) -> anyhow::Result<()> {
-    let LineCommand::Run { line, only, json } = cmd;
+    let LineCommand::Run {
+        line,
+        only,
+        json,
+        work,
+    } = cmd;
     let (url, token, ca_pem) = settings(g, c)?;
     let operator_token = token.ok_or_else(|| {
         Usage("the line needs an operator token: pass --token or set ALGOBAY_TOKEN".into())
@@ -47,6 +56,7 @@ pub fn run(g: &Global, c: &Connection, cmd: LineCommand) -> anyhow::Result<()> {
         operator_token,
         cargo,
         only,
+        work,
     };
     let quiet = g.quiet || json;
     let spinner = if quiet {

@@ -71,6 +71,8 @@ pub struct LineOptions {
     pub cargo: PathBuf,
     /// Only these recipes (by name); all when empty.
     pub only: Vec<String>,
+    /// The work folder, in place of the one LINE.toml names.
+    pub work: Option<PathBuf>,
 }
 
 /// What happened to one artifact.
@@ -137,7 +139,10 @@ pub async fn run(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let work = base.join(line.line.work.as_deref().unwrap_or("build/line"));
+    let work = match &opts.work {
+        Some(w) => w.clone(),
+        None => base.join(line.line.work.as_deref().unwrap_or("build/line")),
+    };
     for d in ["keys", "tokens", "data", "tools", "kits"] {
         std::fs::create_dir_all(work.join(d)).map_err(io(&work))?;
     }
