@@ -157,6 +157,12 @@ step "the request's trace: algobay device traces --trace $TRACE"
 step "continuous training: two rounds of the loop (three devices of one enterprise, digits turned 15° more each round, the application's feedback, algobay-trainer, the registry's gate, a canary judged on its field accuracy)"
 cargo bench --locked -q -p algobay-agent --bench training -- --rounds 2
 
+# ---------------------------------------------------------------- the line
+step "the production line: algobay line run examples/line/LINE.toml (real datasets, trained and checked models, kits of WASM tools, published by 20 teams; refusals say why)"
+"$ALGOBAY" --token "$OP" line run examples/line/LINE.toml --work "$DEMO/line" | tail -n 25
+step "algobay coverage (the programme's targets, per industry and domain, counted by the registry)"
+"$ALGOBAY" --token "$OP" coverage || true
+
 # ---------------------------------------------------------------- the console
 WEB=$(sed -n 's/^console on //p' "$DEMO/registry.out" | sed 's|https://127.0.0.1|https://localhost|')
 step "the web console: $WEB (the registry's self-signed certificate, fingerprint above)"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the marketplace from a clean state on the embedded defaults: a fresh
+# registry (sled and a blob folder, TLS), then the production line over every
+# recipe in examples/line (datasets, trained models, tools and kits, published
+# by their teams), then the coverage table against the programme's targets.
+# The registry keeps serving (its console too) until Enter, unless in CI.
+source "$(dirname "$0")/common.sh"
+
+MP=$BUILD/marketplace
+rm -rf "$MP" && mkdir -p "$MP"
+export XDG_CONFIG_HOME=$MP/config
+started=$(date +%s)
+"$REGISTRY" serve --data "$MP/registry" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --log warn > "$MP/registry.out" &
+REG_PID=$!
+trap 'kill $REG_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q '^listening on' "$MP/registry.out" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/^listening on //p' "$MP/registry.out" | sed 's|https://127.0.0.1|https://localhost|')
+OP=$(cat "$MP/registry/operator.token")
+CA=$MP/registry/tls/cert.pem
+A=("$ALGOBAY" --registry "$URL" --token "$OP" --ca-cert "$CA")
+
+printf '\n== algobay line run examples/line/LINE.toml (registry %s)\n' "$URL"
+"${A[@]}" line run examples/line/LINE.toml --work "$MP/line"
+printf '\n== algobay coverage\n'
+"${A[@]}" coverage || true
+printf '\nthe marketplace took %s s (after the build); report: %s\n' "$(( $(date +%s) - started ))" "$MP/line/report.json"
+WEB=$(sed -n 's/^console on //p' "$MP/registry.out" | sed 's|https://127.0.0.1|https://localhost|')
+echo "console: $WEB (operator token: $OP)"
+if [ -t 0 ] && [ -z "${CI:-}" ]; then
+  read -r -p "the registry serves the console until you press Enter " _ || true
+fi
