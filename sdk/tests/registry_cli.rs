@@ -749,7 +749,16 @@ fn a_team_publishes_a_dataset_and_show_prints_the_card_the_registry_read() {
         .args(["search", "--kind", "dataset", "digits"]));
     assert!(out.contains("algobay/digits"), "{out}");
     let out = ok(env.as_user(&operator).args(["coverage"]));
-    assert!(out.contains("datasets          1"), "{out}");
+    assert!(out.contains("\n1 datasets, "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("models ") && l.ends_with("not met")),
+        "{out}"
+    );
+    assert!(
+        out.contains("\ndomain ") && out.contains("\nvision "),
+        "{out}"
+    );
     // Without a license, nothing is sent and the flag is named.
     let (code, _, err) = run(env.algobay().args(["dataset", "publish"]).arg(&csv).args([
         "--name",
