@@ -101,6 +101,7 @@ impl Env {
         );
         for (tool, kind) in [
             ("row-reader", "preprocess"),
+            ("csv-reader", "preprocess"),
             ("impute", "preprocess"),
             ("one-hot", "preprocess"),
             ("standard-scale", "preprocess"),
@@ -346,7 +347,15 @@ fn a_broken_recipe_is_reported_and_the_others_are_made() {
     let kit = good.iter().find(|o| o["kind"] == "kit").unwrap();
     assert_eq!(kit["status"], "published", "{report}");
     let kits: Vec<String> = env.search("kit").iter().map(reference).collect();
-    assert_eq!(kits, vec!["glyphs/digits-linear@1.0.0".to_owned()]);
+    let mut kits = kits;
+    kits.sort();
+    assert_eq!(
+        kits,
+        vec![
+            "glyphs/digits-linear-csv@1.0.0".to_owned(),
+            "glyphs/digits-linear@1.0.0".to_owned()
+        ]
+    );
 }
 
 #[test]
@@ -368,10 +377,11 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
             .filter(|o| o["kind"] == kind && o["status"] == "published")
             .count()
     };
-    assert_eq!(published(&first, "kit"), 3, "{first}");
+    // Two kits a model: JSON rows and CSV lines.
+    assert_eq!(published(&first, "kit"), 6, "{first}");
     assert_eq!(published(&first, "model"), 3, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 6, "{first}");
+    assert_eq!(published(&first, "tool"), 7, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.
@@ -417,7 +427,11 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
         kits.contains(&"glyphs/digits-linear@1.0.0".to_owned()),
         "{kits:?}"
     );
-    assert_eq!(kits.len(), 4, "{kits:?}");
+    assert!(
+        kits.contains(&"glyphs/digits-linear-csv@1.1.0".to_owned()),
+        "{kits:?}"
+    );
+    assert_eq!(kits.len(), 8, "{kits:?}");
 }
 
 #[test]
@@ -432,7 +446,7 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
     let (code, report) = env.run_line();
     assert_eq!(code, 0, "{report}");
     let kits = env.search("kit");
-    assert_eq!(kits.len(), 3, "{kits:?}");
+    assert_eq!(kits.len(), 6, "{kits:?}");
     let work = env.line_dir().join("work");
     for k in &kits {
         let r = reference(k);

@@ -15,9 +15,31 @@ use super::recipe::{ModelSpec, Recipe, TaskKind};
 /// Golden samples per kit.
 const GOLDEN: usize = 3;
 
-/// The tools a recipe's kits use, in pipeline order.
+/// How a kit takes its rows: the two make two kits of one model, each
+/// saying on its card what it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum InputFormat {
+    /// A JSON object per row (column → value), or a list of them.
+    Json,
+    /// CSV text, a row a line, the columns in the schema's order, no header.
+    Csv,
+}
+
+impl InputFormat {
+    pub(super) const ALL: [InputFormat; 2] = [InputFormat::Json, InputFormat::Csv];
+
+    /// What the kit's name gets after the model's.
+    pub(super) fn suffix(self) -> &'static str {
+        match self {
+            InputFormat::Json => "",
+            InputFormat::Csv => "-csv",
+        }
+    }
+}
+
+/// The tools a recipe's kits use, in pipeline order (both readers).
 pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
-    let mut t = vec!["row-reader", "impute"];
+    let mut t = vec!["row-reader", "csv-reader", "impute"];
     // Category columns (listed or found holding text) are known only from
     // the data; the one-hot stage is in every kit's fingerprint and passes
     // through when there are none.
@@ -64,6 +86,23 @@ fn row_json(p: &Prepared, i: usize) -> J {
         o.insert(c.name.clone(), v);
     }
     J::Object(o)
+}
+
+/// A holdout row as one CSV line, the columns in the schema's order.
+fn row_csv(p: &Prepared, i: usize) -> String {
+    p.cells[i]
+        .iter()
+        .map(|c| {
+            if c.eq_ignore_ascii_case("na") || c.eq_ignore_ascii_case("nan") {
+                String::new()
+            } else if c.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Rounds `v` up to two significant figures.
@@ -143,18 +182,27 @@ pub(super) fn write_kit_dir(
     feats: &Features,
     f: &Fitted,
     tools: &BTreeMap<String, (PathBuf, Digest)>,
+    format: InputFormat,
 ) -> Result<(), String> {
     let err = |e: std::io::Error| format!("{}: {e}", dir.display());
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("samples")).map_err(err)?;
     std::fs::write(dir.join("model.safetensors"), &f.weights).map_err(err)?;
     let tool = |n: &str| tools[n].0.display().to_string();
-    let mut steps = vec![json!({
-        "name": "read",
-        "stage": tool("row-reader"),
-        "config": {"columns": p.columns},
-        "outputs": {"x": "raw"},
-    })];
+    let mut steps = vec![match format {
+        InputFormat::Json => json!({
+            "name": "read",
+            "stage": tool("row-reader"),
+            "config": {"columns": p.columns},
+            "outputs": {"x": "raw"},
+        }),
+        InputFormat::Csv => json!({
+            "name": "read",
+            "stage": tool("csv-reader"),
+            "config": {"columns": p.columns},
+            "outputs": {"x": "raw"},
+        }),
+    }];
     steps.push(json!({
         "name": "impute",
         "stage": tool("impute"),
@@ -212,9 +260,19 @@ pub(super) fn write_kit_dir(
     }
     let mut golden = Vec::new();
     for (g, &i) in golden_idx.iter().enumerate() {
-        let input = format!("samples/row{g}.json");
         let expected = format!("samples/row{g}.expected.json");
-        std::fs::write(dir.join(&input), row_json(p, i).to_string()).map_err(err)?;
+        let (input, port) = match format {
+            InputFormat::Json => {
+                let input = format!("samples/row{g}.json");
+                std::fs::write(dir.join(&input), row_json(p, i).to_string()).map_err(err)?;
+                (input, "row")
+            }
+            InputFormat::Csv => {
+                let input = format!("samples/row{g}.csv");
+                std::fs::write(dir.join(&input), row_csv(p, i) + "\n").map_err(err)?;
+                (input, "line")
+            }
+        };
         let want = match r.task.kind {
             TaskKind::Classification => {
                 json!({"result": [[{"label": p.classes[p.y_class[i] as usize]}]]})
@@ -222,7 +280,7 @@ pub(super) fn write_kit_dir(
             TaskKind::Regression => json!({"result": [{"value": p.y_value[i] as f64}]}),
         };
         std::fs::write(dir.join(&expected), want.to_string()).map_err(err)?;
-        let mut entry = json!({"inputs": {"row": input}, "expected": expected});
+        let mut entry = json!({"inputs": {port: input}, "expected": expected});
         if let Some(t) = tol {
             entry["tolerance"] = json!({"abs": t});
         }
@@ -244,22 +302,32 @@ pub(super) fn write_kit_dir(
                 .unwrap_or_default()
         ),
     };
+    let reads = match format {
+        InputFormat::Json => format!("a JSON row ({} columns by name)", p.columns.len()),
+        InputFormat::Csv => format!(
+            "CSV text, a row a line, no header, columns in this order: {}",
+            abbreviate(&p.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+        ),
+    };
+    let input = match format {
+        InputFormat::Json => json!({"name": "row", "type": "json"}),
+        InputFormat::Csv => json!({"name": "line", "type": "text"}),
+    };
     let mut kitfile = json!({
         "kit": {
-            "name": format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.architecture),
+            "name": format!("{}/{}-{}{}", r.recipe.team, r.recipe.name, m.architecture, format.suffix()),
             "version": version,
             "scenario": r.recipe.scenario,
             "industries": [r.recipe.industry],
             "description": format!(
-                "{} Reads a JSON row ({} columns) and returns {what}; model: {} ({}).",
+                "{} Reads {reads} and returns {what}; model: {} ({}).",
                 r.recipe.description,
-                p.columns.len(),
                 m.architecture,
                 f.score.summary()
             ),
             "license": r.recipe.license,
         },
-        "input": [{"name": "row", "type": "json"}],
+        "input": [input],
         "output": [{"name": "result", "type": "json"}],
         "step": steps,
         "golden": golden,

@@ -749,61 +749,65 @@ impl RecipeCtx<'_> {
                 ));
             }
             report.timings.publish += t0.elapsed().as_secs_f64();
-            let t0 = Instant::now();
-            let kit_dir = self
-                .work
-                .join("kits")
-                .join(format!("{}-{}", r.recipe.name, m.architecture));
-            let built = kit::write_kit_dir(
-                &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools,
-            )
-            .and_then(|()| {
-                Packager::new(self.runtime, PathBuf::from("cargo"))
-                    .build(&kit_dir, &team.key, &|_| {})
-                    .map_err(|e| e.to_string())
-            });
-            report.timings.build += t0.elapsed().as_secs_f64();
-            let kit_ref = format!("{model_name}@{version}");
-            let archive = match built {
-                Ok(a) => a,
-                Err(e) => {
-                    outcomes.push(outcome(
+            for format in kit::InputFormat::ALL {
+                let t0 = Instant::now();
+                let kit_dir = self.work.join("kits").join(format!(
+                    "{}-{}{}",
+                    r.recipe.name,
+                    m.architecture,
+                    format.suffix()
+                ));
+                let built = kit::write_kit_dir(
+                    &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools, format,
+                )
+                .and_then(|()| {
+                    Packager::new(self.runtime, PathBuf::from("cargo"))
+                        .build(&kit_dir, &team.key, &|_| {})
+                        .map_err(|e| e.to_string())
+                });
+                report.timings.build += t0.elapsed().as_secs_f64();
+                let kit_ref = format!("{model_name}{}@{version}", format.suffix());
+                let archive = match built {
+                    Ok(a) => a,
+                    Err(e) => {
+                        outcomes.push(outcome(
+                            &name,
+                            "kit",
+                            &kit_ref,
+                            "failed",
+                            &format!("building: {e}"),
+                            &Digest::of(b""),
+                            0,
+                        ));
+                        continue;
+                    }
+                };
+                let t0 = Instant::now();
+                let pushed = team.client.push_kit(&archive, no_progress()).await;
+                report.timings.publish += t0.elapsed().as_secs_f64();
+                match pushed {
+                    Ok((a, sent)) => outcomes.push(outcome(
+                        &name,
+                        "kit",
+                        &kit_ref,
+                        "published",
+                        &format!(
+                            "{} golden samples passed at push",
+                            archive.manifest.golden.len()
+                        ),
+                        &a.digest.parse().unwrap_or_else(|_| Digest::of(b"")),
+                        sent,
+                    )),
+                    Err(e) => outcomes.push(outcome(
                         &name,
                         "kit",
                         &kit_ref,
                         "failed",
-                        &format!("building: {e}"),
+                        &format!("pushing: {e}"),
                         &Digest::of(b""),
                         0,
-                    ));
-                    continue;
+                    )),
                 }
-            };
-            let t0 = Instant::now();
-            let pushed = team.client.push_kit(&archive, no_progress()).await;
-            report.timings.publish += t0.elapsed().as_secs_f64();
-            match pushed {
-                Ok((a, sent)) => outcomes.push(outcome(
-                    &name,
-                    "kit",
-                    &kit_ref,
-                    "published",
-                    &format!(
-                        "{} golden samples passed at push",
-                        archive.manifest.golden.len()
-                    ),
-                    &a.digest.parse().unwrap_or_else(|_| Digest::of(b"")),
-                    sent,
-                )),
-                Err(e) => outcomes.push(outcome(
-                    &name,
-                    "kit",
-                    &kit_ref,
-                    "failed",
-                    &format!("pushing: {e}"),
-                    &Digest::of(b""),
-                    0,
-                )),
             }
         }
         self.finish(&name, fingerprint, outcomes, state, report)
