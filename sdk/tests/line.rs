@@ -488,7 +488,10 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         let v = metrics[metric].as_f64().unwrap();
         let lo = metrics[format!("{metric}_ci95_low")].as_f64().unwrap();
         let base = metrics[format!("baseline_{metric}")].as_f64().unwrap();
-        assert!(lo <= v && lo > base, "{m}");
+        let better = metrics[format!("{metric}_minus_baseline_ci95_low")]
+            .as_f64()
+            .unwrap();
+        assert!(lo <= v && v > base && better > 0.0, "{m}");
         assert!(metrics["holdout_rows"].as_f64().unwrap() >= 100.0, "{m}");
     }
 }

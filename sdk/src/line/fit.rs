@@ -1,5 +1,7 @@
 //! Training with candle and judging on the holdout: the metric with a 95%
-//! bootstrap interval, the trivial baseline, and whether the model beats it.
+//! bootstrap interval, the trivial baseline (the best constant answer), and
+//! whether the model beats it beyond chance (a paired bootstrap interval of
+//! the difference that excludes zero).
 
 use algobay_runtime::candle::{
     mlp_probabilities, regressor_predict, train_mlp_bytes, train_regressor_bytes, MlpConfig,
@@ -115,6 +117,10 @@ pub struct Score {
     pub baseline: f64,
     /// What the baseline predicts: "always class `x`", "always 151.3".
     pub baseline_is: String,
+    /// The 95% interval of the model's metric minus the baseline's, on the
+    /// same bootstrap resamples (paired).
+    pub diff_lo: f64,
+    pub diff_hi: f64,
     /// Accuracy (classification) or MAE (regression), alongside.
     pub other: Vec<(String, f64)>,
 }
@@ -125,12 +131,13 @@ impl Score {
         !matches!(self.metric.as_str(), "rmse" | "mae")
     }
 
-    /// Whether the whole interval is on the good side of the baseline.
+    /// Whether the model is better than the baseline beyond chance: the
+    /// paired interval of the difference excludes zero on the good side.
     pub fn beats_baseline(&self) -> bool {
         if self.higher_is_better() {
-            self.lo > self.baseline
+            self.diff_lo > 0.0
         } else {
-            self.hi < self.baseline
+            self.diff_hi < 0.0
         }
     }
 
@@ -145,8 +152,16 @@ impl Score {
 
     pub fn summary(&self) -> String {
         format!(
-            "{} {:.4} [{:.4}, {:.4}] on {} holdout rows; baseline {:.4} ({})",
-            self.metric, self.value, self.lo, self.hi, self.n, self.baseline, self.baseline_is
+            "{} {:.4} [{:.4}, {:.4}] on {} holdout rows; baseline {:.4} ({}), difference [{:+.4}, {:+.4}]",
+            self.metric,
+            self.value,
+            self.lo,
+            self.hi,
+            self.n,
+            self.baseline,
+            self.baseline_is,
+            self.diff_lo,
+            self.diff_hi
         )
     }
 }
@@ -230,23 +245,27 @@ pub fn fit(
             let (lo, hi) = bootstrap(truth.len(), &score_of);
             // The baseline: the best a constant answer does on this very holdout
             // (stricter than the training majority class, which may be rarer here).
-            let (baseline, baseline_is) = if metric == "auc" {
-                (0.5, "a constant score".to_owned())
-            } else {
-                (0..k as u32)
-                    .map(|c| {
-                        let constant = vec![c; truth.len()];
-                        let v = if metric == "macro_f1" {
-                            macro_f1(&all, &truth, &constant, k)
-                        } else {
-                            accuracy(&all, &truth, &constant)
-                        };
-                        (v, c)
-                    })
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(v, c)| (v, format!("always class `{}`", p.classes[c as usize])))
-                    .unwrap_or((0.0, String::new()))
+            let constant_score = |idx: &[usize], c: u32| -> f64 {
+                let constant = vec![c; truth.len()];
+                match metric {
+                    "auc" => 0.5,
+                    "macro_f1" => macro_f1(idx, &truth, &constant, k),
+                    _ => accuracy(idx, &truth, &constant),
+                }
             };
+            let best = (0..k as u32)
+                .map(|c| (constant_score(&all, c), c))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap_or((0.0, 0));
+            let baseline = best.0;
+            let baseline_is = if metric == "auc" {
+                "a constant score".to_owned()
+            } else {
+                format!("always class `{}`", p.classes[best.1 as usize])
+            };
+            let (diff_lo, diff_hi) = bootstrap(truth.len(), &|idx| {
+                score_of(idx) - constant_score(idx, best.1)
+            });
             Ok(Fitted {
                 layers,
                 weights,
@@ -258,6 +277,8 @@ pub fn fit(
                     n: truth.len(),
                     baseline,
                     baseline_is,
+                    diff_lo,
+                    diff_hi,
                     other: vec![("accuracy".into(), accuracy(&all, &truth, &pred))],
                 },
                 predictions: pred.iter().map(|&c| c as f64).collect(),
@@ -301,6 +322,9 @@ pub fn fit(
                 truth.iter().sum::<f64>() / truth.len().max(1) as f64
             };
             let baseline = err(&all, &|_| constant);
+            let (diff_lo, diff_hi) = bootstrap(truth.len(), &|idx| {
+                err(idx, &model) - err(idx, &|_| constant)
+            });
             let mae = all.iter().map(|&i| (pred[i] - truth[i]).abs()).sum::<f64>()
                 / all.len().max(1) as f64;
             let rmse = (all
@@ -325,6 +349,8 @@ pub fn fit(
                     n: truth.len(),
                     baseline,
                     baseline_is: format!("always {constant:.4}"),
+                    diff_lo,
+                    diff_hi,
                     other,
                 },
                 predictions: pred,

@@ -61,6 +61,8 @@ pub(super) fn metrics(f: &Fitted) -> HashMap<String, f64> {
     m.insert(format!("{}_ci95_high", s.metric), s.hi);
     m.insert("holdout_rows".into(), s.n as f64);
     m.insert(format!("baseline_{}", s.metric), s.baseline);
+    m.insert(format!("{}_minus_baseline_ci95_low", s.metric), s.diff_lo);
+    m.insert(format!("{}_minus_baseline_ci95_high", s.metric), s.diff_hi);
     for (k, v) in &s.other {
         m.insert(k.clone(), *v);
     }
@@ -408,10 +410,13 @@ pub(super) fn model_card(
     }
     let _ = write!(
         out,
-        "\nThe interval is a 95% bootstrap percentile interval (500 resamples). The model was \
-         published because the whole interval is on the better side of the baseline.\n\n\
+        "\nThe intervals are 95% bootstrap percentile intervals (500 resamples). The model was \
+         published because, on the same resamples, its metric minus the baseline's ({:+.4} to {:+.4}) \
+         stays on the better side of zero.\n\n\
          ## Training\n\n- Architecture: {} with layers {:?}, trained with candle (full-batch AdamW, {} epochs, learning rate {}, seed {}) in {:.2} s\n\
          - Data: {} ({} training rows, {} holdout rows split by {}), {}\n- Features: {}\n",
+        s.diff_lo,
+        s.diff_hi,
         m.architecture,
         f.layers,
         m.epochs,
