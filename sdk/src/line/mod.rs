@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use algobay_runtime::kitfile::Packager;
-use algobay_runtime::{Digest, Runtime, SecretKey};
+use algobay_runtime::{Digest, Runtime};
 
 use crate::client::{no_progress, Client, Kind, SdkError};
 
@@ -27,9 +27,11 @@ pub mod data;
 pub mod fit;
 mod kit;
 pub mod recipe;
+mod setup;
 mod state;
 
 use recipe::{LineFile, Recipe, TaskKind};
+use setup::{build_stages, team, Team};
 pub use state::State;
 
 /// What can go wrong with the line as a whole (one recipe's trouble is an
@@ -118,12 +120,6 @@ impl Report {
             .filter(|o| o.status == status && kind.is_none_or(|k| o.kind == k))
             .count()
     }
-}
-
-/// A team as the line publishes: its client and signing key.
-struct Team {
-    client: Client,
-    key: SecretKey,
 }
 
 /// Runs the line in `line_file`.
@@ -272,85 +268,6 @@ pub async fn run(
     Ok(report)
 }
 
-/// Every tool's WASM: `.wasm` files read, stage crates built in one cargo
-/// run (a no-op when nothing changed).
-fn build_stages(
-    cargo: &Path,
-    base: &Path,
-    line: &LineFile,
-) -> Result<BTreeMap<String, Vec<u8>>, LineError> {
-    let tool_err = |tool: &str, message: String| LineError::Tool {
-        tool: tool.to_owned(),
-        message,
-    };
-    let mut out = BTreeMap::new();
-    // tool → (crate folder, package name)
-    let mut crates: Vec<(String, PathBuf, String)> = Vec::new();
-    for (name, spec) in &line.tools {
-        let path = base.join(&spec.stage);
-        if path.is_file() {
-            out.insert(name.clone(), std::fs::read(&path).map_err(io(&path))?);
-            continue;
-        }
-        let manifest = path.join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest)
-            .map_err(|e| tool_err(name, format!("{}: {e}", manifest.display())))?;
-        let pkg = toml::from_str::<toml::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("package")?.get("name")?.as_str().map(str::to_owned))
-            .ok_or_else(|| tool_err(name, format!("{} names no package", manifest.display())))?;
-        let dir = path.canonicalize().map_err(io(&path))?;
-        crates.push((name.clone(), dir, pkg));
-    }
-    let Some((_, first, _)) = crates.first() else {
-        return Ok(out);
-    };
-    let meta = std::process::Command::new(cargo)
-        .current_dir(first)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .map_err(|e| tool_err("*", format!("cannot run {}: {e}", cargo.display())))?;
-    if !meta.status.success() {
-        return Err(tool_err(
-            "*",
-            String::from_utf8_lossy(&meta.stderr).trim().to_owned(),
-        ));
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)
-        .map_err(|e| tool_err("*", format!("cargo metadata: {e}")))?;
-    let target = meta["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .ok_or_else(|| tool_err("*", "cargo metadata names no target directory".into()))?;
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(first)
-        .args(["build", "--release", "--target", "wasm32-wasip2"]);
-    for (_, _, pkg) in &crates {
-        cmd.args(["--package", pkg]);
-    }
-    let o = cmd
-        .output()
-        .map_err(|e| tool_err("*", format!("cannot run {}: {e}", cargo.display())))?;
-    if !o.status.success() {
-        let err = String::from_utf8_lossy(&o.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(30).collect();
-        return Err(tool_err(
-            "*",
-            format!(
-                "cargo build failed:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ),
-        ));
-    }
-    for (name, _, pkg) in crates {
-        let path = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", pkg.replace('-', "_")));
-        out.insert(name, std::fs::read(&path).map_err(io(&path))?);
-    }
-    Ok(out)
-}
-
 fn outcome(
     recipe: &str,
     kind: &str,
@@ -378,70 +295,6 @@ fn outcome(
 /// Whether the registry holds `reference` with this digest.
 async fn exists(client: &Client, reference: &str, kind: Kind, digest: &Digest) -> bool {
     matches!(client.get(reference, Some(kind)).await, Ok(a) if a.digest == digest.to_string())
-}
-
-/// A team's key and token, made and registered the first time.
-async fn team(
-    operator: &Client,
-    opts: &LineOptions,
-    work: &Path,
-    name: &str,
-    display: &str,
-) -> Result<Team, LineError> {
-    let bad = |m: String| LineError::Team {
-        team: name.to_owned(),
-        message: m,
-    };
-    let key_path = work.join("keys").join(format!("{name}.key"));
-    let key = if key_path.is_file() {
-        SecretKey::read(&key_path)?
-    } else {
-        let k = SecretKey::generate();
-        write_secret(&key_path, k.to_text().as_bytes())?;
-        k
-    };
-    // The public half, for anyone who verifies the team's kits (`--trust`).
-    let pub_path = work.join("keys").join(format!("{name}.key.pub"));
-    let public = format!("{}\n", key.public());
-    if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(public.as_str()) {
-        algobay_runtime::wasm::write_atomic(&pub_path, public.as_bytes()).map_err(io(&pub_path))?;
-    }
-    let token_path = work.join("tokens").join(format!("{name}.token"));
-    if let Ok(token) = std::fs::read_to_string(&token_path) {
-        let client =
-            Client::connect(&opts.url, Some(token.trim().into()), opts.ca_pem.clone()).await?;
-        if matches!(client.whoami().await, Ok((_, subject)) if subject == name) {
-            return Ok(Team { client, key });
-        }
-    }
-    match operator
-        .create_team(name, display, &key.public().to_string())
-        .await
-    {
-        Ok(()) => {}
-        Err(SdkError::Status {
-            code: tonic::Code::AlreadyExists,
-            ..
-        }) => {}
-        Err(e) => return Err(bad(e.to_string())),
-    }
-    let (_, token) = operator
-        .create_token("team", name, 0)
-        .await
-        .map_err(|e| bad(e.to_string()))?;
-    write_secret(&token_path, token.as_bytes())?;
-    let client = Client::connect(&opts.url, Some(token), opts.ca_pem.clone()).await?;
-    Ok(Team { client, key })
-}
-
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), LineError> {
-    algobay_runtime::wasm::write_atomic(path, bytes).map_err(io(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
-    }
-    Ok(())
 }
 
 /// What every recipe of a run shares.
