@@ -3,79 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use algobay_registry::blobs::LocalBlobStore;
-use algobay_registry::domain::SystemClock;
-use algobay_registry::service::Registry;
-use algobay_registry::store::SledStore;
-use algobay_runtime::{Runtime, RuntimeOptions};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn ort_lib() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.32.0"))
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    operator: String,
-    url: String,
-    cert: PathBuf,
-    _rt: tokio::runtime::Runtime,
-}
+mod common;
+use common::{ort_lib, root, Env};
 
 impl Env {
     fn start() -> (Env, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("registry");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let kv = Arc::new(SledStore::open(&data.join("meta")).unwrap());
-        let blobs = Arc::new(LocalBlobStore::open(&data.join("blobs"), 1 << 30).unwrap());
-        let runtime = Arc::new(
-            Runtime::new(RuntimeOptions {
-                cache_dir: None,
-                ort_library: Some(ort_lib()),
-                ort_threads: 1,
-                stage_limits_cap: None,
-                max_batch: 0,
-            })
-            .unwrap(),
-        );
-        let registry = Arc::new(Registry::open(kv, blobs, runtime, Arc::new(SystemClock)).unwrap());
-        let operator = registry.bootstrap_operator().unwrap().unwrap();
-        let (tls, _) =
-            algobay_registry::tls::TlsIdentity::self_signed_in(&data.join("tls"), &[]).unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _guard = rt.enter();
-        rt.spawn(algobay_registry::server::serve(
-            listener,
-            registry,
-            Some(tls),
-            algobay_registry::metrics::Metrics::new(),
-            std::future::pending(),
-        ));
-        let env = Env {
-            operator: operator.clone(),
-            url: format!("https://localhost:{port}"),
-            cert: data.join("tls/cert.pem"),
-            dir,
-            _rt: rt,
-        };
+        let env = Env::serve();
+        let operator = env.operator.clone();
         (env, operator)
     }
 
