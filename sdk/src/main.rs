@@ -6,6 +6,14 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like ends quietly when the reader goes,
+    // as other command-line tools do, rather than failing on a closed pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     cli::init_tracing(&args.global);
     match cli::run(args) {

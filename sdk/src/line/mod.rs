@@ -535,7 +535,43 @@ impl RecipeCtx<'_> {
                 ));
                 continue;
             }
-            // Publish the model, then build and push its kit.
+            // Both kits are built (golden samples run) before anything of the
+            // model is published: a kit that cannot be made publishes nothing.
+            let mut archives = Vec::new();
+            let mut build_failed = None;
+            for format in kit::InputFormat::ALL {
+                let t0 = Instant::now();
+                let kit_dir = self.work.join("kits").join(format!(
+                    "{}-{}{}",
+                    r.recipe.name,
+                    m.architecture,
+                    format.suffix()
+                ));
+                let built = kit::write_kit_dir(
+                    &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools, format,
+                )
+                .and_then(|()| {
+                    Packager::new(self.runtime, PathBuf::from("cargo"))
+                        .build(&kit_dir, &team.key, &|_| {})
+                        .map_err(|e| e.to_string())
+                });
+                report.timings.build += t0.elapsed().as_secs_f64();
+                let kit_ref = format!("{model_name}{}@{version}", format.suffix());
+                match built {
+                    Ok(a) => archives.push((kit_ref, a)),
+                    Err(e) => {
+                        build_failed = Some(format!("building kit {kit_ref}: {e}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(why) = build_failed {
+                outcomes.push(outcome(
+                    &name, "model", &reference, "failed", &why, &digest, 0,
+                ));
+                continue;
+            }
+            // Then the model, then its kits.
             let t0 = Instant::now();
             let config =
                 serde_json::to_vec(&serde_json::json!({"layers": fitted.layers})).expect("json");
@@ -602,39 +638,7 @@ impl RecipeCtx<'_> {
                 ));
             }
             report.timings.publish += t0.elapsed().as_secs_f64();
-            for format in kit::InputFormat::ALL {
-                let t0 = Instant::now();
-                let kit_dir = self.work.join("kits").join(format!(
-                    "{}-{}{}",
-                    r.recipe.name,
-                    m.architecture,
-                    format.suffix()
-                ));
-                let built = kit::write_kit_dir(
-                    &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools, format,
-                )
-                .and_then(|()| {
-                    Packager::new(self.runtime, PathBuf::from("cargo"))
-                        .build(&kit_dir, &team.key, &|_| {})
-                        .map_err(|e| e.to_string())
-                });
-                report.timings.build += t0.elapsed().as_secs_f64();
-                let kit_ref = format!("{model_name}{}@{version}", format.suffix());
-                let archive = match built {
-                    Ok(a) => a,
-                    Err(e) => {
-                        outcomes.push(outcome(
-                            &name,
-                            "kit",
-                            &kit_ref,
-                            "failed",
-                            &format!("building: {e}"),
-                            &Digest::of(b""),
-                            0,
-                        ));
-                        continue;
-                    }
-                };
+            for (kit_ref, archive) in archives {
                 let t0 = Instant::now();
                 let pushed = team.client.push_kit(&archive, no_progress()).await;
                 report.timings.publish += t0.elapsed().as_secs_f64();
