@@ -115,19 +115,7 @@ pub fn train_mlp_bytes(spec: &TrainSpec<'_>) -> Result<(Vec<u8>, TrainReport)> {
         init,
     } = spec.clone();
     let e = |e: candle_core::Error| Error::model("train", e);
-    if cfg.layers.len() < 2 || cfg.layers.contains(&0) {
-        return Err(Error::invalid(
-            "layers",
-            "must list at least two non-zero sizes",
-        ));
-    }
-    let n_in = cfg.layers[0];
-    if y.is_empty() || x.len() != y.len() * n_in {
-        return Err(Error::invalid(
-            "training data",
-            format!("{} values do not make {} rows of {n_in}", x.len(), y.len()),
-        ));
-    }
+    let n_in = check_training_rows(cfg, x.len(), y.len())?;
     let classes = *cfg.layers.last().expect("checked non-empty");
     if let Some(bad) = y.iter().find(|&&c| c as usize >= classes) {
         return Err(Error::invalid(
@@ -178,6 +166,25 @@ pub fn train_mlp_bytes(spec: &TrainSpec<'_>) -> Result<(Vec<u8>, TrainReport)> {
             holdout_accuracy,
         },
     ))
+}
+
+/// Checks the layers and that `values` make `rows` rows of the first layer's
+/// width; returns that width.
+fn check_training_rows(cfg: &MlpConfig, values: usize, rows: usize) -> Result<usize> {
+    if cfg.layers.len() < 2 || cfg.layers.contains(&0) {
+        return Err(Error::invalid(
+            "layers",
+            "must list at least two non-zero sizes",
+        ));
+    }
+    let n_in = cfg.layers[0];
+    if rows == 0 || values != rows * n_in {
+        return Err(Error::invalid(
+            "training data",
+            format!("{values} values do not make {rows} rows of {n_in}"),
+        ));
+    }
+    Ok(n_in)
 }
 
 /// Variables of a trained net, by safetensors name.
@@ -294,23 +301,11 @@ pub fn train_regressor_bytes(
     seed: u64,
 ) -> Result<(Vec<u8>, RegressorReport)> {
     let e = |e: candle_core::Error| Error::model("train", e);
-    if cfg.layers.len() < 2 || cfg.layers.contains(&0) {
-        return Err(Error::invalid(
-            "layers",
-            "must list at least two non-zero sizes",
-        ));
-    }
+    let n_in = check_training_rows(cfg, x.len(), y.len())?;
     if cfg.layers.last() != Some(&1) {
         return Err(Error::invalid(
             "layers",
             "a regressor's last layer must have one output",
-        ));
-    }
-    let n_in = cfg.layers[0];
-    if y.is_empty() || x.len() != y.len() * n_in {
-        return Err(Error::invalid(
-            "training data",
-            format!("{} values do not make {} rows of {n_in}", x.len(), y.len()),
         ));
     }
     if let Some(bad) = y.iter().find(|v| !v.is_finite()) {

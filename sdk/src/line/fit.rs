@@ -300,14 +300,16 @@ pub fn fit(
             let zp = regressor_predict(&cfg, &weights, &hx).map_err(|e| e.to_string())?;
             let pred: Vec<f64> = zp.iter().map(|v| *v as f64 * sd + mean).collect();
             let truth: Vec<f64> = p.holdout.iter().map(|&i| p.y_value[i] as f64).collect();
-            let err = |idx: &[usize], pr: &dyn Fn(usize) -> f64| -> f64 {
+            // The error `name`s (rmse, mae) of predictions `pr` on rows `idx`.
+            let error = |name: &str, idx: &[usize], pr: &dyn Fn(usize) -> f64| -> f64 {
                 let m = idx.len().max(1) as f64;
-                if metric == "mae" {
+                if name == "mae" {
                     idx.iter().map(|&i| (pr(i) - truth[i]).abs()).sum::<f64>() / m
                 } else {
                     (idx.iter().map(|&i| (pr(i) - truth[i]).powi(2)).sum::<f64>() / m).sqrt()
                 }
             };
+            let err = |idx: &[usize], pr: &dyn Fn(usize) -> f64| error(metric, idx, pr);
             let all: Vec<usize> = (0..truth.len()).collect();
             let model = |i: usize| pred[i];
             let value = err(&all, &model);
@@ -325,19 +327,8 @@ pub fn fit(
             let (diff_lo, diff_hi) = bootstrap(truth.len(), &|idx| {
                 err(idx, &model) - err(idx, &|_| constant)
             });
-            let mae = all.iter().map(|&i| (pred[i] - truth[i]).abs()).sum::<f64>()
-                / all.len().max(1) as f64;
-            let rmse = (all
-                .iter()
-                .map(|&i| (pred[i] - truth[i]).powi(2))
-                .sum::<f64>()
-                / all.len().max(1) as f64)
-                .sqrt();
-            let other = if metric == "mae" {
-                vec![("rmse".into(), rmse)]
-            } else {
-                vec![("mae".into(), mae)]
-            };
+            let other_name = if metric == "mae" { "rmse" } else { "mae" };
+            let other = vec![(other_name.into(), error(other_name, &all, &model))];
             Ok(Fitted {
                 layers,
                 weights,
