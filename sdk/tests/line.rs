@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::Value as J;
 
 mod common;
-use common::{ort_lib, root, Env};
+use common::{root, Env};
 
 impl Env {
     /// A served registry and a line folder with LINE.toml.
@@ -54,16 +54,10 @@ impl Env {
         std::fs::write(self.line_dir().join("recipes").join(file), text).unwrap();
     }
 
-    fn algobay(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_algobay"));
-        c.env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("ALGOBAY_CACHE_DIR", self.dir.path().join("cache"))
-            .env("ORT_DYLIB_PATH", ort_lib())
-            .env_remove("ALGOBAY_REGISTRY")
-            .env_remove("ALGOBAY_TOKEN")
-            .arg("--quiet")
-            .arg("--registry")
+    /// `algobay` pointed at this registry.
+    fn at_registry(&self) -> Command {
+        let mut c = self.algobay();
+        c.arg("--registry")
             .arg(&self.url)
             .arg("--ca-cert")
             .arg(&self.cert);
@@ -73,7 +67,7 @@ impl Env {
     /// `algobay line run --json`: (exit code, report).
     fn run_line(&self) -> (i32, J) {
         let o = self
-            .algobay()
+            .at_registry()
             .arg("--token")
             .arg(&self.operator)
             .args(["line", "run", "--json"])
@@ -93,7 +87,7 @@ impl Env {
     /// The registry's artifacts of one kind, as anyone searching sees them.
     fn search(&self, kind: &str) -> Vec<J> {
         let o = self
-            .algobay()
+            .at_registry()
             .arg("--token")
             .arg(&self.operator)
             .args(["search", "--kind", kind, "--limit", "200", "--json"])
@@ -386,7 +380,7 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         let r = reference(k);
         let file = env.dir.path().join("pulled.kit");
         let o = env
-            .algobay()
+            .at_registry()
             .arg("--token")
             .arg(&env.operator)
             .args(["kit", "pull", &r, "-o"])
@@ -396,7 +390,7 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let team = r.split('/').next().unwrap();
         let o = env
-            .algobay()
+            .at_registry()
             .args(["kit", "test"])
             .arg(&file)
             .arg("--trust")

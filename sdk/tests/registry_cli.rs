@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{ort_lib, root, Env};
+use common::{root, Env};
 
 impl Env {
     fn start() -> (Env, String) {
@@ -16,19 +16,6 @@ impl Env {
 
     fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
-    }
-
-    fn algobay(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_algobay"));
-        c.env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("ALGOBAY_CACHE_DIR", self.dir.path().join("cache"))
-            .env("ORT_DYLIB_PATH", ort_lib())
-            .env_remove("ALGOBAY_REGISTRY")
-            .env_remove("ALGOBAY_TOKEN")
-            .env_remove("ALGOBAY_TRUST")
-            .arg("--quiet");
-        c
     }
 
     /// Makes a signing key (`team.key`), registers team `algobay` with it, and

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use algobay_registry::blobs::LocalBlobStore;
@@ -79,5 +80,20 @@ impl Env {
             dir,
             _rt: rt,
         }
+    }
+
+    /// The `algobay` binary with this test's home, config and cache, and no
+    /// registry, token or trust from the environment.
+    pub fn algobay(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_algobay"));
+        c.env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("ALGOBAY_CACHE_DIR", self.dir.path().join("cache"))
+            .env("ORT_DYLIB_PATH", ort_lib())
+            .env_remove("ALGOBAY_REGISTRY")
+            .env_remove("ALGOBAY_TOKEN")
+            .env_remove("ALGOBAY_TRUST")
+            .arg("--quiet");
+        c
     }
 }
