@@ -2,7 +2,9 @@
 # Builds the marketplace from a clean state on the embedded defaults: a fresh
 # registry (sled and a blob folder, TLS), then the production line over every
 # recipe in examples/line (datasets, trained models, tools and kits, published
-# by their teams), then the coverage table against the programme's targets.
+# by their teams), then the pilot (an enterprise per line of
+# examples/line/enterprises.toml, each with a real agent serving a kit of its
+# industry), then the coverage table against the programme's targets.
 # The registry keeps serving (its console too) until Enter, unless in CI.
 source "$(dirname "$0")/common.sh"
 
@@ -21,6 +23,8 @@ A=("$ALGOBAY" --registry "$URL" --token "$OP" --ca-cert "$CA")
 
 printf '\n== algobay line run examples/line/LINE.toml (registry %s)\n' "$URL"
 "${A[@]}" line run examples/line/LINE.toml --work "$MP/line"
+printf '\n== algobay line pilot examples/line/LINE.toml (a real agent per enterprise)\n'
+"${A[@]}" line pilot examples/line/LINE.toml --work "$MP/line" --agent "$AGENT"
 printf '\n== algobay coverage\n'
 "${A[@]}" coverage || true
 printf '\nthe marketplace took %s s (after the build); report: %s\n' "$(( $(date +%s) - started ))" "$MP/line/report.json"

@@ -4,7 +4,11 @@
 //!
 //! 1. a cold run: artifacts per minute, and seconds per stage (extract,
 //!    check, train, evaluate, build, publish);
-//! 2. the incremental rerun with nothing changed: seconds and bytes sent.
+//! 2. the incremental rerun with nothing changed: seconds and bytes sent;
+//! 3. the pilot: an enterprise per entry of `examples/line/enterprises.toml`,
+//!    each a real agent process serving a kit of its industry: seconds until
+//!    all have served (as the registry's coverage counts it), and the agents'
+//!    peak memory, together and the largest.
 //!
 //! `cargo bench -p algobay-agent --bench line` (scripts/setup.sh installs the
 //! dataset packages; the tools' WASM comes from the workspace build).
@@ -25,7 +29,7 @@ fn main() {
     let ca = dir.path().join("registry/tls/cert.pem");
     let work = dir.path().join("work");
     let algobay = registry_bin().with_file_name("algobay");
-    let run = || {
+    let line = |what: &str, extra: &[&str]| {
         let t = Instant::now();
         let o = Command::new(&algobay)
             .env("ORT_DYLIB_PATH", ort_lib())
@@ -39,8 +43,9 @@ fn main() {
                 "--ca-cert",
             ])
             .arg(&ca)
-            .args(["line", "run", "--json", "--work"])
+            .args(["line", what, "--json", "--work"])
             .arg(&work)
+            .args(extra)
             .arg(root().join("examples/line/LINE.toml"))
             .output()
             .unwrap();
@@ -57,6 +62,7 @@ fn main() {
             .filter(|o| o["status"] == status && (kind.is_empty() || o["kind"] == kind))
             .count()
     };
+    let run = || line("run", &[]);
     let (cold, first) = run();
     let published = count(&first, "published", "");
     println!(
@@ -86,5 +92,31 @@ fn main() {
         second["bytes_sent"],
         count(&second, "unchanged", ""),
         count(&second, "published", "")
+    );
+
+    let agent = agent_bin();
+    let (secs, pilot) = line("pilot", &["--agent", agent.to_str().unwrap()]);
+    let served = |r: &serde_json::Value| {
+        r["enterprises"]
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["status"] == "served").count())
+            .unwrap_or(0)
+    };
+    println!(
+        "pilot: {} of {} enterprises served by {} agents in {secs:.1} s; agents' peak memory {:.0} MiB together, {:.1} MiB the largest; resident {:.0} MiB once all had served",
+        served(&pilot),
+        pilot["enterprises"].as_array().map_or(0, Vec::len),
+        pilot["agents"],
+        pilot["peak_rss_total_mib"].as_f64().unwrap_or(0.0),
+        pilot["peak_rss_max_mib"].as_f64().unwrap_or(0.0),
+        pilot["rss_total_mib"].as_f64().unwrap_or(0.0),
+    );
+    let reg_client = tokio::runtime::Runtime::new().unwrap();
+    let cov = reg_client
+        .block_on(async { reg.client(&reg.operator).await.coverage().await })
+        .unwrap();
+    println!(
+        "coverage after the pilot: {} enterprises served, {} industries served",
+        cov["enterprises_served"], cov["industries_served"]
     );
 }

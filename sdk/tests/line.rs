@@ -423,3 +423,122 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         assert!(metrics["holdout_rows"].as_f64().unwrap() >= 100.0, "{m}");
     }
 }
+
+#[test]
+fn the_pilot_serves_each_enterprise_on_a_real_agent_and_coverage_counts_only_those_served() {
+    let env = Env::start();
+    env.recipe("cancer.toml", &breast_cancer_recipe());
+    let (code, report) = env.run_line();
+    assert_eq!(code, 0, "{report}");
+    let dir = env.line_dir();
+    let line = std::fs::read_to_string(dir.join("LINE.toml")).unwrap();
+    std::fs::write(
+        dir.join("LINE.toml"),
+        format!("enterprises = \"enterprises.toml\"\n{line}"),
+    )
+    .unwrap();
+    // Two medical enterprises (the line made medical kits) and one of an
+    // industry it made nothing for.
+    std::fs::write(
+        dir.join("enterprises.toml"),
+        "[[enterprise]]\nname = \"north-clinic\"\ndisplay_name = \"North Clinic\"\nindustry = \"medical\"\n\
+         [[enterprise]]\nname = \"south-clinic\"\ndisplay_name = \"South Clinic\"\nindustry = \"medical\"\n\
+         [[enterprise]]\nname = \"quay-guard\"\ndisplay_name = \"Quay Guard\"\nindustry = \"security\"\n",
+    )
+    .unwrap();
+    let agent = PathBuf::from(env!("CARGO_BIN_EXE_algobay")).with_file_name("algobay-agent");
+    assert!(
+        agent.is_file(),
+        "{} is missing: cargo build --release --bins",
+        agent.display()
+    );
+    let pilot = || {
+        let o = env
+            .at_registry()
+            .arg("--token")
+            .arg(&env.operator)
+            .args(["line", "pilot", "--json", "--requests", "3", "--agent"])
+            .arg(&agent)
+            .arg(dir.join("LINE.toml"))
+            .output()
+            .unwrap();
+        let r: J = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no json report ({e}): {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        (o.status.code(), r)
+    };
+    let (code, first) = pilot();
+    assert_eq!(
+        code,
+        Some(1),
+        "one enterprise has no kit of its industry: {first}"
+    );
+    let by_name = |r: &J, n: &str| {
+        r["enterprises"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["enterprise"] == n)
+            .cloned()
+            .unwrap()
+    };
+    let mut devices = Vec::new();
+    for n in ["north-clinic", "south-clinic"] {
+        let e = by_name(&first, n);
+        assert_eq!(e["status"], "served", "{e}");
+        assert_eq!(e["answered"], 3, "{e}");
+        assert!(
+            e["kit"]
+                .as_str()
+                .unwrap()
+                .starts_with("oncology/breast-cancer-"),
+            "{e}"
+        );
+        assert!(e["peak_rss_kib"].as_u64().unwrap() > 1000, "{e}");
+        devices.push(e["device"].as_str().unwrap().to_owned());
+    }
+    // Each gets the next kit of its industry.
+    assert_ne!(
+        by_name(&first, "north-clinic")["kit"],
+        by_name(&first, "south-clinic")["kit"]
+    );
+    let guard = by_name(&first, "quay-guard");
+    assert_eq!(guard["status"], "failed");
+    assert!(
+        guard["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no kit for `security`"),
+        "{guard}"
+    );
+    assert_eq!(first["agents"], 2);
+
+    let coverage = || {
+        let o = env
+            .at_registry()
+            .arg("--token")
+            .arg(&env.operator)
+            .args(["coverage", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<J>(&o.stdout).unwrap()
+    };
+    let c = coverage();
+    assert_eq!(c["enterprises_served"], 2, "{c}");
+    assert_eq!(c["industries_served"], 1, "{c}");
+    assert_eq!(c["by_industry"]["medical"]["enterprises_served"], 2, "{c}");
+    assert_eq!(c["by_industry"]["security"]["enterprises"], 1, "{c}");
+    assert_eq!(c["by_industry"]["security"]["enterprises_served"], 0, "{c}");
+
+    // A second run restarts the same devices; nothing enrolls twice.
+    let (_, second) = pilot();
+    for (n, d) in ["north-clinic", "south-clinic"].iter().zip(&devices) {
+        let e = by_name(&second, n);
+        assert_eq!(e["status"], "served", "{e}");
+        assert_eq!(&e["device"], d, "{e}");
+    }
+    assert_eq!(coverage()["devices"], 2);
+}

@@ -302,9 +302,10 @@ impl Registry {
 
     /// Coverage per industry and per domain, and who is served: an enterprise
     /// counts once one of its devices (enrolled, not revoked) runs a kit made
-    /// for one of the enterprise's industries and has reported serving
-    /// requests on it; an industry counts once it has such an enterprise. A
-    /// kit's own industry tags count nothing on their own.
+    /// for one of the enterprise's industries, has reported serving requests
+    /// on it, and its OpenTelemetry figures for that kit reached the registry;
+    /// an industry counts once it has such an enterprise. A kit's own
+    /// industry tags count nothing on their own.
     fn coverage_slices(&self, c: &mut Coverage) -> Result<()> {
         #[derive(Default)]
         struct Acc {
@@ -416,6 +417,11 @@ impl Registry {
                 .filter(|i| kit_industries.contains(*i))
                 .collect();
             if d.state.requests == 0 || made_for.is_empty() {
+                continue;
+            }
+            // Its OpenTelemetry figures for that kit reached the registry too.
+            let series = format!("{}/{}/{}", d.enterprise, d.id, d.state.active_digest);
+            if self.kv.get(Tree::Telemetry, series.as_bytes())?.is_none() {
                 continue;
             }
             served.insert(d.enterprise.clone());

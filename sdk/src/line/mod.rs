@@ -26,6 +26,7 @@ use crate::client::{no_progress, Client, Kind, SdkError};
 pub mod data;
 pub mod fit;
 mod kit;
+pub mod pilot;
 pub mod recipe;
 mod setup;
 mod state;
@@ -122,6 +123,20 @@ impl Report {
     }
 }
 
+/// LINE.toml read, the folder it is in, and the work folder (`work` when given).
+fn open(line_file: &Path, work: Option<&Path>) -> Result<(LineFile, PathBuf, PathBuf), LineError> {
+    let line = LineFile::read(line_file)?;
+    let base = line_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let work = match work {
+        Some(w) => w.to_path_buf(),
+        None => base.join(line.line.work.as_deref().unwrap_or("build/line")),
+    };
+    Ok((line, base, work))
+}
+
 /// Runs the line in `line_file`.
 pub async fn run(
     runtime: &Runtime,
@@ -130,15 +145,7 @@ pub async fn run(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Report, LineError> {
     let started = Instant::now();
-    let line = LineFile::read(line_file)?;
-    let base = line_file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let work = match &opts.work {
-        Some(w) => w.clone(),
-        None => base.join(line.line.work.as_deref().unwrap_or("build/line")),
-    };
+    let (line, base, work) = open(line_file, opts.work.as_deref())?;
     for d in ["keys", "tokens", "data", "tools", "kits"] {
         std::fs::create_dir_all(work.join(d)).map_err(io(&work))?;
     }

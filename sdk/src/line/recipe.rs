@@ -30,6 +30,9 @@ pub struct LineFile {
     /// Recipe files, relative to LINE.toml; a name ending in `/*.toml` takes every
     /// `.toml` file of that folder.
     pub recipes: Vec<String>,
+    /// The pilot's enterprises (`algobay line pilot`), relative to LINE.toml.
+    #[serde(default)]
+    pub enterprises: Option<String>,
     #[serde(default)]
     pub line: LineSection,
     /// Publishing teams: name → display name.

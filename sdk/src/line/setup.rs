@@ -150,7 +150,7 @@ pub(super) async fn team(
     Ok(Team { client, key })
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), LineError> {
+pub(super) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), LineError> {
     algobay_runtime::wasm::write_atomic(path, bytes).map_err(io(path))?;
     #[cfg(unix)]
     {

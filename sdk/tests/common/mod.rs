@@ -57,10 +57,20 @@ impl Env {
             })
             .unwrap(),
         );
-        let registry = Arc::new(Registry::open(kv, blobs, runtime, Arc::new(SystemClock)).unwrap());
+        // As `algobay-registry serve` does: a key that countersigns accepted
+        // kits, and a CA for the devices that enroll.
+        let ca = algobay_registry::tls::DeviceCa::open_or_create(&data.join("ca")).unwrap();
+        let ca_pem = ca.cert_pem().to_owned();
+        let registry = Arc::new(
+            Registry::open(kv, blobs, runtime, Arc::new(SystemClock))
+                .unwrap()
+                .with_signing_key(algobay_runtime::SecretKey::generate())
+                .with_device_ca(ca),
+        );
         let operator = registry.bootstrap_operator().unwrap().unwrap();
         let (tls, _) =
             algobay_registry::tls::TlsIdentity::self_signed_in(&data.join("tls"), &[]).unwrap();
+        let tls = tls.with_client_ca(&ca_pem);
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
