@@ -285,13 +285,24 @@ fn weights_bytes(named: Named) -> Result<Vec<u8>> {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RegressorReport {
     pub epochs: usize,
-    /// Mean squared error on the training rows at the end.
+    /// The loss on the training rows at the end.
     pub final_loss: f32,
 }
 
-/// Trains an `mlp` whose last layer has one output as a regressor: mean
-/// squared error against `y` (one target per row, best standardised), full-batch
-/// AdamW, seeded initialisation. The same data, shape and seed give the same bytes.
+/// What a regressor is trained to make small.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegressionLoss {
+    /// Mean squared error: predicts the conditional mean (judged by RMSE).
+    #[default]
+    Squared,
+    /// Mean absolute error: predicts the conditional median (judged by MAE),
+    /// and is not pulled by a heavy tail.
+    Absolute,
+}
+
+/// Trains an `mlp` whose last layer has one output as a regressor: `loss`
+/// against `y` (one target per row, best standardised), full-batch AdamW,
+/// seeded initialisation. The same data, shape and seed give the same bytes.
 pub fn train_regressor_bytes(
     cfg: &MlpConfig,
     x: &[f32],
@@ -299,6 +310,7 @@ pub fn train_regressor_bytes(
     epochs: usize,
     lr: f64,
     seed: u64,
+    loss: RegressionLoss,
 ) -> Result<(Vec<u8>, RegressorReport)> {
     let e = |e: candle_core::Error| Error::model("train", e);
     let n_in = check_training_rows(cfg, x.len(), y.len())?;
@@ -322,9 +334,13 @@ pub fn train_regressor_bytes(
     let mut loss_v = f32::NAN;
     for _ in 0..epochs {
         let out = mlp.forward(&xs).map_err(e)?;
-        let loss = candle_nn::loss::mse(&out, &ys).map_err(e)?;
-        opt.backward_step(&loss).map_err(e)?;
-        loss_v = loss.to_scalar::<f32>().map_err(e)?;
+        let l = match loss {
+            RegressionLoss::Squared => candle_nn::loss::mse(&out, &ys),
+            RegressionLoss::Absolute => out.sub(&ys).and_then(|d| d.abs()?.mean_all()),
+        }
+        .map_err(e)?;
+        opt.backward_step(&l).map_err(e)?;
+        loss_v = l.to_scalar::<f32>().map_err(e)?;
     }
     Ok((
         weights_bytes(named)?,
@@ -526,6 +542,27 @@ mod tests {
         assert!(err.contains("layers.0.weight"), "{err}");
     }
     #[test]
+    fn absolute_loss_predicts_the_median_and_squared_loss_the_mean() {
+        // One constant feature; the target is 1 for four rows in five and 100 otherwise.
+        let cfg = MlpConfig { layers: vec![1, 1] };
+        let x = vec![0.0f32; 500];
+        let y: Vec<f32> = (0..500)
+            .map(|i| if i % 5 == 0 { 100.0 } else { 1.0 })
+            .collect();
+        let fit = |loss| {
+            let (w, _) = train_regressor_bytes(&cfg, &x, &y, 2000, 0.1, 3, loss).unwrap();
+            regressor_predict(&cfg, &w, &[0.0]).unwrap()[0]
+        };
+        let median = fit(RegressionLoss::Absolute);
+        let mean = fit(RegressionLoss::Squared);
+        assert!(
+            (median - 1.0).abs() < 0.5,
+            "absolute loss predicted {median}"
+        );
+        assert!((mean - 20.8).abs() < 1.5, "squared loss predicted {mean}");
+    }
+
+    #[test]
     fn a_regressor_learns_a_linear_target_and_the_same_seed_gives_the_same_bytes() {
         let cfg = MlpConfig { layers: vec![2, 1] };
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -534,14 +571,17 @@ mod tests {
             x.extend([a, b]);
             y.push(2.0 * a - 0.5 * b + 0.25);
         }
-        let (w1, r) = train_regressor_bytes(&cfg, &x, &y, 600, 0.05, 9).unwrap();
-        let (w2, _) = train_regressor_bytes(&cfg, &x, &y, 600, 0.05, 9).unwrap();
+        let (w1, r) =
+            train_regressor_bytes(&cfg, &x, &y, 600, 0.05, 9, RegressionLoss::Squared).unwrap();
+        let (w2, _) =
+            train_regressor_bytes(&cfg, &x, &y, 600, 0.05, 9, RegressionLoss::Squared).unwrap();
         assert_eq!(w1, w2);
         assert!(r.final_loss < 1e-3, "loss {}", r.final_loss);
         let p = regressor_predict(&cfg, &w1, &[0.5, 0.5]).unwrap();
         assert!((p[0] - 1.0).abs() < 0.05, "predicted {}", p[0]);
         let two = MlpConfig { layers: vec![2, 2] };
-        let err = train_regressor_bytes(&two, &x, &y, 1, 0.05, 9).unwrap_err();
+        let err =
+            train_regressor_bytes(&two, &x, &y, 1, 0.05, 9, RegressionLoss::Squared).unwrap_err();
         assert!(err.to_string().contains("one output"), "{err}");
     }
 }

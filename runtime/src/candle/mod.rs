@@ -20,7 +20,7 @@ use bert::{Bert, BertConfig, BertOptions};
 use mlp::Mlp;
 pub use mlp::{
     mlp_predict, mlp_probabilities, regressor_predict, safetensors_f32, train_mlp, train_mlp_bytes,
-    train_regressor_bytes, MlpConfig, RegressorReport, TrainReport, TrainSpec,
+    train_regressor_bytes, MlpConfig, RegressionLoss, RegressorReport, TrainReport, TrainSpec,
 };
 
 /// The architectures this runtime can build.

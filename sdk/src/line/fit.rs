@@ -5,7 +5,7 @@
 
 use algobay_runtime::candle::{
     mlp_probabilities, regressor_predict, train_mlp_bytes, train_regressor_bytes, MlpConfig,
-    TrainSpec,
+    RegressionLoss, TrainSpec,
 };
 
 use super::data::Prepared;
@@ -294,9 +294,22 @@ pub fn fit(
                 .sqrt()
                 .max(1e-12);
             let z: Vec<f32> = ys.iter().map(|v| ((v - mean) / sd) as f32).collect();
-            let (weights, _) =
-                train_regressor_bytes(&cfg, &x, &z, spec.epochs, spec.learning_rate, spec.seed)
-                    .map_err(|e| e.to_string())?;
+            // Trained on the error it is judged by.
+            let loss = if metric == "mae" {
+                RegressionLoss::Absolute
+            } else {
+                RegressionLoss::Squared
+            };
+            let (weights, _) = train_regressor_bytes(
+                &cfg,
+                &x,
+                &z,
+                spec.epochs,
+                spec.learning_rate,
+                spec.seed,
+                loss,
+            )
+            .map_err(|e| e.to_string())?;
             let zp = regressor_predict(&cfg, &weights, &hx).map_err(|e| e.to_string())?;
             let pred: Vec<f64> = zp.iter().map(|v| *v as f64 * sd + mean).collect();
             let truth: Vec<f64> = p.holdout.iter().map(|&i| p.y_value[i] as f64).collect();

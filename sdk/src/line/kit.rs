@@ -317,14 +317,14 @@ pub(super) fn write_kit_dir(
     };
     let mut kitfile = json!({
         "kit": {
-            "name": format!("{}/{}-{}{}", r.recipe.team, r.recipe.name, m.architecture, format.suffix()),
+            "name": format!("{}/{}-{}{}", r.recipe.team, r.recipe.name, m.label(), format.suffix()),
             "version": version,
             "scenario": r.recipe.scenario,
             "industries": [r.recipe.industry],
             "description": format!(
                 "{} Reads {reads} and returns {what}; model: {} ({}).",
                 r.recipe.description,
-                m.architecture,
+                m.describe(),
                 f.score.summary()
             ),
             "license": r.recipe.license,
@@ -395,7 +395,7 @@ pub(super) fn model_card(
          | metric | value | 95% interval | holdout rows | baseline |\n|---|---|---|---|---|\n\
          | {} | {:.4} | {:.4} – {:.4} | {} | {:.4} ({}) |\n",
         r.recipe.scenario,
-        m.architecture,
+        m.describe(),
         r.recipe.description,
         s.metric,
         s.value,
@@ -413,12 +413,17 @@ pub(super) fn model_card(
         "\nThe intervals are 95% bootstrap percentile intervals (500 resamples). The model was \
          published because, on the same resamples, its metric minus the baseline's ({:+.4} to {:+.4}) \
          stays on the better side of zero.\n\n\
-         ## Training\n\n- Architecture: {} with layers {:?}, trained with candle (full-batch AdamW, {} epochs, learning rate {}, seed {}) in {:.2} s\n\
+         ## Training\n\n- Architecture: {} with layers {:?}, trained with candle on {} (full-batch AdamW, {} epochs, learning rate {}, seed {}) in {:.2} s\n\
          - Data: {} ({} training rows, {} holdout rows split by {}), {}\n- Features: {}\n",
         s.diff_lo,
         s.diff_hi,
         m.architecture,
         f.layers,
+        match (r.task.kind, s.metric.as_str()) {
+            (TaskKind::Classification, _) => "cross-entropy",
+            (_, "mae") => "absolute error (the metric it is judged by)",
+            _ => "squared error (the metric it is judged by)",
+        },
         m.epochs,
         m.learning_rate,
         m.seed,

@@ -447,7 +447,9 @@ impl RecipeCtx<'_> {
                         "model",
                         &format!(
                             "{}/{}-{}@{version}",
-                            r.recipe.team, r.recipe.name, m.architecture
+                            r.recipe.team,
+                            r.recipe.name,
+                            m.label()
                         ),
                         "refused",
                         &format!("data check: {why}"),
@@ -502,7 +504,7 @@ impl RecipeCtx<'_> {
 
         let features = fit::Features::fit(&prepared);
         for m in &r.model {
-            let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.architecture);
+            let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
             let t0 = Instant::now();
             let fitted = fit::fit(&prepared, &features, r.task.kind, r.metric(), m);
@@ -551,7 +553,7 @@ impl RecipeCtx<'_> {
                 let kit_dir = self.work.join("kits").join(format!(
                     "{}-{}{}",
                     r.recipe.name,
-                    m.architecture,
+                    m.label(),
                     format.suffix()
                 ));
                 let built = kit::write_kit_dir(
@@ -588,12 +590,7 @@ impl RecipeCtx<'_> {
                 domain: "tabular".into(),
                 task: kind_name(r.task.kind).into(),
                 architecture: "mlp".into(),
-                description: format!(
-                    "{} ({}): {}",
-                    r.recipe.scenario,
-                    m.architecture,
-                    s.summary()
-                ),
+                description: format!("{} ({}): {}", r.recipe.scenario, m.describe(), s.summary()),
                 license: r.recipe.license.clone(),
                 industries: vec![r.recipe.industry.clone()],
                 tags: vec!["production-line".into(), m.architecture.clone()],

@@ -198,6 +198,10 @@ pub enum Split {
 pub struct ModelSpec {
     /// `linear` or `mlp`.
     pub architecture: String,
+    /// What the model's artifacts are called after the recipe's name
+    /// (`TEAM/RECIPE-NAME`); the architecture when not given.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Hidden layer sizes (mlp only).
     #[serde(default)]
     pub hidden: Vec<usize>,
@@ -207,6 +211,23 @@ pub struct ModelSpec {
     pub learning_rate: f64,
     #[serde(default = "default_seed")]
     pub seed: u64,
+}
+
+impl ModelSpec {
+    /// The model's name within its recipe.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.architecture)
+    }
+
+    /// The architecture for people: `linear`, or `mlp 64-32` (its hidden sizes).
+    pub fn describe(&self) -> String {
+        if self.hidden.is_empty() {
+            self.architecture.clone()
+        } else {
+            let h: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
+            format!("{} {}", self.architecture, h.join("-"))
+        }
+    }
 }
 
 fn default_epochs() -> usize {
@@ -290,6 +311,7 @@ impl Recipe {
             r.model = vec![
                 ModelSpec {
                     architecture: "linear".into(),
+                    name: None,
                     hidden: Vec::new(),
                     epochs: 300,
                     learning_rate: 0.05,
@@ -297,9 +319,18 @@ impl Recipe {
                 },
                 ModelSpec {
                     architecture: "mlp".into(),
+                    name: None,
                     hidden: vec![32],
                     epochs: 300,
                     learning_rate: 0.01,
+                    seed: 7,
+                },
+                ModelSpec {
+                    architecture: "mlp".into(),
+                    name: Some("deep-mlp".into()),
+                    hidden: vec![64, 32],
+                    epochs: 300,
+                    learning_rate: 0.005,
                     seed: 7,
                 },
             ];
@@ -331,13 +362,22 @@ impl Recipe {
                     m.epochs
                 )));
             }
-            if seen.contains(&m.architecture) {
+            let label = m.label().to_owned();
+            let ok = !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
                 return Err(bad(format!(
-                    "model[{i}]: two models of architecture `{}` would publish under one name",
-                    m.architecture
+                    "model[{i}].name `{label}` must be of a-z, 0-9 and -"
                 )));
             }
-            seen.push(m.architecture.clone());
+            if seen.contains(&label) {
+                return Err(bad(format!(
+                    "model[{i}]: two models named `{label}` would publish under one name (give one a `name`)"
+                )));
+            }
+            seen.push(label);
         }
         Ok(r)
     }

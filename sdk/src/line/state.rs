@@ -12,7 +12,7 @@ use super::{LineError, Outcome};
 
 /// Changes when the way the line makes artifacts changes: every recipe is
 /// then made again.
-pub const LINE_FORMAT: &str = "algobay-line/1";
+pub const LINE_FORMAT: &str = "algobay-line/2";
 
 /// The version tools are published under (the stage crates' version).
 pub const TOOL_VERSION: &str = "0.1.0";
