@@ -41,6 +41,8 @@ impl Env {
             ("standard-scale", "preprocess"),
             ("classify-post", "postprocess"),
             ("regression-out", "postprocess"),
+            ("threshold-decision", "postprocess"),
+            ("conformal-interval", "postprocess"),
         ] {
             text.push_str(&format!(
                 "\n[tools.{tool}]\nstage = \"{}\"\nteam = \"tools-guild\"\nkind = \"{kind}\"\ndescription = \"The {tool} stage.\"\n",
@@ -305,11 +307,13 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
             .filter(|o| o["kind"] == kind && o["status"] == "published")
             .count()
     };
-    // Two kits a model: JSON rows and CSV lines.
-    assert_eq!(published(&first, "kit"), 6, "{first}");
-    assert_eq!(published(&first, "model"), 3, "{first}");
+    // Kits a model: JSON rows and CSV lines, and (two classes) a decision;
+    // the digits recipe names one linear model, breast cancer takes the three
+    // defaults.
+    assert_eq!(published(&first, "kit"), 2 + 3 * 3, "{first}");
+    assert_eq!(published(&first, "model"), 4, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 7, "{first}");
+    assert_eq!(published(&first, "tool"), 9, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.
@@ -359,7 +363,7 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
         kits.contains(&"glyphs/digits-linear-csv@1.1.0".to_owned()),
         "{kits:?}"
     );
-    assert_eq!(kits.len(), 8, "{kits:?}");
+    assert_eq!(kits.len(), 13, "{kits:?}");
 }
 
 #[test]
@@ -371,10 +375,47 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         &digits_recipe("digits", "digits.csv", "", "1.0.0", 100),
     );
     env.recipe("breast-cancer.toml", &breast_cancer_recipe());
+    env.recipe(
+        "diabetes.toml",
+        "[recipe]\nname = \"diabetes\"\nteam = \"oncology\"\nindustry = \"health\"\n\
+         scenario = \"diabetes progression\"\ndescription = \"Disease progression after a year.\"\n\n\
+         [dataset]\nname = \"diabetes\"\nsource = \"py:sklearn:diabetes\"\nlicense = \"BSD-3-Clause\"\norigin = \"scikit-learn 1.7.2: diabetes\"\n\n\
+         [task]\nkind = \"regression\"\ntarget = \"target\"\nmetric = \"rmse\"\n",
+    );
     let (code, report) = env.run_line();
     assert_eq!(code, 0, "{report}");
     let kits = env.search("kit");
-    assert_eq!(kits.len(), 6, "{kits:?}");
+    let names: Vec<&str> = kits.iter().map(|k| k["name"].as_str().unwrap()).collect();
+    // Each two-class model has a decision kit, each regressor an interval kit.
+    let models: Vec<J> = env.search("model");
+    for m in &models {
+        let name = m["name"].as_str().unwrap();
+        let third = if name.starts_with("oncology/breast-cancer") {
+            Some("-decision")
+        } else if name.starts_with("oncology/diabetes") {
+            Some("-interval")
+        } else {
+            None
+        };
+        if let Some(suffix) = third {
+            assert!(
+                names.contains(&format!("{name}{suffix}").as_str()),
+                "{name}: {names:?}"
+            );
+        }
+    }
+    let intervals: Vec<&J> = kits
+        .iter()
+        .filter(|k| k["name"].as_str().unwrap().ends_with("-interval"))
+        .collect();
+    assert!(
+        !intervals.is_empty(),
+        "no regressor beat its baseline: {report}"
+    );
+    for k in intervals {
+        let d = k["description"].as_str().unwrap();
+        assert!(d.contains("90% prediction interval"), "{d}");
+    }
     let work = env.line_dir().join("work");
     for k in &kits {
         let r = reference(k);
@@ -408,7 +449,10 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
     // carries its metric, interval, holdout size and baseline.
     for m in env.search("model") {
         let metrics = &m["metrics"];
-        let metric = if m["name"].as_str().unwrap().starts_with("oncology/") {
+        let name = m["name"].as_str().unwrap();
+        let metric = if name.starts_with("oncology/diabetes") {
+            "rmse"
+        } else if name.starts_with("oncology/") {
             "macro_f1"
         } else {
             "accuracy"
@@ -416,11 +460,20 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         let v = metrics[metric].as_f64().unwrap();
         let lo = metrics[format!("{metric}_ci95_low")].as_f64().unwrap();
         let base = metrics[format!("baseline_{metric}")].as_f64().unwrap();
-        let better = metrics[format!("{metric}_minus_baseline_ci95_low")]
-            .as_f64()
-            .unwrap();
-        assert!(lo <= v && v > base && better > 0.0, "{m}");
-        assert!(metrics["holdout_rows"].as_f64().unwrap() >= 100.0, "{m}");
+        let diff = |end: &str| {
+            metrics[format!("{metric}_minus_baseline_ci95_{end}")]
+                .as_f64()
+                .unwrap()
+        };
+        // Better: higher for a score, lower for an error, the whole interval
+        // of the difference on that side of zero.
+        let beats = if metric == "rmse" {
+            v < base && diff("high") < 0.0
+        } else {
+            v > base && diff("low") > 0.0
+        };
+        assert!(lo <= v && beats, "{m}");
+        assert!(metrics["holdout_rows"].as_f64().unwrap() >= 80.0, "{m}");
     }
 }
 

@@ -25,15 +25,80 @@ pub(super) enum InputFormat {
     Csv,
 }
 
-impl InputFormat {
-    pub(super) const ALL: [InputFormat; 2] = [InputFormat::Json, InputFormat::Csv];
+/// The kits of one model: each gives its user something different (what it
+/// reads, or what it answers), and its card says what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Variant {
+    /// The likeliest class with its probability, or the value (JSON rows).
+    Json,
+    /// The same from CSV lines.
+    Csv,
+    /// Two classes: a yes/no decision at the threshold that balances the
+    /// error rates (`threshold-decision`), with the score.
+    Decision,
+    /// Regression: the value with a 90% split-conformal prediction interval
+    /// (`conformal-interval`).
+    Interval,
+}
+
+impl Variant {
+    /// The kits a model of this task gets.
+    pub(super) fn for_task(kind: TaskKind, classes: usize) -> Vec<Variant> {
+        let mut v = vec![Variant::Json, Variant::Csv];
+        match kind {
+            TaskKind::Classification if classes == 2 => v.push(Variant::Decision),
+            TaskKind::Classification => {}
+            TaskKind::Regression => v.push(Variant::Interval),
+        }
+        v
+    }
 
     /// What the kit's name gets after the model's.
     pub(super) fn suffix(self) -> &'static str {
         match self {
-            InputFormat::Json => "",
-            InputFormat::Csv => "-csv",
+            Variant::Json => "",
+            Variant::Csv => "-csv",
+            Variant::Decision => "-decision",
+            Variant::Interval => "-interval",
         }
+    }
+
+    fn format(self) -> InputFormat {
+        match self {
+            Variant::Csv => InputFormat::Csv,
+            _ => InputFormat::Json,
+        }
+    }
+}
+
+/// Share of new rows a kit's prediction interval is made to hold.
+const INTERVAL_LEVEL: f64 = 0.9;
+
+/// A split-conformal interval from holdout errors: the half width from the
+/// even-numbered holdout rows, and the share of the odd-numbered ones (not
+/// used to make it) that fall inside.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Interval {
+    pub(super) half_width: f64,
+    /// Odd holdout rows inside the interval, and how many were tried.
+    pub(super) covered: usize,
+    pub(super) tried: usize,
+}
+
+pub(super) fn interval(p: &Prepared, f: &Fitted) -> Interval {
+    let err = |k: usize| (f.predictions[k] - p.y_value[p.holdout[k]] as f64).abs();
+    let mut cal: Vec<f64> = (0..p.holdout.len()).step_by(2).map(err).collect();
+    cal.sort_by(f64::total_cmp);
+    // The ⌈(n+1)·level⌉-th smallest error: at least `level` coverage for exchangeable rows.
+    let rank =
+        (((cal.len() + 1) as f64 * INTERVAL_LEVEL).ceil() as usize).clamp(1, cal.len().max(1));
+    let half_width = round_up(cal.get(rank - 1).copied().unwrap_or(0.0).max(1e-6));
+    let test: Vec<usize> = (1..p.holdout.len()).step_by(2).collect();
+    let covered = test.iter().filter(|&&k| err(k) <= half_width).count();
+    Interval {
+        half_width,
+        covered,
+        tried: test.len(),
     }
 }
 
@@ -45,10 +110,12 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     // through when there are none.
     t.push("one-hot");
     t.push("standard-scale");
-    t.push(match r.task.kind {
-        TaskKind::Classification => "classify-post",
-        TaskKind::Regression => "regression-out",
-    });
+    // The decision kit is made only for two classes, known from the data;
+    // its tool is in every classification recipe's fingerprint.
+    match r.task.kind {
+        TaskKind::Classification => t.extend(["classify-post", "threshold-decision"]),
+        TaskKind::Regression => t.extend(["regression-out", "conformal-interval"]),
+    }
     t
 }
 
@@ -120,14 +187,36 @@ fn round_up(v: f64) -> f64 {
 /// the model gets right (the expected output is always the row's true label,
 /// or its true value within the model's 80th-percentile error), a class each
 /// first.
-fn golden_rows(p: &Prepared, f: &Fitted, kind: TaskKind) -> (Vec<usize>, Option<f64>) {
+fn golden_rows(
+    p: &Prepared,
+    f: &Fitted,
+    kind: TaskKind,
+    variant: Variant,
+) -> (Vec<usize>, Option<f64>) {
+    if variant == Variant::Interval {
+        // Rows the interval was not made from, whose true value lies inside it.
+        let iv = interval(p, f);
+        let rows = (1..p.holdout.len())
+            .step_by(2)
+            .filter(|&k| {
+                (f.predictions[k] - p.y_value[p.holdout[k]] as f64).abs() <= iv.half_width * 0.9
+            })
+            .map(|k| p.holdout[k])
+            .take(GOLDEN)
+            .collect();
+        return (rows, Some(iv.half_width));
+    }
     match kind {
         TaskKind::Classification => {
+            let predicted = |k: usize| match (variant, f.threshold) {
+                (Variant::Decision, Some(t)) => u32::from(f.positive[k] >= t),
+                _ => f.predictions[k] as u32,
+            };
             let right: Vec<(usize, u32)> = p
                 .holdout
                 .iter()
                 .enumerate()
-                .filter(|(k, &i)| f.predictions[*k] as u32 == p.y_class[i])
+                .filter(|(k, &i)| predicted(*k) == p.y_class[i])
                 .map(|(_, &i)| (i, p.y_class[i]))
                 .collect();
             let mut out: Vec<usize> = Vec::new();
@@ -184,8 +273,9 @@ pub(super) fn write_kit_dir(
     feats: &Features,
     f: &Fitted,
     tools: &BTreeMap<String, (PathBuf, Digest)>,
-    format: InputFormat,
+    variant: Variant,
 ) -> Result<(), String> {
+    let format = variant.format();
     let err = |e: std::io::Error| format!("{}: {e}", dir.display());
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("samples")).map_err(err)?;
@@ -237,28 +327,48 @@ pub(super) fn write_kit_dir(
         "config": {"layers": f.layers},
         "inputs": {"x": "features"},
     }));
-    let (golden_idx, tol) = golden_rows(p, f, r.task.kind);
+    let (golden_idx, tol) = golden_rows(p, f, r.task.kind, variant);
     if golden_idx.is_empty() {
         return Err("no holdout row the model gets right to make a golden sample of".into());
     }
-    match r.task.kind {
-        TaskKind::Classification => steps.push(json!({
-            "name": "post",
-            "stage": tool("classify-post"),
-            "config": {"labels": p.classes, "top_k": 1},
-        })),
-        TaskKind::Regression => {
-            let mut config = json!({"mean": f.target_scale.0, "std": f.target_scale.1});
-            if let Some(u) = &r.task.unit {
-                config["unit"] = json!(u);
-            }
+    let mut regression_config = json!({"mean": f.target_scale.0, "std": f.target_scale.1});
+    if let Some(u) = &r.task.unit {
+        regression_config["unit"] = json!(u);
+    }
+    let iv = (variant == Variant::Interval).then(|| interval(p, f));
+    match (r.task.kind, variant) {
+        (TaskKind::Classification, Variant::Decision) => {
+            let t = f
+                .threshold
+                .ok_or("a decision kit needs a two-class model")?;
             steps.push(json!({
                 "name": "post",
-                "stage": tool("regression-out"),
+                "stage": tool("threshold-decision"),
+                "config": {"labels": p.classes, "threshold": t},
+            }));
+        }
+        (TaskKind::Regression, Variant::Interval) => {
+            let mut config = regression_config.clone();
+            config["half_width"] = json!(iv.map(|i| i.half_width));
+            config["level"] = json!(INTERVAL_LEVEL);
+            steps.push(json!({
+                "name": "post",
+                "stage": tool("conformal-interval"),
                 "config": config,
                 "inputs": {"y": "logits"},
             }));
         }
+        (TaskKind::Classification, _) => steps.push(json!({
+            "name": "post",
+            "stage": tool("classify-post"),
+            "config": {"labels": p.classes, "top_k": 1},
+        })),
+        (TaskKind::Regression, _) => steps.push(json!({
+            "name": "post",
+            "stage": tool("regression-out"),
+            "config": regression_config,
+            "inputs": {"y": "logits"},
+        })),
     }
     let mut golden = Vec::new();
     for (g, &i) in golden_idx.iter().enumerate() {
@@ -275,11 +385,15 @@ pub(super) fn write_kit_dir(
                 (input, "line")
             }
         };
-        let want = match r.task.kind {
-            TaskKind::Classification => {
-                json!({"result": [[{"label": p.classes[p.y_class[i] as usize]}]]})
+        let label = |i: usize| p.classes[p.y_class[i] as usize].clone();
+        let want = match (r.task.kind, variant) {
+            (TaskKind::Classification, Variant::Decision) => {
+                json!({"result": [{"label": label(i)}]})
             }
-            TaskKind::Regression => json!({"result": [{"value": p.y_value[i] as f64}]}),
+            (TaskKind::Classification, _) => json!({"result": [[{"label": label(i)}]]}),
+            // Within the tolerance: within the model's usual error, or (the
+            // interval kit, whose tolerance is its half width) inside the interval.
+            (TaskKind::Regression, _) => json!({"result": [{"value": p.y_value[i] as f64}]}),
         };
         std::fs::write(dir.join(&expected), want.to_string()).map_err(err)?;
         let mut entry = json!({"inputs": {port: input}, "expected": expected});
@@ -288,21 +402,33 @@ pub(super) fn write_kit_dir(
         }
         golden.push(entry);
     }
-    let what = match r.task.kind {
-        TaskKind::Classification => format!(
+    let unit = r
+        .task
+        .unit
+        .as_ref()
+        .map(|u| format!(" in {u}"))
+        .unwrap_or_default();
+    let what = match (r.task.kind, variant, f.threshold, iv) {
+        (TaskKind::Classification, Variant::Decision, Some(t), _) => format!(
+            "a decision, `{}` when its probability reaches {t} (the threshold that balances \
+             the two error rates on the training rows) and `{}` otherwise, with the probability",
+            p.classes[1], p.classes[0]
+        ),
+        (TaskKind::Classification, ..) => format!(
             "the likeliest of {} classes ({}) with its probability",
             p.classes.len(),
             abbreviate(&p.classes)
         ),
-        TaskKind::Regression => format!(
-            "the predicted `{}`{}",
+        (TaskKind::Regression, Variant::Interval, _, Some(iv)) => format!(
+            "the predicted `{}`{unit} with a {:.0}% prediction interval (± {}, the split-conformal \
+             quantile of the model's holdout errors; {} of {} other holdout rows fell inside)",
             r.task.target,
-            r.task
-                .unit
-                .as_ref()
-                .map(|u| format!(" in {u}"))
-                .unwrap_or_default()
+            INTERVAL_LEVEL * 100.0,
+            iv.half_width,
+            iv.covered,
+            iv.tried
         ),
+        (TaskKind::Regression, ..) => format!("the predicted `{}`{unit}", r.task.target),
     };
     let reads = match format {
         InputFormat::Json => format!("a JSON row ({} columns by name)", p.columns.len()),
@@ -317,7 +443,7 @@ pub(super) fn write_kit_dir(
     };
     let mut kitfile = json!({
         "kit": {
-            "name": format!("{}/{}-{}{}", r.recipe.team, r.recipe.name, m.label(), format.suffix()),
+            "name": format!("{}/{}-{}{}", r.recipe.team, r.recipe.name, m.label(), variant.suffix()),
             "version": version,
             "scenario": r.recipe.scenario,
             "industries": [r.recipe.industry],
@@ -335,7 +461,9 @@ pub(super) fn write_kit_dir(
         "golden": golden,
         "resources": {"memory_mb": 64, "cpus": 1},
     });
-    if r.task.kind == TaskKind::Classification {
+    // Hard examples: answers the model is unsure of (a decision's score is the
+    // positive class's probability, not a confidence, so not there).
+    if r.task.kind == TaskKind::Classification && variant != Variant::Decision {
         kitfile["sampling"] = json!({"rule": "score_below", "output": "result", "threshold": 0.6});
     }
     let text = toml::to_string(&kitfile).map_err(|e| format!("Kitfile: {e}"))?;
@@ -421,8 +549,8 @@ pub(super) fn model_card(
         f.layers,
         match (r.task.kind, s.metric.as_str()) {
             (TaskKind::Classification, _) => "cross-entropy",
-            (_, "mae") => "absolute error (the metric it is judged by)",
-            _ => "squared error (the metric it is judged by)",
+            (_, "mae") => "absolute error, the metric it is judged by,",
+            _ => "squared error, the metric it is judged by,",
         },
         m.epochs,
         m.learning_rate,

@@ -544,20 +544,20 @@ impl RecipeCtx<'_> {
                 ));
                 continue;
             }
-            // Both kits are built (golden samples run) before anything of the
+            // Every kit is built (golden samples run) before anything of the
             // model is published: a kit that cannot be made publishes nothing.
             let mut archives = Vec::new();
             let mut build_failed = None;
-            for format in kit::InputFormat::ALL {
+            for variant in kit::Variant::for_task(r.task.kind, prepared.classes.len()) {
                 let t0 = Instant::now();
                 let kit_dir = self.work.join("kits").join(format!(
                     "{}-{}{}",
                     r.recipe.name,
                     m.label(),
-                    format.suffix()
+                    variant.suffix()
                 ));
                 let built = kit::write_kit_dir(
-                    &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools, format,
+                    &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools, variant,
                 )
                 .and_then(|()| {
                     Packager::new(self.runtime, PathBuf::from("cargo"))
@@ -565,7 +565,7 @@ impl RecipeCtx<'_> {
                         .map_err(|e| e.to_string())
                 });
                 report.timings.build += t0.elapsed().as_secs_f64();
-                let kit_ref = format!("{model_name}{}@{version}", format.suffix());
+                let kit_ref = format!("{model_name}{}@{version}", variant.suffix());
                 match built {
                     Ok(a) => archives.push((kit_ref, a)),
                     Err(e) => {

@@ -14,15 +14,7 @@ fn descale(mean: f64, std: f64, unit: Option<&str>, z: &[f32]) -> serde_json::Va
     serde_json::Value::Array(
         z.iter()
             .map(|v| {
-                let value = *v as f64 * std + mean;
-                // Six significant figures: more would only show float noise.
-                let value = if value == 0.0 {
-                    0.0
-                } else {
-                    let digits = 5 - value.abs().log10().floor() as i32;
-                    let p = 10f64.powi(digits.clamp(0, 12));
-                    (value * p).round() / p
-                };
+                let value = tabular_common::six_figures(*v as f64 * std + mean);
                 match unit {
                     Some(u) => serde_json::json!({"value": value, "unit": u}),
                     None => serde_json::json!({"value": value}),
