@@ -17,7 +17,7 @@ cargo build --release --locked -p algobay-sdk -p algobay-registry -p algobay-age
 cargo build --release --locked --target wasm32-wasip2 \
   -p stage-ocr-pre -p stage-ocr-det-post -p stage-ocr-rec-post \
   -p stage-vad-pre -p stage-vad-post -p stage-wordpiece -p stage-classify-post -p stage-image-prep -p stage-misbehave \
-  -p stage-row-reader -p stage-csv-reader -p stage-impute -p stage-one-hot -p stage-standard-scale -p stage-regression-out -p stage-threshold-decision -p stage-conformal-interval
+  -p stage-row-reader -p stage-csv-reader -p stage-impute -p stage-one-hot -p stage-standard-scale -p stage-regression-out -p stage-threshold-decision -p stage-conformal-interval -p stage-image-decode -p stage-grayscale -p stage-resize -p stage-normalize -p stage-flatten
 
 # The digits classifier is trained here, with candle, from scikit-learn's data set.
 if [ ! -s examples/kits/digits/models/mlp.safetensors ]; then
@@ -25,3 +25,26 @@ if [ ! -s examples/kits/digits/models/mlp.safetensors ]; then
   "$ALGOBAY" model train-mlp --csv examples/kits/digits/data/digits.csv --layers 64,32,10 \
     -o examples/kits/digits/models/mlp.safetensors
 fi
+
+# The example kits' pretrained models, as team algobay: example_models CLI...
+# (the `algobay` command with its registry and team token).
+example_models() {
+  local M=examples/kits
+  "$@" model publish $M/ocr/models/det.onnx --name algobay/ppocrv4-det --version 4.0.0 --domain vision --task detection --industry finance --license Apache-2.0
+  "$@" model publish $M/ocr/models/rec.onnx --name algobay/ppocrv4-rec --version 4.0.0 --domain vision --task ocr --industry finance --license Apache-2.0
+  "$@" model publish $M/vad/models/silero_vad.onnx --name algobay/silero-vad --version 6.2.3 --domain speech --task vad --industry telecom --license MIT
+  "$@" model publish $M/embed/models/model.safetensors --architecture bert --arch-config $M/embed/models/config.json \
+    --name algobay/all-minilm-l6-v2 --version 1.0.0 --domain nlp --task embedding --license Apache-2.0
+  "$@" model publish $M/digits/models/mlp.safetensors --architecture mlp --arch-config <(echo '{"layers":[64,32,10]}') \
+    --name algobay/digits-mlp --version 1.0.0 --domain vision --task classification --license Apache-2.0
+}
+
+# Stage crates' WASM as algobay tools: example_tools "NAME:KIND ..." CLI...
+example_tools() {
+  local list=$1 t name kind
+  shift
+  for t in $list; do
+    name=${t%%:*}; kind=${t##*:}
+    "$@" tool publish "$TARGET_DIR/wasm32-wasip2/release/stage_${name//-/_}.wasm" --name "algobay/$name" --version 1.0.0 --kind "$kind"
+  done
+}

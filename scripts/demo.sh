@@ -55,21 +55,10 @@ TEAM_TOKEN=$("$ALGOBAY" --registry "$URL" --token "$OP" --ca-cert "$CA" token cr
 "$ALGOBAY" login --registry "$URL" --token "$TEAM_TOKEN" --ca-cert "$CA"
 
 step "algobay model publish (the registry reads each model for its signature)"
-M=examples/kits
-"$ALGOBAY" model publish $M/ocr/models/det.onnx --name algobay/ppocrv4-det --version 4.0.0 --domain vision --task detection --industry finance --license Apache-2.0
-"$ALGOBAY" model publish $M/ocr/models/rec.onnx --name algobay/ppocrv4-rec --version 4.0.0 --domain vision --task ocr --industry finance --license Apache-2.0
-"$ALGOBAY" model publish $M/vad/models/silero_vad.onnx --name algobay/silero-vad --version 6.2.3 --domain speech --task vad --industry telecom --license MIT
-"$ALGOBAY" model publish $M/embed/models/model.safetensors --architecture bert --arch-config $M/embed/models/config.json \
-  --name algobay/all-minilm-l6-v2 --version 1.0.0 --domain nlp --task embedding --license Apache-2.0
-"$ALGOBAY" model publish $M/digits/models/mlp.safetensors --architecture mlp --arch-config <(echo '{"layers":[64,32,10]}') \
-  --name algobay/digits-mlp --version 1.0.0 --domain vision --task classification --license Apache-2.0
+example_models "$ALGOBAY"
 
 step "algobay tool publish (each stage must implement the stage interface)"
-W=$TARGET_DIR/wasm32-wasip2/release
-for t in ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess image-prep:preprocess; do
-  name=${t%%:*}; kind=${t##*:}
-  "$ALGOBAY" tool publish "$W/stage_${name//-/_}.wasm" --name "algobay/$name" --version 1.0.0 --kind "$kind"
-done
+example_tools "ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess image-prep:preprocess" "$ALGOBAY"
 
 step "algobay kit push (golden samples run again in the registry)"
 for kit in ocr vad embed digits; do

@@ -21,6 +21,21 @@ OP=$(cat "$MP/registry/operator.token")
 CA=$MP/registry/tls/cert.pem
 A=("$ALGOBAY" --registry "$URL" --token "$OP" --ca-cert "$CA")
 
+printf '\n== the example kits from pretrained models (OCR, voice activity, sentence embedding, digits) as team algobay\n'
+KEY=$MP/algobay.key
+"$ALGOBAY" keygen -o "$KEY" > /dev/null
+for kit in ocr vad embed digits; do
+  "$ALGOBAY" --quiet kit build "examples/kits/$kit" -o "$MP/$kit.kit" --key "$KEY"
+done
+"${A[@]}" team create algobay --key "$KEY.pub" --display-name "Algobay examples"
+TEAM=("$ALGOBAY" --registry "$URL" --token "$("${A[@]}" token create --role team --subject algobay)" --ca-cert "$CA")
+example_models "${TEAM[@]}" > /dev/null
+# classify-post is the line's own tool (tabular-tools/classify-post); the digits kit carries the same stage.
+example_tools "ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess" "${TEAM[@]}" > /dev/null
+for kit in ocr vad embed digits; do
+  "${TEAM[@]}" kit push "$MP/$kit.kit"
+done
+
 printf '\n== algobay line run examples/line/LINE.toml (registry %s)\n' "$URL"
 "${A[@]}" line run examples/line/LINE.toml --work "$MP/line"
 printf '\n== algobay line pilot examples/line/LINE.toml (a real agent per enterprise)\n'

@@ -43,6 +43,11 @@ impl Env {
             ("regression-out", "postprocess"),
             ("threshold-decision", "postprocess"),
             ("conformal-interval", "postprocess"),
+            ("image-decode", "preprocess"),
+            ("grayscale", "preprocess"),
+            ("resize", "preprocess"),
+            ("normalize", "preprocess"),
+            ("flatten", "preprocess"),
         ] {
             text.push_str(&format!(
                 "\n[tools.{tool}]\nstage = \"{}\"\nteam = \"tools-guild\"\nkind = \"{kind}\"\ndescription = \"The {tool} stage.\"\n",
@@ -313,7 +318,7 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
     assert_eq!(published(&first, "kit"), 2 + 3 * 3, "{first}");
     assert_eq!(published(&first, "model"), 4, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 9, "{first}");
+    assert_eq!(published(&first, "tool"), 14, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.
@@ -370,9 +375,11 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
 fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_holdout_scores() {
     let env = Env::start();
     std::fs::write(env.line_dir().join("recipes/digits.csv"), digits_csv(false)).unwrap();
+    // The digits' 64 features are an 8x8 picture: a kit reads PNGs too.
     env.recipe(
         "digits.toml",
-        &digits_recipe("digits", "digits.csv", "", "1.0.0", 100),
+        &(digits_recipe("digits", "digits.csv", "", "1.0.0", 100)
+            + "\n[image]\nwidth = 8\nheight = 8\nwhite = 16\n"),
     );
     env.recipe("breast-cancer.toml", &breast_cancer_recipe());
     env.recipe(
@@ -404,6 +411,11 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
             );
         }
     }
+    let image = kits
+        .iter()
+        .find(|k| k["name"] == "glyphs/digits-linear-image")
+        .unwrap_or_else(|| panic!("no image kit: {names:?}"));
+    assert_eq!(image["inputs"][0][1], "bytes", "{image}");
     let intervals: Vec<&J> = kits
         .iter()
         .filter(|k| k["name"].as_str().unwrap().ends_with("-interval"))

@@ -10,7 +10,7 @@ use serde_json::{json, Value as J};
 
 use super::data::Prepared;
 use super::fit::{Features, Fitted};
-use super::recipe::{ModelSpec, Recipe, TaskKind};
+use super::recipe::{ImageSpec, ModelSpec, Recipe, TaskKind};
 
 /// Golden samples per kit.
 const GOLDEN: usize = 3;
@@ -39,12 +39,31 @@ pub(super) enum Variant {
     /// Regression: the value with a 90% split-conformal prediction interval
     /// (`conformal-interval`).
     Interval,
+    /// Image features: the same answer from a PNG or JPEG (`image-decode`,
+    /// `grayscale`, `resize`, `normalize`, `flatten`).
+    Image,
 }
+
+/// The tools an image kit reads its picture with, in order.
+const IMAGE_TOOLS: [&str; 5] = [
+    "image-decode",
+    "grayscale",
+    "resize",
+    "normalize",
+    "flatten",
+];
+
+/// How many times larger than the model's grid the image kits' golden
+/// pictures are, so that their resize step shrinks them.
+const IMAGE_UPSCALE: usize = 4;
 
 impl Variant {
     /// The kits a model of this task gets.
-    pub(super) fn for_task(kind: TaskKind, classes: usize) -> Vec<Variant> {
+    pub(super) fn for_task(kind: TaskKind, classes: usize, image: bool) -> Vec<Variant> {
         let mut v = vec![Variant::Json, Variant::Csv];
+        if image {
+            v.push(Variant::Image);
+        }
         match kind {
             TaskKind::Classification if classes == 2 => v.push(Variant::Decision),
             TaskKind::Classification => {}
@@ -60,6 +79,7 @@ impl Variant {
             Variant::Csv => "-csv",
             Variant::Decision => "-decision",
             Variant::Interval => "-interval",
+            Variant::Image => "-image",
         }
     }
 
@@ -116,7 +136,40 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
         TaskKind::Classification => t.extend(["classify-post", "threshold-decision"]),
         TaskKind::Regression => t.extend(["regression-out", "conformal-interval"]),
     }
+    if r.image.is_some() {
+        t.extend(IMAGE_TOOLS);
+    }
     t
+}
+
+/// A holdout row as a gray PNG, `IMAGE_UPSCALE` times the grid's size (each
+/// feature a square of pixels), white being `spec.white`.
+fn row_png(p: &Prepared, i: usize, spec: &ImageSpec) -> Result<Vec<u8>, String> {
+    let (w, h, k) = (spec.width, spec.height, IMAGE_UPSCALE);
+    let grid: Vec<u8> = p.cells[i]
+        .iter()
+        .map(|c| {
+            let v = c.parse::<f64>().unwrap_or(0.0);
+            (v / spec.white * 255.0).round().clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    let mut px = Vec::with_capacity(w * h * k * k);
+    for y in 0..h * k {
+        for x in 0..w * k {
+            px.push(grid[(y / k) * w + x / k]);
+        }
+    }
+    let mut out = Vec::new();
+    image::write_buffer_with_format(
+        &mut std::io::Cursor::new(&mut out),
+        &px,
+        (w * k) as u32,
+        (h * k) as u32,
+        image::ExtendedColorType::L8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| format!("png: {e}"))?;
+    Ok(out)
 }
 
 /// The metrics a model is published with (searchable, shown on its card).
@@ -281,29 +334,83 @@ pub(super) fn write_kit_dir(
     std::fs::create_dir_all(dir.join("samples")).map_err(err)?;
     std::fs::write(dir.join("model.safetensors"), &f.weights).map_err(err)?;
     let tool = |n: &str| tools[n].0.display().to_string();
-    let mut steps = vec![match format {
-        InputFormat::Json => json!({
-            "name": "read",
-            "stage": tool("row-reader"),
-            "config": {"columns": p.columns},
-            "outputs": {"x": "raw"},
-        }),
-        InputFormat::Csv => json!({
-            "name": "read",
-            "stage": tool("csv-reader"),
-            "config": {"columns": p.columns},
-            "outputs": {"x": "raw"},
-        }),
-    }];
-    steps.push(json!({
-        "name": "impute",
-        "stage": tool("impute"),
-        "config": {"fill": feats.fill},
-        "inputs": {"x": "raw"},
-        "outputs": {"y": "filled"},
-    }));
+    let image = match (variant, &r.image) {
+        (Variant::Image, Some(spec)) => {
+            let n = spec.width * spec.height;
+            if p.columns.len() != n || p.columns.iter().any(|c| !c.categories.is_empty()) {
+                return Err(format!(
+                    "[image] is {}x{} = {n} pixels, but the data has {} feature columns{}",
+                    spec.width,
+                    spec.height,
+                    p.columns.len(),
+                    if p.columns.iter().any(|c| !c.categories.is_empty()) {
+                        ", some of them categories"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            Some(spec)
+        }
+        (Variant::Image, None) => return Err("an image kit needs the recipe's [image]".into()),
+        _ => None,
+    };
+    let mut steps = Vec::new();
+    if let Some(spec) = image {
+        // 4 megapixels at most: within the kit's stage memory, refused by name past it.
+        steps.push(json!({
+            "name": "decode",
+            "stage": tool("image-decode"),
+            "config": {"max_pixels": 4_000_000},
+            "outputs": {"pixels": "rgb"},
+        }));
+        steps.push(json!({"name": "gray", "stage": tool("grayscale"), "inputs": {"pixels": "rgb"}, "outputs": {"gray": "gray"}}));
+        steps.push(json!({
+            "name": "resize",
+            "stage": tool("resize"),
+            "config": {"width": spec.width, "height": spec.height, "filter": "pillow:box"},
+            "inputs": {"pixels": "gray"},
+            "outputs": {"resized": "small"},
+        }));
+        steps.push(json!({
+            "name": "normalize",
+            "stage": tool("normalize"),
+            "config": {"scale": spec.white / 255.0},
+            "inputs": {"pixels": "small"},
+            "outputs": {"values": "grid"},
+        }));
+        steps.push(json!({
+            "name": "flatten",
+            "stage": tool("flatten"),
+            "config": {"expect": spec.width * spec.height},
+            "inputs": {"values": "grid"},
+            "outputs": {"row": "filled"},
+        }));
+    } else {
+        steps.push(match format {
+            InputFormat::Json => json!({
+                "name": "read",
+                "stage": tool("row-reader"),
+                "config": {"columns": p.columns},
+                "outputs": {"x": "raw"},
+            }),
+            InputFormat::Csv => json!({
+                "name": "read",
+                "stage": tool("csv-reader"),
+                "config": {"columns": p.columns},
+                "outputs": {"x": "raw"},
+            }),
+        });
+        steps.push(json!({
+            "name": "impute",
+            "stage": tool("impute"),
+            "config": {"fill": feats.fill},
+            "inputs": {"x": "raw"},
+            "outputs": {"y": "filled"},
+        }));
+    }
     let mut last = "filled";
-    if feats.sizes.iter().any(|&n| n > 0) {
+    if image.is_none() && feats.sizes.iter().any(|&n| n > 0) {
         steps.push(json!({
             "name": "encode",
             "stage": tool("one-hot"),
@@ -373,13 +480,18 @@ pub(super) fn write_kit_dir(
     let mut golden = Vec::new();
     for (g, &i) in golden_idx.iter().enumerate() {
         let expected = format!("samples/row{g}.expected.json");
-        let (input, port) = match format {
-            InputFormat::Json => {
+        let (input, port) = match (image, format) {
+            (Some(spec), _) => {
+                let input = format!("samples/row{g}.png");
+                std::fs::write(dir.join(&input), row_png(p, i, spec)?).map_err(err)?;
+                (input, "image")
+            }
+            (None, InputFormat::Json) => {
                 let input = format!("samples/row{g}.json");
                 std::fs::write(dir.join(&input), row_json(p, i).to_string()).map_err(err)?;
                 (input, "row")
             }
-            InputFormat::Csv => {
+            (None, InputFormat::Csv) => {
                 let input = format!("samples/row{g}.csv");
                 std::fs::write(dir.join(&input), row_csv(p, i) + "\n").map_err(err)?;
                 (input, "line")
@@ -430,16 +542,21 @@ pub(super) fn write_kit_dir(
         ),
         (TaskKind::Regression, ..) => format!("the predicted `{}`{unit}", r.task.target),
     };
-    let reads = match format {
-        InputFormat::Json => format!("a JSON row ({} columns by name)", p.columns.len()),
-        InputFormat::Csv => format!(
+    let reads = match (image, format) {
+        (Some(spec), _) => format!(
+            "a PNG or JPEG picture (any size, shrunk to {}x{} gray; white ink on black, white being {})",
+            spec.width, spec.height, spec.white
+        ),
+        (None, InputFormat::Json) => format!("a JSON row ({} columns by name)", p.columns.len()),
+        (None, InputFormat::Csv) => format!(
             "CSV text, a row a line, no header, columns in this order: {}",
             abbreviate(&p.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
         ),
     };
-    let input = match format {
-        InputFormat::Json => json!({"name": "row", "type": "json"}),
-        InputFormat::Csv => json!({"name": "line", "type": "text"}),
+    let input = match (image, format) {
+        (Some(_), _) => json!({"name": "image", "type": "bytes", "media": "image/png, image/jpeg"}),
+        (None, InputFormat::Json) => json!({"name": "row", "type": "json"}),
+        (None, InputFormat::Csv) => json!({"name": "line", "type": "text"}),
     };
     let mut kitfile = json!({
         "kit": {

@@ -548,7 +548,9 @@ impl RecipeCtx<'_> {
             // model is published: a kit that cannot be made publishes nothing.
             let mut archives = Vec::new();
             let mut build_failed = None;
-            for variant in kit::Variant::for_task(r.task.kind, prepared.classes.len()) {
+            for variant in
+                kit::Variant::for_task(r.task.kind, prepared.classes.len(), r.image.is_some())
+            {
                 let t0 = Instant::now();
                 let kit_dir = self.work.join("kits").join(format!(
                     "{}-{}{}",

@@ -82,9 +82,24 @@ pub struct Recipe {
     pub recipe: RecipeSection,
     pub dataset: DatasetSpec,
     pub task: TaskSpec,
-    /// The models to train; a linear model and an MLP when none is listed.
+    /// The models to train; a linear model and two MLPs when none is listed.
     #[serde(default)]
     pub model: Vec<ModelSpec>,
+    /// The features are an image's gray pixels: the line also makes kits
+    /// that read a PNG or JPEG.
+    #[serde(default)]
+    pub image: Option<ImageSpec>,
+}
+
+/// `[image]`: the feature columns are the pixels of a `width` x `height`
+/// gray image, row by row.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub width: usize,
+    pub height: usize,
+    /// The feature value of a white pixel (255); black is 0.
+    pub white: f64,
 }
 
 /// `[recipe]`.
@@ -307,6 +322,20 @@ impl Recipe {
             )));
         }
         r.task.metric = Some(metric);
+        if let Some(im) = &r.image {
+            if !(1..=4096).contains(&(im.width * im.height)) {
+                return Err(bad(format!(
+                    "image is {}x{}; it must have 1 to 4096 pixels",
+                    im.width, im.height
+                )));
+            }
+            if !(im.white.is_finite() && im.white > 0.0) {
+                return Err(bad(format!(
+                    "image.white is {}; it must be a positive number",
+                    im.white
+                )));
+            }
+        }
         if r.model.is_empty() {
             r.model = vec![
                 ModelSpec {
