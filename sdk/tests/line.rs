@@ -37,6 +37,8 @@ impl Env {
             ("row-reader", "preprocess"),
             ("csv-reader", "preprocess"),
             ("impute", "preprocess"),
+            ("clip", "preprocess"),
+            ("log-transform", "preprocess"),
             ("one-hot", "preprocess"),
             ("standard-scale", "preprocess"),
             ("classify-post", "postprocess"),
@@ -318,7 +320,7 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
     assert_eq!(published(&first, "kit"), 2 + 3 * 3, "{first}");
     assert_eq!(published(&first, "model"), 4, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 14, "{first}");
+    assert_eq!(published(&first, "tool"), 16, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.

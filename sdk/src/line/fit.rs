@@ -18,16 +18,25 @@ pub struct Features {
     pub fill: Vec<f32>,
     /// Per raw column: 0 for a number, its number of categories otherwise.
     pub sizes: Vec<usize>,
+    /// Per raw column: the training 0.5th and 99.5th percentiles values are
+    /// bounded to (numbers of more than two values; none for the others).
+    pub clip: Vec<Option<(f32, f32)>>,
+    /// Raw columns that take ln(1 + x): numbers never negative in training
+    /// whose distribution has a long right tail (skewness above 2).
+    pub log: Vec<usize>,
     /// Per encoded column: training mean and deviation.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
 }
 
 impl Features {
-    /// Fits imputation, one-hot widths and scaling on the training rows.
-    pub fn fit(p: &Prepared) -> Features {
+    /// Fits imputation, bounds, log columns (when `transforms`), one-hot
+    /// widths and scaling on the training rows.
+    pub fn fit(p: &Prepared, transforms: bool) -> Features {
         let cols = p.columns.len();
         let mut fill = vec![0.0; cols];
+        let mut clip = vec![None; cols];
+        let mut log = Vec::new();
         for (j, c) in p.columns.iter().enumerate() {
             let vals: Vec<f32> = p
                 .train
@@ -35,6 +44,13 @@ impl Features {
                 .map(|&i| p.x[i][j])
                 .filter(|v| !v.is_nan())
                 .collect();
+            if transforms && c.categories.is_empty() {
+                let (bounds, skewed) = tail(&vals);
+                clip[j] = bounds;
+                if skewed {
+                    log.push(j);
+                }
+            }
             fill[j] = if c.categories.is_empty() {
                 if vals.is_empty() {
                     0.0
@@ -55,6 +71,8 @@ impl Features {
         let mut f = Features {
             fill,
             sizes,
+            clip,
+            log,
             mean: Vec::new(),
             std: Vec::new(),
         };
@@ -82,7 +100,13 @@ impl Features {
     fn encode_raw(&self, row: &[f32]) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.width());
         for (j, &v) in row.iter().enumerate() {
-            let v = if v.is_nan() { self.fill[j] } else { v };
+            let mut v = if v.is_nan() { self.fill[j] } else { v };
+            if let Some((lo, hi)) = self.clip[j] {
+                v = v.clamp(lo, hi);
+            }
+            if self.log.contains(&j) {
+                v = v.max(0.0).ln_1p();
+            }
             match self.sizes[j] {
                 0 => out.push(v),
                 n => out.extend((0..n).map(|k| if k == v as usize { 1.0 } else { 0.0 })),
@@ -104,6 +128,32 @@ impl Features {
     fn matrix(&self, p: &Prepared, rows: &[usize]) -> Vec<f32> {
         rows.iter().flat_map(|&i| self.encode(&p.x[i])).collect()
     }
+}
+
+/// A number column's bounds (its 0.5th and 99.5th percentiles, when it has
+/// more than two values) and whether, never negative, its bounded values
+/// have a long right tail (skewness above 2).
+fn tail(vals: &[f32]) -> (Option<(f32, f32)>, bool) {
+    let mut v = vals.to_vec();
+    v.sort_by(f32::total_cmp);
+    v.dedup();
+    if v.len() <= 2 {
+        return (None, false);
+    }
+    let mut sorted = vals.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+    let (lo, hi) = (q(0.005), q(0.995));
+    let bounded: Vec<f64> = vals.iter().map(|x| x.clamp(lo, hi) as f64).collect();
+    let n = bounded.len() as f64;
+    let m = bounded.iter().sum::<f64>() / n;
+    let var = bounded.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+    let skew = if var > 0.0 {
+        bounded.iter().map(|x| (x - m).powi(3)).sum::<f64>() / n / var.powf(1.5)
+    } else {
+        0.0
+    };
+    (Some((lo, hi)), sorted[0] >= 0.0 && skew > 2.0)
 }
 
 /// A metric with its 95% interval on `n` holdout rows, and the baseline's value.
@@ -507,6 +557,24 @@ fn bootstrap(n: usize, score: &dyn Fn(&[usize]) -> f64) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_right_tails_are_logged_and_binary_columns_left_alone() {
+        // Mostly small counts, a few large: bounded, and logged.
+        let counts: Vec<f32> = (0..1000)
+            .map(|i| if i % 50 == 0 { 200.0 } else { (i % 3) as f32 })
+            .collect();
+        let (bounds, skewed) = super::tail(&counts);
+        assert_eq!(bounds, Some((0.0, 200.0)));
+        assert!(skewed);
+        // Symmetric values: bounded, not logged; negatives are never logged.
+        let even: Vec<f32> = (0..1000).map(|i| (i % 100) as f32).collect();
+        assert_eq!(super::tail(&even), (Some((0.0, 99.0)), false));
+        let negative: Vec<f32> = counts.iter().map(|v| v - 1.0).collect();
+        assert!(!super::tail(&negative).1);
+        // Two values: nothing to bound.
+        assert_eq!(super::tail(&[0.0, 1.0, 1.0, 0.0]), (None, false));
+    }
+
     #[test]
     fn the_decision_threshold_balances_the_two_recalls() {
         // Positives score 0.3 and above, negatives below: 0.3 separates them

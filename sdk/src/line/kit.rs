@@ -124,7 +124,13 @@ pub(super) fn interval(p: &Prepared, f: &Fitted) -> Interval {
 
 /// The tools a recipe's kits use, in pipeline order (both readers).
 pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
-    let mut t = vec!["row-reader", "csv-reader", "impute"];
+    let mut t = vec![
+        "row-reader",
+        "csv-reader",
+        "impute",
+        "clip",
+        "log-transform",
+    ];
     // Category columns (listed or found holding text) are known only from
     // the data; the one-hot stage is in every kit's fingerprint and passes
     // through when there are none.
@@ -410,12 +416,42 @@ pub(super) fn write_kit_dir(
         }));
     }
     let mut last = "filled";
+    if image.is_none() && feats.clip.iter().any(Option::is_some) {
+        let bounded: Vec<(usize, f32, f32)> = feats
+            .clip
+            .iter()
+            .enumerate()
+            .filter_map(|(j, b)| b.map(|(lo, hi)| (j, lo, hi)))
+            .collect();
+        steps.push(json!({
+            "name": "bound",
+            "stage": tool("clip"),
+            "config": {
+                "columns": bounded.iter().map(|b| b.0).collect::<Vec<_>>(),
+                "low": bounded.iter().map(|b| b.1).collect::<Vec<_>>(),
+                "high": bounded.iter().map(|b| b.2).collect::<Vec<_>>(),
+            },
+            "inputs": {"x": last},
+            "outputs": {"y": "bounded"},
+        }));
+        last = "bounded";
+    }
+    if image.is_none() && !feats.log.is_empty() {
+        steps.push(json!({
+            "name": "log",
+            "stage": tool("log-transform"),
+            "config": {"columns": feats.log},
+            "inputs": {"x": last},
+            "outputs": {"y": "logged"},
+        }));
+        last = "logged";
+    }
     if image.is_none() && feats.sizes.iter().any(|&n| n > 0) {
         steps.push(json!({
             "name": "encode",
             "stage": tool("one-hot"),
             "config": {"sizes": feats.sizes},
-            "inputs": {"x": "filled"},
+            "inputs": {"x": last},
             "outputs": {"y": "encoded"},
         }));
         last = "encoded";

@@ -502,7 +502,8 @@ impl RecipeCtx<'_> {
         }
         report.timings.publish += t0.elapsed().as_secs_f64();
 
-        let features = fit::Features::fit(&prepared);
+        // Pixels keep their scale; other numbers are bounded and long tails logged.
+        let features = fit::Features::fit(&prepared, r.image.is_none());
         for m in &r.model {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
