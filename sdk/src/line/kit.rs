@@ -59,8 +59,18 @@ const IMAGE_UPSCALE: usize = 4;
 
 impl Variant {
     /// The kits a model of this task gets.
-    pub(super) fn for_task(kind: TaskKind, classes: usize, image: bool) -> Vec<Variant> {
-        let mut v = vec![Variant::Json, Variant::Csv];
+    pub(super) fn for_task(
+        kind: TaskKind,
+        classes: usize,
+        image: bool,
+        text: bool,
+    ) -> Vec<Variant> {
+        // A text recipe's kits read the text, whatever they answer.
+        let mut v = if text {
+            vec![Variant::Json]
+        } else {
+            vec![Variant::Json, Variant::Csv]
+        };
         if image {
             v.push(Variant::Image);
         }
@@ -145,8 +155,14 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     if r.image.is_some() {
         t.extend(IMAGE_TOOLS);
     }
+    if r.text.is_some() {
+        t.extend(TEXT_TOOLS);
+    }
     t
 }
+
+/// The tools a text kit reads its text with, in order.
+const TEXT_TOOLS: [&str; 3] = ["pii-mask", "text-normalize", "char-ngram-hash"];
 
 /// A holdout row as a gray PNG, `IMAGE_UPSCALE` times the grid's size (each
 /// feature a square of pixels), white being `spec.white`.
@@ -362,7 +378,24 @@ pub(super) fn write_kit_dir(
         _ => None,
     };
     let mut steps = Vec::new();
-    if let Some(spec) = image {
+    if let Some(t) = &r.text {
+        steps.push(
+            json!({"name": "mask", "stage": tool("pii-mask"), "outputs": {"masked": "masked"}}),
+        );
+        steps.push(json!({
+            "name": "normalize",
+            "stage": tool("text-normalize"),
+            "inputs": {"text": "masked"},
+            "outputs": {"normalized": "clean"},
+        }));
+        steps.push(json!({
+            "name": "hash",
+            "stage": tool("char-ngram-hash"),
+            "config": {"buckets": t.buckets, "n": t.n},
+            "inputs": {"text": "clean"},
+            "outputs": {"features": "filled"},
+        }));
+    } else if let Some(spec) = image {
         // 4 megapixels at most: within the kit's stage memory, refused by name past it.
         steps.push(json!({
             "name": "decode",
@@ -517,6 +550,11 @@ pub(super) fn write_kit_dir(
     for (g, &i) in golden_idx.iter().enumerate() {
         let expected = format!("samples/row{g}.expected.json");
         let (input, port) = match (image, format) {
+            _ if r.text.is_some() => {
+                let input = format!("samples/row{g}.txt");
+                std::fs::write(dir.join(&input), &p.cells[i][0]).map_err(err)?;
+                (input, "text")
+            }
             (Some(spec), _) => {
                 let input = format!("samples/row{g}.png");
                 std::fs::write(dir.join(&input), row_png(p, i, spec)?).map_err(err)?;
@@ -579,6 +617,7 @@ pub(super) fn write_kit_dir(
         (TaskKind::Regression, ..) => format!("the predicted `{}`{unit}", r.task.target),
     };
     let reads = match (image, format) {
+        _ if r.text.is_some() => "a text (up to 20,000 characters; e-mail and web addresses and phone numbers are masked first)".to_owned(),
         (Some(spec), _) => format!(
             "a PNG or JPEG picture (any size, shrunk to {}x{} gray; white ink on black, white being {})",
             spec.width, spec.height, spec.white
@@ -590,6 +629,7 @@ pub(super) fn write_kit_dir(
         ),
     };
     let input = match (image, format) {
+        _ if r.text.is_some() => json!({"name": "text", "type": "text"}),
         (Some(_), _) => json!({"name": "image", "type": "bytes", "media": "image/png, image/jpeg"}),
         (None, InputFormat::Json) => json!({"name": "row", "type": "json"}),
         (None, InputFormat::Csv) => json!({"name": "line", "type": "text"}),

@@ -304,6 +304,23 @@ async fn exists(client: &Client, reference: &str, kind: Kind, digest: &Digest) -
     matches!(client.get(reference, Some(kind)).await, Ok(a) if a.digest == digest.to_string())
 }
 
+/// A text recipe's rows as numbers: each text masked, normalised and hashed
+/// (as the kit's `pii-mask`, `text-normalize` and `char-ngram-hash` do),
+/// one column per bucket; the cells keep the text, for golden inputs.
+fn text_features(mut p: data::Prepared, spec: &recipe::TextSpec) -> data::Prepared {
+    use algobay_text::{char_ngrams, mask_pii, normalize};
+    for (x, cells) in p.x.iter_mut().zip(&p.cells) {
+        *x = char_ngrams(&normalize(&mask_pii(&cells[0])), spec.n, spec.buckets);
+    }
+    p.columns = (0..spec.buckets)
+        .map(|b| data::Column {
+            name: format!("{}#{b}", spec.column),
+            categories: Vec::new(),
+        })
+        .collect();
+    p
+}
+
 /// What every recipe of a run shares.
 struct RecipeCtx<'a> {
     runtime: &'a Runtime,
@@ -436,7 +453,11 @@ impl RecipeCtx<'_> {
         let t0 = Instant::now();
         let table = data::parse_csv(&String::from_utf8_lossy(&csv))
             .map_err(|e| format!("dataset `{}`: {e}", r.dataset.name))?;
-        let prepared = data::prepare(&table, &r.task);
+        let prepared = data::prepare(&table, &r.task, r.text.as_ref().map(|t| t.column.as_str()))
+            .map(|p| match &r.text {
+                Some(t) => text_features(p, t),
+                None => p,
+            });
         report.timings.check += t0.elapsed().as_secs_f64();
         let prepared = match prepared {
             Ok(p) => p,
@@ -503,7 +524,7 @@ impl RecipeCtx<'_> {
         report.timings.publish += t0.elapsed().as_secs_f64();
 
         // Pixels keep their scale; other numbers are bounded and long tails logged.
-        let features = fit::Features::fit(&prepared, r.image.is_none());
+        let features = fit::Features::fit(&prepared, r.image.is_none() && r.text.is_none());
         for m in &r.model {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
@@ -549,9 +570,12 @@ impl RecipeCtx<'_> {
             // model is published: a kit that cannot be made publishes nothing.
             let mut archives = Vec::new();
             let mut build_failed = None;
-            for variant in
-                kit::Variant::for_task(r.task.kind, prepared.classes.len(), r.image.is_some())
-            {
+            for variant in kit::Variant::for_task(
+                r.task.kind,
+                prepared.classes.len(),
+                r.image.is_some(),
+                r.text.is_some(),
+            ) {
                 let t0 = Instant::now();
                 let kit_dir = self.work.join("kits").join(format!(
                     "{}-{}{}",

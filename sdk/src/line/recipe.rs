@@ -89,6 +89,30 @@ pub struct Recipe {
     /// that read a PNG or JPEG.
     #[serde(default)]
     pub image: Option<ImageSpec>,
+    /// One column is text: the features are its hashed character n-grams,
+    /// and the kits read a text.
+    #[serde(default)]
+    pub text: Option<TextSpec>,
+}
+
+/// `[text]`: the column holding the text, and how it is hashed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSpec {
+    pub column: String,
+    /// Buckets of the hashed n-grams (the model's input width).
+    #[serde(default = "default_buckets")]
+    pub buckets: usize,
+    /// The longest character n-gram.
+    #[serde(default = "default_ngram")]
+    pub n: usize,
+}
+
+fn default_buckets() -> usize {
+    1024
+}
+fn default_ngram() -> usize {
+    2
 }
 
 /// `[image]`: the feature columns are the pixels of a `width` x `height`
@@ -322,6 +346,17 @@ impl Recipe {
             )));
         }
         r.task.metric = Some(metric);
+        if let Some(t) = &r.text {
+            if !(16..=65536).contains(&t.buckets) || !(1..=5).contains(&t.n) {
+                return Err(bad(format!(
+                    "text: buckets {} must be 16 to 65536 and n {} 1 to 5",
+                    t.buckets, t.n
+                )));
+            }
+            if r.image.is_some() {
+                return Err(bad("a recipe is [text] or [image], not both".into()));
+            }
+        }
         if let Some(im) = &r.image {
             if !(1..=4096).contains(&(im.width * im.height)) {
                 return Err(bad(format!(

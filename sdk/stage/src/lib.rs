@@ -36,6 +36,7 @@
 //! - [`Stage`], [`Config`], [`Inputs`], [`Outputs`], [`Contract`]: the
 //!   friendlier layer most stages use.
 //! - [`imaging`]: pre-processing that gives Pillow's and OpenCV's bytes.
+//! - [`text`]: PII masking, normalisation and hashed character n-grams.
 
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod bindings {
@@ -52,6 +53,7 @@ pub use bindings::algobay::stage::types::{Asset, Dtype, Named, Port, Tensor, Val
 
 /// Resize, grayscale, channel order and layout exactly as Pillow and OpenCV do them.
 pub use algobay_imaging as imaging;
+pub use algobay_text as text;
 pub use bindings::Guest;
 
 /// What a stage declares about its ports.

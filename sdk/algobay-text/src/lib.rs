@@ -1,0 +1,229 @@
+//! Text pre-processing shared by the text stages and the production line,
+//! so that a model is trained on exactly the features its kit computes:
+//!
+//! - [`mask_pii`]: e-mail addresses, web addresses and phone numbers become
+//!   `<email>`, `<url>` and `<phone>`;
+//! - [`normalize`]: full-width ASCII forms and the ideographic space become
+//!   their ASCII forms, letters lower case, runs of white space one space;
+//! - [`char_ngrams`]: counts of character 1- to n-grams hashed into a fixed
+//!   number of buckets (FNV-1a), as `1 + ln(count)`, scaled to unit length.
+
+/// Replaces e-mail addresses, web addresses (`http://`, `https://`, `www.`)
+/// and phone numbers (7 to 15 digits, with spaces, dots, dashes, brackets or
+/// a leading `+` between them) by `<email>`, `<url>` and `<phone>`.
+pub fn mask_pii(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some(end) = url_at(&chars, i) {
+            out.push_str("<url>");
+            i = end;
+        } else if let Some((start, end)) = email_around(&chars, i) {
+            // The local part was already copied: take it back.
+            for _ in start..i {
+                out.pop();
+            }
+            out.push_str("<email>");
+            i = end;
+        } else if let Some(end) = phone_at(&chars, i) {
+            out.push_str("<phone>");
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn starts_with(chars: &[char], i: usize, prefix: &str) -> bool {
+    let p: Vec<char> = prefix.chars().collect();
+    chars.len() >= i + p.len()
+        && chars[i..i + p.len()]
+            .iter()
+            .zip(&p)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+}
+
+fn url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
+}
+
+/// Where a web address starting at `i` ends.
+fn url_at(chars: &[char], i: usize) -> Option<usize> {
+    if i > 0 && url_char(chars[i - 1]) {
+        return None;
+    }
+    let skip = ["https://", "http://", "www."]
+        .iter()
+        .find(|p| starts_with(chars, i, p))?
+        .chars()
+        .count();
+    let mut end = i + skip;
+    while end < chars.len() && url_char(chars[end]) {
+        end += 1;
+    }
+    // A sentence's last full stop or comma is not part of the address.
+    while end > i + skip && ".,;:!?)".contains(chars[end - 1]) {
+        end -= 1;
+    }
+    (end > i + skip).then_some(end)
+}
+
+fn local_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._%+-".contains(c)
+}
+
+/// An e-mail address whose `@` is at `i`: (start, end).
+fn email_around(chars: &[char], i: usize) -> Option<(usize, usize)> {
+    if chars[i] != '@' {
+        return None;
+    }
+    let mut start = i;
+    while start > 0 && local_char(chars[start - 1]) {
+        start -= 1;
+    }
+    let mut end = i + 1;
+    while end < chars.len()
+        && (chars[end].is_ascii_alphanumeric() || chars[end] == '-' || chars[end] == '.')
+    {
+        end += 1;
+    }
+    while end > i + 1 && chars[end - 1] == '.' {
+        end -= 1;
+    }
+    let domain: String = chars[i + 1..end].iter().collect();
+    let dotted = domain.split('.').count() >= 2 && domain.split('.').all(|p| !p.is_empty());
+    (start < i && dotted).then_some((start, end))
+}
+
+/// Where a phone number starting at `i` ends.
+fn phone_at(chars: &[char], i: usize) -> Option<usize> {
+    let c = chars[i];
+    if !(c.is_ascii_digit() || c == '+' || c == '(')
+        || (i > 0 && chars[i - 1].is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    let mut digits = 0;
+    let mut end = i;
+    let mut last_digit = i;
+    while end < chars.len() {
+        let c = chars[end];
+        if c.is_ascii_digit() {
+            digits += 1;
+            last_digit = end + 1;
+        } else if !(" .-()".contains(c) || (c == '+' && end == i)) {
+            break;
+        }
+        end += 1;
+    }
+    let after_ok = last_digit >= chars.len() || !chars[last_digit].is_ascii_alphanumeric();
+    ((7..=15).contains(&digits) && after_ok).then_some(last_digit)
+}
+
+/// Full-width ASCII forms (U+FF01–U+FF5E) and the ideographic space as
+/// ASCII, lower case, runs of white space as one space, no space at the ends.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        let c = match c as u32 {
+            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            0x3000 => ' ',
+            _ => c,
+        };
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// Counts of the character 1- to `max_n`-grams of `text`, hashed into
+/// `buckets` (FNV-1a of the gram's UTF-8 bytes and its length), each count
+/// as `1 + ln(count)`, the whole scaled to unit length (all zeros for an
+/// empty text).
+pub fn char_ngrams(text: &str, max_n: usize, buckets: usize) -> Vec<f32> {
+    let size = buckets.max(1);
+    let mut counts = vec![0u32; size];
+    let chars: Vec<char> = text.chars().collect();
+    let mut buf = [0u8; 4];
+    for n in 1..=max_n {
+        for w in chars.windows(n) {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            let mut eat = |byte: u8| {
+                h ^= u64::from(byte);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            };
+            eat(n as u8);
+            for c in w {
+                c.encode_utf8(&mut buf).bytes().for_each(&mut eat);
+            }
+            counts[(h % size as u64) as usize] += 1;
+        }
+    }
+    let mut v: Vec<f32> = counts
+        .iter()
+        .map(|&c| if c == 0 { 0.0 } else { 1.0 + (c as f32).ln() })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in &mut v {
+            *x /= norm;
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_urls_and_phones_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_pii("访问我的网站 www.smallstonesoft.com，或写信 li.ming@example.cn."),
+            "访问我的网站 <url>，或写信 <email>."
+        );
+        assert_eq!(
+            mask_pii("Call +86 138-0013-8000 or see https://a.b/c?d=1, thanks"),
+            "Call <phone> or see <url>, thanks"
+        );
+        // Short numbers, prices and versions stay.
+        assert_eq!(
+            mask_pii("2 books for 35.5 yuan, v1.2"),
+            "2 books for 35.5 yuan, v1.2"
+        );
+        assert_eq!(mask_pii("a@b is not an address"), "a@b is not an address");
+    }
+
+    #[test]
+    fn full_width_forms_case_and_spaces_are_normalised() {
+        assert_eq!(
+            normalize("  ＡＢＣ　１２３！\n\tHello  World "),
+            "abc 123! hello world"
+        );
+        assert_eq!(normalize("很好看。"), "很好看。");
+    }
+
+    #[test]
+    fn ngram_vectors_have_unit_length_and_depend_only_on_the_text() {
+        let a = char_ngrams("很好看", 2, 64);
+        assert_eq!(a.len(), 64);
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+        assert_eq!(a, char_ngrams("很好看", 2, 64));
+        assert_ne!(a, char_ngrams("不好看", 2, 64));
+        assert!(char_ngrams("", 2, 8).iter().all(|x| *x == 0.0));
+        // Five grams of 1 and 2 characters: at most five buckets used.
+        assert!(a.iter().filter(|x| **x > 0.0).count() <= 5);
+    }
+}
