@@ -42,6 +42,7 @@ impl Env {
             ("one-hot", "preprocess"),
             ("standard-scale", "preprocess"),
             ("classify-post", "postprocess"),
+            ("temperature-scale", "postprocess"),
             ("regression-out", "postprocess"),
             ("threshold-decision", "postprocess"),
             ("conformal-interval", "postprocess"),
@@ -323,7 +324,7 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
     assert_eq!(published(&first, "kit"), 2 + 3 * 3, "{first}");
     assert_eq!(published(&first, "model"), 4, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 19, "{first}");
+    assert_eq!(published(&first, "tool"), 20, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.

@@ -101,6 +101,12 @@ impl Variant {
     }
 }
 
+/// A classifier's temperature from its holdout probabilities.
+fn calibration(p: &Prepared, f: &Fitted) -> super::fit::Calibration {
+    let truth: Vec<u32> = p.holdout.iter().map(|&i| p.y_class[i]).collect();
+    super::fit::calibrate(&f.probabilities, p.classes.len(), &truth)
+}
+
 /// Share of new rows a kit's prediction interval is made to hold.
 const INTERVAL_LEVEL: f64 = 0.9;
 
@@ -149,7 +155,9 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     // The decision kit is made only for two classes, known from the data;
     // its tool is in every classification recipe's fingerprint.
     match r.task.kind {
-        TaskKind::Classification => t.extend(["classify-post", "threshold-decision"]),
+        TaskKind::Classification => {
+            t.extend(["temperature-scale", "classify-post", "threshold-decision"])
+        }
         TaskKind::Regression => t.extend(["regression-out", "conformal-interval"]),
     }
     if r.image.is_some() {
@@ -534,11 +542,22 @@ pub(super) fn write_kit_dir(
                 "inputs": {"y": "logits"},
             }));
         }
-        (TaskKind::Classification, _) => steps.push(json!({
-            "name": "post",
-            "stage": tool("classify-post"),
-            "config": {"labels": p.classes, "top_k": 1},
-        })),
+        (TaskKind::Classification, _) => {
+            let cal = calibration(p, f);
+            steps.push(json!({
+                "name": "calibrate",
+                "stage": tool("temperature-scale"),
+                "config": {"temperature": cal.temperature},
+                "inputs": {"logits": "logits"},
+                "outputs": {"scaled": "calibrated"},
+            }));
+            steps.push(json!({
+                "name": "post",
+                "stage": tool("classify-post"),
+                "config": {"labels": p.classes, "top_k": 1},
+                "inputs": {"logits": "calibrated"},
+            }));
+        }
         (TaskKind::Regression, _) => steps.push(json!({
             "name": "post",
             "stage": tool("regression-out"),
@@ -600,11 +619,20 @@ pub(super) fn write_kit_dir(
              the two error rates on the training rows) and `{}` otherwise, with the probability",
             p.classes[1], p.classes[0]
         ),
-        (TaskKind::Classification, ..) => format!(
-            "the likeliest of {} classes ({}) with its probability",
-            p.classes.len(),
-            abbreviate(&p.classes)
-        ),
+        (TaskKind::Classification, ..) => {
+            let cal = calibration(p, f);
+            format!(
+                "the likeliest of {} classes ({}) with its probability, calibrated (temperature {}, \
+                 fitted on {} holdout rows; expected calibration error on {} others {:.3} before, {:.3} after)",
+                p.classes.len(),
+                abbreviate(&p.classes),
+                cal.temperature,
+                cal.fitted_on,
+                cal.checked_on,
+                cal.ece_before,
+                cal.ece_after
+            )
+        }
         (TaskKind::Regression, Variant::Interval, _, Some(iv)) => format!(
             "the predicted `{}`{unit} with a {:.0}% prediction interval (± {}, the split-conformal \
              quantile of the model's holdout errors; {} of {} other holdout rows fell inside)",
