@@ -130,6 +130,19 @@ fn the_console_works_in_a_real_browser_and_keeps_tenants_apart() {
             .is_some_and(|f| f["enterprises_served"] == 0),
         "{c}"
     );
+    // An enterprise sees the programme's totals, not the fleets per industry.
+    let theirs = rt.block_on(acme.coverage()).unwrap();
+    assert_eq!(theirs["enterprises_served"], 1, "{theirs}");
+    assert_eq!(theirs["devices"], 0, "{theirs}");
+    assert_eq!(theirs["by_industry"]["logistics"]["devices"], 0, "{theirs}");
+    assert_eq!(
+        theirs["by_industry"]["logistics"]["enterprises_served"], 0,
+        "{theirs}"
+    );
+    assert_eq!(
+        theirs["by_industry"]["logistics"]["kits"], logistics["kits"],
+        "{theirs}"
+    );
 
     // A second token of acme, whose session the test revokes.
     let (doomed_id, doomed) = rt

@@ -700,6 +700,26 @@ pub struct CoverageSlice {
     pub devices: u64,
 }
 
+impl Coverage {
+    /// What a team or enterprise sees: the catalog's counts and the
+    /// programme's totals, but no device counts and no enterprise counts per
+    /// industry or domain (they would tell one tenant the size of another's
+    /// fleet in a small industry).
+    pub fn for_tenants(mut self) -> Coverage {
+        self.devices = 0;
+        for s in self
+            .by_industry
+            .values_mut()
+            .chain(self.by_domain.values_mut())
+        {
+            s.devices = 0;
+            s.enterprises = 0;
+            s.enterprises_served = 0;
+        }
+        self
+    }
+}
+
 /// The current time, passed in so tests can move it.
 pub trait Clock: Send + Sync + 'static {
     fn now_unix(&self) -> i64;

@@ -106,7 +106,7 @@ impl Metrics {
             }
         }
         if let Some(reg) = registry {
-            if let Ok(c) = reg.coverage() {
+            if let Ok(c) = reg.coverage_all() {
                 out.push_str(
                     "# HELP algobay_registry_artifacts Published, unyanked artifacts by kind.\n",
                 );

@@ -673,9 +673,9 @@ impl pb::catalog_server::Catalog for CatalogApi {
         &self,
         req: Request<pb::CoverageRequest>,
     ) -> Result<Response<pb::CoverageResponse>, Status> {
-        principal(&self.0, &req).await?;
+        let p = principal(&self.0, &req).await?;
         let reg = self.0.clone();
-        let c = blocking(move || reg.coverage()).await?;
+        let c = blocking(move || RegistryApi::coverage(&*reg, &p)).await?;
         let m = |b: std::collections::BTreeMap<String, u64>| b.into_iter().collect();
         Ok(Response::new(pb::CoverageResponse {
             models_by_domain: m(c.models_by_domain),

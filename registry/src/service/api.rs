@@ -67,8 +67,11 @@ pub trait RegistryApi: Send + Sync + 'static {
         kind: Option<Kind>,
         undo: bool,
     ) -> Result<Artifact>;
-    /// The operator's counts.
-    fn coverage(&self) -> Result<Coverage>;
+    /// The programme's counts: all of them for an operator, without the
+    /// fleet's detail for a team or enterprise ([`Coverage::for_tenants`]).
+    fn coverage(&self, p: &Principal) -> Result<Coverage>;
+    /// Every count, for the operator's own metrics listener.
+    fn coverage_all(&self) -> Result<Coverage>;
     /// Every version of an artifact the caller may see, newest first.
     fn versions(&self, p: &Principal, kind: Kind, name: &str) -> Result<Vec<Artifact>>;
     /// The artifacts retrained from `reference`, as the caller sees them.
@@ -292,8 +295,16 @@ impl RegistryApi for Registry {
     ) -> Result<Artifact> {
         Registry::yank(self, p, reference, kind, undo)
     }
-    fn coverage(&self) -> Result<Coverage> {
+    fn coverage_all(&self) -> Result<Coverage> {
         Registry::coverage(self)
+    }
+    fn coverage(&self, p: &Principal) -> Result<Coverage> {
+        let c = Registry::coverage(self)?;
+        Ok(if p.role == crate::domain::Role::Operator {
+            c
+        } else {
+            c.for_tenants()
+        })
     }
     fn versions(&self, p: &Principal, kind: Kind, name: &str) -> Result<Vec<Artifact>> {
         Registry::versions(self, p, kind, name)

@@ -749,7 +749,8 @@ pub(crate) async fn coverage(State(c): Shared, viewer: Viewer) -> Result<Respons
         return Err(WebError::NotFound);
     }
     let api = c.api.clone();
-    let cov = blocking(move || api.coverage()).await?;
+    let p = s.principal.clone();
+    let cov = blocking(move || api.coverage(&p)).await?;
     let value = |name: &str| match name {
         "models" => cov.models,
         "tools" => cov.tools,
