@@ -147,7 +147,7 @@ step "continuous training: two rounds of the loop (three devices of one enterpri
 cargo bench --locked -q -p algobay-agent --bench training -- --rounds 2
 
 # ---------------------------------------------------------------- the line
-step "the production line: algobay line run examples/line/LINE.toml (real datasets, trained and checked models, kits of WASM tools, published by 20 teams; refusals say why)"
+step "the production line: algobay line run examples/line/LINE.toml (real datasets, trained and checked models, kits of WASM tools, published by their teams; refusals say why)"
 "$ALGOBAY" --token "$OP" line run examples/line/LINE.toml --work "$DEMO/line" | tail -n 25
 step "algobay coverage (the programme's targets, per industry and domain, counted by the registry)"
 "$ALGOBAY" --token "$OP" coverage || true
