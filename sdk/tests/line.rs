@@ -422,6 +422,12 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         .find(|k| k["name"] == "glyphs/digits-linear-image")
         .unwrap_or_else(|| panic!("no image kit: {names:?}"));
     assert_eq!(image["inputs"][0][1], "bytes", "{image}");
+    let digits_model = env
+        .search("model")
+        .into_iter()
+        .find(|m| m["name"] == "glyphs/digits-linear")
+        .unwrap();
+    assert_eq!(digits_model["domain"], "vision", "{digits_model}");
     let intervals: Vec<&J> = kits
         .iter()
         .filter(|k| k["name"].as_str().unwrap().ends_with("-interval"))
@@ -636,6 +642,7 @@ fn a_text_recipe_is_deduplicated_and_its_kit_reads_text_with_addresses_masked() 
         .into_iter()
         .find(|m| m["name"] == "glyphs/reviews-linear")
         .unwrap_or_else(|| panic!("no model: {report}"));
+    assert_eq!(model["domain"], "nlp", "{model}");
     // Deduplicated before the split: far fewer holdout rows than a fifth of 35,000.
     let holdout = model["metrics"]["holdout_rows"].as_f64().unwrap();
     assert!((1000.0..5000.0).contains(&holdout), "{holdout} {card}");

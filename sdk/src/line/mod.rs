@@ -304,6 +304,19 @@ async fn exists(client: &Client, reference: &str, kind: Kind, digest: &Digest) -
     matches!(client.get(reference, Some(kind)).await, Ok(a) if a.digest == digest.to_string())
 }
 
+/// The domain a recipe's dataset and models count in: a picture's pixels
+/// are vision, a text is language (`nlp`, as the example kits say), the rest
+/// tabular.
+fn domain_of(r: &Recipe) -> &'static str {
+    if r.image.is_some() {
+        "vision"
+    } else if r.text.is_some() {
+        "nlp"
+    } else {
+        "tabular"
+    }
+}
+
 /// A text recipe's rows as numbers: each text masked, normalised and hashed
 /// (as the kit's `pii-mask`, `text-normalize` and `char-ngram-hash` do),
 /// one column per bucket; the cells keep the text, for golden inputs.
@@ -492,7 +505,7 @@ impl RecipeCtx<'_> {
                 source: r.dataset.origin.clone(),
                 label_column: r.task.target.clone(),
                 header: true,
-                domain: "tabular".into(),
+                domain: domain_of(&r).into(),
                 task: kind_name(r.task.kind).into(),
                 description: if r.dataset.description.is_empty() {
                     format!("{} (for: {})", r.dataset.origin, r.recipe.scenario)
@@ -614,7 +627,7 @@ impl RecipeCtx<'_> {
             let info = crate::ModelInfo {
                 name: model_name.clone(),
                 version: version.clone(),
-                domain: "tabular".into(),
+                domain: domain_of(&r).into(),
                 task: kind_name(r.task.kind).into(),
                 architecture: "mlp".into(),
                 description: format!("{} ({}): {}", r.recipe.scenario, m.describe(), s.summary()),
