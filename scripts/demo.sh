@@ -147,8 +147,11 @@ step "continuous training: two rounds of the loop (three devices of one enterpri
 cargo bench --locked -q -p algobay-agent --bench training -- --rounds 2
 
 # ---------------------------------------------------------------- the line
-step "the production line: algobay line run examples/line/LINE.toml (real datasets, trained and checked models, kits of WASM tools, published by their teams; refusals say why)"
-"$ALGOBAY" --token "$OP" line run examples/line/LINE.toml --work "$DEMO/line" | tail -n 25
+# A recipe of each kind here (tabular classification and regression, pixels,
+# text); scripts/marketplace.sh runs all of them and the pilot.
+step "the production line: algobay line run examples/line/LINE.toml --only … (real datasets, trained and checked models, kits of WASM tools, published by their teams; refusals say why)"
+"$ALGOBAY" --token "$OP" line run examples/line/LINE.toml --work "$DEMO/line" \
+  --only breast-cancer --only mortgage-denial --only diamond-price --only digits --only review-sentiment | tail -n 40
 step "algobay coverage (the programme's targets, per industry and domain, counted by the registry)"
 "$ALGOBAY" --token "$OP" coverage || true
 
