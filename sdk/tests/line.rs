@@ -98,6 +98,21 @@ impl Env {
     }
 
     /// The registry's artifacts of one kind, as anyone searching sees them.
+    /// `algobay kit pull REFERENCE` into this test's folder, as `file`.
+    fn pull(&self, reference: &str, file: &str) -> PathBuf {
+        let path = self.dir.path().join(file);
+        let o = self
+            .at_registry()
+            .arg("--token")
+            .arg(&self.operator)
+            .args(["kit", "pull", reference, "-o"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        path
+    }
+
     fn search(&self, kind: &str) -> Vec<J> {
         let o = self
             .at_registry()
@@ -443,16 +458,7 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
     let work = env.line_dir().join("work");
     for k in &kits {
         let r = reference(k);
-        let file = env.dir.path().join("pulled.kit");
-        let o = env
-            .at_registry()
-            .arg("--token")
-            .arg(&env.operator)
-            .args(["kit", "pull", &r, "-o"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let file = env.pull(&r, "pulled.kit");
         let team = r.split('/').next().unwrap();
         let o = env
             .at_registry()
@@ -656,16 +662,7 @@ fn a_text_recipe_is_deduplicated_and_its_kit_reads_text_with_addresses_masked() 
         "{kits:?}"
     );
     // The kit reads a text; an address in it does not reach the features.
-    let file = env.dir.path().join("reviews.kit");
-    let o = env
-        .at_registry()
-        .arg("--token")
-        .arg(&env.operator)
-        .args(["kit", "pull", "glyphs/reviews-linear@1.0.0", "-o"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file = env.pull("glyphs/reviews-linear@1.0.0", "reviews.kit");
     let run = |text: &str| {
         let o = env
             .at_registry()

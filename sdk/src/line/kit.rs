@@ -345,6 +345,17 @@ fn golden_rows(
     }
 }
 
+/// A step of a tabular tool: its `x` from `input`, its `y` named `output`.
+fn table_step(name: &str, stage: String, config: J, input: &str, output: &str) -> J {
+    json!({
+        "name": name,
+        "stage": stage,
+        "config": config,
+        "inputs": {"x": input},
+        "outputs": {"y": output},
+    })
+}
+
 /// Writes the kit's folder: Kitfile, model, golden samples.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_kit_dir(
@@ -448,13 +459,13 @@ pub(super) fn write_kit_dir(
                 "outputs": {"x": "raw"},
             }),
         });
-        steps.push(json!({
-            "name": "impute",
-            "stage": tool("impute"),
-            "config": {"fill": feats.fill},
-            "inputs": {"x": "raw"},
-            "outputs": {"y": "filled"},
-        }));
+        steps.push(table_step(
+            "impute",
+            tool("impute"),
+            json!({"fill": feats.fill}),
+            "raw",
+            "filled",
+        ));
     }
     let mut last = "filled";
     if image.is_none() && feats.clip.iter().any(Option::is_some) {
@@ -464,46 +475,44 @@ pub(super) fn write_kit_dir(
             .enumerate()
             .filter_map(|(j, b)| b.map(|(lo, hi)| (j, lo, hi)))
             .collect();
-        steps.push(json!({
-            "name": "bound",
-            "stage": tool("clip"),
-            "config": {
-                "columns": bounded.iter().map(|b| b.0).collect::<Vec<_>>(),
-                "low": bounded.iter().map(|b| b.1).collect::<Vec<_>>(),
-                "high": bounded.iter().map(|b| b.2).collect::<Vec<_>>(),
-            },
-            "inputs": {"x": last},
-            "outputs": {"y": "bounded"},
-        }));
+        let config = json!({
+            "columns": bounded.iter().map(|b| b.0).collect::<Vec<_>>(),
+            "low": bounded.iter().map(|b| b.1).collect::<Vec<_>>(),
+            "high": bounded.iter().map(|b| b.2).collect::<Vec<_>>(),
+        });
+        steps.push(table_step("bound", tool("clip"), config, last, "bounded"));
         last = "bounded";
     }
     if image.is_none() && !feats.log.is_empty() {
-        steps.push(json!({
-            "name": "log",
-            "stage": tool("log-transform"),
-            "config": {"columns": feats.log},
-            "inputs": {"x": last},
-            "outputs": {"y": "logged"},
-        }));
+        let config = json!({"columns": feats.log});
+        steps.push(table_step(
+            "log",
+            tool("log-transform"),
+            config,
+            last,
+            "logged",
+        ));
         last = "logged";
     }
     if image.is_none() && feats.sizes.iter().any(|&n| n > 0) {
-        steps.push(json!({
-            "name": "encode",
-            "stage": tool("one-hot"),
-            "config": {"sizes": feats.sizes},
-            "inputs": {"x": last},
-            "outputs": {"y": "encoded"},
-        }));
+        let config = json!({"sizes": feats.sizes});
+        steps.push(table_step(
+            "encode",
+            tool("one-hot"),
+            config,
+            last,
+            "encoded",
+        ));
         last = "encoded";
     }
-    steps.push(json!({
-        "name": "scale",
-        "stage": tool("standard-scale"),
-        "config": {"mean": feats.mean, "std": feats.std},
-        "inputs": {"x": last},
-        "outputs": {"y": "features"},
-    }));
+    let config = json!({"mean": feats.mean, "std": feats.std});
+    steps.push(table_step(
+        "scale",
+        tool("standard-scale"),
+        config,
+        last,
+        "features",
+    ));
     steps.push(json!({
         "name": "model",
         "model": "model.safetensors",

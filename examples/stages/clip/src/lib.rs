@@ -38,17 +38,7 @@ impl Stage for Clip {
     }
 
     fn new(config: &Config) -> Result<Self, String> {
-        let columns: Vec<usize> = config
-            .get("columns")
-            .and_then(|v| v.as_array())
-            .ok_or("config field `columns` must list the column numbers to bound")?
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .map(|c| c as usize)
-                    .ok_or_else(|| format!("config field `columns` holds {v}, not a column number"))
-            })
-            .collect::<Result<_, _>>()?;
+        let columns = tabular_common::column_numbers(config.get("columns"), "columns")?;
         let low = config
             .f32s("low")?
             .ok_or("config field `low` must list one number per column")?;

@@ -70,14 +70,7 @@ impl Stage for ConformalInterval {
                 "config field `level` is {level}; it must lie strictly between 0 and 1"
             ));
         }
-        let unit = match config.get("unit") {
-            None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .ok_or("config field `unit` must be a string")?
-                    .to_owned(),
-            ),
-        };
+        let unit = tabular_common::optional_text(config.get("unit"), "unit")?;
         Ok(ConformalInterval {
             mean: config.f64_or("mean", 0.0)?,
             std,

@@ -43,18 +43,7 @@ impl Stage for LogTransform {
     }
 
     fn new(config: &Config) -> Result<Self, String> {
-        let list = config
-            .get("columns")
-            .and_then(|v| v.as_array())
-            .ok_or("config field `columns` must list the column numbers to transform")?;
-        let columns = list
-            .iter()
-            .map(|v| {
-                v.as_u64()
-                    .map(|c| c as usize)
-                    .ok_or_else(|| format!("config field `columns` holds {v}, not a column number"))
-            })
-            .collect::<Result<_, _>>()?;
+        let columns = tabular_common::column_numbers(config.get("columns"), "columns")?;
         Ok(LogTransform { columns })
     }
 

@@ -38,14 +38,7 @@ impl Stage for RegressionOut {
                 "config field `std` is {std}, not a positive deviation"
             ));
         }
-        let unit = match config.get("unit") {
-            None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .ok_or("config field `unit` must be a string")?
-                    .to_owned(),
-            ),
-        };
+        let unit = tabular_common::optional_text(config.get("unit"), "unit")?;
         Ok(RegressionOut {
             mean: config.f64_or("mean", 0.0)?,
             std,

@@ -129,6 +129,30 @@ mod tests {
     }
 }
 
+/// A config list of column numbers (zero-based), named `key` in errors.
+pub fn column_numbers(v: Option<&J>, key: &str) -> Result<Vec<usize>, String> {
+    v.and_then(|v| v.as_array())
+        .ok_or_else(|| format!("config field `{key}` must list column numbers"))?
+        .iter()
+        .map(|c| {
+            c.as_u64()
+                .map(|c| c as usize)
+                .ok_or_else(|| format!("config field `{key}` holds {c}, not a column number"))
+        })
+        .collect()
+}
+
+/// An optional config text, named `key` in errors.
+pub fn optional_text(v: Option<&J>, key: &str) -> Result<Option<String>, String> {
+    match v {
+        None => Ok(None),
+        Some(v) => v
+            .as_str()
+            .map(|s| Some(s.to_owned()))
+            .ok_or_else(|| format!("config field `{key}` must be a string")),
+    }
+}
+
 /// `v` to six significant figures: a regression output without float noise.
 pub fn six_figures(v: f64) -> f64 {
     if v == 0.0 || !v.is_finite() {
