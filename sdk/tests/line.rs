@@ -41,6 +41,8 @@ impl Env {
             ("log-transform", "preprocess"),
             ("one-hot", "preprocess"),
             ("standard-scale", "preprocess"),
+            ("min-max-scale", "preprocess"),
+            ("ordinal-encode", "preprocess"),
             ("classify-post", "postprocess"),
             ("temperature-scale", "postprocess"),
             ("regression-out", "postprocess"),
@@ -51,6 +53,10 @@ impl Env {
             ("resize", "preprocess"),
             ("normalize", "preprocess"),
             ("flatten", "preprocess"),
+            ("crop", "preprocess"),
+            ("invert", "preprocess"),
+            ("rotate", "preprocess"),
+            ("equalize", "preprocess"),
             ("pii-mask", "preprocess"),
             ("text-normalize", "preprocess"),
             ("char-ngram-hash", "preprocess"),
@@ -402,13 +408,19 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         &(digits_recipe("digits", "digits.csv", "", "1.0.0", 100)
             + "\n[image]\nwidth = 8\nheight = 8\nwhite = 16\n"),
     );
+    // Trained on equalised pictures: its kits read pictures only.
+    env.recipe(
+        "digits-faint.toml",
+        &(digits_recipe("digits-faint", "digits.csv", "", "1.0.0", 100)
+            + "\n[image]\nwidth = 8\nheight = 8\nwhite = 16\nequalize = true\n"),
+    );
     env.recipe("breast-cancer.toml", &breast_cancer_recipe());
     env.recipe(
         "diabetes.toml",
         "[recipe]\nname = \"diabetes\"\nteam = \"oncology\"\nindustry = \"health\"\n\
          scenario = \"diabetes progression\"\ndescription = \"Disease progression after a year.\"\n\n\
          [dataset]\nname = \"diabetes\"\nsource = \"py:sklearn:diabetes\"\nlicense = \"BSD-3-Clause\"\norigin = \"scikit-learn 1.7.2: diabetes\"\n\n\
-         [task]\nkind = \"regression\"\ntarget = \"target\"\nmetric = \"rmse\"\n",
+         [task]\nkind = \"regression\"\ntarget = \"target\"\nmetric = \"rmse\"\nscaling = \"minmax\"\n",
     );
     let (code, report) = env.run_line();
     assert_eq!(code, 0, "{report}");
@@ -437,6 +449,20 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         .find(|k| k["name"] == "glyphs/digits-linear-image")
         .unwrap_or_else(|| panic!("no image kit: {names:?}"));
     assert_eq!(image["inputs"][0][1], "bytes", "{image}");
+    // Pictures from a paper form and from a camera on its side are kits of their own.
+    for kit in [
+        "glyphs/digits-linear-form",
+        "glyphs/digits-linear-sideways",
+        "glyphs/digits-faint-linear-form",
+    ] {
+        assert!(names.contains(&kit), "no {kit}: {names:?}");
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("glyphs/digits-faint-linear-csv")),
+        "an equalised model reads pictures only: {names:?}"
+    );
     let digits_model = env
         .search("model")
         .into_iter()

@@ -13,6 +13,7 @@
 //!   point coefficients and the rounding of its SIMD kernels; cubic in double
 //!   precision, as OpenCV 4.13 runs it on 8-bit images);
 //! - [`gray_pillow`] (`convert("L")`) and [`gray_opencv`] (`cvtColor` to gray);
+//! - [`crop`], [`rotate`], [`invert`] and [`equalize`] (`ImageOps.equalize`);
 //! - [`swap_rb`] (RGB ↔ BGR) and [`to_tensor`] (HWC or CHW floats, scaled,
 //!   with per-channel mean and standard deviation).
 //!
@@ -23,8 +24,11 @@
 
 #![forbid(unsafe_code)]
 
+mod geometry;
 mod opencv;
 mod pillow;
+
+pub use geometry::{crop, equalize, invert, rotate};
 
 pub use opencv::{gray_opencv, resize_opencv, Interpolation};
 pub use pillow::{gray_pillow, resize_pillow, Filter};
@@ -49,6 +53,15 @@ pub enum ImagingError {
     Name { what: &'static str, value: String },
     /// Mean or standard deviation lists of the wrong length, or a zero deviation.
     Normalize(String),
+    /// A crop box that does not lie inside the image.
+    Crop {
+        x: usize,
+        y: usize,
+        width: usize,
+        height: usize,
+        image_width: usize,
+        image_height: usize,
+    },
 }
 
 impl fmt::Display for ImagingError {
@@ -78,6 +91,18 @@ impl fmt::Display for ImagingError {
                 write!(f, "{what}: `{value}` is not one this library knows")
             }
             ImagingError::Normalize(m) => write!(f, "normalize: {m}"),
+            ImagingError::Crop {
+                x,
+                y,
+                width,
+                height,
+                image_width,
+                image_height,
+            } => write!(
+                f,
+                "crop box x {x} + width {width}, y {y} + height {height} does not lie inside the \
+                 {image_width}x{image_height} image (and each side must be at least 1)"
+            ),
         }
     }
 }

@@ -77,6 +77,10 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../algobay-imaging/src/opencv.rs"),
     ),
     (
+        "algobay-imaging/src/geometry.rs",
+        include_str!("../../algobay-imaging/src/geometry.rs"),
+    ),
+    (
         "algobay-text/Cargo.toml",
         include_str!("../../algobay-text/Cargo.toml"),
     ),

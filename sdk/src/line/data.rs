@@ -279,6 +279,23 @@ pub fn prepare(table: &Table, task: &TaskSpec, text: Option<&str>) -> Result<Pre
             });
         }
     }
+    for (name, order) in &task.ordinal {
+        let Some(c) = columns.iter().find(|c| &c.name == name) else {
+            return Err(refuse(format!(
+                "[task] ordinal names `{name}`, which is not a feature column"
+            )));
+        };
+        if c.categories.is_empty() {
+            return Err(refuse(format!(
+                "[task] ordinal column `{name}` holds numbers; list number-coded categories in `categorical` too"
+            )));
+        }
+        if let Some(k) = c.categories.iter().find(|k| !order.contains(k)) {
+            return Err(refuse(format!(
+                "ordinal column `{name}` holds `{k}`, which its order in [task] ordinal does not list"
+            )));
+        }
+    }
     let mut x = Vec::with_capacity(kept.len());
     let mut cells = Vec::with_capacity(kept.len());
     for &i in &kept {

@@ -9,7 +9,7 @@ use algobay_runtime::candle::{
 };
 
 use super::data::Prepared;
-use super::recipe::{ModelSpec, TaskKind};
+use super::recipe::{ModelSpec, Scaling, TaskKind, TaskSpec};
 
 /// How features become the model's input, as the kit's tools will do it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -24,15 +24,20 @@ pub struct Features {
     /// Raw columns that take ln(1 + x): numbers never negative in training
     /// whose distribution has a long right tail (skewness above 2).
     pub log: Vec<usize>,
-    /// Per encoded column: training mean and deviation.
+    /// Raw category columns taken as their rank on the recipe's order: per
+    /// category code, its rank.
+    pub ordinal: Vec<(usize, Vec<f32>)>,
+    /// Per encoded column: training mean and deviation (standard scaling),
+    /// or minimum and maximum (min-max scaling onto 0–1, bounded).
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    pub minmax: bool,
 }
 
 impl Features {
     /// Fits imputation, bounds, log columns (when `transforms`), one-hot
     /// widths and scaling on the training rows.
-    pub fn fit(p: &Prepared, transforms: bool) -> Features {
+    pub fn fit(p: &Prepared, transforms: bool, task: &TaskSpec) -> Features {
         let cols = p.columns.len();
         let mut fill = vec![0.0; cols];
         let mut clip = vec![None; cols];
@@ -67,19 +72,45 @@ impl Features {
                 counts.iter().position(|&n| n == best).unwrap_or(0) as f32
             };
         }
-        let sizes: Vec<usize> = p.columns.iter().map(|c| c.categories.len()).collect();
+        let mut sizes: Vec<usize> = p.columns.iter().map(|c| c.categories.len()).collect();
+        // The order was checked to list every category (data::prepare).
+        let ordinal: Vec<(usize, Vec<f32>)> = p
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(j, c)| {
+                let order = task.ordinal.get(&c.name)?;
+                let ranks = c
+                    .categories
+                    .iter()
+                    .map(|k| order.iter().position(|o| o == k).unwrap_or(0) as f32)
+                    .collect();
+                Some((j, ranks))
+            })
+            .collect();
+        for (j, _) in &ordinal {
+            sizes[*j] = 0;
+        }
         let mut f = Features {
             fill,
             sizes,
             clip,
             log,
+            ordinal,
             mean: Vec::new(),
             std: Vec::new(),
+            minmax: task.scaling == Scaling::Minmax,
         };
         let encoded: Vec<Vec<f32>> = p.train.iter().map(|&i| f.encode_raw(&p.x[i])).collect();
         let d = f.width();
         let n = encoded.len().max(1) as f64;
         for j in 0..d {
+            if f.minmax {
+                let col = encoded.iter().map(|r| r[j]);
+                f.mean.push(col.clone().fold(f32::INFINITY, f32::min));
+                f.std.push(col.fold(f32::NEG_INFINITY, f32::max));
+                continue;
+            }
             let m = encoded.iter().map(|r| r[j] as f64).sum::<f64>() / n;
             let var = encoded
                 .iter()
@@ -107,6 +138,9 @@ impl Features {
             if self.log.contains(&j) {
                 v = v.max(0.0).ln_1p();
             }
+            if let Some((_, ranks)) = self.ordinal.iter().find(|(c, _)| *c == j) {
+                v = ranks.get(v as usize).copied().unwrap_or(0.0);
+            }
             match self.sizes[j] {
                 0 => out.push(v),
                 n => out.extend((0..n).map(|k| if k == v as usize { 1.0 } else { 0.0 })),
@@ -115,9 +149,21 @@ impl Features {
         out
     }
 
-    /// A row as the model sees it: imputed, one-hot encoded, scaled.
+    /// A row as the model sees it: imputed, bounded, logged, ranked, one-hot
+    /// encoded, scaled.
     pub fn encode(&self, row: &[f32]) -> Vec<f32> {
         let mut e = self.encode_raw(row);
+        if self.minmax {
+            for (j, v) in e.iter_mut().enumerate() {
+                let (lo, hi) = (self.mean[j], self.std[j]);
+                *v = if hi > lo {
+                    ((*v - lo) / (hi - lo)).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+            }
+            return e;
+        }
         for (j, v) in e.iter_mut().enumerate() {
             let s = self.std[j];
             *v = (*v - self.mean[j]) / if s > 0.0 { s } else { 1.0 };
@@ -633,6 +679,53 @@ fn bootstrap(n: usize, score: &dyn Fn(&[usize]) -> f64) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::data::{parse_csv, prepare};
+
+    /// 400 rows: a size (S, M, L or XL on every 50th row), a number, a class.
+    fn sized_rows() -> super::super::data::Table {
+        let mut csv = String::from("size,amount,class\n");
+        for i in 0..400 {
+            let size = if i % 50 == 0 {
+                "XL"
+            } else {
+                ["S", "M", "L"][i % 3]
+            };
+            csv.push_str(&format!(
+                "{size},{i},{}\n",
+                if i % 3 == 0 { "a" } else { "b" }
+            ));
+        }
+        parse_csv(&csv).unwrap()
+    }
+
+    #[test]
+    fn ordered_categories_become_one_rank_and_minmax_stays_within_zero_to_one() {
+        let task: super::TaskSpec = toml::from_str(
+            "kind = \"classification\"\ntarget = \"class\"\nscaling = \"minmax\"\n\
+             ordinal = { size = [\"S\", \"M\", \"L\", \"XL\"] }\n",
+        )
+        .unwrap();
+        let p = prepare(&sized_rows(), &task, None).unwrap();
+        let f = super::Features::fit(&p, true, &task);
+        assert_eq!(f.width(), 2, "one rank column and the amount, no one-hot");
+        let code = |k: &str| p.columns[0].categories.iter().position(|c| c == k).unwrap() as f32;
+        assert_eq!(
+            f.encode(&[code("XL"), 1e9])[..],
+            [1.0, 1.0],
+            "bounded at the top"
+        );
+        assert_eq!(f.encode(&[code("S"), -1e9])[..], [0.0, 0.0]);
+        // M's rank is 1 of 0–3, whatever its alphabetical code.
+        assert!((f.encode(&[code("M"), 0.0])[0] - 1.0 / 3.0).abs() < 1e-6);
+
+        let short: super::TaskSpec = toml::from_str(
+            "kind = \"classification\"\ntarget = \"class\"\nordinal = { size = [\"S\", \"M\", \"L\"] }\n",
+        )
+        .unwrap();
+        let err = prepare(&sized_rows(), &short, None).unwrap_err().0;
+        assert!(err.contains("`size` holds `XL`"), "{err}");
+    }
+
     #[test]
     fn long_right_tails_are_logged_and_binary_columns_left_alone() {
         // Mostly small counts, a few large: bounded, and logged.

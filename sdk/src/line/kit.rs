@@ -10,7 +10,8 @@ use serde_json::{json, Value as J};
 
 use super::data::Prepared;
 use super::fit::{Features, Fitted};
-use super::recipe::{ImageSpec, ModelSpec, Recipe, TaskKind};
+use super::image::Capture;
+use super::recipe::{ImageSpec, ModelSpec, Recipe, Scaling, TaskKind};
 
 /// Golden samples per kit.
 const GOLDEN: usize = 3;
@@ -40,42 +41,31 @@ pub(super) enum Variant {
     /// (`conformal-interval`).
     Interval,
     /// Image features: the same answer from a PNG or JPEG (`image-decode`,
-    /// `grayscale`, `resize`, `normalize`, `flatten`).
-    Image,
+    /// `grayscale`, `resize`, `normalize`, `flatten`), as the capture brings it.
+    Image(Capture),
 }
-
-/// The tools an image kit reads its picture with, in order.
-const IMAGE_TOOLS: [&str; 5] = [
-    "image-decode",
-    "grayscale",
-    "resize",
-    "normalize",
-    "flatten",
-];
-
-/// How many times larger than the model's grid the image kits' golden
-/// pictures are, so that their resize step shrinks them.
-const IMAGE_UPSCALE: usize = 4;
 
 impl Variant {
     /// The kits a model of this task gets.
     pub(super) fn for_task(
         kind: TaskKind,
         classes: usize,
-        image: bool,
+        image: Option<&ImageSpec>,
         text: bool,
     ) -> Vec<Variant> {
-        // A text recipe's kits read the text, whatever they answer.
-        let mut v = if text {
-            vec![Variant::Json]
-        } else {
-            vec![Variant::Json, Variant::Csv]
+        // A text recipe's kits read the text, whatever they answer; an
+        // equalised image recipe's models know only equalised pictures.
+        let rows = !image.is_some_and(|i| i.equalize);
+        let mut v = match (text, rows) {
+            (true, _) => vec![Variant::Json],
+            (false, true) => vec![Variant::Json, Variant::Csv],
+            (false, false) => Vec::new(),
         };
-        if image {
-            v.push(Variant::Image);
+        if image.is_some() {
+            v.extend([Capture::Plain, Capture::Form, Capture::Sideways].map(Variant::Image));
         }
         match kind {
-            TaskKind::Classification if classes == 2 => v.push(Variant::Decision),
+            TaskKind::Classification if classes == 2 && rows => v.push(Variant::Decision),
             TaskKind::Classification => {}
             TaskKind::Regression => v.push(Variant::Interval),
         }
@@ -89,7 +79,9 @@ impl Variant {
             Variant::Csv => "-csv",
             Variant::Decision => "-decision",
             Variant::Interval => "-interval",
-            Variant::Image => "-image",
+            Variant::Image(Capture::Plain) => "-image",
+            Variant::Image(Capture::Form) => "-form",
+            Variant::Image(Capture::Sideways) => "-sideways",
         }
     }
 
@@ -150,8 +142,14 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     // Category columns (listed or found holding text) are known only from
     // the data; the one-hot stage is in every kit's fingerprint and passes
     // through when there are none.
+    if !r.task.ordinal.is_empty() {
+        t.push("ordinal-encode");
+    }
     t.push("one-hot");
-    t.push("standard-scale");
+    t.push(match r.task.scaling {
+        Scaling::Standard => "standard-scale",
+        Scaling::Minmax => "min-max-scale",
+    });
     // The decision kit is made only for two classes, known from the data;
     // its tool is in every classification recipe's fingerprint.
     match r.task.kind {
@@ -161,7 +159,7 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
         TaskKind::Regression => t.extend(["regression-out", "conformal-interval"]),
     }
     if r.image.is_some() {
-        t.extend(IMAGE_TOOLS);
+        t.extend(super::image::TOOLS);
     }
     if r.text.is_some() {
         t.extend(TEXT_TOOLS);
@@ -171,36 +169,6 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
 
 /// The tools a text kit reads its text with, in order.
 const TEXT_TOOLS: [&str; 3] = ["pii-mask", "text-normalize", "char-ngram-hash"];
-
-/// A holdout row as a gray PNG, `IMAGE_UPSCALE` times the grid's size (each
-/// feature a square of pixels), white being `spec.white`.
-fn row_png(p: &Prepared, i: usize, spec: &ImageSpec) -> Result<Vec<u8>, String> {
-    let (w, h, k) = (spec.width, spec.height, IMAGE_UPSCALE);
-    let grid: Vec<u8> = p.cells[i]
-        .iter()
-        .map(|c| {
-            let v = c.parse::<f64>().unwrap_or(0.0);
-            (v / spec.white * 255.0).round().clamp(0.0, 255.0) as u8
-        })
-        .collect();
-    let mut px = Vec::with_capacity(w * h * k * k);
-    for y in 0..h * k {
-        for x in 0..w * k {
-            px.push(grid[(y / k) * w + x / k]);
-        }
-    }
-    let mut out = Vec::new();
-    image::write_buffer_with_format(
-        &mut std::io::Cursor::new(&mut out),
-        &px,
-        (w * k) as u32,
-        (h * k) as u32,
-        image::ExtendedColorType::L8,
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| format!("png: {e}"))?;
-    Ok(out)
-}
 
 /// The metrics a model is published with (searchable, shown on its card).
 pub(super) fn metrics(f: &Fitted) -> HashMap<String, f64> {
@@ -376,7 +344,7 @@ pub(super) fn write_kit_dir(
     std::fs::write(dir.join("model.safetensors"), &f.weights).map_err(err)?;
     let tool = |n: &str| tools[n].0.display().to_string();
     let image = match (variant, &r.image) {
-        (Variant::Image, Some(spec)) => {
+        (Variant::Image(capture), Some(spec)) => {
             let n = spec.width * spec.height;
             if p.columns.len() != n || p.columns.iter().any(|c| !c.categories.is_empty()) {
                 return Err(format!(
@@ -391,9 +359,9 @@ pub(super) fn write_kit_dir(
                     }
                 ));
             }
-            Some(spec)
+            Some((spec, capture))
         }
-        (Variant::Image, None) => return Err("an image kit needs the recipe's [image]".into()),
+        (Variant::Image(_), None) => return Err("an image kit needs the recipe's [image]".into()),
         _ => None,
     };
     let mut steps = Vec::new();
@@ -414,36 +382,8 @@ pub(super) fn write_kit_dir(
             "inputs": {"text": "clean"},
             "outputs": {"features": "filled"},
         }));
-    } else if let Some(spec) = image {
-        // 4 megapixels at most: within the kit's stage memory, refused by name past it.
-        steps.push(json!({
-            "name": "decode",
-            "stage": tool("image-decode"),
-            "config": {"max_pixels": 4_000_000},
-            "outputs": {"pixels": "rgb"},
-        }));
-        steps.push(json!({"name": "gray", "stage": tool("grayscale"), "inputs": {"pixels": "rgb"}, "outputs": {"gray": "gray"}}));
-        steps.push(json!({
-            "name": "resize",
-            "stage": tool("resize"),
-            "config": {"width": spec.width, "height": spec.height, "filter": "pillow:box"},
-            "inputs": {"pixels": "gray"},
-            "outputs": {"resized": "small"},
-        }));
-        steps.push(json!({
-            "name": "normalize",
-            "stage": tool("normalize"),
-            "config": {"scale": spec.white / 255.0},
-            "inputs": {"pixels": "small"},
-            "outputs": {"values": "grid"},
-        }));
-        steps.push(json!({
-            "name": "flatten",
-            "stage": tool("flatten"),
-            "config": {"expect": spec.width * spec.height},
-            "inputs": {"values": "grid"},
-            "outputs": {"row": "filled"},
-        }));
+    } else if let Some((spec, capture)) = image {
+        steps.extend(super::image::steps(spec, capture, &tool));
     } else {
         steps.push(match format {
             InputFormat::Json => json!({
@@ -494,6 +434,20 @@ pub(super) fn write_kit_dir(
         ));
         last = "logged";
     }
+    if image.is_none() && !feats.ordinal.is_empty() {
+        let config = json!({
+            "columns": feats.ordinal.iter().map(|o| o.0).collect::<Vec<_>>(),
+            "ranks": feats.ordinal.iter().map(|o| &o.1).collect::<Vec<_>>(),
+        });
+        steps.push(table_step(
+            "rank",
+            tool("ordinal-encode"),
+            config,
+            last,
+            "ranked",
+        ));
+        last = "ranked";
+    }
     if image.is_none() && feats.sizes.iter().any(|&n| n > 0) {
         let config = json!({"sizes": feats.sizes});
         steps.push(table_step(
@@ -505,14 +459,13 @@ pub(super) fn write_kit_dir(
         ));
         last = "encoded";
     }
-    let config = json!({"mean": feats.mean, "std": feats.std});
-    steps.push(table_step(
-        "scale",
-        tool("standard-scale"),
-        config,
-        last,
-        "features",
-    ));
+    steps.push(if feats.minmax {
+        let config = json!({"min": feats.mean, "max": feats.std});
+        table_step("scale", tool("min-max-scale"), config, last, "features")
+    } else {
+        let config = json!({"mean": feats.mean, "std": feats.std});
+        table_step("scale", tool("standard-scale"), config, last, "features")
+    });
     steps.push(json!({
         "name": "model",
         "model": "model.safetensors",
@@ -583,9 +536,10 @@ pub(super) fn write_kit_dir(
                 std::fs::write(dir.join(&input), &p.cells[i][0]).map_err(err)?;
                 (input, "text")
             }
-            (Some(spec), _) => {
+            (Some((spec, capture)), _) => {
                 let input = format!("samples/row{g}.png");
-                std::fs::write(dir.join(&input), row_png(p, i, spec)?).map_err(err)?;
+                let png = super::image::golden_png(p, i, spec, capture)?;
+                std::fs::write(dir.join(&input), png).map_err(err)?;
                 (input, "image")
             }
             (None, InputFormat::Json) => {
@@ -655,10 +609,7 @@ pub(super) fn write_kit_dir(
     };
     let reads = match (image, format) {
         _ if r.text.is_some() => "a text (up to 20,000 characters; e-mail and web addresses and phone numbers are masked first)".to_owned(),
-        (Some(spec), _) => format!(
-            "a PNG or JPEG picture (any size, shrunk to {}x{} gray; white ink on black, white being {})",
-            spec.width, spec.height, spec.white
-        ),
+        (Some((spec, capture)), _) => super::image::reads(spec, capture),
         (None, InputFormat::Json) => format!("a JSON row ({} columns by name)", p.columns.len()),
         (None, InputFormat::Csv) => format!(
             "CSV text, a row a line, no header, columns in this order: {}",

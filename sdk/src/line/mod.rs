@@ -25,6 +25,7 @@ use crate::client::{no_progress, Client, Kind, SdkError};
 
 pub mod data;
 pub mod fit;
+mod image;
 mod kit;
 pub mod pilot;
 pub mod recipe;
@@ -467,9 +468,10 @@ impl RecipeCtx<'_> {
         let table = data::parse_csv(&String::from_utf8_lossy(&csv))
             .map_err(|e| format!("dataset `{}`: {e}", r.dataset.name))?;
         let prepared = data::prepare(&table, &r.task, r.text.as_ref().map(|t| t.column.as_str()))
-            .map(|p| match &r.text {
-                Some(t) => text_features(p, t),
-                None => p,
+            .map(|p| match (&r.text, &r.image) {
+                (Some(t), _) => text_features(p, t),
+                (None, Some(i)) if i.equalize => image::equalized_features(p, i),
+                _ => p,
             });
         report.timings.check += t0.elapsed().as_secs_f64();
         let prepared = match prepared {
@@ -537,7 +539,8 @@ impl RecipeCtx<'_> {
         report.timings.publish += t0.elapsed().as_secs_f64();
 
         // Pixels keep their scale; other numbers are bounded and long tails logged.
-        let features = fit::Features::fit(&prepared, r.image.is_none() && r.text.is_none());
+        let features =
+            fit::Features::fit(&prepared, r.image.is_none() && r.text.is_none(), &r.task);
         for m in &r.model {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
@@ -586,7 +589,7 @@ impl RecipeCtx<'_> {
             for variant in kit::Variant::for_task(
                 r.task.kind,
                 prepared.classes.len(),
-                r.image.is_some(),
+                r.image.as_ref(),
                 r.text.is_some(),
             ) {
                 let t0 = Instant::now();

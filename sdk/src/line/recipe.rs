@@ -124,6 +124,10 @@ pub struct ImageSpec {
     pub height: usize,
     /// The feature value of a white pixel (255); black is 0.
     pub white: f64,
+    /// Train on histogram-equalised pictures (the kits' `equalize` step);
+    /// such a recipe's kits read pictures only.
+    #[serde(default)]
+    pub equalize: bool,
 }
 
 /// `[recipe]`.
@@ -210,6 +214,24 @@ pub struct TaskSpec {
     /// Classification targets that are numbers, mapped to label text.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Category columns with a natural order (column → its categories,
+    /// lowest first): the model sees the rank (`ordinal-encode`), not one
+    /// one-hot column per category.
+    #[serde(default)]
+    pub ordinal: BTreeMap<String, Vec<String>>,
+    /// How features are scaled for the model: `standard` (training mean and
+    /// deviation, the default) or `minmax` (training minimum and maximum onto
+    /// 0–1, bounded there: `min-max-scale`).
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scaling {
+    #[default]
+    Standard,
+    Minmax,
 }
 
 fn default_holdout() -> f64 {

@@ -413,6 +413,26 @@ impl Tensor {
         self.check(Dtype::U8)?;
         Ok(&self.data)
     }
+
+    /// The image an 8-bit (height, width, channels) tensor holds; `port`
+    /// names it in errors.
+    pub fn to_image(&self, port: &str) -> Result<imaging::Image, String> {
+        let [h, w, c] = self.shape[..] else {
+            return Err(format!(
+                "input `{port}`: shape {:?}, expected [height, width, channels]",
+                self.shape
+            ));
+        };
+        let data = self.as_u8().map_err(|e| format!("input `{port}`: {e}"))?;
+        imaging::Image::new(w as usize, h as usize, c as usize, data.to_vec())
+            .map_err(|e| format!("input `{port}`: {e}"))
+    }
+
+    /// An image as an 8-bit (height, width, channels) tensor.
+    pub fn from_image(img: imaging::Image) -> Tensor {
+        let shape = vec![img.height as u64, img.width as u64, img.channels as u64];
+        Tensor::from_u8(shape, img.data)
+    }
 }
 
 /// Sends a line to the host's log.

@@ -24,17 +24,6 @@ impl Grayscale {
     }
 }
 
-/// The image a (height, width, channels) u8 tensor holds.
-fn image_of(t: &Tensor, port: &str) -> Result<Image, String> {
-    let [h, w, c] = t.shape[..] else {
-        return Err(format!(
-            "input `{port}`: shape {:?}, expected [height, width, channels]",
-            t.shape
-        ));
-    };
-    Image::new(w as usize, h as usize, c as usize, t.as_u8()?.to_vec()).map_err(|e| e.to_string())
-}
-
 impl Stage for Grayscale {
     fn contract() -> Contract {
         Contract::new()
@@ -53,9 +42,8 @@ impl Stage for Grayscale {
     }
 
     fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let img = self.convert(&image_of(inputs.tensor("pixels")?, "pixels")?)?;
-        let shape = vec![img.height as u64, img.width as u64, 1];
-        Ok(Outputs::new().tensor("gray", Tensor::from_u8(shape, img.data)))
+        let img = self.convert(&inputs.tensor("pixels")?.to_image("pixels")?)?;
+        Ok(Outputs::new().tensor("gray", Tensor::from_image(img)))
     }
 }
 
