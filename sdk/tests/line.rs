@@ -48,6 +48,7 @@ impl Env {
             ("regression-out", "postprocess"),
             ("threshold-decision", "postprocess"),
             ("conformal-interval", "postprocess"),
+            ("anomaly-score", "postprocess"),
             ("image-decode", "preprocess"),
             ("grayscale", "preprocess"),
             ("resize", "preprocess"),
@@ -449,6 +450,14 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         .find(|k| k["name"] == "glyphs/digits-linear-image")
         .unwrap_or_else(|| panic!("no image kit: {names:?}"));
     assert_eq!(image["inputs"][0][1], "bytes", "{image}");
+    // A recipe's first model also gets a kit that screens rows; its far-out
+    // golden row is flagged (the kit test below runs it).
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("oncology/breast-cancer") && n.ends_with("-screen")),
+        "no screening kit: {names:?}"
+    );
     // Pictures from a paper form and from a camera on its side are kits of their own.
     for kit in [
         "glyphs/digits-linear-form",

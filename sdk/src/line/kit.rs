@@ -12,6 +12,7 @@ use super::data::Prepared;
 use super::fit::{Features, Fitted};
 use super::image::Capture;
 use super::recipe::{ImageSpec, ModelSpec, Recipe, Scaling, TaskKind};
+use super::screen::Screen;
 
 /// Golden samples per kit.
 const GOLDEN: usize = 3;
@@ -40,6 +41,9 @@ pub(super) enum Variant {
     /// Regression: the value with a 90% split-conformal prediction interval
     /// (`conformal-interval`).
     Interval,
+    /// The JSON kit's answer with a screen of the row for values unlike
+    /// the training data (`anomaly-score`).
+    Screen,
     /// Image features: the same answer from a PNG or JPEG (`image-decode`,
     /// `grayscale`, `resize`, `normalize`, `flatten`), as the capture brings it.
     Image(Capture),
@@ -61,6 +65,9 @@ impl Variant {
             (false, true) => vec![Variant::Json, Variant::Csv],
             (false, false) => Vec::new(),
         };
+        if !text && image.is_none() {
+            v.push(Variant::Screen);
+        }
         if image.is_some() {
             v.extend([Capture::Plain, Capture::Form, Capture::Sideways].map(Variant::Image));
         }
@@ -78,6 +85,7 @@ impl Variant {
             Variant::Json => "",
             Variant::Csv => "-csv",
             Variant::Decision => "-decision",
+            Variant::Screen => "-screen",
             Variant::Interval => "-interval",
             Variant::Image(Capture::Plain) => "-image",
             Variant::Image(Capture::Form) => "-form",
@@ -152,6 +160,9 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     });
     // The decision kit is made only for two classes, known from the data;
     // its tool is in every classification recipe's fingerprint.
+    if r.image.is_none() && r.text.is_none() {
+        t.push("anomaly-score");
+    }
     match r.task.kind {
         TaskKind::Classification => {
             t.extend(["temperature-scale", "classify-post", "threshold-decision"])
@@ -407,6 +418,18 @@ pub(super) fn write_kit_dir(
             "filled",
         ));
     }
+    let screen = match variant {
+        Variant::Screen => Some(Screen::fit(p, feats).ok_or("no number column to screen")?),
+        _ => None,
+    };
+    if let Some(s) = &screen {
+        steps.push(json!({
+            "name": "screen",
+            "stage": tool("anomaly-score"),
+            "config": s.config(),
+            "inputs": {"x": "filled"},
+        }));
+    }
     let mut last = "filled";
     if image.is_none() && feats.clip.iter().any(Option::is_some) {
         let bounded: Vec<(usize, f32, f32)> = feats
@@ -570,6 +593,15 @@ pub(super) fn write_kit_dir(
         }
         golden.push(entry);
     }
+    if let (Some(s), Some(&i)) = (&screen, golden_idx.first()) {
+        let (row, column) = s.far_out(row_json(p, i));
+        std::fs::write(dir.join("samples/far.json"), row.to_string()).map_err(err)?;
+        let want = json!({"screen": [{"unusual": true, "column": column}]});
+        std::fs::write(dir.join("samples/far.expected.json"), want.to_string()).map_err(err)?;
+        golden.push(
+            json!({"inputs": {"row": "samples/far.json"}, "expected": "samples/far.expected.json"}),
+        );
+    }
     let unit = r
         .task
         .unit
@@ -607,6 +639,10 @@ pub(super) fn write_kit_dir(
         ),
         (TaskKind::Regression, ..) => format!("the predicted `{}`{unit}", r.task.target),
     };
+    let what = match &screen {
+        Some(s) => format!("{what}, {}", s.describe()),
+        None => what,
+    };
     let reads = match (image, format) {
         _ if r.text.is_some() => "a text (up to 20,000 characters; e-mail and web addresses and phone numbers are masked first)".to_owned(),
         (Some((spec, capture)), _) => super::image::reads(spec, capture),
@@ -622,6 +658,10 @@ pub(super) fn write_kit_dir(
         (None, InputFormat::Json) => json!({"name": "row", "type": "json"}),
         (None, InputFormat::Csv) => json!({"name": "line", "type": "text"}),
     };
+    let mut outputs = vec![json!({"name": "result", "type": "json"})];
+    if screen.is_some() {
+        outputs.push(json!({"name": "screen", "type": "json"}));
+    }
     let mut kitfile = json!({
         "kit": {
             "name": format!("{}/{}-{}{}", r.recipe.team, r.recipe.name, m.label(), variant.suffix()),
@@ -637,7 +677,7 @@ pub(super) fn write_kit_dir(
             "license": r.recipe.license,
         },
         "input": [input],
-        "output": [{"name": "result", "type": "json"}],
+        "output": outputs,
         "step": steps,
         "golden": golden,
         "resources": {"memory_mb": 64, "cpus": 1},

@@ -29,6 +29,7 @@ mod image;
 mod kit;
 pub mod pilot;
 pub mod recipe;
+mod screen;
 mod setup;
 mod state;
 
@@ -586,12 +587,18 @@ impl RecipeCtx<'_> {
             // model is published: a kit that cannot be made publishes nothing.
             let mut archives = Vec::new();
             let mut build_failed = None;
-            for variant in kit::Variant::for_task(
+            // One screening kit a recipe (its first model's), when a number column varies.
+            let screened = m.label() == r.model[0].label()
+                && screen::Screen::fit(&prepared, &features).is_some();
+            let variants = kit::Variant::for_task(
                 r.task.kind,
                 prepared.classes.len(),
                 r.image.as_ref(),
                 r.text.is_some(),
-            ) {
+            )
+            .into_iter()
+            .filter(|v| *v != kit::Variant::Screen || screened);
+            for variant in variants {
                 let t0 = Instant::now();
                 let kit_dir = self.work.join("kits").join(format!(
                     "{}-{}{}",
