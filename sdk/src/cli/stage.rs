@@ -38,7 +38,7 @@ pub enum StageKind {
     Postprocess,
 }
 
-/// The guest crate and the imaging and text libraries, as published: (path under vendor/, contents).
+/// The guest crate and the imaging, text and audio libraries, as published: (path under vendor/, contents).
 const VENDORED: &[(&str, &str)] = &[
     (
         "algobay-stage/Cargo.toml",
@@ -79,6 +79,14 @@ const VENDORED: &[(&str, &str)] = &[
     (
         "algobay-imaging/src/geometry.rs",
         include_str!("../../algobay-imaging/src/geometry.rs"),
+    ),
+    (
+        "algobay-audio/Cargo.toml",
+        include_str!("../../algobay-audio/Cargo.toml"),
+    ),
+    (
+        "algobay-audio/src/lib.rs",
+        include_str!("../../algobay-audio/src/lib.rs"),
     ),
     (
         "algobay-text/Cargo.toml",
@@ -246,7 +254,7 @@ Publish it on its own as a tool other teams can use:
 algobay tool publish target/wasm32-wasip2/release/{lib}.wasm --name TEAM/{name} --version 0.1.0 --kind {kind}
 ```
 
-`vendor/` holds the guest crate `algobay-stage` and the imaging and text libraries, as
+`vendor/` holds the guest crate `algobay-stage` and the imaging, text and audio libraries, as
 this version of `algobay` was built with them; `Cargo.lock` pins the versions
 they were tested with.
 ",

@@ -11,7 +11,7 @@ use serde_json::{json, Value as J};
 use super::data::Prepared;
 use super::fit::{Features, Fitted};
 use super::image::Capture;
-use super::recipe::{ImageSpec, ModelSpec, Recipe, Scaling, TaskKind};
+use super::recipe::{ModelSpec, Recipe, Scaling, TaskKind};
 use super::screen::Screen;
 
 /// Golden samples per kit.
@@ -51,12 +51,10 @@ pub(super) enum Variant {
 
 impl Variant {
     /// The kits a model of this task gets.
-    pub(super) fn for_task(
-        kind: TaskKind,
-        classes: usize,
-        image: Option<&ImageSpec>,
-        text: bool,
-    ) -> Vec<Variant> {
+    pub(super) fn for_task(r: &Recipe, classes: usize) -> Vec<Variant> {
+        let (kind, image) = (r.task.kind, r.image.as_ref());
+        // A recording is read like a text: one input, whatever the answer.
+        let text = r.text.is_some() || r.audio.is_some();
         // A text recipe's kits read the text, whatever they answer; an
         // equalised image recipe's models know only equalised pictures.
         let rows = !image.is_some_and(|i| i.equalize);
@@ -158,11 +156,11 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
         Scaling::Standard => "standard-scale",
         Scaling::Minmax => "min-max-scale",
     });
-    // The decision kit is made only for two classes, known from the data;
-    // its tool is in every classification recipe's fingerprint.
-    if r.image.is_none() && r.text.is_none() {
+    if r.image.is_none() && r.text.is_none() && r.audio.is_none() {
         t.push("anomaly-score");
     }
+    // The decision kit is made only for two classes, known from the data;
+    // its tool is in every classification recipe's fingerprint.
     match r.task.kind {
         TaskKind::Classification => {
             t.extend(["temperature-scale", "classify-post", "threshold-decision"])
@@ -171,6 +169,9 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     }
     if r.image.is_some() {
         t.extend(super::image::TOOLS);
+    }
+    if r.audio.is_some() {
+        t.extend(super::audio::TOOLS);
     }
     match &r.text {
         Some(spec) if spec.words.is_some() => t.extend([
@@ -419,6 +420,8 @@ pub(super) fn write_kit_dir(
                 "outputs": {"features": "filled"},
             }));
         }
+    } else if let Some(spec) = &r.audio {
+        steps.extend(super::audio::steps(spec, &tool));
     } else if let Some((spec, capture)) = image {
         steps.extend(super::image::steps(spec, capture, &tool));
     } else {
@@ -580,6 +583,12 @@ pub(super) fn write_kit_dir(
     for (g, &i) in golden_idx.iter().enumerate() {
         let expected = format!("samples/row{g}.expected.json");
         let (input, port) = match (image, format) {
+            _ if r.audio.is_some() => {
+                let input = format!("samples/row{g}.wav");
+                let wav = super::audio::wav_of(&p.cells[i][0])?;
+                std::fs::write(dir.join(&input), wav).map_err(err)?;
+                (input, "audio")
+            }
             _ if r.text.is_some() => {
                 let input = format!("samples/row{g}.txt");
                 std::fs::write(dir.join(&input), &p.cells[i][0]).map_err(err)?;
@@ -670,6 +679,7 @@ pub(super) fn write_kit_dir(
         None => what,
     };
     let reads = match (image, format) {
+        _ if r.audio.is_some() => super::audio::reads(r.audio.as_ref().expect("audio")),
         _ if r.text.is_some() => {
             let cut = match (words, r.text.as_ref().and_then(|t| t.words.as_ref())) {
                 (Some(w), Some(file)) => format!(
@@ -688,6 +698,7 @@ pub(super) fn write_kit_dir(
         ),
     };
     let input = match (image, format) {
+        _ if r.audio.is_some() => json!({"name": "audio", "type": "bytes", "media": "audio/wav"}),
         _ if r.text.is_some() => json!({"name": "text", "type": "text"}),
         (Some(_), _) => json!({"name": "image", "type": "bytes", "media": "image/png, image/jpeg"}),
         (None, InputFormat::Json) => json!({"name": "row", "type": "json"}),

@@ -23,6 +23,7 @@ use algobay_runtime::{Digest, Runtime};
 
 use crate::client::{no_progress, Client, Kind, SdkError};
 
+mod audio;
 pub mod data;
 pub mod fit;
 mod image;
@@ -312,6 +313,8 @@ async fn exists(client: &Client, reference: &str, kind: Kind, digest: &Digest) -
 fn domain_of(r: &Recipe) -> &'static str {
     if r.image.is_some() {
         "vision"
+    } else if r.audio.is_some() {
+        "speech"
     } else if r.text.is_some() {
         "nlp"
     } else {
@@ -515,12 +518,19 @@ impl RecipeCtx<'_> {
         let t0 = Instant::now();
         let table = data::parse_csv(&String::from_utf8_lossy(&csv))
             .map_err(|e| format!("dataset `{}`: {e}", r.dataset.name))?;
-        let prepared = data::prepare(&table, &r.task, r.text.as_ref().map(|t| t.column.as_str()))
-            .map(|p| match (&r.text, &r.image) {
-                (Some(t), _) => text_features(p, t, segmenter.as_ref()),
-                (None, Some(i)) if i.equalize => image::equalized_features(p, i),
+        let single = r
+            .text
+            .as_ref()
+            .map(|t| t.column.as_str())
+            .or(r.audio.as_ref().map(|a| a.column.as_str()));
+        let prepared = data::prepare(&table, &r.task, single).and_then(|p| {
+            Ok(match (&r.text, &r.image, &r.audio) {
+                (Some(t), ..) => text_features(p, t, segmenter.as_ref()),
+                (_, Some(i), _) if i.equalize => image::equalized_features(p, i),
+                (.., Some(a)) => audio::audio_features(p, a)?,
                 _ => p,
-            });
+            })
+        });
         report.timings.check += t0.elapsed().as_secs_f64();
         let prepared = match prepared {
             Ok(p) => p,
@@ -587,8 +597,11 @@ impl RecipeCtx<'_> {
         report.timings.publish += t0.elapsed().as_secs_f64();
 
         // Pixels keep their scale; other numbers are bounded and long tails logged.
-        let features =
-            fit::Features::fit(&prepared, r.image.is_none() && r.text.is_none(), &r.task);
+        let features = fit::Features::fit(
+            &prepared,
+            r.image.is_none() && r.text.is_none() && r.audio.is_none(),
+            &r.task,
+        );
         for m in &r.model {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
@@ -637,14 +650,9 @@ impl RecipeCtx<'_> {
             // One screening kit a recipe (its first model's), when a number column varies.
             let screened = m.label() == r.model[0].label()
                 && screen::Screen::fit(&prepared, &features).is_some();
-            let variants = kit::Variant::for_task(
-                r.task.kind,
-                prepared.classes.len(),
-                r.image.as_ref(),
-                r.text.is_some(),
-            )
-            .into_iter()
-            .filter(|v| *v != kit::Variant::Screen || screened);
+            let variants = kit::Variant::for_task(&r, prepared.classes.len())
+                .into_iter()
+                .filter(|v| *v != kit::Variant::Screen || screened);
             for variant in variants {
                 let t0 = Instant::now();
                 let kit_dir = self.work.join("kits").join(format!(

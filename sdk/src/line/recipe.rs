@@ -93,6 +93,46 @@ pub struct Recipe {
     /// and the kits read a text.
     #[serde(default)]
     pub text: Option<TextSpec>,
+    /// One column is a WAV recording (base64): the features are its pooled
+    /// log-mel or MFCC frames, and the kits read a WAV file.
+    #[serde(default)]
+    pub audio: Option<AudioSpec>,
+}
+
+/// `[audio]`: the column holding base64 WAV recordings, and the features.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSpec {
+    pub column: String,
+    /// The rate recordings are resampled to, Hz.
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    /// `logmel` (the default) or `mfcc`.
+    #[serde(default)]
+    pub features: AudioFeatures,
+    #[serde(default = "default_mels")]
+    pub mels: usize,
+    /// MFCC coefficients kept (`features = "mfcc"`).
+    #[serde(default = "default_coefficients")]
+    pub coefficients: usize,
+}
+
+fn default_rate() -> u32 {
+    16_000
+}
+fn default_mels() -> usize {
+    40
+}
+fn default_coefficients() -> usize {
+    13
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioFeatures {
+    #[default]
+    Logmel,
+    Mfcc,
 }
 
 /// `[text]`: the column holding the text, and how it is hashed.
@@ -389,6 +429,20 @@ impl Recipe {
             }
             if r.image.is_some() {
                 return Err(bad("a recipe is [text] or [image], not both".into()));
+            }
+        }
+        if let Some(a) = &r.audio {
+            if r.image.is_some() || r.text.is_some() {
+                return Err(bad("a recipe is one of [audio], [text] and [image]".into()));
+            }
+            if !(4000..=48_000).contains(&a.rate)
+                || !(8..=128).contains(&a.mels)
+                || !(1..=a.mels).contains(&a.coefficients)
+            {
+                return Err(bad(format!(
+                    "audio: rate {} must be 4000 to 48000 Hz, mels {} 8 to 128, coefficients {} 1 to mels",
+                    a.rate, a.mels, a.coefficients
+                )));
             }
         }
         if let Some(im) = &r.image {

@@ -52,6 +52,7 @@ pub mod bindings {
 pub use bindings::algobay::stage::types::{Asset, Dtype, Named, Port, Tensor, Value};
 
 /// Resize, grayscale, channel order and layout exactly as Pillow and OpenCV do them.
+pub use algobay_audio as audio;
 pub use algobay_imaging as imaging;
 pub use algobay_text as text;
 pub use bindings::Guest;

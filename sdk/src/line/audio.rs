@@ -1,0 +1,169 @@
+//! Audio kits: the tools from a WAV file to the model's row, the same
+//! features for training (`algobay-audio`), and golden recordings.
+
+use base64::Engine as _;
+use serde_json::{json, Value as J};
+
+use super::data::{Column, Prepared};
+use super::recipe::{AudioFeatures, AudioSpec};
+
+/// Every tool an audio kit uses, in pipeline order.
+pub(super) const TOOLS: [&str; 7] = [
+    "wav-decode",
+    "resample",
+    "trim-silence",
+    "frame",
+    "log-mel",
+    "mfcc",
+    "pool",
+];
+
+/// Loudness under which leading and trailing stretches are cut, and the pad kept.
+const TRIM_DB: f32 = -35.0;
+const PAD_MS: u32 = 50;
+
+/// Frame length and hop (25 ms every 10 ms), FFT size, mel band.
+fn framing(spec: &AudioSpec) -> (usize, usize, algobay_audio::MelSpec) {
+    let length = spec.rate as usize * 25 / 1000;
+    let hop = spec.rate as usize / 100;
+    let mel = algobay_audio::MelSpec {
+        rate: spec.rate,
+        n_fft: length.next_power_of_two(),
+        mels: spec.mels,
+        fmin: 20.0,
+        fmax: spec.rate as f64 / 2.0,
+    };
+    (length, hop, mel)
+}
+
+/// A recording's features, as the kit's tools compute them.
+pub(super) fn features(wav: &[u8], spec: &AudioSpec) -> Result<Vec<f32>, String> {
+    let w = algobay_audio::decode_wav(wav).map_err(|e| e.to_string())?;
+    let x = algobay_audio::resample(&w.samples, w.rate, spec.rate);
+    let x = algobay_audio::trim_silence(&x, spec.rate, TRIM_DB, PAD_MS);
+    let (length, hop, mel) = framing(spec);
+    let m = algobay_audio::log_mel(&algobay_audio::frames(&x, length, hop, true), &mel);
+    Ok(match spec.features {
+        AudioFeatures::Logmel => algobay_audio::pool(&m),
+        AudioFeatures::Mfcc => algobay_audio::pool(&algobay_audio::mfcc(&m, spec.coefficients)),
+    })
+}
+
+/// The WAV bytes of a row's cell (base64).
+pub(super) fn wav_of(cell: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(cell.trim())
+        .map_err(|e| format!("audio cell is not base64: {e}"))
+}
+
+/// An audio recipe's rows as numbers: each recording's pooled features.
+pub(super) fn audio_features(
+    mut p: Prepared,
+    spec: &AudioSpec,
+) -> Result<Prepared, super::data::Refusal> {
+    for (k, (x, cells)) in p.x.iter_mut().zip(&p.cells).enumerate() {
+        *x = wav_of(&cells[0])
+            .and_then(|w| features(&w, spec))
+            .map_err(|e| super::data::Refusal(format!("row {}: {e}", k + 1)))?;
+    }
+    let width = p.x.first().map_or(0, Vec::len);
+    let name = match spec.features {
+        AudioFeatures::Logmel => "mel",
+        AudioFeatures::Mfcc => "mfcc",
+    };
+    p.columns = (0..width)
+        .map(|j| Column {
+            name: format!(
+                "{}_{}{}",
+                if j < width / 2 { "mean" } else { "std" },
+                name,
+                j % (width / 2).max(1)
+            ),
+            categories: Vec::new(),
+        })
+        .collect();
+    Ok(p)
+}
+
+/// The steps from the input `audio` to the model's row, `filled`.
+pub(super) fn steps(spec: &AudioSpec, tool: &dyn Fn(&str) -> String) -> Vec<J> {
+    let (length, hop, mel) = framing(spec);
+    let mut steps = vec![
+        json!({"name": "decode", "stage": tool("wav-decode"), "config": {"max_seconds": 60}}),
+        json!({
+            "name": "resample",
+            "stage": tool("resample"),
+            "config": {"rate": spec.rate},
+            "inputs": {"samples": "samples", "rate": "rate"},
+        }),
+        json!({
+            "name": "trim",
+            "stage": tool("trim-silence"),
+            "config": {"rate": spec.rate, "threshold_db": TRIM_DB, "pad_ms": PAD_MS},
+            "inputs": {"samples": "resampled"},
+        }),
+        json!({
+            "name": "frame",
+            "stage": tool("frame"),
+            "config": {"length": length, "hop": hop},
+            "inputs": {"samples": "trimmed"},
+        }),
+        json!({
+            "name": "mel",
+            "stage": tool("log-mel"),
+            "config": {"rate": mel.rate, "n_fft": mel.n_fft, "mels": mel.mels, "fmin": mel.fmin, "fmax": mel.fmax},
+            "inputs": {"frames": "frames"},
+        }),
+    ];
+    let mut last = "mel";
+    if spec.features == AudioFeatures::Mfcc {
+        steps.push(json!({
+            "name": "mfcc",
+            "stage": tool("mfcc"),
+            "config": {"n": spec.coefficients},
+            "inputs": {"mel": "mel"},
+        }));
+        last = "mfcc";
+    }
+    steps.push(json!({
+        "name": "pool",
+        "stage": tool("pool"),
+        "inputs": {"x": last},
+        "outputs": {"pooled": "filled"},
+    }));
+    steps
+}
+
+/// What the kit's card says it reads.
+pub(super) fn reads(spec: &AudioSpec) -> String {
+    let what = match spec.features {
+        AudioFeatures::Logmel => format!("{} log-mel bands", spec.mels),
+        AudioFeatures::Mfcc => format!("{} MFCCs of {} mel bands", spec.coefficients, spec.mels),
+    };
+    format!(
+        "a WAV recording (up to 60 s; PCM or float, any rate and channels: mixed to mono, resampled \
+         to {} Hz, silence below {TRIM_DB} dB trimmed; {what} per 25 ms frame, their mean and \
+         deviation over the recording)",
+        spec.rate
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mfcc_kits_add_their_step_and_features_have_the_pooled_width() {
+        let spec: AudioSpec =
+            toml::from_str("column = \"audio\"\nfeatures = \"mfcc\"\ncoefficients = 13\n").unwrap();
+        let names: Vec<String> = steps(&spec, &|t: &str| t.to_owned())
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, TOOLS);
+        let tone: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.2).sin() * 0.3).collect();
+        let f = features(&algobay_audio::encode_wav(&tone, 8000), &spec).unwrap();
+        assert_eq!(f.len(), 26);
+        assert!(features(b"RIFF", &spec).unwrap_err().contains("RIFF/WAVE"));
+    }
+}
