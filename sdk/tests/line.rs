@@ -70,6 +70,9 @@ impl Env {
             ("log-mel", "preprocess"),
             ("mfcc", "preprocess"),
             ("pool", "preprocess"),
+            ("gain-normalize", "preprocess"),
+            ("pre-emphasis", "preprocess"),
+            ("delta", "preprocess"),
         ] {
             text.push_str(&format!(
                 "\n[tools.{tool}]\nstage = \"{}\"\nteam = \"tools-guild\"\nkind = \"{kind}\"\ndescription = \"The {tool} stage.\"\n",

@@ -200,6 +200,59 @@ pub fn trim_silence(samples: &[f32], rate: u32, threshold_db: f32, pad_ms: u32) 
     samples[start..end].to_vec()
 }
 
+/// Scales a recording so that its RMS level is `target_dbfs` (dB below a
+/// full-scale square wave), by at most `max_gain_db`, clipping at ±1; a
+/// silent recording is returned as it is.
+pub fn normalize_gain(samples: &[f32], target_dbfs: f32, max_gain_db: f32) -> Vec<f32> {
+    let n = samples.len().max(1) as f64;
+    let rms = (samples.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n).sqrt();
+    if rms <= 0.0 {
+        return samples.to_vec();
+    }
+    let want = 10f64.powf(target_dbfs as f64 / 20.0);
+    let gain = (want / rms).min(10f64.powf(max_gain_db as f64 / 20.0)) as f32;
+    samples
+        .iter()
+        .map(|&x| (x * gain).clamp(-1.0, 1.0))
+        .collect()
+}
+
+/// A first-order high-pass, `y[n] = x[n] − coef·x[n−1]`, lifting the high
+/// frequencies speech carries little energy in before a spectrum.
+pub fn pre_emphasis(samples: &[f32], coef: f32) -> Vec<f32> {
+    let mut prev = 0.0;
+    samples
+        .iter()
+        .map(|&x| {
+            let y = x - coef * prev;
+            prev = x;
+            y
+        })
+        .collect()
+}
+
+/// Each row followed by its delta: the regression slope over ±`width`
+/// rows, `Σ n·(c[t+n] − c[t−n]) / (2·Σ n²)`, the first and last rows
+/// repeated past the ends (as HTK and librosa's `delta` in `nearest` mode).
+pub fn deltas(rows: &[Vec<f32>], width: usize) -> Vec<Vec<f32>> {
+    let width = width.max(1);
+    let last = rows.len().saturating_sub(1);
+    let denom = 2.0 * (1..=width).map(|n| (n * n) as f32).sum::<f32>();
+    (0..rows.len())
+        .map(|t| {
+            let d = rows[t].len();
+            let mut out = rows[t].clone();
+            out.extend((0..d).map(|j| {
+                (1..=width)
+                    .map(|n| n as f32 * (rows[(t + n).min(last)][j] - rows[t.saturating_sub(n)][j]))
+                    .sum::<f32>()
+                    / denom
+            }));
+            out
+        })
+        .collect()
+}
+
 /// Frames of `length` samples every `hop`, each times a periodic Hann
 /// window when `hann`; the last is zero-padded, and there is at least one.
 pub fn frames(samples: &[f32], length: usize, hop: usize, hann: bool) -> Vec<Vec<f32>> {
@@ -468,6 +521,25 @@ mod tests {
         let t = trim_silence(&x, 16000, -30.0, 0);
         assert_eq!(t.len(), 1600);
         assert_eq!(trim_silence(&[0.0; 100], 16000, -30.0, 10).len(), 100);
+    }
+
+    #[test]
+    fn gain_pre_emphasis_and_deltas_do_what_speech_front_ends_do() {
+        // A quiet tone is brought to -20 dBFS RMS (0.1), within the gain cap.
+        let quiet: Vec<f32> = tone(200.0, 8000, 0.1).iter().map(|x| x * 0.01).collect();
+        let loud = normalize_gain(&quiet, -20.0, 60.0);
+        let rms = (loud.iter().map(|x| x * x).sum::<f32>() / loud.len() as f32).sqrt();
+        assert!((rms - 0.1).abs() < 1e-3, "{rms}");
+        assert_eq!(normalize_gain(&[0.0; 4], -20.0, 60.0), vec![0.0; 4]);
+        // Capped at 6 dB: about twice as loud, no more.
+        let capped = normalize_gain(&quiet, -20.0, 6.0);
+        assert!((capped[7] / quiet[7] - 1.9953).abs() < 1e-3);
+        assert_eq!(pre_emphasis(&[1.0, 1.0, 0.0], 0.5), vec![1.0, 0.5, -0.5]);
+        // A ramp's delta is its slope, inside; the ends see a repeated row.
+        let ramp: Vec<Vec<f32>> = (0..6).map(|t| vec![t as f32]).collect();
+        let d = deltas(&ramp, 2);
+        assert_eq!(d[3], vec![3.0, 1.0]);
+        assert_eq!(d[0][1], (1.0 * 1.0 + 2.0 * 2.0) / 10.0);
     }
 
     #[test]

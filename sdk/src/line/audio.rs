@@ -8,15 +8,25 @@ use super::data::{Column, Prepared};
 use super::recipe::{AudioFeatures, AudioSpec};
 
 /// Every tool an audio kit uses, in pipeline order.
-pub(super) const TOOLS: [&str; 7] = [
+pub(super) const TOOLS: [&str; 10] = [
     "wav-decode",
     "resample",
+    "gain-normalize",
     "trim-silence",
+    "pre-emphasis",
     "frame",
     "log-mel",
     "mfcc",
+    "delta",
     "pool",
 ];
+
+/// Loudness every recording is brought to, and the most gain allowed.
+const TARGET_DBFS: f32 = -20.0;
+const MAX_GAIN_DB: f32 = 40.0;
+/// Pre-emphasis coefficient, and the delta's half width in frames.
+const EMPHASIS: f32 = 0.97;
+const DELTA_WIDTH: usize = 2;
 
 /// Loudness under which leading and trailing stretches are cut, and the pad kept.
 const TRIM_DB: f32 = -35.0;
@@ -40,12 +50,17 @@ fn framing(spec: &AudioSpec) -> (usize, usize, algobay_audio::MelSpec) {
 pub(super) fn features(wav: &[u8], spec: &AudioSpec) -> Result<Vec<f32>, String> {
     let w = algobay_audio::decode_wav(wav).map_err(|e| e.to_string())?;
     let x = algobay_audio::resample(&w.samples, w.rate, spec.rate);
+    let x = algobay_audio::normalize_gain(&x, TARGET_DBFS, MAX_GAIN_DB);
     let x = algobay_audio::trim_silence(&x, spec.rate, TRIM_DB, PAD_MS);
+    let x = algobay_audio::pre_emphasis(&x, EMPHASIS);
     let (length, hop, mel) = framing(spec);
     let m = algobay_audio::log_mel(&algobay_audio::frames(&x, length, hop, true), &mel);
     Ok(match spec.features {
         AudioFeatures::Logmel => algobay_audio::pool(&m),
-        AudioFeatures::Mfcc => algobay_audio::pool(&algobay_audio::mfcc(&m, spec.coefficients)),
+        AudioFeatures::Mfcc => {
+            let c = algobay_audio::mfcc(&m, spec.coefficients);
+            algobay_audio::pool(&algobay_audio::deltas(&c, DELTA_WIDTH))
+        }
     })
 }
 
@@ -97,16 +112,28 @@ pub(super) fn steps(spec: &AudioSpec, tool: &dyn Fn(&str) -> String) -> Vec<J> {
             "inputs": {"samples": "samples", "rate": "rate"},
         }),
         json!({
+            "name": "gain",
+            "stage": tool("gain-normalize"),
+            "config": {"target_dbfs": TARGET_DBFS, "max_gain_db": MAX_GAIN_DB},
+            "inputs": {"samples": "resampled"},
+        }),
+        json!({
             "name": "trim",
             "stage": tool("trim-silence"),
             "config": {"rate": spec.rate, "threshold_db": TRIM_DB, "pad_ms": PAD_MS},
-            "inputs": {"samples": "resampled"},
+            "inputs": {"samples": "normalized"},
+        }),
+        json!({
+            "name": "emphasis",
+            "stage": tool("pre-emphasis"),
+            "config": {"coef": EMPHASIS},
+            "inputs": {"samples": "trimmed"},
         }),
         json!({
             "name": "frame",
             "stage": tool("frame"),
             "config": {"length": length, "hop": hop},
-            "inputs": {"samples": "trimmed"},
+            "inputs": {"samples": "emphasized"},
         }),
         json!({
             "name": "mel",
@@ -123,7 +150,13 @@ pub(super) fn steps(spec: &AudioSpec, tool: &dyn Fn(&str) -> String) -> Vec<J> {
             "config": {"n": spec.coefficients},
             "inputs": {"mel": "mel"},
         }));
-        last = "mfcc";
+        steps.push(json!({
+            "name": "delta",
+            "stage": tool("delta"),
+            "config": {"width": DELTA_WIDTH},
+            "inputs": {"x": "mfcc"},
+        }));
+        last = "with_delta";
     }
     steps.push(json!({
         "name": "pool",
@@ -138,11 +171,15 @@ pub(super) fn steps(spec: &AudioSpec, tool: &dyn Fn(&str) -> String) -> Vec<J> {
 pub(super) fn reads(spec: &AudioSpec) -> String {
     let what = match spec.features {
         AudioFeatures::Logmel => format!("{} log-mel bands", spec.mels),
-        AudioFeatures::Mfcc => format!("{} MFCCs of {} mel bands", spec.coefficients, spec.mels),
+        AudioFeatures::Mfcc => format!(
+            "{} MFCCs of {} mel bands and their deltas",
+            spec.coefficients, spec.mels
+        ),
     };
     format!(
         "a WAV recording (up to 60 s; PCM or float, any rate and channels: mixed to mono, resampled \
-         to {} Hz, silence below {TRIM_DB} dB trimmed; {what} per 25 ms frame, their mean and \
+         to {} Hz, brought to {TARGET_DBFS} dBFS, silence below {TRIM_DB} dB trimmed, \
+         pre-emphasised; {what} per 25 ms frame, their mean and \
          deviation over the recording)",
         spec.rate
     )
@@ -163,7 +200,7 @@ mod tests {
         assert_eq!(names, TOOLS);
         let tone: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.2).sin() * 0.3).collect();
         let f = features(&algobay_audio::encode_wav(&tone, 8000), &spec).unwrap();
-        assert_eq!(f.len(), 26);
+        assert_eq!(f.len(), 52, "13 MFCCs and 13 deltas, mean and deviation");
         assert!(features(b"RIFF", &spec).unwrap_err().contains("RIFF/WAVE"));
     }
 }
