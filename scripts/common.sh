@@ -15,7 +15,7 @@ AGENT=$TARGET_DIR/release/algobay-agent
 cargo build --release --locked -p algobay-sdk -p algobay-registry -p algobay-agent
 # Every stage crate, built to WASM components (the packager would build them on demand too).
 cargo build --release --locked --target wasm32-wasip2 \
-  -p stage-ocr-pre -p stage-ocr-det-post -p stage-ocr-rec-post \
+  -p stage-ocr-pre -p stage-db-box-decode -p stage-nms -p stage-text-line-crop -p stage-ctc-decode -p stage-ocr-rec-post \
   -p stage-vad-pre -p stage-vad-post -p stage-wordpiece -p stage-classify-post -p stage-image-prep -p stage-misbehave \
   -p stage-row-reader -p stage-csv-reader -p stage-impute -p stage-one-hot -p stage-standard-scale -p stage-regression-out -p stage-threshold-decision -p stage-conformal-interval -p stage-image-decode -p stage-grayscale -p stage-resize -p stage-normalize -p stage-flatten -p stage-clip -p stage-log-transform -p stage-pii-mask -p stage-text-normalize -p stage-char-ngram-hash -p stage-temperature-scale -p stage-crop -p stage-invert -p stage-rotate -p stage-equalize -p stage-min-max-scale -p stage-ordinal-encode -p stage-anomaly-score -p stage-chinese-segment -p stage-feature-hash -p stage-wav-decode -p stage-resample -p stage-trim-silence -p stage-frame -p stage-log-mel -p stage-mfcc -p stage-pool -p stage-gain-normalize -p stage-pre-emphasis -p stage-delta
 

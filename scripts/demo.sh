@@ -58,7 +58,7 @@ step "algobay model publish (the registry reads each model for its signature)"
 example_models "$ALGOBAY"
 
 step "algobay tool publish (each stage must implement the stage interface)"
-example_tools "ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess image-prep:preprocess" "$ALGOBAY"
+example_tools "ocr-pre:preprocess db-box-decode:postprocess nms:postprocess text-line-crop:postprocess ctc-decode:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess classify-post:postprocess image-prep:preprocess" "$ALGOBAY"
 
 step "algobay kit push (golden samples run again in the registry)"
 for kit in ocr vad embed digits; do

@@ -31,7 +31,7 @@ done
 TEAM=("$ALGOBAY" --registry "$URL" --token "$("${A[@]}" token create --role team --subject algobay)" --ca-cert "$CA")
 example_models "${TEAM[@]}" > /dev/null
 # classify-post is the line's own tool (tabular-tools/classify-post); the digits kit carries the same stage.
-example_tools "ocr-pre:preprocess ocr-det-post:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess" "${TEAM[@]}" > /dev/null
+example_tools "ocr-pre:preprocess db-box-decode:postprocess nms:postprocess text-line-crop:postprocess ctc-decode:postprocess ocr-rec-post:postprocess vad-pre:preprocess vad-post:postprocess wordpiece:preprocess" "${TEAM[@]}" > /dev/null
 for kit in ocr vad embed digits; do
   "${TEAM[@]}" kit push "$MP/$kit.kit"
 done

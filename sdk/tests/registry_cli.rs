@@ -471,7 +471,10 @@ fn every_example_model_tool_and_kit_is_published_pushed_found_pulled_and_run() {
         .join("wasm32-wasip2/release");
     let tools = [
         ("ocr-pre", "preprocess"),
-        ("ocr-det-post", "postprocess"),
+        ("db-box-decode", "postprocess"),
+        ("nms", "postprocess"),
+        ("text-line-crop", "postprocess"),
+        ("ctc-decode", "postprocess"),
         ("ocr-rec-post", "postprocess"),
         ("vad-pre", "preprocess"),
         ("vad-post", "postprocess"),

@@ -1,6 +1,7 @@
-//! OCR recognition post-processing: greedy CTC decoding with the model's own
-//! character list (blank first, space last), lines below `text_score` dropped,
-//! each line joined with its box.
+//! OCR recognition post-processing: each line's decoded class indices (from
+//! `ctc-decode`) as text with the model's own character list (blank first,
+//! space last), its score the mean of their probabilities; lines below
+//! `text_score` dropped, each line joined with its box.
 use algobay_stage::{Config, Contract, Inputs, Outputs, Stage};
 
 struct RecPost {
@@ -8,10 +9,53 @@ struct RecPost {
     text_score: f64,
 }
 
+impl RecPost {
+    fn lines(
+        &self,
+        decoded: &[serde_json::Value],
+        boxes: &[serde_json::Value],
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let mut lines = Vec::new();
+        for (i, (d, b)) in decoded.iter().zip(boxes).enumerate() {
+            let list = |k: &str| {
+                d.get(k)
+                    .and_then(|v| v.as_array())
+                    .ok_or(format!("input `decoded`: line {i} lacks the list `{k}`"))
+            };
+            let mut text = String::new();
+            for v in list("indices")? {
+                let c = v
+                    .as_u64()
+                    .and_then(|c| self.characters.get(c as usize))
+                    .ok_or(format!(
+                        "input `decoded`: line {i} has index {v}, past the {} characters (with blank and space)",
+                        self.characters.len()
+                    ))?;
+                text.push_str(c);
+            }
+            let probs: Vec<f64> = list("probs")?.iter().filter_map(|v| v.as_f64()).collect();
+            let score = if probs.is_empty() {
+                0.0
+            } else {
+                probs.iter().sum::<f64>() / probs.len() as f64
+            };
+            if score < self.text_score {
+                continue;
+            }
+            lines.push(serde_json::json!({
+                "text": text,
+                "score": score,
+                "box": b.get("points").cloned().unwrap_or_default(),
+            }));
+        }
+        Ok(lines)
+    }
+}
+
 impl Stage for RecPost {
     fn contract() -> Contract {
         Contract::new()
-            .input("rec_prob", "f32[?,?,?]")
+            .input("decoded", "json")
             .input("boxes", "json")
             .output("result", "json")
     }
@@ -27,59 +71,45 @@ impl Stage for RecPost {
     }
 
     fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let prob = inputs.tensor("rec_prob")?;
-        let (n, t, c) = (
-            prob.shape[0] as usize,
-            prob.shape[1] as usize,
-            prob.shape[2] as usize,
-        );
-        if c != self.characters.len() {
-            return Err(format!(
-                "recogniser outputs {c} classes but the character list has {} (with blank and space)",
-                self.characters.len()
-            ));
-        }
-        let p = prob.as_f32()?;
+        let decoded = inputs.json("decoded")?;
+        let decoded = decoded
+            .as_array()
+            .ok_or("input `decoded` must be a json list")?;
         let boxes = inputs.json("boxes")?;
         let boxes = boxes
             .as_array()
             .ok_or("input `boxes` must be a json list")?;
-        let mut lines = Vec::new();
-        for (i, b) in boxes.iter().enumerate().take(n) {
-            let mut text = String::new();
-            let mut confs = Vec::new();
-            let mut prev = usize::MAX;
-            for step in 0..t {
-                let row = &p[(i * t + step) * c..(i * t + step + 1) * c];
-                let (idx, best) =
-                    row.iter()
-                        .enumerate()
-                        .fold(
-                            (0usize, f32::MIN),
-                            |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc },
-                        );
-                if idx != 0 && idx != prev {
-                    text.push_str(&self.characters[idx]);
-                    confs.push(best as f64);
-                }
-                prev = idx;
-            }
-            let score = if confs.is_empty() {
-                0.0
-            } else {
-                confs.iter().sum::<f64>() / confs.len() as f64
-            };
-            if score < self.text_score {
-                continue;
-            }
-            lines.push(serde_json::json!({
-                "text": text,
-                "score": score,
-                "box": b.get("points").cloned().unwrap_or_default(),
-            }));
-        }
-        Ok(Outputs::new().json("result", &serde_json::Value::Array(lines)))
+        Ok(Outputs::new().json(
+            "result",
+            &serde_json::Value::Array(self.lines(decoded, boxes)?),
+        ))
     }
 }
 
 algobay_stage::stage!(RecPost);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn indices_become_text_and_weak_lines_drop() {
+        let r = RecPost {
+            characters: vec!["".into(), "a".into(), "b".into(), " ".into()],
+            text_score: 0.5,
+        };
+        let decoded = [
+            json!({"indices": [1, 3, 2], "probs": [0.9, 0.8, 0.7]}),
+            json!({"indices": [2], "probs": [0.2]}),
+        ];
+        let boxes = [json!({"points": [[0, 0]]}), json!({"points": [[1, 1]]})];
+        let lines = r.lines(&decoded, &boxes).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["text"], "a b");
+        let bad = r
+            .lines(&[json!({"indices": [9], "probs": [1.0]})], &boxes)
+            .unwrap_err();
+        assert!(bad.contains("index 9"), "{bad}");
+    }
+}

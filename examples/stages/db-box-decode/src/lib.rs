@@ -1,21 +1,18 @@
-//! OCR detection post-processing (DB): threshold and dilate the probability
-//! map, take each connected region's minimum-area box, score it on the map,
-//! grow it by the unclip distance, map it back to the image, order the boxes
-//! top-to-bottom and left-to-right, and cut each text line out as the
-//! recogniser's input batch (height 48, width padded to the widest line).
-use algobay_stage::{Config, Contract, Inputs, Outputs, Stage, Tensor};
-use ocr_common::{
-    min_area_rect, normalize_chw_into, resize_bilinear, rot90, round_half_even, warp_crop, Img, Pt,
-};
+//! Box decoding for DB (differentiable binarisation) text detectors:
+//! threshold and dilate the probability map, take each connected region's
+//! minimum-area box, score it on the map, grow it by the unclip distance,
+//! map it onto the detector's input image, and order the boxes
+//! top-to-bottom and left-to-right. Out: `quads`, each `points` (four
+//! corners, clockwise from top-left) and `score`.
+use algobay_stage::{Config, Contract, Inputs, Outputs, Stage};
+use ocr_common::{min_area_rect, round_half_even, Pt};
 
-struct DetPost {
+struct BoxDecode {
     thresh: f32,
     box_thresh: f64,
     unclip_ratio: f64,
     max_candidates: usize,
     use_dilation: bool,
-    rec_height: usize,
-    rec_width: usize,
 }
 
 /// Corner points ordered as PP-OCR's `get_mini_boxes` does, and the short side.
@@ -117,29 +114,21 @@ fn dist(a: Pt, b: Pt) -> f64 {
     ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()
 }
 
-impl Stage for DetPost {
+impl Stage for BoxDecode {
     fn contract() -> Contract {
         Contract::new()
             .input("prob", "f32[1,1,?,?]")
             .input("image_bgr", "u8[?,?,3]")
-            .input("geom", "json")
-            .output("rec_x", "f32[?,3,48,?]")
-            .output("boxes", "json")
+            .output("quads", "json")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
-        let rec_height = config.usize_or("rec_height", 48)?;
-        if rec_height != 48 {
-            return Err("config field `rec_height` must be 48 for PP-OCR recognisers".into());
-        }
-        Ok(DetPost {
+        Ok(BoxDecode {
             thresh: config.f32_or("thresh", 0.3)?,
             box_thresh: config.f64_or("box_thresh", 0.5)?,
             unclip_ratio: config.f64_or("unclip_ratio", 1.6)?,
             max_candidates: config.usize_or("max_candidates", 1000)?,
             use_dilation: config.bool_or("use_dilation", true)?,
-            rec_height,
-            rec_width: config.usize_or("rec_width", 320)?,
         })
     }
 
@@ -147,25 +136,14 @@ impl Stage for DetPost {
         let prob = inputs.tensor("prob")?;
         let (mh, mw) = (prob.shape[2] as usize, prob.shape[3] as usize);
         let pred = prob.as_f32()?;
-        let img_t = inputs.tensor("image_bgr")?;
-        let img = Img {
-            h: img_t.shape[0] as usize,
-            w: img_t.shape[1] as usize,
-            data: img_t.as_u8()?.to_vec(),
-        };
-        let geom = inputs.json("geom")?;
-        let g = |k: &str| {
-            geom.get(k)
-                .and_then(|v| v.as_f64())
-                .ok_or_else(|| format!("input `geom` lacks `{k}`"))
-        };
-        let (ratio_h, ratio_w, pad_top, raw_h, raw_w) = (
-            g("ratio_h")?,
-            g("ratio_w")?,
-            g("pad_top")?,
-            g("raw_h")?,
-            g("raw_w")?,
-        );
+        let img = inputs.tensor("image_bgr")?;
+        let (dest_h, dest_w) = (img.shape[0] as f64, img.shape[1] as f64);
+        if pred.len() != mh * mw {
+            return Err(format!(
+                "input `prob`: {} values for a {mh}x{mw} map",
+                pred.len()
+            ));
+        }
 
         let mut mask: Vec<u8> = pred.iter().map(|&p| (p > self.thresh) as u8).collect();
         if self.use_dilation {
@@ -187,7 +165,6 @@ impl Stage for DetPost {
                 }
             }
         }
-        let (dest_w, dest_h) = (img.w as f64, img.h as f64);
         let mut boxes: Vec<([Pt; 4], f64)> = Vec::new();
         for region in regions(&mask, mw, mh).into_iter().take(self.max_candidates) {
             let (pts, sside) = mini_box(region);
@@ -253,58 +230,38 @@ impl Stage for DetPost {
                 }
             }
         }
-        // Cut out each line.
-        let mut crops = Vec::with_capacity(kept.len());
-        for (q, _) in &kept {
-            let cw = dist(q[0], q[1]).max(dist(q[2], q[3])) as usize;
-            let ch = dist(q[0], q[3]).max(dist(q[1], q[2])) as usize;
-            let mut crop = warp_crop(&img, q, cw.max(1), ch.max(1)).ok_or("degenerate text box")?;
-            if crop.h as f64 / crop.w as f64 >= 1.5 {
-                crop = rot90(&crop);
-            }
-            crops.push(crop);
-        }
-        let hgt = self.rec_height;
-        let mut max_ratio = self.rec_width as f64 / hgt as f64;
-        for c in &crops {
-            max_ratio = max_ratio.max(c.w as f64 / c.h as f64);
-        }
-        let width = (hgt as f64 * max_ratio) as usize;
-        let n = crops.len().max(1);
-        let mut x = vec![0f32; n * 3 * hgt * width];
-        for (i, c) in crops.iter().enumerate() {
-            let ratio = c.w as f64 / c.h as f64;
-            let rw = ((hgt as f64 * ratio).ceil() as usize).min(width).max(1);
-            let resized = resize_bilinear(c, rw, hgt);
-            normalize_chw_into(
-                &resized,
-                &mut x[i * 3 * hgt * width..(i + 1) * 3 * hgt * width],
-                width,
-            );
-        }
-        // Boxes back in the original image's coordinates.
-        let boxes: Vec<serde_json::Value> = kept
+        let quads: Vec<serde_json::Value> = kept
             .iter()
             .map(|(q, score)| {
-                let pts: Vec<[f64; 2]> = q
-                    .iter()
-                    .map(|p| {
-                        [
-                            (p.0 * ratio_w).clamp(0.0, raw_w).trunc(),
-                            ((p.1 - pad_top) * ratio_h).clamp(0.0, raw_h).trunc(),
-                        ]
-                    })
-                    .collect();
-                serde_json::json!({"points": pts, "det_score": score})
+                let pts: Vec<[f64; 2]> = q.iter().map(|p| [p.0, p.1]).collect();
+                serde_json::json!({"points": pts, "score": score})
             })
             .collect();
-        Ok(Outputs::new()
-            .tensor(
-                "rec_x",
-                Tensor::from_f32(vec![n as u64, 3, hgt as u64, width as u64], &x),
-            )
-            .json("boxes", &serde_json::Value::Array(boxes)))
+        Ok(Outputs::new().json("quads", &serde_json::Value::Array(quads)))
     }
 }
 
-algobay_stage::stage!(DetPost);
+algobay_stage::stage!(BoxDecode);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bright_bar_is_one_region_with_a_full_score() {
+        let (w, h) = (40, 20);
+        let mut pred = vec![0f32; w * h];
+        for y in 5..12 {
+            for x in 4..30 {
+                pred[y * w + x] = 0.9;
+            }
+        }
+        let mask: Vec<u8> = pred.iter().map(|&p| (p > 0.3) as u8).collect();
+        let r = regions(&mask, w, h);
+        assert_eq!(r.len(), 1);
+        let (quad, short) = mini_box(r.into_iter().next().unwrap());
+        assert!((6.0..=7.0).contains(&short), "{short}");
+        assert!((box_score(&pred, w, h, &quad) - 0.9).abs() < 1e-6);
+        assert!(dist(quad[0], quad[1]) > 20.0, "{quad:?}");
+    }
+}
