@@ -240,9 +240,7 @@ fn main() {
     let base: Vec<&Flight> = shuffled(by_month[1].iter().chain(&by_month[2]).copied().collect(), 7);
     let test: Vec<&Flight> = base[..2000].to_vec();
     let train: Vec<&Flight> = base[2000..2000 + base_rows.min(base.len() - 2000)].to_vec();
-    let cfg = MlpConfig {
-        layers: vec![WIDTH, 32, 2],
-    };
+    let cfg = MlpConfig::dense(vec![WIDTH, 32, 2]);
     let (x, y): (Vec<f32>, Vec<u32>) = (
         train.iter().flat_map(|f| f.x.clone()).collect(),
         train.iter().map(|f| f.delayed as u32).collect(),

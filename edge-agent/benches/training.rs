@@ -269,9 +269,7 @@ fn main() {
             y.push(*l);
         }
     }
-    let cfg = algobay_runtime::candle::MlpConfig {
-        layers: vec![64, 32, 10],
-    };
+    let cfg = algobay_runtime::candle::MlpConfig::dense(vec![64, 32, 10]);
     let started = Instant::now();
     let (_, report) =
         algobay_runtime::candle::train_mlp_bytes(&algobay_runtime::candle::TrainSpec {

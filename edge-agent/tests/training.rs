@@ -273,9 +273,7 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
     let data = rt.block_on(team.run_data(&claimed.id, &token)).unwrap();
     // A trainer gone wrong: the base rows and the field samples with their
     // labels shuffled, trained like any round; both models then answer the holdout.
-    let cfg = algobay_runtime::candle::MlpConfig {
-        layers: vec![64, 32, 10],
-    };
+    let cfg = algobay_runtime::candle::MlpConfig::dense(vec![64, 32, 10]);
     let features = |s: &algobay_sdk::training::FieldSample| -> Vec<f32> {
         s.data
             .chunks_exact(4)

@@ -54,9 +54,7 @@ fn head_kit() -> algobay_runtime::KitArchive {
             y.push(*l);
         }
     }
-    let cfg = MlpConfig {
-        layers: vec![32, 32, 10],
-    };
+    let cfg = MlpConfig::dense(vec![32, 32, 10]);
     let (head, report) = train_mlp_bytes(&TrainSpec {
         cfg: &cfg,
         x: &x,

@@ -54,6 +54,7 @@ impl Env {
             ("resize", "preprocess"),
             ("normalize", "preprocess"),
             ("flatten", "preprocess"),
+            ("layout", "preprocess"),
             ("crop", "preprocess"),
             ("invert", "preprocess"),
             ("rotate", "preprocess"),
@@ -425,6 +426,7 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
     env.recipe(
         "digits-faint.toml",
         &(digits_recipe("digits-faint", "digits.csv", "", "1.0.0", 100)
+            + "\n[[model]]\narchitecture = \"cnn\"\nchannels = [8]\nepochs = 80\n"
             + "\n[image]\nwidth = 8\nheight = 8\nwhite = 16\nequalize = true\n"),
     );
     env.recipe("breast-cancer.toml", &breast_cancer_recipe());
@@ -475,6 +477,8 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         "glyphs/digits-linear-form",
         "glyphs/digits-linear-sideways",
         "glyphs/digits-faint-linear-form",
+        // A small CNN, its kits laying the picture out as NCHW for it.
+        "glyphs/digits-faint-cnn-image",
     ] {
         assert!(names.contains(&kit), "no {kit}: {names:?}");
     }

@@ -9,21 +9,106 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// Shape of an `mlp`: `layers` = [inputs, hidden..., classes], ReLU between layers.
+/// Shape of an `mlp`: `layers` = [inputs, hidden..., classes], ReLU between
+/// layers; with `conv` (a `cnn`), convolutions come first and `layers[0]` is
+/// the width of their flattened output.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlpConfig {
     pub layers: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<ConvSpec>,
+}
+
+/// A small CNN's front: per entry of `channels`, a 3x3 convolution (padding
+/// 1), ReLU and a 2x2 max-pool (while both sides are at least 2).
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConvSpec {
+    /// The input's channels, height and width (NCHW).
+    pub input: [usize; 3],
+    pub channels: Vec<usize>,
+}
+
+impl ConvSpec {
+    /// The flattened width after the convolutions and pools.
+    pub fn output_width(&self) -> usize {
+        let [_, mut h, mut w] = self.input;
+        for _ in &self.channels {
+            if h >= 2 && w >= 2 {
+                h /= 2;
+                w /= 2;
+            }
+        }
+        self.channels.last().copied().unwrap_or(self.input[0]) * h * w
+    }
+}
+
+impl MlpConfig {
+    /// A dense net of these layer sizes.
+    pub fn dense(layers: Vec<usize>) -> MlpConfig {
+        MlpConfig { layers, conv: None }
+    }
+
+    /// Values per input row: the image's for a `cnn`, else the first layer's.
+    pub fn input_width(&self) -> usize {
+        match &self.conv {
+            Some(c) => c.input.iter().product(),
+            None => self.layers.first().copied().unwrap_or(0),
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.layers.len() < 2 || self.layers.contains(&0) {
+            return Err("`layers` must list at least two non-zero sizes".into());
+        }
+        if let Some(c) = &self.conv {
+            if c.input.contains(&0) || c.channels.is_empty() || c.channels.contains(&0) {
+                return Err("`conv` needs a non-zero input [c, h, w] and channel counts".into());
+            }
+            if self.layers[0] != c.output_width() {
+                return Err(format!(
+                    "`layers` starts at {}, but the convolutions give {} values",
+                    self.layers[0],
+                    c.output_width()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(super) struct Mlp {
+    conv: Vec<candle_nn::Conv2d>,
+    spec: Option<ConvSpec>,
     layers: Vec<Linear>,
+}
+
+fn conv_config() -> candle_nn::Conv2dConfig {
+    candle_nn::Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    }
 }
 
 impl Mlp {
     pub(super) fn new(vb: VarBuilder, cfg: &MlpConfig) -> candle_core::Result<Mlp> {
-        if cfg.layers.len() < 2 || cfg.layers.contains(&0) {
-            candle_core::bail!("`layers` must list at least two non-zero sizes");
+        if let Err(m) = cfg.check() {
+            candle_core::bail!("{m}");
+        }
+        let mut conv = Vec::new();
+        if let Some(c) = &cfg.conv {
+            let mut from = c.input[0];
+            for (i, &to) in c.channels.iter().enumerate() {
+                conv.push(candle_nn::conv2d(
+                    from,
+                    to,
+                    3,
+                    conv_config(),
+                    vb.pp(format!("conv.{i}")),
+                )?);
+                from = to;
+            }
         }
         let layers = cfg
             .layers
@@ -31,11 +116,29 @@ impl Mlp {
             .enumerate()
             .map(|(i, w)| linear(w[0], w[1], vb.pp(format!("layers.{i}"))))
             .collect::<candle_core::Result<_>>()?;
-        Ok(Mlp { layers })
+        Ok(Mlp {
+            conv,
+            spec: cfg.conv.clone(),
+            layers,
+        })
     }
 
     pub(super) fn forward(&self, x: &CTensor) -> candle_core::Result<CTensor> {
         let mut h = x.clone();
+        if let Some(spec) = &self.spec {
+            // Rows of c·h·w values or NCHW batches alike.
+            let n = h.dim(0)?;
+            let [c, ih, iw] = spec.input;
+            h = h.reshape((n, c, ih, iw))?;
+            for conv in &self.conv {
+                h = conv.forward(&h)?.relu()?;
+                let (_, _, hh, ww) = h.dims4()?;
+                if hh >= 2 && ww >= 2 {
+                    h = h.max_pool2d(2)?;
+                }
+            }
+            h = h.flatten_from(1)?;
+        }
         for (i, l) in self.layers.iter().enumerate() {
             h = l.forward(&h)?;
             if i + 1 < self.layers.len() {
@@ -171,13 +274,8 @@ pub fn train_mlp_bytes(spec: &TrainSpec<'_>) -> Result<(Vec<u8>, TrainReport)> {
 /// Checks the layers and that `values` make `rows` rows of the first layer's
 /// width; returns that width.
 fn check_training_rows(cfg: &MlpConfig, values: usize, rows: usize) -> Result<usize> {
-    if cfg.layers.len() < 2 || cfg.layers.contains(&0) {
-        return Err(Error::invalid(
-            "layers",
-            "must list at least two non-zero sizes",
-        ));
-    }
-    let n_in = cfg.layers[0];
+    cfg.check().map_err(|m| Error::invalid("layers", m))?;
+    let n_in = cfg.input_width();
     if rows == 0 || values != rows * n_in {
         return Err(Error::invalid(
             "training data",
@@ -219,6 +317,41 @@ fn seeded_mlp(
     let mut vars = Vec::new();
     let mut named: Vec<(String, candle_core::Var)> = Vec::new();
     let mut layers = Vec::new();
+    let mut conv = Vec::new();
+    if let Some(c) = &cfg.conv {
+        let mut from = c.input[0];
+        for (i, &to) in c.channels.iter().enumerate() {
+            let bound = (1.0 / (from * 9) as f64).sqrt();
+            let mut draw = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| ((next() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let (wv, bv) = (draw(to * from * 9), draw(to));
+            let wvar = candle_core::Var::from_tensor(
+                &CTensor::from_vec(wv, (to, from, 3, 3), &dev).map_err(e)?,
+            )
+            .map_err(e)?;
+            let bvar = candle_core::Var::from_tensor(&CTensor::from_vec(bv, to, &dev).map_err(e)?)
+                .map_err(e)?;
+            conv.push(candle_nn::Conv2d::new(
+                wvar.as_tensor().clone(),
+                Some(bvar.as_tensor().clone()),
+                conv_config(),
+            ));
+            vars.push(wvar.clone());
+            vars.push(bvar.clone());
+            named.push((format!("conv.{i}.weight"), wvar));
+            named.push((format!("conv.{i}.bias"), bvar));
+            from = to;
+        }
+        if start.is_some() {
+            return Err(Error::invalid(
+                "initial weights",
+                "a warm start is for dense nets only",
+            ));
+        }
+    }
     for (i, w) in cfg.layers.windows(2).enumerate() {
         let bound = (1.0 / w[0] as f64).sqrt();
         let mut wv: Vec<f32> = (0..w[0] * w[1])
@@ -262,7 +395,8 @@ fn seeded_mlp(
         named.push((format!("layers.{i}.weight"), wvar));
         named.push((format!("layers.{i}.bias"), bvar));
     }
-    Ok((Mlp { layers }, vars, named))
+    let spec = cfg.conv.clone();
+    Ok((Mlp { conv, spec, layers }, vars, named))
 }
 
 /// The variables' values as safetensors bytes.
@@ -400,10 +534,7 @@ pub fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Vec<
 pub fn mlp_predict(cfg: &MlpConfig, weights: &[u8], x: &[f32]) -> Result<Vec<u32>> {
     let e = |e: candle_core::Error| Error::model("predict", e);
     let dev = Device::Cpu;
-    let n_in = *cfg
-        .layers
-        .first()
-        .ok_or_else(|| Error::invalid("layers", "must list at least two non-zero sizes"))?;
+    let n_in = cfg.input_width();
     if n_in == 0 || !x.len().is_multiple_of(n_in) {
         return Err(Error::invalid(
             "rows",
@@ -442,7 +573,7 @@ fn mlp_probabilities_or_values(
 ) -> Result<Vec<f32>> {
     let e = |e: candle_core::Error| Error::model("predict", e);
     let dev = Device::Cpu;
-    let n_in = cfg.layers.first().copied().unwrap_or(0);
+    let n_in = cfg.input_width();
     if n_in == 0 || !x.len().is_multiple_of(n_in) {
         return Err(Error::invalid(
             "rows",
@@ -491,10 +622,61 @@ mod tests {
     }
 
     #[test]
-    fn the_same_data_and_seed_give_the_same_weights_bytes_and_a_warm_start_goes_on_from_them() {
-        let cfg = MlpConfig {
-            layers: vec![3, 8, 2],
+    fn a_small_cnn_learns_which_side_of_a_picture_is_lit_and_checks_its_shape() {
+        // 4x4 gray pictures, a bright 2x2 patch somewhere on the left or the right half.
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..80usize {
+            let right = i % 2;
+            let (px, py) = (right * 2 + (i / 2) % 2 * (1 - right), (i / 4) % 3);
+            let mut img = [0f32; 16];
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    img[(py + dy) * 4 + (px + dx).min(3)] = 1.0;
+                }
+            }
+            x.extend(img);
+            y.push(right as u32);
+        }
+        let conv = ConvSpec {
+            input: [1, 4, 4],
+            channels: vec![4, 8],
         };
+        assert_eq!(conv.output_width(), 8, "4x4 → 2x2 → 1x1, 8 channels");
+        let cfg = MlpConfig {
+            layers: vec![8, 2],
+            conv: Some(conv),
+        };
+        let spec = TrainSpec {
+            cfg: &cfg,
+            x: &x,
+            y: &y,
+            holdout: (&[], &[]),
+            epochs: 150,
+            lr: 0.05,
+            seed: 5,
+            init: None,
+        };
+        let (w, report) = train_mlp_bytes(&spec).unwrap();
+        assert!(report.train_accuracy > 0.95, "{report:?}");
+        assert_eq!(train_mlp_bytes(&spec).unwrap().0, w, "deterministic");
+        let pred = mlp_predict(&cfg, &w, &x).unwrap();
+        assert_eq!(pred.len(), 80);
+        let wrong = MlpConfig {
+            layers: vec![9, 2],
+            ..cfg.clone()
+        };
+        let err = train_mlp_bytes(&TrainSpec {
+            cfg: &wrong,
+            ..spec.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("the convolutions give 8 values"), "{err}");
+    }
+
+    #[test]
+    fn the_same_data_and_seed_give_the_same_weights_bytes_and_a_warm_start_goes_on_from_them() {
+        let cfg = MlpConfig::dense(vec![3, 8, 2]);
         let (x, y) = blobs();
         let spec = TrainSpec {
             cfg: &cfg,
@@ -529,9 +711,7 @@ mod tests {
         .unwrap();
         assert_eq!(a, d);
         // Weights of another shape are refused by name.
-        let wide = MlpConfig {
-            layers: vec![3, 9, 2],
-        };
+        let wide = MlpConfig::dense(vec![3, 9, 2]);
         let err = train_mlp_bytes(&TrainSpec {
             cfg: &wide,
             init: Some(&a),
@@ -544,7 +724,7 @@ mod tests {
     #[test]
     fn absolute_loss_predicts_the_median_and_squared_loss_the_mean() {
         // One constant feature; the target is 1 for four rows in five and 100 otherwise.
-        let cfg = MlpConfig { layers: vec![1, 1] };
+        let cfg = MlpConfig::dense(vec![1, 1]);
         let x = vec![0.0f32; 500];
         let y: Vec<f32> = (0..500)
             .map(|i| if i % 5 == 0 { 100.0 } else { 1.0 })
@@ -564,7 +744,7 @@ mod tests {
 
     #[test]
     fn a_regressor_learns_a_linear_target_and_the_same_seed_gives_the_same_bytes() {
-        let cfg = MlpConfig { layers: vec![2, 1] };
+        let cfg = MlpConfig::dense(vec![2, 1]);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..200 {
             let (a, b) = ((i % 20) as f32 / 10.0 - 1.0, (i / 20) as f32 / 5.0 - 1.0);
@@ -579,7 +759,7 @@ mod tests {
         assert!(r.final_loss < 1e-3, "loss {}", r.final_loss);
         let p = regressor_predict(&cfg, &w1, &[0.5, 0.5]).unwrap();
         assert!((p[0] - 1.0).abs() < 0.05, "predicted {}", p[0]);
-        let two = MlpConfig { layers: vec![2, 2] };
+        let two = MlpConfig::dense(vec![2, 2]);
         let err =
             train_regressor_bytes(&two, &x, &y, 1, 0.05, 9, RegressionLoss::Squared).unwrap_err();
         assert!(err.to_string().contains("one output"), "{err}");

@@ -20,11 +20,12 @@ use bert::{Bert, BertConfig, BertOptions};
 use mlp::Mlp;
 pub use mlp::{
     mlp_predict, mlp_probabilities, regressor_predict, safetensors_f32, train_mlp, train_mlp_bytes,
-    train_regressor_bytes, MlpConfig, RegressionLoss, RegressorReport, TrainReport, TrainSpec,
+    train_regressor_bytes, ConvSpec, MlpConfig, RegressionLoss, RegressorReport, TrainReport,
+    TrainSpec,
 };
 
 /// The architectures this runtime can build.
-pub const ARCHITECTURES: &[&str] = &["bert", "mlp"];
+pub const ARCHITECTURES: &[&str] = &["bert", "cnn", "mlp"];
 
 /// A loaded candle model.
 pub struct CandleModel {
@@ -106,7 +107,7 @@ impl CandleModel {
                     },
                 })
             }
-            "mlp" => {
+            "mlp" | "cnn" => {
                 // The layer sizes come from the step's config, or else from a `config` asset.
                 let value = if config.is_null() {
                     let raw = asset("config").ok_or_else(|| {
@@ -126,11 +127,28 @@ impl CandleModel {
                         ),
                     )
                 })?;
+                // A `cnn` takes NCHW batches and says its convolutions; an `mlp` takes rows.
+                let input = match (architecture, &cfg.conv) {
+                    ("cnn", Some(c)) => format!("f32[?,{},{},{}]", c.input[0], c.input[1], c.input[2]),
+                    ("mlp", None) => format!("f32[?,{}]", cfg.layers[0]),
+                    ("cnn", None) => {
+                        return Err(Error::model(
+                            step,
+                            "architecture `cnn` needs `conv`: {\"input\": [c, h, w], \"channels\": [..]}",
+                        ))
+                    }
+                    _ => {
+                        return Err(Error::model(
+                            step,
+                            "architecture `mlp` takes no `conv`; name the architecture `cnn`",
+                        ))
+                    }
+                };
                 let mlp = Mlp::new(vb, &cfg).map_err(err)?;
                 Ok(CandleModel {
                     step: step.into(),
                     signature: Contract {
-                        inputs: vec![port("x", &format!("f32[?,{}]", cfg.layers[0]))],
+                        inputs: vec![port("x", &input)],
                         outputs: vec![port(
                             "logits",
                             &format!("f32[?,{}]", cfg.layers[cfg.layers.len() - 1]),
@@ -189,8 +207,8 @@ impl CandleModel {
             }
             Net::Mlp(mlp) => {
                 let x = tensor("x");
-                let xt = CTensor::from_vec(x.to_f32()?, (x.shape[0], x.shape[1]), &Device::Cpu)
-                    .map_err(e)?;
+                let xt =
+                    CTensor::from_vec(x.to_f32()?, x.shape.clone(), &Device::Cpu).map_err(e)?;
                 let out = mlp.forward(&xt).map_err(e)?;
                 Ok(Values::from([(
                     "logits".to_string(),

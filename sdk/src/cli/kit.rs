@@ -667,7 +667,7 @@ fn train_mlp(
         }
     }
     let started = Instant::now();
-    let cfg = algobay_runtime::candle::MlpConfig { layers };
+    let cfg = algobay_runtime::candle::MlpConfig::dense(layers);
     let report =
         algobay_runtime::candle::train_mlp(&cfg, &x, &y, (&hx, &hy), epochs, lr, seed, output)?;
     println!(

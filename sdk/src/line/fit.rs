@@ -4,12 +4,12 @@
 //! the difference that excludes zero).
 
 use algobay_runtime::candle::{
-    mlp_probabilities, regressor_predict, train_mlp_bytes, train_regressor_bytes, MlpConfig,
-    RegressionLoss, TrainSpec,
+    mlp_probabilities, regressor_predict, train_mlp_bytes, train_regressor_bytes, ConvSpec,
+    MlpConfig, RegressionLoss, TrainSpec,
 };
 
 use super::data::Prepared;
-use super::recipe::{ModelSpec, Scaling, TaskKind, TaskSpec};
+use super::recipe::{ImageSpec, ModelSpec, Scaling, TaskKind, TaskSpec};
 
 /// How features become the model's input, as the kit's tools will do it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -266,6 +266,8 @@ impl Score {
 #[derive(Debug)]
 pub struct Fitted {
     pub layers: Vec<usize>,
+    /// A cnn's convolutions (the kit lays rows out as NCHW pictures for them).
+    pub conv: Option<ConvSpec>,
     pub weights: Vec<u8>,
     pub score: Score,
     /// Holdout predictions: class index (classification) or value.
@@ -365,6 +367,7 @@ pub fn fit(
     kind: TaskKind,
     metric: &str,
     spec: &ModelSpec,
+    image: Option<&ImageSpec>,
 ) -> Result<Fitted, String> {
     let start = std::time::Instant::now();
     let d = f.width();
@@ -372,11 +375,25 @@ pub fn fit(
         TaskKind::Classification => p.classes.len(),
         TaskKind::Regression => 1,
     };
-    let mut layers = vec![d];
+    // A cnn's convolutions read the row as the recipe's gray picture.
+    let conv = match (spec.architecture.as_str(), image) {
+        ("cnn", Some(im)) if im.width * im.height == d => Some(ConvSpec {
+            input: [1, im.height, im.width],
+            channels: spec.channels.clone(),
+        }),
+        ("cnn", _) => {
+            return Err(format!(
+                "a cnn needs the {d} features to be the recipe's [image] pixels"
+            ))
+        }
+        _ => None,
+    };
+    let mut layers = vec![conv.as_ref().map_or(d, ConvSpec::output_width)];
     layers.extend(&spec.hidden);
     layers.push(out);
     let cfg = MlpConfig {
         layers: layers.clone(),
+        conv: conv.clone(),
     };
     let x = f.matrix(p, &p.train);
     let hx = f.matrix(p, &p.holdout);
@@ -450,6 +467,7 @@ pub fn fit(
             });
             Ok(Fitted {
                 layers,
+                conv: conv.clone(),
                 weights,
                 score: Score {
                     metric: metric.into(),
@@ -529,6 +547,7 @@ pub fn fit(
             let other = vec![(other_name.into(), error(other_name, &all, &model))];
             Ok(Fitted {
                 layers,
+                conv: conv.clone(),
                 weights,
                 score: Score {
                     metric: metric.into(),

@@ -169,6 +169,7 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     }
     if r.image.is_some() {
         t.extend(super::image::TOOLS);
+        t.push("layout");
     }
     if r.audio.is_some() {
         t.extend(super::audio::TOOLS);
@@ -518,13 +519,33 @@ pub(super) fn write_kit_dir(
         let config = json!({"mean": feats.mean, "std": feats.std});
         table_step("scale", tool("standard-scale"), config, last, "features")
     });
-    steps.push(json!({
-        "name": "model",
-        "model": "model.safetensors",
-        "architecture": "mlp",
-        "config": {"layers": f.layers},
-        "inputs": {"x": "features"},
-    }));
+    match &f.conv {
+        Some(conv) => {
+            // The scaled row as a one-picture NCHW batch for the convolutions.
+            let [c, h, w] = conv.input;
+            steps.push(json!({
+                "name": "layout",
+                "stage": tool("layout"),
+                "config": {"channels": c, "height": h, "width": w, "to": "nchw"},
+                "inputs": {"x": "features"},
+                "outputs": {"y": "planes"},
+            }));
+            steps.push(json!({
+                "name": "model",
+                "model": "model.safetensors",
+                "architecture": "cnn",
+                "config": {"layers": f.layers, "conv": conv},
+                "inputs": {"x": "planes"},
+            }));
+        }
+        None => steps.push(json!({
+            "name": "model",
+            "model": "model.safetensors",
+            "architecture": "mlp",
+            "config": {"layers": f.layers},
+            "inputs": {"x": "features"},
+        })),
+    }
     let (golden_idx, tol) = golden_rows(p, f, r.task.kind, variant);
     if golden_idx.is_empty() {
         return Err("no holdout row the model gets right to make a golden sample of".into());

@@ -606,7 +606,14 @@ impl RecipeCtx<'_> {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
             let t0 = Instant::now();
-            let fitted = fit::fit(&prepared, &features, r.task.kind, r.metric(), m);
+            let fitted = fit::fit(
+                &prepared,
+                &features,
+                r.task.kind,
+                r.metric(),
+                m,
+                r.image.as_ref(),
+            );
             report.timings.train += t0.elapsed().as_secs_f64();
             let fitted = match fitted {
                 Ok(f) => f,
@@ -696,14 +703,16 @@ impl RecipeCtx<'_> {
             }
             // Then the model, then its kits.
             let t0 = Instant::now();
-            let config =
-                serde_json::to_vec(&serde_json::json!({"layers": fitted.layers})).expect("json");
+            let config = serde_json::to_vec(
+                &serde_json::json!({"layers": fitted.layers, "conv": fitted.conv}),
+            )
+            .expect("json");
             let info = crate::ModelInfo {
                 name: model_name.clone(),
                 version: version.clone(),
                 domain: domain_of(&r).into(),
                 task: kind_name(r.task.kind).into(),
-                architecture: "mlp".into(),
+                architecture: if fitted.conv.is_some() { "cnn" } else { "mlp" }.into(),
                 description: format!("{} ({}): {}", r.recipe.scenario, m.describe(), s.summary()),
                 license: r.recipe.license.clone(),
                 industries: vec![r.recipe.industry.clone()],

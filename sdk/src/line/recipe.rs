@@ -309,15 +309,18 @@ pub enum Split {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// `linear` or `mlp`.
+    /// `linear`, `mlp` or (for `[image]` recipes) `cnn`.
     pub architecture: String,
     /// What the model's artifacts are called after the recipe's name
     /// (`TEAM/RECIPE-NAME`); the architecture when not given.
     #[serde(default)]
     pub name: Option<String>,
-    /// Hidden layer sizes (mlp only).
+    /// Hidden layer sizes (mlp, and the dense layers after a cnn's convolutions).
     #[serde(default)]
     pub hidden: Vec<usize>,
+    /// A cnn's convolution channels (3x3, ReLU, 2x2 max-pool each); `[image]` recipes only.
+    #[serde(default)]
+    pub channels: Vec<usize>,
     #[serde(default = "default_epochs")]
     pub epochs: usize,
     #[serde(default = "default_lr")]
@@ -334,11 +337,17 @@ impl ModelSpec {
 
     /// The architecture for people: `linear`, or `mlp 64-32` (its hidden sizes).
     pub fn describe(&self) -> String {
-        if self.hidden.is_empty() {
-            self.architecture.clone()
-        } else {
-            let h: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
-            format!("{} {}", self.architecture, h.join("-"))
+        let sizes = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join("-");
+        match (self.channels.is_empty(), self.hidden.is_empty()) {
+            (true, true) => self.architecture.clone(),
+            (true, false) => format!("{} {}", self.architecture, sizes(&self.hidden)),
+            (false, true) => format!("{} conv {}", self.architecture, sizes(&self.channels)),
+            (false, false) => format!(
+                "{} conv {} dense {}",
+                self.architecture,
+                sizes(&self.channels),
+                sizes(&self.hidden)
+            ),
         }
     }
 }
@@ -465,6 +474,7 @@ impl Recipe {
                     architecture: "linear".into(),
                     name: None,
                     hidden: Vec::new(),
+                    channels: Vec::new(),
                     epochs: 300,
                     learning_rate: 0.05,
                     seed: 7,
@@ -473,6 +483,7 @@ impl Recipe {
                     architecture: "mlp".into(),
                     name: None,
                     hidden: vec![32],
+                    channels: Vec::new(),
                     epochs: 300,
                     learning_rate: 0.01,
                     seed: 7,
@@ -481,15 +492,45 @@ impl Recipe {
                     architecture: "mlp".into(),
                     name: Some("deep-mlp".into()),
                     hidden: vec![64, 32],
+                    channels: Vec::new(),
                     epochs: 300,
                     learning_rate: 0.005,
                     seed: 7,
                 },
             ];
+            // Pictures also get a small CNN.
+            if r.image.is_some() {
+                r.model.push(ModelSpec {
+                    architecture: "cnn".into(),
+                    name: None,
+                    hidden: Vec::new(),
+                    channels: vec![16, 32],
+                    epochs: 200,
+                    learning_rate: 0.01,
+                    seed: 7,
+                });
+            }
         }
         let mut seen = Vec::new();
         for (i, m) in r.model.iter().enumerate() {
             match m.architecture.as_str() {
+                "cnn" if r.image.is_none() => {
+                    return Err(bad(format!(
+                        "model[{i}]: a cnn reads pictures; the recipe needs an [image]"
+                    )))
+                }
+                "cnn"
+                    if !m.channels.is_empty()
+                        && !m.channels.contains(&0)
+                        && !m.hidden.contains(&0) => {}
+                "cnn" => {
+                    return Err(bad(format!(
+                        "model[{i}]: a cnn needs non-zero `channels` (and hidden sizes)"
+                    )))
+                }
+                _ if !m.channels.is_empty() => {
+                    return Err(bad(format!("model[{i}]: only a cnn has `channels`")))
+                }
                 "linear" if m.hidden.is_empty() => {}
                 "linear" => {
                     return Err(bad(format!(
@@ -504,7 +545,7 @@ impl Recipe {
                 }
                 other => {
                     return Err(bad(format!(
-                        "model[{i}].architecture `{other}` must be linear or mlp"
+                        "model[{i}].architecture `{other}` must be linear, mlp or cnn"
                     )))
                 }
             }
