@@ -8,7 +8,9 @@
 //! - [`char_ngrams`]: counts of character 1- to n-grams hashed into a fixed
 //!   number of buckets (FNV-1a), as `1 + ln(count)`, scaled to unit length;
 //! - [`Segmenter`]: Chinese word segmentation by a word list with frequencies
-//!   (jieba's dictionary format), and [`hash_tokens`] for its words.
+//!   (jieba's dictionary format), and [`hash_tokens`] for its words;
+//! - [`epoch_days`] and [`calendar`]: ISO 8601 dates as day numbers, and
+//!   their calendar features.
 
 /// Replaces e-mail addresses, web addresses (`http://`, `https://`, `www.`)
 /// and phone numbers (7 to 15 digits, with spaces, dots, dashes, brackets or
@@ -358,11 +360,141 @@ impl Segmenter {
     }
 }
 
+/// The names of [`calendar`]'s features, in order.
+pub const CALENDAR: [&str; 9] = [
+    "year",
+    "month_sin",
+    "month_cos",
+    "weekday_sin",
+    "weekday_cos",
+    "yearday_sin",
+    "yearday_cos",
+    "time_sin",
+    "time_cos",
+];
+
+/// Days since 1970-01-01 of an ISO 8601 date, `YYYY-MM-DD`, optionally with
+/// a time, ` HH:MM[:SS]` or `THH:MM[:SS]`, as the fraction of its day; `None`
+/// when the text is not such a date (or the day is not in its month).
+pub fn epoch_days(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let (date, time) = match t.find([' ', 'T']) {
+        Some(i) => (&t[..i], Some(t[i + 1..].trim())),
+        None => (t, None),
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (d.next()?, d.next()?, d.next()?);
+    if d.next().is_some() || y.len() != 4 || m.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    let (y, m, day): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, day.parse().ok()?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || day == 0 || day > month_days[m as usize - 1] {
+        return None;
+    }
+    // Days from the civil date (the proleptic Gregorian calendar).
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm as i64 + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac = match time {
+        None | Some("") => 0.0,
+        Some(tm) => {
+            let mut p = tm.split(':');
+            let h: u32 = p.next()?.parse().ok()?;
+            let mi: u32 = p.next()?.parse().ok()?;
+            let sec: f64 = p.next().map_or(Some(0.0), |v| v.parse().ok())?;
+            if p.next().is_some() || h > 23 || mi > 59 || !(0.0..60.0).contains(&sec) {
+                return None;
+            }
+            (h as f64 * 3600.0 + mi as f64 * 60.0 + sec) / 86_400.0
+        }
+    };
+    Some(days as f64 + frac)
+}
+
+/// Calendar features of a day number (days since 1970-01-01, a fraction
+/// for the time): the year, then the month, weekday, day of the year and
+/// time of day each as a point on a circle (sine, cosine), so December
+/// sits next to January and Sunday next to Monday. See [`CALENDAR`].
+pub fn calendar(days: f64) -> [f32; 9] {
+    use std::f64::consts::TAU;
+    let whole = days.floor() as i64;
+    let time = days - whole as f64;
+    // The civil date back from the day number.
+    let z = whole + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let jan1 = epoch_days(&format!("{year:04}-01-01")).unwrap_or(whole as f64) as i64;
+    let yearday = (whole - jan1) as f64;
+    // 1970-01-01 was a Thursday: Monday is 0.
+    let weekday = (whole + 3).rem_euclid(7) as f64;
+    let circle = |v: f64, period: f64| {
+        let a = TAU * v / period;
+        (a.sin() as f32, a.cos() as f32)
+    };
+    let (ms, mc) = circle((month - 1) as f64, 12.0);
+    let (ws, wc) = circle(weekday, 7.0);
+    let (ys, yc) = circle(yearday, 365.25);
+    let (ts, tc) = circle(time, 1.0);
+    [year as f32, ms, mc, ws, wc, ys, yc, ts, tc]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const DICT: &str = "手机 500 n\n质量 400 n\n很 3000 d\n好 4000 a\n电池 300 n\n不 8000 d\n耐用 50 a\n不耐 2 a\n";
+
+    #[test]
+    fn dates_become_day_numbers_and_calendar_circles() {
+        assert_eq!(epoch_days("1970-01-01"), Some(0.0));
+        assert_eq!(epoch_days("2004-03-01"), Some(12_478.0));
+        assert_eq!(
+            epoch_days("1963-08-24 09:30:00"),
+            Some(-2_322.0 + 9.5 / 24.0)
+        );
+        assert_eq!(epoch_days("2004-02-29T12:00"), Some(12_477.5));
+        for bad in [
+            "2003-02-29",
+            "2004-13-01",
+            "04-01-01",
+            "2004-01-01 25:00",
+            "yesterday",
+        ] {
+            assert_eq!(epoch_days(bad), None, "{bad}");
+        }
+        let c = calendar(epoch_days("2004-03-01 06:00").unwrap());
+        assert_eq!(c[0], 2004.0);
+        // March is month 2 of 12 from January; 2004-03-01 was a Monday; 6 am is a quarter day.
+        assert!((c[1] - (std::f32::consts::TAU * 2.0 / 12.0).sin()).abs() < 1e-5);
+        assert!((c[3] - 0.0).abs() < 1e-5 && (c[4] - 1.0).abs() < 1e-5);
+        assert!((c[7] - 1.0).abs() < 1e-5);
+        let new_year = calendar(epoch_days("2005-01-01").unwrap());
+        assert_eq!(new_year[0], 2005.0);
+        assert!((new_year[5]).abs() < 1e-6);
+    }
 
     #[test]
     fn words_come_out_as_the_likeliest_cut_with_ascii_runs_whole() {

@@ -95,6 +95,7 @@ pub(super) fn audio_features(
                 j % (width / 2).max(1)
             ),
             categories: Vec::new(),
+            date: false,
         })
         .collect();
     Ok(p)

@@ -106,6 +106,9 @@ pub struct Column {
     /// Empty for a number column.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// An ISO 8601 date, read as days since 1970-01-01 (`[task] dates`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub date: bool,
 }
 
 /// What the checks found.
@@ -245,10 +248,12 @@ pub fn prepare(table: &Table, task: &TaskSpec, text: Option<&str>) -> Result<Pre
             let c = table.rows[i][j].trim();
             !is_missing(c) && c.parse::<f64>().is_err()
         });
-        if Some(name.as_str()) == text {
+        if Some(name.as_str()) == text || task.dates.contains(&name) {
+            let date = task.dates.contains(&name);
             columns.push(Column {
                 name,
                 categories: Vec::new(),
+                date,
             });
         } else if task.categorical.contains(&name) || text_cells {
             let mut cats: Vec<String> = kept
@@ -271,13 +276,24 @@ pub fn prepare(table: &Table, task: &TaskSpec, text: Option<&str>) -> Result<Pre
             columns.push(Column {
                 name,
                 categories: cats,
+                date: false,
             });
         } else {
             columns.push(Column {
                 name,
                 categories: Vec::new(),
+                date: false,
             });
         }
+    }
+    if let Some(d) = task
+        .dates
+        .iter()
+        .find(|d| !columns.iter().any(|c| &c.name == *d))
+    {
+        return Err(refuse(format!(
+            "[task] dates names `{d}`, which is not a feature column"
+        )));
     }
     for (name, order) in &task.ordinal {
         let Some(c) = columns.iter().find(|c| &c.name == name) else {
@@ -309,6 +325,15 @@ pub fn prepare(table: &Table, task: &TaskSpec, text: Option<&str>) -> Result<Pre
                 // The text itself: the line makes its numbers.
             } else if is_missing(s) {
                 v.push(f32::NAN);
+            } else if columns[k].date {
+                let d = algobay_text::epoch_days(s).ok_or_else(|| {
+                    refuse(format!(
+                        "row {}, column `{}`: `{s}` is not a date (YYYY-MM-DD, optionally with HH:MM[:SS])",
+                        i + 1,
+                        columns[k].name
+                    ))
+                })?;
+                v.push(d as f32);
             } else if columns[k].categories.is_empty() {
                 let f: f32 = s.parse().map_err(|_| {
                     refuse(format!(

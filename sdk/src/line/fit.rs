@@ -32,6 +32,8 @@ pub struct Features {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub minmax: bool,
+    /// Raw date columns (day numbers), each expanded into its calendar features.
+    pub dates: Vec<usize>,
 }
 
 impl Features {
@@ -49,7 +51,7 @@ impl Features {
                 .map(|&i| p.x[i][j])
                 .filter(|v| !v.is_nan())
                 .collect();
-            if transforms && c.categories.is_empty() {
+            if transforms && c.categories.is_empty() && !c.date {
                 let (bounds, skewed) = tail(&vals);
                 clip[j] = bounds;
                 if skewed {
@@ -100,6 +102,13 @@ impl Features {
             mean: Vec::new(),
             std: Vec::new(),
             minmax: task.scaling == Scaling::Minmax,
+            dates: p
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.date)
+                .map(|(j, _)| j)
+                .collect(),
         };
         let encoded: Vec<Vec<f32>> = p.train.iter().map(|&i| f.encode_raw(&p.x[i])).collect();
         let d = f.width();
@@ -125,7 +134,21 @@ impl Features {
 
     /// The model's input width.
     pub fn width(&self) -> usize {
-        self.sizes.iter().map(|&s| s.max(1)).sum()
+        self.sizes.iter().map(|&s| s.max(1)).sum::<usize>()
+            + self.dates.len() * (algobay_text::CALENDAR.len() - 1)
+    }
+
+    /// Per column after the date step: 0 for a number, its categories' count otherwise.
+    pub fn sizes_after_dates(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (j, &n) in self.sizes.iter().enumerate() {
+            if self.dates.contains(&j) {
+                out.extend([0; algobay_text::CALENDAR.len()]);
+            } else {
+                out.push(n);
+            }
+        }
+        out
     }
 
     fn encode_raw(&self, row: &[f32]) -> Vec<f32> {
@@ -140,6 +163,10 @@ impl Features {
             }
             if let Some((_, ranks)) = self.ordinal.iter().find(|(c, _)| *c == j) {
                 v = ranks.get(v as usize).copied().unwrap_or(0.0);
+            }
+            if self.dates.contains(&j) {
+                out.extend(algobay_text::calendar(v as f64));
+                continue;
             }
             match self.sizes[j] {
                 0 => out.push(v),

@@ -151,6 +151,9 @@ pub(super) fn tools_for(r: &Recipe) -> Vec<&'static str> {
     if !r.task.ordinal.is_empty() {
         t.push("ordinal-encode");
     }
+    if !r.task.dates.is_empty() {
+        t.push("date-features");
+    }
     t.push("one-hot");
     t.push(match r.task.scaling {
         Scaling::Standard => "standard-scale",
@@ -501,8 +504,19 @@ pub(super) fn write_kit_dir(
         ));
         last = "ranked";
     }
+    if image.is_none() && !feats.dates.is_empty() {
+        let config = json!({"columns": feats.dates});
+        steps.push(table_step(
+            "calendar",
+            tool("date-features"),
+            config,
+            last,
+            "dated",
+        ));
+        last = "dated";
+    }
     if image.is_none() && feats.sizes.iter().any(|&n| n > 0) {
-        let config = json!({"sizes": feats.sizes});
+        let config = json!({"sizes": feats.sizes_after_dates()});
         steps.push(table_step(
             "encode",
             tool("one-hot"),

@@ -343,6 +343,7 @@ fn text_features(
         .map(|b| data::Column {
             name: format!("{}#{b}", spec.column),
             categories: Vec::new(),
+            date: false,
         })
         .collect();
     p

@@ -271,6 +271,11 @@ pub struct TaskSpec {
     /// one-hot column per category.
     #[serde(default)]
     pub ordinal: BTreeMap<String, Vec<String>>,
+    /// Columns holding ISO 8601 dates (`YYYY-MM-DD[ HH:MM[:SS]]`): read as
+    /// day numbers, the model sees their calendar features (`date-features`:
+    /// year, and month, weekday, day of year and time of day as circles).
+    #[serde(default)]
+    pub dates: Vec<String>,
     /// How features are scaled for the model: `standard` (training mean and
     /// deviation, the default) or `minmax` (training minimum and maximum onto
     /// 0–1, bounded there: `min-max-scale`).

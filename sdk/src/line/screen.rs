@@ -48,7 +48,8 @@ impl Screen {
             of: p.holdout.len(),
         };
         for (j, c) in p.columns.iter().enumerate() {
-            if !c.categories.is_empty() {
+            // Categories and dates are not screened: a date is new by nature.
+            if !c.categories.is_empty() || c.date {
                 continue;
             }
             let mut v: Vec<f32> = p.train.iter().map(|&i| value(i, j)).collect();

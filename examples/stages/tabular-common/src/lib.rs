@@ -1,5 +1,6 @@
 //! The table schema the tabular reader stages share: each column a number,
-//! or a category turned into its index among the listed categories; a
+//! a date (ISO 8601, as days since 1970-01-01), or a category turned into
+//! its index among the listed categories; a
 //! missing, null or empty cell becomes NaN, anything else that does not fit
 //! is an error naming the row, the column and the value.
 use serde_json::Value as J;
@@ -10,6 +11,8 @@ pub struct Column {
     pub name: String,
     /// Empty for a number column.
     pub categories: Vec<String>,
+    /// An ISO 8601 date (`YYYY-MM-DD[ HH:MM[:SS]]`), read as days since 1970-01-01.
+    pub date: bool,
 }
 
 /// The `columns` of a step's config: `[{name, categories?}]`.
@@ -48,9 +51,19 @@ pub fn schema(config: &J) -> Result<Vec<Column>, String> {
                 ))
             }
         };
+        let date = match c.get("date") {
+            None | Some(J::Bool(false)) => false,
+            Some(J::Bool(true)) if categories.is_empty() => true,
+            Some(_) => {
+                return Err(format!(
+                    "config field `columns[{i}].date` must be true or false, and a date has no categories"
+                ))
+            }
+        };
         out.push(Column {
             name: name.to_owned(),
             categories,
+            date,
         });
     }
     Ok(out)
@@ -72,6 +85,14 @@ pub fn cell(col: &Column, row: usize, v: Option<&J>) -> Result<f32, String> {
             ))
         }
     };
+    if col.date {
+        return algobay_text::epoch_days(&text).map(|d| d as f32).ok_or_else(|| {
+            format!(
+                "row {row}, column `{}`: `{text}` is not a date (YYYY-MM-DD, optionally with HH:MM[:SS])",
+                col.name
+            )
+        });
+    }
     if col.categories.is_empty() {
         let x: f32 = text
             .parse()
@@ -122,6 +143,13 @@ mod tests {
         let err = cell(&cols[1], 4, Some(&json!("2010"))).unwrap_err();
         assert!(
             err.contains("row 4, column `year`: `2010` is not one of 2007, 2008"),
+            "{err}"
+        );
+        let day = schema(&json!({"columns": [{"name": "day", "date": true}]})).unwrap();
+        assert_eq!(cell(&day[0], 0, Some(&json!("1970-01-02"))).unwrap(), 1.0);
+        let err = cell(&day[0], 2, Some(&json!("02/01/1970"))).unwrap_err();
+        assert!(
+            err.contains("row 2, column `day`: `02/01/1970` is not a date"),
             "{err}"
         );
         let err = schema(&json!({"columns": [{"name": "a"}, {"name": "a"}]})).unwrap_err();
