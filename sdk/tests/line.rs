@@ -330,6 +330,7 @@ fn a_broken_recipe_is_reported_and_the_others_are_made() {
         kits,
         vec![
             "glyphs/digits-linear-csv@1.0.0".to_owned(),
+            "glyphs/digits-linear-screen@1.0.0".to_owned(),
             "glyphs/digits-linear@1.0.0".to_owned()
         ]
     );
@@ -355,12 +356,13 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
             .count()
     };
     // Kits a model: JSON rows and CSV lines, and (two classes) a decision;
-    // the digits recipe names one linear model, breast cancer takes the three
-    // defaults.
-    assert_eq!(published(&first, "kit"), 2 + 3 * 3, "{first}");
+    // a recipe's first model also screens rows. The digits recipe names one
+    // linear model, breast cancer takes the three defaults.
+    assert_eq!(published(&first, "kit"), (2 + 1) + (3 * 3 + 1), "{first}");
     assert_eq!(published(&first, "model"), 4, "{first}");
     assert_eq!(published(&first, "dataset"), 2, "{first}");
-    assert_eq!(published(&first, "tool"), 20, "{first}");
+    // Every tool of LINE.toml is published, used by these recipes or not.
+    assert_eq!(published(&first, "tool"), 41, "{first}");
     let models_before = env.search("model").len();
 
     // Nothing changed: nothing made, nothing sent.
@@ -410,7 +412,7 @@ fn a_rerun_sends_nothing_and_a_changed_recipe_rebuilds_only_its_own_artifacts() 
         kits.contains(&"glyphs/digits-linear-csv@1.1.0".to_owned()),
         "{kits:?}"
     );
-    assert_eq!(kits.len(), 13, "{kits:?}");
+    assert_eq!(kits.len(), 13 + 3, "{kits:?}");
 }
 
 #[test]
