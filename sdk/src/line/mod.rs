@@ -24,7 +24,9 @@ use algobay_runtime::{Digest, Runtime};
 use crate::client::{no_progress, Client, Kind, SdkError};
 
 mod audio;
+mod card;
 pub mod data;
+mod features;
 pub mod fit;
 mod image;
 mod kit;
@@ -33,6 +35,7 @@ pub mod recipe;
 mod screen;
 mod setup;
 mod state;
+mod text;
 
 use recipe::{LineFile, Recipe, TaskKind};
 use setup::{build_stages, team, Team};
@@ -322,60 +325,6 @@ fn domain_of(r: &Recipe) -> &'static str {
     }
 }
 
-/// A text recipe's rows as numbers: each text masked, normalised and hashed
-/// (as the kit's `pii-mask`, `text-normalize` and `char-ngram-hash` do, or
-/// with a word list `chinese-segment` and `feature-hash`),
-/// one column per bucket; the cells keep the text, for golden inputs.
-fn text_features(
-    mut p: data::Prepared,
-    spec: &recipe::TextSpec,
-    words: Option<&algobay_text::Segmenter>,
-) -> data::Prepared {
-    use algobay_text::{char_ngrams, hash_tokens, mask_pii, normalize};
-    for (x, cells) in p.x.iter_mut().zip(&p.cells) {
-        let clean = normalize(&mask_pii(&cells[0]));
-        *x = match words {
-            Some(w) => hash_tokens(&w.cut(&clean), spec.buckets),
-            None => char_ngrams(&clean, spec.n, spec.buckets),
-        };
-    }
-    p.columns = (0..spec.buckets)
-        .map(|b| data::Column {
-            name: format!("{}#{b}", spec.column),
-            categories: Vec::new(),
-            date: false,
-        })
-        .collect();
-    p
-}
-
-/// A word-level text recipe's word list: its `keep` most frequent words,
-/// in jieba's format, as the kits carry it.
-fn word_list(dir: &Path, spec: &recipe::TextSpec) -> Result<Option<String>, String> {
-    let Some(file) = &spec.words else {
-        return Ok(None);
-    };
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("[text] words `{}`: {e}", path.display()))?;
-    algobay_text::Segmenter::parse(&text)
-        .map_err(|e| format!("[text] words `{}`: {e}", path.display()))?;
-    let mut lines: Vec<(u64, &str)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            let word = parts.next()?;
-            Some((parts.next()?.parse().ok()?, word))
-        })
-        .collect();
-    // Most frequent first, ties by word, so the list is the same every run.
-    lines.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-    lines.truncate(spec.keep.max(1));
-    Ok(Some(
-        lines.iter().map(|(f, w)| format!("{w} {f}\n")).collect(),
-    ))
-}
-
 /// What every recipe of a run shares.
 struct RecipeCtx<'a> {
     runtime: &'a Runtime,
@@ -462,7 +411,7 @@ impl RecipeCtx<'_> {
         let dir = file.parent().unwrap_or(Path::new("."));
         let csv = self.dataset(dir, &r)?;
         let words = match &r.text {
-            Some(t) => word_list(dir, t)?,
+            Some(t) => text::word_list(dir, t)?,
             None => None,
         };
         let segmenter = match &words {
@@ -526,7 +475,7 @@ impl RecipeCtx<'_> {
             .or(r.audio.as_ref().map(|a| a.column.as_str()));
         let prepared = data::prepare(&table, &r.task, single).and_then(|p| {
             Ok(match (&r.text, &r.image, &r.audio) {
-                (Some(t), ..) => text_features(p, t, segmenter.as_ref()),
+                (Some(t), ..) => text::text_features(p, t, segmenter.as_ref()),
                 (_, Some(i), _) if i.equalize => image::equalized_features(p, i),
                 (.., Some(a)) => audio::audio_features(p, a)?,
                 _ => p,
@@ -575,7 +524,7 @@ impl RecipeCtx<'_> {
                 },
                 industries: vec![r.recipe.industry.clone()],
                 tags: vec!["production-line".into()],
-                card: kit::dataset_card(&r, &prepared),
+                card: card::dataset_card(&r, &prepared),
             };
             let o = if exists(&team.client, &dataset_ref, Kind::Dataset, &digest).await {
                 outcome(&name, "dataset", &dataset_ref, "unchanged", "", &digest, 0)
@@ -718,9 +667,9 @@ impl RecipeCtx<'_> {
                 license: r.recipe.license.clone(),
                 industries: vec![r.recipe.industry.clone()],
                 tags: vec!["production-line".into(), m.architecture.clone()],
-                card: kit::model_card(&r, m, &prepared, &fitted, &dataset_ref),
+                card: card::model_card(&r, m, &prepared, &fitted, &dataset_ref),
             };
-            let metrics = kit::metrics(&fitted);
+            let metrics = card::metrics(&fitted);
             if exists(&team.client, &reference, Kind::Model, &digest).await {
                 outcomes.push(outcome(
                     &name,
