@@ -513,7 +513,7 @@ fn every_example_model_tool_and_kit_is_published_pushed_found_pulled_and_run() {
         assert!(out.contains(&format!("pushed kit {name}@1.0.0")), "{out}");
     }
 
-    for (kind, count) in [("model", 5), ("tool", 7), ("kit", 4)] {
+    for (kind, count) in [("model", 5), ("tool", 10), ("kit", 4)] {
         let out = ok(env.algobay().args(["search", "--kind", kind, "--json"]));
         let page: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(page["total"], count, "{kind}: {page}");
@@ -631,7 +631,7 @@ fn every_example_model_tool_and_kit_is_published_pushed_found_pulled_and_run() {
             c["tools"].as_u64(),
             c["kits"].as_u64()
         ),
-        (Some(5), Some(7), Some(4)),
+        (Some(5), Some(10), Some(4)),
         "{c}"
     );
 }
