@@ -477,6 +477,17 @@ fn every_kit_in_the_registry_passes_its_golden_samples_and_models_carry_their_ho
         .find(|k| k["name"] == "glyphs/digits-linear-image")
         .unwrap_or_else(|| panic!("no image kit: {names:?}"));
     assert_eq!(image["inputs"][0][1], "bytes", "{image}");
+    // Each tool's card says what its stage does and how it is configured.
+    let clip = env
+        .search("tool")
+        .into_iter()
+        .find(|t| t["name"] == "tools-guild/clip")
+        .expect("the clip tool");
+    let card = clip["card"].as_str().unwrap_or_default();
+    assert!(
+        card.contains("## What it does and its config") && card.contains("`low`"),
+        "{clip}"
+    );
     // A recipe's first model also gets a kit that screens rows; its far-out
     // golden row is flagged (the kit test below runs it).
     assert!(

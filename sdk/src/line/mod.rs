@@ -197,11 +197,7 @@ pub async fn run(
         {
             outcome("", "tool", &reference, "unchanged", "", &digest, 0)
         } else {
-            let card = format!(
-                "# {name}\n\n{}\n\nA WASM stage (component) used by the production line's kits; \
-                 published by `{}`.\n",
-                spec.description, spec.team
-            );
+            let card = setup::tool_card(&base, name, spec);
             match team
                 .client
                 .publish_tool(

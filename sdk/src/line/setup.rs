@@ -17,6 +17,31 @@ pub(super) struct Team {
     pub(super) key: SecretKey,
 }
 
+/// A tool's card: its description, then what its stage crate's own
+/// documentation says it does, takes and is configured with (the `//!`
+/// lines of `src/lib.rs`; none for a tool given as a `.wasm` file).
+pub(super) fn tool_card(base: &Path, name: &str, spec: &super::recipe::ToolSpec) -> String {
+    let lib = base.join(&spec.stage).join("src/lib.rs");
+    let doc: Vec<String> = std::fs::read_to_string(&lib)
+        .unwrap_or_default()
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).to_owned())
+        .collect();
+    let mut card = format!("# {name}\n\n{}\n\n", spec.description);
+    if !doc.is_empty() {
+        card.push_str("## What it does and its config\n\n");
+        card.push_str(doc.join("\n").trim());
+        card.push_str("\n\n");
+    }
+    card.push_str(&format!(
+        "A WASM stage (component) used by the production line's kits; published by `{}`. \
+         Its inputs and outputs are the artifact's contract.\n",
+        spec.team
+    ));
+    card
+}
+
 /// Every tool's WASM: `.wasm` files read, stage crates built in one cargo
 /// run (a no-op when nothing changed).
 pub(super) fn build_stages(
