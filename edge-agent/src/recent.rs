@@ -198,6 +198,7 @@ mod tests {
             outputs: serde_json::json!({}),
             inputs: vec![],
             feedback: None,
+            shadow: None,
         }
     }
 

@@ -44,6 +44,17 @@ pub struct SampleMeta {
     /// `feedback` label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<String>,
+    /// On a canary: what the kit it replaces answered to the same inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowAnswer>,
+}
+
+/// The shadow kit's answer to a sample's inputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowAnswer {
+    /// `sha256:<hex>` of the shadow kit's manifest.
+    pub digest: String,
+    pub outputs: serde_json::Value,
 }
 
 /// The queue.
@@ -235,6 +246,7 @@ mod tests {
             outputs: serde_json::json!({"result": 1}),
             inputs: vec![],
             feedback: None,
+            shadow: None,
         }
     }
 

@@ -192,8 +192,12 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         .unwrap();
     eprintln!("round 1 rollout: {}", status.deployment.reason);
     assert!(
-        status.deployment.reason.starts_with("gate passed"),
-        "{}",
+        status.deployment.reason.starts_with("gate passed")
+            && status
+                .deployment
+                .reason
+                .contains("within 0.05 of the control, paired"),
+        "the canary answered with the kit it replaced in the shadow and was judged on the same requests: {}",
         status.deployment.reason
     );
     let aliases = rt

@@ -7,6 +7,14 @@
 //! Sample inputs live apart from the catalog's blobs, in each enterprise's own
 //! namespace of the metadata store (`enterprise/digest`), so that a device can
 //! neither publish bytes into the catalog nor name a catalog blob as a sample.
+//!
+//! Content stays its enterprise's: a blob that first entered the registry as
+//! part of an artifact private to an enterprise, or as weights a round trained
+//! on its data, is marked as that enterprise's (`BlobOwners`,
+//! `digest/@enterprise:<name>`). It can then be part only of artifacts private
+//! to that enterprise, whoever publishes them and whatever manifest is put
+//! around it; and weights trained on its data are readable by the training
+//! team only while a round of that team's kit for that enterprise is open.
 
 use algobay_runtime::Digest;
 
@@ -49,6 +57,32 @@ fn uploader(p: &Principal) -> Option<&str> {
     }
 }
 
+/// The mark of a blob that is an enterprise's content.
+const ENTERPRISE_MARK: &str = "@enterprise:";
+
+fn enterprise_key(d: &Digest, enterprise: &str) -> String {
+    format!("{d}/{ENTERPRISE_MARK}{enterprise}")
+}
+
+/// Why a blob is an enterprise's (the value of its mark).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContentOwner {
+    pub enterprise: String,
+    /// What brought it in (an artifact reference, or a training run).
+    pub via: String,
+    /// Derived from the enterprise's data (weights a round trained).
+    pub trained: bool,
+}
+
+/// "public kit t/k@1", or "kit t/k@1, private to `e`".
+pub(crate) fn describe(kind: &str, reference: &str, private_to: &str) -> String {
+    if private_to.is_empty() {
+        format!("public {kind} {reference}")
+    } else {
+        format!("{kind} {reference}, private to `{private_to}`")
+    }
+}
+
 fn not_found(d: &Digest) -> RegistryError {
     RegistryError::NotFound(format!("blob {d}"))
 }
@@ -88,10 +122,146 @@ impl Registry {
                     })
             }
         };
-        if readable && stored()? {
+        if readable && self.may_read_content(p, d)? && stored()? {
             return Ok(BlobSource::Catalog);
         }
         Err(not_found(d))
+    }
+
+    /// The enterprise whose content `d` is, if any.
+    pub fn content_owner(&self, d: &Digest) -> Result<Option<ContentOwner>> {
+        let prefix = format!("{d}/{ENTERPRISE_MARK}");
+        match self
+            .kv
+            .scan_prefix(Tree::BlobOwners, prefix.as_bytes())?
+            .first()
+        {
+            Some((_, v)) => Ok(Some(parse("blob owner", v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the caller may read an enterprise's content: the enterprise
+    /// itself and operators always; a team only what is not trained on the
+    /// enterprise's data, or while a round of its kit for that enterprise is
+    /// open (what it needs to train, and no more).
+    fn may_read_content(&self, p: &Principal, d: &Digest) -> Result<bool> {
+        let Some(owner) = self.content_owner(d)? else {
+            return Ok(true);
+        };
+        Ok(match p.role {
+            // A device reaches here only for what is deployed to its enterprise.
+            Role::Operator | Role::Device => true,
+            Role::Enterprise => p.subject == owner.enterprise,
+            Role::Visitor => false,
+            Role::Team if !owner.trained => true,
+            Role::Team => self
+                .kv
+                .scan_prefix(Tree::Runs, format!("{}/", owner.enterprise).as_bytes())?
+                .iter()
+                .filter_map(|(_, v)| parse::<crate::training::Run>("run", v).ok())
+                .any(|r| {
+                    !r.state.finished() && r.kit.split('/').next() == Some(p.subject.as_str())
+                }),
+        })
+    }
+
+    /// Refuses blobs that are another tenant's content as part of `what`
+    /// (`private_to`: the enterprise it is made for, empty when public).
+    pub(crate) fn check_content<'a>(
+        &self,
+        blobs: impl IntoIterator<Item = &'a Digest>,
+        private_to: &str,
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
+        for d in blobs {
+            if let Some(owner) = self.content_owner(d)? {
+                if owner.enterprise != private_to {
+                    return Err(RegistryError::PermissionDenied(format!(
+                        "blob {d} is enterprise `{}`'s content ({}); it cannot be part of {}",
+                        owner.enterprise,
+                        owner.via,
+                        what()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that an artifact about to be stored takes no other tenant's
+    /// content, and returns the marks to write with it: its blobs that enter
+    /// the registry with it become its enterprise's when it is private.
+    pub(crate) fn content_marks(&self, a: &Artifact) -> Result<Vec<(Tree, Vec<u8>, Vec<u8>)>> {
+        let all: std::collections::BTreeSet<&Digest> =
+            a.blobs.iter().chain(std::iter::once(&a.digest)).collect();
+        self.check_content(all.iter().copied(), &a.private_to, &|| {
+            describe(a.kind.as_str(), &a.reference(), &a.private_to)
+        })?;
+        let mut marks = Vec::new();
+        if a.private_to.is_empty() {
+            return Ok(marks);
+        }
+        for d in all {
+            let known = self.content_owner(d)?.is_some()
+                || !self
+                    .kv
+                    .scan_prefix(Tree::Digests, format!("{d}/").as_bytes())?
+                    .is_empty();
+            if !known {
+                let owner = ContentOwner {
+                    enterprise: a.private_to.clone(),
+                    via: format!("it came in with {} {}", a.kind.as_str(), a.reference()),
+                    trained: false,
+                };
+                marks.push((
+                    Tree::BlobOwners,
+                    enterprise_key(d, &a.private_to).into_bytes(),
+                    crate::service::json(&owner),
+                ));
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Marks weights a round trained on `enterprise`'s data as its content;
+    /// refuses when they are already part of what another tenant may use.
+    pub(crate) fn mark_trained(&self, d: &Digest, enterprise: &str, run: &str) -> Result<()> {
+        if let Some(owner) = self.content_owner(d)? {
+            if owner.enterprise != enterprise {
+                return Err(RegistryError::PermissionDenied(format!(
+                    "blob {d} is enterprise `{}`'s content ({}); weights trained on `{enterprise}`'s data cannot be it",
+                    owner.enterprise, owner.via
+                )));
+            }
+            if owner.trained {
+                return Ok(());
+            }
+        }
+        let prefix = format!("{d}/");
+        for (k, _) in self.kv.scan_prefix(Tree::Digests, prefix.as_bytes())? {
+            if let Some(v) = self.kv.get(Tree::Artifacts, &k[prefix.len()..])? {
+                let a: Artifact = parse("artifact", &v)?;
+                if a.private_to != enterprise {
+                    return Err(RegistryError::PermissionDenied(format!(
+                        "the weights {d} trained on enterprise `{enterprise}`'s data are already part of {} {}; they cannot leave the enterprise",
+                        a.kind.as_str(),
+                        a.reference()
+                    )));
+                }
+            }
+        }
+        let owner = ContentOwner {
+            enterprise: enterprise.to_owned(),
+            via: format!("weights trained on its data by {run}"),
+            trained: true,
+        };
+        self.kv.commit(Batch::new().put(
+            Tree::BlobOwners,
+            enterprise_key(d, enterprise),
+            crate::service::json(&owner),
+        ))?;
+        Ok(())
     }
 
     /// Whether an artifact the caller may see names `d` (as its file, a blob or a kit's manifest).

@@ -376,11 +376,11 @@ pub struct RolloutPolicy {
 /// The field-accuracy part of a rollout's health gate.
 ///
 /// A sample's answer is the first `label` in its outputs; it is right when it
-/// equals the sample's feedback label. Once the canaries (on the new kit) and
-/// the other devices (on `control`) each have `min_count` feedback labels
-/// given since the deployment began, the canaries' accuracy may not fall more
-/// than `margin` under the others', else the deployment rolls back. Until
-/// then it waits.
+/// equals the sample's feedback label. The canaries run `control` in the
+/// shadow on the same requests; once `min_count` of their requests since the
+/// deployment began have feedback, the new kit must be shown within `margin`
+/// of the control on those same requests (the gate's paired non-inferiority
+/// test), else the deployment rolls back. Until then it waits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FieldGate {
     pub margin: f64,
@@ -470,6 +470,9 @@ pub struct Desired {
     pub deployment_id: String,
     pub signatures: Vec<Signature>,
     pub sampling_off: bool,
+    /// A canary of a field-gated rollout runs this kit (the control) in the
+    /// shadow on the same requests.
+    pub shadow_digest: Option<Digest>,
 }
 
 /// One input of a hard example; its bytes are a blob.
@@ -500,6 +503,12 @@ pub struct SampleRecord {
     /// Its labels, one per source; read from their own records when listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<Label>,
+    /// A canary's shadow: the control kit's outputs on the same inputs, and
+    /// that kit's digest (empty when there was no shadow).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shadow_outputs_json: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_digest: Option<Digest>,
 }
 
 /// Where a label comes from.

@@ -56,13 +56,34 @@ impl Registry {
                 )));
             };
             rec.kit_reference = reference.clone();
-            if rec.inputs.len() > 64 || rec.outputs_json.len() > 1 << 20 {
+            if rec.inputs.len() > 64
+                || rec.outputs_json.len() > 1 << 20
+                || rec.shadow_outputs_json.len() > 1 << 20
+            {
                 return Err(RegistryError::TooLarge(format!(
-                    "sample {}: {} inputs and {} bytes of outputs, over the limits of 64 and 1 MiB",
+                    "sample {}: {} inputs, {} bytes of outputs and {} of shadow outputs, over the limits of 64, 1 MiB and 1 MiB",
                     rec.id,
                     rec.inputs.len(),
-                    rec.outputs_json.len()
+                    rec.outputs_json.len(),
+                    rec.shadow_outputs_json.len()
                 )));
+            }
+            // A shadow is the kit another deployment of the enterprise serves.
+            if let Some(d) = rec.shadow_digest {
+                if !deployed.contains_key(&d) {
+                    return Err(RegistryError::invalid(
+                        "sample.shadow_kit_digest",
+                        format!(
+                            "sample {}: kit {d} is not deployed to enterprise `{}`",
+                            rec.id, dev.enterprise
+                        ),
+                    ));
+                }
+            } else if !rec.shadow_outputs_json.is_empty() {
+                return Err(RegistryError::invalid(
+                    "sample.shadow_kit_digest",
+                    format!("sample {}: shadow outputs without the shadow's kit", rec.id),
+                ));
             }
             if data.len() != rec.inputs.len() {
                 return Err(RegistryError::invalid(

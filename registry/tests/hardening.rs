@@ -189,6 +189,8 @@ fn sample(kit: &Digest, input: &[u8], seed: u8) -> (SampleRecord, Vec<Vec<u8>>) 
                 size: input.len() as u64,
             }],
             labels: Vec::new(),
+            shadow_outputs_json: String::new(),
+            shadow_digest: None,
         },
         vec![input.to_vec()],
     )

@@ -9,15 +9,18 @@ use common::fleet::*;
 use algobay_registry::domain::*;
 use algobay_registry::fleet::DeploymentAction;
 use algobay_registry::traces::{SpanRecord, TraceFilter, TRACES_PER_ENTERPRISE};
+use algobay_runtime::Digest;
 
 #[test]
 fn canaries_soak_then_the_rest_follow() {
     let f = fleet(4);
     let dep = f.deploy(&f.v1, f.policy(0.25, 60));
-    assert_eq!(dep.canary_devices, vec![f.devices[0].token_id.clone()]);
-    assert_eq!(f.wants(0), f.v1);
-    assert_eq!(f.wants(1), "", "only the canary has it before the gate");
-    f.runs(0, 100, 0.0, 20.0);
+    assert_eq!(dep.canary_devices.len(), 1);
+    let c = index_of(&f, &dep.canary_devices[0]);
+    let other = (c + 1) % 4;
+    assert_eq!(f.wants(c), f.v1);
+    assert_eq!(f.wants(other), "", "only the canary has it before the gate");
+    f.runs(c, 100, 0.0, 20.0);
     f.advance(59);
     assert_eq!(f.state(&dep.id).0, DeploymentState::Canary);
     f.advance(1);
@@ -39,24 +42,27 @@ fn a_canary_out_of_bounds_rolls_back_and_devices_return_to_the_previous_kit() {
     assert_eq!(f.state(&first.id).0, DeploymentState::Promoted);
 
     let second = f.deploy(&f.v2, f.policy(0.5, 600));
-    assert_eq!(f.wants(0), f.v2);
-    assert_eq!(f.wants(1), f.v1);
+    let c = index_of(&f, &second.canary_devices[0]);
+    assert_eq!(f.wants(c), f.v2);
+    assert_eq!(f.wants(1 - c), f.v1);
     // Too many errors on the canary.
-    f.runs(0, 200, 0.2, 10.0);
+    f.runs(c, 200, 0.2, 10.0);
     let (state, reason) = f.state(&second.id);
     assert_eq!(state, DeploymentState::RolledBack);
     assert!(
         reason.contains("error rate 0.200 above the bound 0.050"),
         "{reason}"
     );
-    assert_eq!(f.wants(0), f.v1, "back to what it ran before");
+    assert_eq!(f.wants(c), f.v1, "back to what it ran before");
 
     // Too slow, this time after promotion.
     let third = f.deploy(&f.v2, f.policy(1.0, 0));
-    f.runs(0, 10, 0.0, 10.0);
-    f.runs(1, 10, 0.0, 10.0);
+    // The canary that failed reports first (its last report still shows the errors).
+    f.runs(c, 10, 0.0, 10.0);
+    f.runs(1 - c, 10, 0.0, 10.0);
     f.advance(1);
-    assert_eq!(f.state(&third.id).0, DeploymentState::Promoted);
+    let (state, reason) = f.state(&third.id);
+    assert_eq!(state, DeploymentState::Promoted, "{reason}");
     f.runs(1, 50, 0.0, 950.0);
     let (state, reason) = f.state(&third.id);
     assert_eq!(state, DeploymentState::RolledBack);
@@ -98,13 +104,20 @@ fn manual_promote_waits_and_pause_holds() {
         },
     );
     assert_eq!(dep.canary_devices.len(), 2);
-    f.runs(0, 1, 0.0, 1.0);
-    f.runs(1, 1, 0.0, 1.0);
+    let canaries: Vec<usize> = dep
+        .canary_devices
+        .iter()
+        .map(|id| index_of(&f, id))
+        .collect();
+    let rest = (0..3).find(|i| !canaries.contains(i)).unwrap();
+    for &c in &canaries {
+        f.runs(c, 1, 0.0, 1.0);
+    }
     f.advance(10);
     let (state, reason) = f.state(&dep.id);
     assert_eq!(state, DeploymentState::Canary);
     assert_eq!(reason, "gate passed; waiting for promote");
-    assert_eq!(f.wants(2), "");
+    assert_eq!(f.wants(rest), "");
 
     let paused = f
         .reg
@@ -113,13 +126,17 @@ fn manual_promote_waits_and_pause_holds() {
     assert_eq!(paused.state, DeploymentState::Paused);
     f.advance(100);
     assert_eq!(f.state(&dep.id).0, DeploymentState::Paused);
-    assert_eq!(f.wants(0), f.v1, "a paused rollout keeps what it reached");
-    assert_eq!(f.wants(2), "");
+    assert_eq!(
+        f.wants(canaries[0]),
+        f.v1,
+        "a paused rollout keeps what it reached"
+    );
+    assert_eq!(f.wants(rest), "");
 
     f.reg
         .act_on_deployment(&f.acme, &dep.id, DeploymentAction::Promote, "ok by ops")
         .unwrap();
-    assert_eq!(f.wants(2), f.v1);
+    assert_eq!(f.wants(rest), f.v1);
     let back = f
         .reg
         .act_on_deployment(&f.acme, &dep.id, DeploymentAction::Rollback, "")
@@ -301,9 +318,10 @@ fn traces_gather_their_steps_and_stay_with_their_enterprise() {
     assert_eq!(every(), all);
 }
 
-#[test]
-fn canaries_whose_feedback_accuracy_falls_under_the_other_devices_roll_back() {
-    let f = fleet(4);
+/// acme's 4 devices serve v1; then v2 goes to half of them first, judged on
+/// the field against v1 run in the shadow. Returns the deployment and the
+/// canaries' indexes.
+fn field_gated(f: &Fleet) -> (Deployment, Vec<usize>, Digest, Digest) {
     let first = f.deploy(&f.v1, f.policy(1.0, 0));
     for i in 0..4 {
         f.runs(i, 10, 0.0, 10.0);
@@ -315,42 +333,124 @@ fn canaries_whose_feedback_accuracy_falls_under_the_other_devices_roll_back() {
     let mut policy = f.policy(0.5, 0);
     policy.field_gate = Some(FieldGate {
         margin: 0.05,
-        min_count: 6,
+        min_count: 30,
         control: v1,
     });
     let second = f.deploy(&f.v2, policy);
-    let canaries: Vec<usize> = (0..4)
-        .filter(|i| second.canary_devices.contains(&f.devices[*i].token_id))
+    let canaries: Vec<usize> = second
+        .canary_devices
+        .iter()
+        .map(|id| index_of(f, id))
         .collect();
     assert_eq!(canaries.len(), 2);
+    assert!(
+        second
+            .reason
+            .contains("chosen at random among 4 device(s) serving the control kit"),
+        "{}",
+        second.reason
+    );
     for &i in &canaries {
         f.runs(i, 10, 0.0, 10.0);
     }
-    // Healthy by error rate and latency, soaked: it still waits for feedback.
+    (second, canaries, v1, v2)
+}
+
+#[test]
+fn canaries_run_the_kit_they_replace_in_the_shadow_and_are_chosen_at_random() {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let f = fleet(4);
+        let (dep, canaries, v1, _) = field_gated(&f);
+        for i in 0..4 {
+            let d = f.reg.desired(&f.devices[i]).unwrap();
+            if canaries.contains(&i) {
+                assert_eq!(d.kit_reference, f.v2);
+                assert_eq!(
+                    d.shadow_digest,
+                    Some(v1),
+                    "a canary answers with v1 in the shadow too"
+                );
+            } else {
+                assert_eq!(d.kit_reference, f.v1);
+                assert_eq!(d.shadow_digest, None);
+            }
+        }
+        seen.insert(
+            dep.canary_devices
+                .iter()
+                .map(|id| index_of(&f, id))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert!(
+        seen.len() > 1,
+        "the canaries are not always the same devices: {seen:?}"
+    );
+}
+
+#[test]
+fn a_canary_on_repeated_training_inputs_is_judged_paired_and_promotes_the_better_model() {
+    let f = fleet(4);
+    let (dep, canaries, v1, v2) = field_gated(&f);
     f.advance(1);
-    let (state, reason) = f.state(&second.id);
+    let (state, reason) = f.state(&dep.id);
     assert_eq!(state, DeploymentState::Canary);
     assert_eq!(
         reason,
-        "waiting for feedback: canaries 0/6, other devices 0/6"
+        "waiting for feedback: 0/30 labelled requests on the canaries, each answered by both kits"
     );
-    for i in 0..4 {
-        for n in 0..3 {
-            if canaries.contains(&i) {
-                // Two right of three on the canaries...
-                feedback(&f, i, &v2, n, "1", if n == 0 { "2" } else { "1" });
-            } else {
-                // ...every one right on the others.
-                feedback(&f, i, &v1, n, "3", "3");
-            }
+    // The other devices see inputs the champion was trained on: all right.
+    for i in (0..4).filter(|i| !canaries.contains(i)) {
+        for n in 0..40 {
+            feedback(&f, i, &v1, n, "3", "3");
+        }
+    }
+    // The canaries' requests are harder; on the same ones the new kit is right
+    // on 56 of 60 and the kit it replaces on 49 (unpaired, 0.933 against the
+    // others' 1.000 would have rolled it back).
+    for (k, &i) in canaries.iter().enumerate() {
+        for n in 0..30u32 {
+            let hard = n < 5 || (k == 0 && n == 5);
+            let new_right = !(n < 2);
+            let answer = if new_right || !hard { "4" } else { "9" };
+            let shadow = if hard { "9" } else { "4" };
+            feedback_paired(&f, i, &v2, &v1, n, answer, shadow, "4");
         }
     }
     f.advance(1);
-    let (state, reason) = f.state(&second.id);
+    let (state, reason) = f.state(&dep.id);
+    assert_eq!(state, DeploymentState::Promoted, "{reason}");
+    assert!(
+        reason.contains("within 0.05 of the control, paired")
+            && reason.contains("canaries' 60 labelled requests: control 0.817, new kit 0.933"),
+        "{reason}"
+    );
+    for i in 0..4 {
+        assert_eq!(f.wants(i), f.v2);
+        assert_eq!(f.reg.desired(&f.devices[i]).unwrap().shadow_digest, None);
+    }
+}
+
+#[test]
+fn canaries_whose_kit_loses_to_the_one_it_replaces_on_the_same_requests_roll_back() {
+    let f = fleet(4);
+    let (dep, canaries, v1, v2) = field_gated(&f);
+    // On the same requests the new kit is wrong where the old one was right.
+    for &i in &canaries {
+        for n in 0..30u32 {
+            let answer = if n % 3 == 0 { "2" } else { "1" };
+            feedback_paired(&f, i, &v2, &v1, n, answer, "1", "1");
+        }
+    }
+    // Samples without the shadow (or of another control) do not count.
+    feedback(&f, canaries[0], &v2, 99, "1", "1");
+    f.advance(1);
+    let (state, reason) = f.state(&dep.id);
     assert_eq!(state, DeploymentState::RolledBack, "{reason}");
     assert!(
-        reason.contains("field accuracy of the canaries 0.667 (6 labels)")
-            && reason.contains("other devices' 1.000 (6 labels)"),
+        reason.contains("the new kit loses more than 0.05 to the control on the same requests")
+            && reason.contains("60 labelled requests: control 1.000, new kit 0.667"),
         "{reason}"
     );
     for i in 0..4 {
@@ -363,7 +463,7 @@ fn time_driven_gates_run_on_one_replica_at_a_time_and_move_when_it_stops() {
     let f = fleet(4);
     let b = f.replica();
     let dep = f.deploy(&f.v1, f.policy(0.25, 60));
-    f.runs(0, 100, 0.0, 20.0);
+    f.runs(index_of(&f, &dep.canary_devices[0]), 100, 0.0, 20.0);
     let at = |secs: i64| {
         f.clock
             .0

@@ -606,3 +606,237 @@ fn teacher_labels_above_the_threshold_train_and_never_judge() {
         taught.labels
     );
 }
+
+/// Builds `name` around the weights in `weights`, uploads its blobs as `who`
+/// and publishes it (`private_to`: empty for the public catalog).
+fn publish_around(
+    f: &Fleet,
+    who: &Principal,
+    key: &algobay_runtime::SecretKey,
+    name: &str,
+    weights: &std::path::Path,
+    private_to: &str,
+) -> Result<Artifact, RegistryError> {
+    let kit = common::build_digits_with(key, name, Some(weights));
+    for (d, b) in &kit.blobs {
+        f.reg.blobs().put(d, b).unwrap();
+        f.reg.note_upload(who, d, true).unwrap();
+    }
+    f.reg
+        .blobs()
+        .put(&Digest::of(&kit.manifest_bytes), &kit.manifest_bytes)
+        .unwrap();
+    f.reg.publish_kit(
+        who,
+        kit.manifest_bytes.clone(),
+        kit.signatures.clone(),
+        private_to,
+        &algobay_registry::service::Cancel::new(),
+    )
+}
+
+#[test]
+fn a_public_push_that_reuses_an_enterprise_private_blob_is_refused() {
+    let f = fleet(3);
+    serving_with_feedback(&f, 30);
+    let op = principal(Role::Operator, "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = TrainPolicy::default_for("", KIT);
+    policy.rules.min_field = 10;
+    policy.rules.min_discordant = 5;
+    f.reg.train(&f.acme, TrainCall::SetPolicy(policy)).unwrap();
+    // A round trains weights on acme's data (private by default).
+    start(&f, &f.acme).unwrap();
+    let (r, token) = claim(&f, "t1", 600).unwrap();
+    assert_eq!(r.private_to, "acme");
+    let d = data(&f, &r.id, &token);
+    let trained = common::digits_weights_noted("acme round 1");
+    let wpath = dir.path().join("trained.safetensors");
+    std::fs::write(&wpath, &trained).unwrap();
+    let weights = Digest::of(&trained);
+    let judged = run(f
+        .reg
+        .train(
+            &team(),
+            TrainCall::Evaluate {
+                run: r.id.clone(),
+                token: token.clone(),
+                evaluation: Evaluation {
+                    lineage: Lineage {
+                        weights: weights.to_string(),
+                        ..Lineage::default()
+                    },
+                    base: vec![(true, true); 300],
+                    field: d
+                        .holdout
+                        .iter()
+                        .map(|s| (s.sample_id.clone(), "x".into(), s.label.clone()))
+                        .collect(),
+                    champion_latency_ms: 2.0,
+                    challenger_latency_ms: 2.0,
+                    challenger_kit_bytes: 1000,
+                    ..Default::default()
+                },
+            },
+        )
+        .unwrap());
+    assert_eq!(judged.state, RunState::Promoted, "{:?}", judged.history);
+    let refused = |e: RegistryError| {
+        let why = e.to_string();
+        assert!(
+            why.contains(&format!("blob {weights} is enterprise `acme`'s content"))
+                && why.contains(&r.id),
+            "{why}"
+        );
+    };
+    // Pushed public by the team that trained it: refused, blob and owner named.
+    refused(publish_around(&f, &team(), &f.key, "algobay/digits-a", &wpath, "").unwrap_err());
+    // A changed manifest around the same weights (another kit, its own name): refused.
+    refused(publish_around(&f, &team(), &f.key, "algobay/lookalike", &wpath, "").unwrap_err());
+    // Through another team that got hold of the bytes: refused (it cannot
+    // even read them back).
+    let rival_key = algobay_runtime::SecretKey::generate();
+    f.reg
+        .create_team(&op, "rival", "", &rival_key.public().to_string())
+        .unwrap();
+    let rival = principal(Role::Team, "rival");
+    refused(publish_around(&f, &rival, &rival_key, "rival/digits", &wpath, "").unwrap_err());
+    assert!(f.reg.blob_source(&rival, &weights, "").is_err());
+    // Nor to another enterprise.
+    f.reg.create_enterprise(&op, "globex", "", vec![]).unwrap();
+    refused(publish_around(&f, &team(), &f.key, "algobay/digits-a", &wpath, "globex").unwrap_err());
+    // The round's own push, private to acme, is what it is for.
+    let released =
+        publish_around(&f, &team(), &f.key, "algobay/digits-acme", &wpath, "acme").unwrap();
+    assert_eq!(released.private_to, "acme");
+    // The team reads the weights while the round is open, and no longer after.
+    assert!(f.reg.blob_source(&team(), &weights, "").is_ok());
+    f.reg
+        .train(
+            &team(),
+            TrainCall::Fail {
+                run: r.id.clone(),
+                token: token.clone(),
+                reason: "stopped".into(),
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        f.reg.blob_source(&team(), &weights, ""),
+        Err(RegistryError::NotFound(_))
+    ));
+    assert!(f.reg.blob_source(&f.acme, &weights, "").is_ok());
+    assert!(f
+        .reg
+        .blob_source(&principal(Role::Enterprise, "globex"), &weights, "")
+        .is_err());
+
+    // A blob that first came in with a kit made for acme is acme's too.
+    let custom = common::digits_weights_noted("made for acme");
+    let cpath = dir.path().join("custom.safetensors");
+    std::fs::write(&cpath, &custom).unwrap();
+    publish_around(&f, &team(), &f.key, "algobay/acme-custom", &cpath, "acme").unwrap();
+    let why = publish_around(
+        &f,
+        &team(),
+        &f.key,
+        "algobay/acme-custom-public",
+        &cpath,
+        "",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        why.contains(&format!(
+            "blob {} is enterprise `acme`'s content",
+            Digest::of(&custom)
+        )) && why.contains("it came in with kit algobay/acme-custom@1.0.0"),
+        "{why}"
+    );
+    // Its team still reads what it made (it was not trained on acme's data).
+    assert!(f.reg.blob_source(&team(), &Digest::of(&custom), "").is_ok());
+}
+
+#[test]
+fn a_drift_started_round_waits_for_post_drift_labels_and_trains_only_on_them() {
+    let f = fleet(3);
+    let v1 = serving_with_feedback(&f, 0);
+    let mut policy = TrainPolicy::default_for("", KIT);
+    policy.auto = true;
+    policy.min_new_labels = 9;
+    policy.drift_factor = 2.0;
+    policy.drift_window = 100;
+    f.reg.train(&f.acme, TrainCall::SetPolicy(policy)).unwrap();
+    // Before the drift: labels on what the devices saw then (8, under the minimum).
+    for i in 0..2 {
+        for n in 0..4 {
+            feedback(&f, i, &v1, 100 + n, "1", "1");
+        }
+    }
+    // The champion's first window: 6 hard examples in 120 requests (5%).
+    for i in 0..3 {
+        f.runs(i, 40, 0.0, 10.0);
+        feedback_free(&f, i, &v1, 0);
+        feedback_free(&f, i, &v1, 1);
+    }
+    f.advance(10);
+    // Then 30 in 120 (25%): drift.
+    for i in 0..3 {
+        f.runs(i, 80, 0.0, 10.0);
+        for n in 2..12 {
+            feedback_free(&f, i, &v1, n);
+        }
+    }
+    f.advance(11);
+    let runs = runs_of(&f);
+    assert_eq!(runs.len(), 1);
+    let waiting = &runs[0];
+    assert_eq!(waiting.state, RunState::Collecting, "{:?}", waiting.history);
+    assert!(
+        waiting
+            .trigger
+            .starts_with("drift: 25.0% of the last 100 requests")
+            && waiting.trigger.contains("waiting for 9 labels"),
+        "{}",
+        waiting.trigger
+    );
+    // Nothing to claim while it waits; the pre-drift labels do not count.
+    assert!(claim(&f, "t1", 60).is_none());
+    // Post-drift labels arrive: 8 are not enough, a ninth (a label-count
+    // trigger meanwhile) joins the same round rather than starting another.
+    f.advance(5);
+    for i in 0..3 {
+        for n in 0..3 {
+            feedback(&f, i, &v1, 200 + n, "1", "7");
+        }
+    }
+    f.advance(1);
+    let runs = runs_of(&f);
+    assert_eq!(runs.len(), 1, "one round at a time");
+    assert_eq!(runs[0].state, RunState::Pending, "{:?}", runs[0].history);
+    assert!(
+        runs[0]
+            .history
+            .last()
+            .unwrap()
+            .reason
+            .starts_with("9 labels since the drift began"),
+        "{:?}",
+        runs[0].history
+    );
+    // It trains and is judged on the drifted window's samples alone.
+    let (r, token) = claim(&f, "t1", 60).unwrap();
+    assert_eq!(r.id, waiting.id);
+    let d = data(&f, &r.id, &token);
+    let labels: Vec<&str> = d
+        .train
+        .iter()
+        .chain(&d.holdout)
+        .map(|s| s.label.as_str())
+        .collect();
+    assert_eq!(labels.len(), 9, "{labels:?}");
+    assert!(
+        labels.iter().all(|l| *l == "7"),
+        "pre-drift labels left out: {labels:?}"
+    );
+}

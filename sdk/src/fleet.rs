@@ -249,6 +249,9 @@ pub struct Desired {
     pub signatures: Vec<Signature>,
     /// The deployment keeps no hard examples.
     pub sampling_off: bool,
+    /// A canary runs this kit (the one it replaces) too, in the shadow, on the
+    /// same requests; its answers go with each sample. Empty: no shadow.
+    pub shadow_digest: String,
 }
 
 /// One input of a hard example.
@@ -280,6 +283,9 @@ pub struct Sample {
     pub enterprise: String,
     /// Its labels, one per source.
     pub labels: Vec<SampleLabel>,
+    /// A canary's shadow: the replaced kit's outputs on the same inputs and its digest.
+    pub shadow_outputs_json: String,
+    pub shadow_digest: String,
 }
 
 /// A sample's label from one source (feedback, human, teacher).
@@ -302,6 +308,8 @@ impl Sample {
             trace_id: self.trace_id.clone(),
             created_unix: self.created_unix,
             outputs_json: self.outputs_json.clone(),
+            shadow_outputs_json: self.shadow_outputs_json.clone(),
+            shadow_kit_digest: self.shadow_digest.clone(),
             inputs: self
                 .inputs
                 .iter()
@@ -339,6 +347,8 @@ impl Sample {
             trace_id: s.trace_id,
             created_unix: s.created_unix,
             outputs_json: s.outputs_json,
+            shadow_outputs_json: s.shadow_outputs_json,
+            shadow_digest: s.shadow_kit_digest,
             inputs: s
                 .inputs
                 .into_iter()
@@ -687,6 +697,7 @@ impl Client {
             kit_reference: d.kit_reference,
             deployment_id: d.deployment_id,
             sampling_off: d.sampling_off,
+            shadow_digest: d.shadow_kit_digest,
             signatures: d
                 .signatures
                 .into_iter()

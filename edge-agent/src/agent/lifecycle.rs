@@ -36,7 +36,7 @@ impl Agent {
                 Ok(kit) => {
                     tracing::info!(kit = %slot.reference, digest = %slot.digest, "serving the active kit");
                     *self.serving.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Arc::new(Active { slot, kit }));
+                        Some(Arc::new(Active::new(slot, kit)));
                     self.set_progress("active", String::new(), None);
                 }
                 Err(e) => {
@@ -51,10 +51,7 @@ impl Agent {
                 if let Ok(kit) = self.load(&slot) {
                     tracing::info!(kit = %slot.reference, "serving the previous kit");
                     *self.serving.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Arc::new(Active {
-                            slot: slot.clone(),
-                            kit,
-                        }));
+                        Some(Arc::new(Active::new(slot.clone(), kit)));
                     st.active = Some(slot);
                     st.previous = None;
                     changed = true;
@@ -180,6 +177,7 @@ impl Agent {
             .as_ref()
             .is_some_and(|s| s.digest == desired.kit_digest)
         {
+            self.reconcile_shadow(desired).await;
             self.set_progress("active", String::new(), Some(desired));
             return Ok(());
         }
@@ -263,8 +261,51 @@ impl Agent {
             .await
             .map_err(|e| AgentError::Config(format!("task: {e}")))??;
         tracing::info!(kit = %desired.kit_reference, seconds = started.elapsed().as_secs_f64(), "kit active");
+        self.reconcile_shadow(desired).await;
         self.set_progress("active", String::new(), None);
         Ok(())
+    }
+
+    /// Runs the kit the registry names as the shadow beside the active one
+    /// (a canary's: the kit it replaced, still on the device as the previous
+    /// kit), or stops running one it no longer names. A shadow that cannot be
+    /// loaded only means no shadow answers; serving is not touched.
+    pub(super) async fn reconcile_shadow(self: &Arc<Self>, desired: &Desired) {
+        let Some(active) = self.active() else { return };
+        let want = desired.shadow_digest.as_str();
+        let have = active
+            .shadow()
+            .map(|s| s.digest.clone())
+            .unwrap_or_default();
+        if want == have {
+            return;
+        }
+        if want.is_empty() || want == active.slot.digest {
+            *active.shadow.write().unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::info!("no shadow kit");
+            return;
+        }
+        let st = self.state();
+        let Some(slot) = st.previous.filter(|p| p.digest == want) else {
+            tracing::warn!(shadow = %want, "the shadow kit is not the previous kit on this device; no shadow answers");
+            return;
+        };
+        let a = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || a.load(&slot).map(|k| (slot, k))).await;
+        match loaded {
+            Ok(Ok((slot, kit))) => {
+                tracing::info!(shadow = %slot.reference, "the replaced kit answers in the shadow");
+                *active.shadow.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Arc::new(ShadowKit {
+                        digest: slot.digest,
+                        kit,
+                    }));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the shadow kit does not load; no shadow answers")
+            }
+            Err(e) => tracing::warn!(error = %e, "shadow task"),
+        }
     }
 
     /// Verifies the kit against the device's trust roots, loads it and runs its golden samples.
@@ -297,7 +338,7 @@ impl Agent {
         st.save(&self.cfg.data_dir)?;
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
         *self.serving.write().unwrap_or_else(|e| e.into_inner()) =
-            Some(Arc::new(Active { slot, kit }));
+            Some(Arc::new(Active::new(slot, kit)));
         self.stats.reset();
         self.collect_garbage()?;
         Ok(())

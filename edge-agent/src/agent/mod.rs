@@ -30,6 +30,34 @@ mod serving;
 pub struct Active {
     pub slot: Slot,
     pub kit: LoadedKit,
+    /// On a canary of a field-gated rollout: the kit this one replaces, run
+    /// on the same requests so that the gate compares both on them.
+    pub shadow: RwLock<Option<Arc<ShadowKit>>>,
+}
+
+/// A kit answering in the shadow of the active one.
+#[derive(Debug)]
+pub struct ShadowKit {
+    pub digest: String,
+    pub kit: LoadedKit,
+}
+
+impl Active {
+    pub fn new(slot: Slot, kit: LoadedKit) -> Active {
+        Active {
+            slot,
+            kit,
+            shadow: RwLock::new(None),
+        }
+    }
+
+    /// The kit in the shadow, if any.
+    pub fn shadow(&self) -> Option<Arc<ShadowKit>> {
+        self.shadow
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Requests served by the active kit: counts and recent latencies.

@@ -123,13 +123,29 @@ impl Agent {
             .map_err(|e| OipError::Failed(e.to_string()))?;
         if let Some(inputs) = kept {
             let reason = sampling.and_then(|rule| rule.matches(&out));
-            let (meta, data) = sample_of(
+            // A canary answers with the kit it replaces too, on the same inputs.
+            let shadow = active
+                .shadow()
+                .and_then(|s| match s.kit.run(inputs.clone()) {
+                    Ok(o) => Some(crate::samples::ShadowAnswer {
+                        digest: s.digest.clone(),
+                        outputs: serde_json::Value::Object(
+                            o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+                        ),
+                    }),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the shadow kit failed on a request");
+                        None
+                    }
+                });
+            let (mut meta, data) = sample_of(
                 active,
                 trace,
                 &inputs,
                 &out,
                 reason.clone().unwrap_or_default(),
             );
+            meta.shadow = shadow;
             if reason.is_some() {
                 if let Err(e) = self.samples.push(&meta, &data) {
                     tracing::warn!(error = %e, "could not keep a hard example");
@@ -313,6 +329,16 @@ impl Agent {
                     trace_id: meta.trace_id,
                     created_unix: meta.created_unix,
                     outputs_json: meta.outputs.to_string(),
+                    shadow_outputs_json: meta
+                        .shadow
+                        .as_ref()
+                        .map(|s| s.outputs.to_string())
+                        .unwrap_or_default(),
+                    shadow_digest: meta
+                        .shadow
+                        .as_ref()
+                        .map(|s| s.digest.clone())
+                        .unwrap_or_default(),
                     inputs,
                     device_id: String::new(),
                     enterprise: String::new(),
@@ -420,6 +446,7 @@ fn sample_of(
         ),
         inputs: metas,
         feedback: None,
+        shadow: None,
     };
     (meta, data)
 }

@@ -104,6 +104,7 @@ fn desired_to_pb(d: Desired) -> pb::Desired {
         kit_reference: d.kit_reference,
         deployment_id: d.deployment_id,
         sampling_off: d.sampling_off,
+        shadow_kit_digest: d.shadow_digest.map(|d| d.to_string()).unwrap_or_default(),
         signatures: d
             .signatures
             .into_iter()
@@ -336,6 +337,20 @@ impl pb::fleet_server::Fleet for FleetApi {
             let kit_digest = s.kit_digest.parse().map_err(|e: algobay_runtime::Error| {
                 Status::from(RegistryError::invalid(field("kit_digest"), e.to_string()))
             })?;
+            let shadow_digest = if s.shadow_kit_digest.is_empty() {
+                None
+            } else {
+                Some(
+                    s.shadow_kit_digest
+                        .parse()
+                        .map_err(|e: algobay_runtime::Error| {
+                            Status::from(RegistryError::invalid(
+                                field("shadow_kit_digest"),
+                                e.to_string(),
+                            ))
+                        })?,
+                )
+            };
             let mut inputs = Vec::new();
             let mut data = Vec::new();
             for i in s.inputs {
@@ -397,6 +412,8 @@ impl pb::fleet_server::Fleet for FleetApi {
                             })
                         })
                         .collect::<Result<_, Status>>()?,
+                    shadow_outputs_json: s.shadow_outputs_json,
+                    shadow_digest,
                 },
                 data,
             ));
@@ -484,6 +501,8 @@ impl pb::fleet_server::Fleet for FleetApi {
                             at_unix: l.at_unix,
                         })
                         .collect(),
+                    shadow_outputs_json: s.shadow_outputs_json,
+                    shadow_kit_digest: s.shadow_digest.map(|d| d.to_string()).unwrap_or_default(),
                 })
                 .collect(),
             next_page_token: next,

@@ -97,11 +97,12 @@ impl Registry {
         a: Artifact,
     ) -> Result<Artifact> {
         let key = a.key();
+        let marks = self.content_marks(&a)?;
         let mut batch = Batch::new()
             .check(Tree::Artifacts, key.as_bytes(), None)
             .put(Tree::Artifacts, key.as_bytes(), json(&a))
             .note(self.note_artifact(&key));
-        for (tree, k, v) in extra {
+        for (tree, k, v) in extra.into_iter().chain(marks) {
             batch = batch.put(tree, k, v);
         }
         for d in a
@@ -369,6 +370,14 @@ impl Registry {
                 "{e} (kits must be signed with team `{}`'s key)",
                 team.name
             ))
+        })?;
+        // Another tenant's content is refused by name, before anything else.
+        self.check_content(manifest.blobs.keys(), private_to, &|| {
+            crate::access::describe(
+                "kit",
+                &format!("{}@{}", manifest.name, manifest.version),
+                private_to,
+            )
         })?;
         let mut blobs = BTreeMap::new();
         for (d, size) in &manifest.blobs {

@@ -48,7 +48,7 @@ pub fn auc(scores: &[f64], positive: &[bool]) -> f64 {
 
 /// 1 − Φ(z) for z ≥ 0, by the complementary error function (Numerical
 /// Recipes' Chebyshev fit, relative error under 1.2e-7).
-fn upper_tail(z: f64) -> f64 {
+pub(crate) fn upper_tail(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * x.abs());
     let y = t
@@ -198,12 +198,20 @@ pub fn evaluate(
     } else {
         Decision::Promote
     };
+    let decided_by = match &decision {
+        Decision::Promote => "all",
+        Decision::InsufficientEvidence(_) => "evidence",
+        Decision::Reject(why) if why.starts_with("base") => "base",
+        Decision::Reject(_) => "field",
+    };
     GateReport {
         decision,
         field: f,
         base: s,
         rules,
         budget: None,
+        base_test: None,
+        decided_by: decided_by.into(),
     }
 }
 

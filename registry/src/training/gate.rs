@@ -4,21 +4,27 @@
 //! test split, and field samples labelled by the enterprise that were never
 //! trained on. Correctness is paired per sample, so the tests are paired:
 //!
-//! 1. on the field slice, the exact McNemar test (two-sided binomial on the
-//!    discordant pairs) gives p < `alpha`, and the paired-bootstrap 95% lower
-//!    bound on Δaccuracy (challenger − champion) is above 0;
-//! 2. on the base slice, non-inferiority: the bootstrap lower bound on
-//!    Δaccuracy is above −`base_margin`;
-//! 3. enough evidence: at least `min_field` field samples and `min_discordant`
+//! 1. enough evidence: at least `min_field` field samples and `min_discordant`
 //!    discordant pairs, otherwise the answer is "insufficient evidence" and
 //!    nothing is released (a point estimate over a handful of samples is not
-//!    a reason to ship).
-//!
+//!    a reason to ship);
+//! 2. on the field slice, the exact McNemar test (two-sided binomial on the
+//!    discordant pairs) gives p < `alpha`, and the paired-bootstrap 95% lower
+//!    bound on Δaccuracy (challenger − champion) is above 0;
+//! 3. on the base slice, non-inferiority: the score test for paired
+//!    proportions (Nam; Tango 1998) rejects "the challenger loses at least
+//!    `base_margin`" at level `alpha` ([`non_inferiority`]). It can pass a
+//!    challenger that answers every base row as the champion does once the
+//!    slice has z²(1 − M)/M rows (268 for one point at 5%, 88 for three). When
+//!    it neither passes nor shows the challenger worse by the margin, a slice
+//!    smaller than what the test needs for 80% power (at the discordance
+//!    seen) ends as "insufficient base evidence: N rows needed", not rejected;
 //! 4. cost: the challenger's whole kit keeps within the recipe's latency and
 //!    size budget ([`Budget`]), measured beside the champion's.
 //!
 //! Everything the decision used is in the [`GateReport`]: n, b, c, p, the
-//! intervals and each slice's accuracies.
+//! intervals, each slice's accuracies, the base test's statistic and the
+//! rows it needs, and which rule decided.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,11 +41,19 @@ pub struct GateRules {
     pub seed: u64,
 }
 
+/// The power the base rule plans for: a slice with fewer rows than this power
+/// needs is "insufficient", never a rejection.
+pub const BASE_POWER: f64 = 0.8;
+
 impl Default for GateRules {
+    /// Three points of base accuracy: what a slice of a few hundred rows can
+    /// show at 5% (88 rows when nothing changed; 270 at 3% discordance, with
+    /// 80% power); one point would need 268 rows with no row changed and
+    /// about 1,900 at 3% discordance.
     fn default() -> Self {
         GateRules {
             alpha: 0.05,
-            base_margin: 0.01,
+            base_margin: 0.03,
             min_field: 50,
             min_discordant: 10,
             bootstrap_reps: 2000,
@@ -71,6 +85,167 @@ pub struct SliceReport {
     pub challenger_auc: Option<f64>,
 }
 
+/// The base rule's test: non-inferiority of paired accuracies within a margin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NonInferiority {
+    pub n: usize,
+    /// Champion right, challenger wrong; champion wrong, challenger right.
+    pub b: u64,
+    pub c: u64,
+    pub margin: f64,
+    /// The score statistic at Δ = −margin (positive: the challenger is
+    /// within the margin), and its one-sided p.
+    pub z: f64,
+    pub p: f64,
+    /// Rows the test needs for [`BASE_POWER`] when the models are equally
+    /// accurate and disagree as often as they did here.
+    pub rows_needed: usize,
+    pub power: f64,
+    pub verdict: Verdict,
+}
+
+/// What the base test found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Shown within the margin (p < alpha).
+    NonInferior,
+    /// Shown worse than the margin allows (the mirror test, p < alpha).
+    Inferior,
+    /// Neither, on a slice big enough for the planned power.
+    NotShown,
+    /// Neither, on a slice smaller than the planned power needs.
+    TooFewRows,
+}
+
+/// Φ⁻¹(p), by bisection on the normal tail (ample for the quantiles a gate uses).
+pub fn normal_quantile(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-40.0f64, 40.0f64);
+    for _ in 0..200 {
+        let mid = (lo + hi) / 2.0;
+        if 1.0 - super::auc::upper_tail(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+/// The restricted maximum-likelihood estimate of (p_b, p_c), the shares of
+/// rows only the champion and only the challenger get right, under
+/// p_c − p_b = −margin, given `b` and `c` of `n` (the root of the score
+/// equation 2n·p_c² − B·p_c − c·M(1 − M) = 0, B = b + c + M(b − c) − 2nM).
+fn restricted(n: f64, b: f64, c: f64, m: f64) -> (f64, f64) {
+    let big_b = b + c + m * (b - c) - 2.0 * n * m;
+    let pc = ((big_b + (big_b * big_b + 8.0 * n * c * m * (1.0 - m)).sqrt()) / (4.0 * n)).max(0.0);
+    (pc + m, pc)
+}
+
+/// The score statistic for H0: Δ = p_c − p_b ≤ −margin on `n` paired rows.
+fn score(n: usize, b: u64, c: u64, margin: f64) -> f64 {
+    if n == 0 {
+        return f64::NEG_INFINITY;
+    }
+    let (nf, bf, cf) = (n as f64, b as f64, c as f64);
+    let (pb, pc) = restricted(nf, bf, cf, margin);
+    let var = (pb + pc - margin * margin) / nf;
+    let d = (cf - bf) / nf + margin;
+    if var <= 0.0 {
+        return if d > 0.0 {
+            f64::INFINITY
+        } else if d < 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            0.0
+        };
+    }
+    d / var.sqrt()
+}
+
+/// Rows a paired non-inferiority test at `margin` and one-sided `alpha`
+/// needs for `power` when the two models are equally accurate and disagree
+/// on a share `discordance` of rows (Nam's formula: the variance under the
+/// null from its restricted estimate, under the alternative ψ).
+pub fn rows_needed(discordance: f64, margin: f64, alpha: f64, power: f64) -> usize {
+    if margin <= 0.0 {
+        return usize::MAX;
+    }
+    let psi = discordance.clamp(0.0, 1.0);
+    let (pb, pc) = restricted(1.0, psi / 2.0, psi / 2.0, margin);
+    let var0 = pb + pc - margin * margin;
+    let (za, zb) = (normal_quantile(1.0 - alpha), normal_quantile(power));
+    let n = ((za * var0.max(0.0).sqrt() + zb * psi.sqrt()) / margin).powi(2);
+    n.ceil().max(1.0) as usize
+}
+
+/// The base rule: is the challenger within `margin` of the champion on
+/// these paired rows?
+pub fn non_inferiority(slice: &SliceReport, margin: f64, alpha: f64) -> NonInferiority {
+    let (n, b, c) = (slice.n, slice.b, slice.c);
+    let z = score(n, b, c, margin);
+    let p = super::auc::upper_tail(z);
+    let discordance = if n == 0 {
+        0.0
+    } else {
+        (b + c) as f64 / n as f64
+    };
+    let needed = rows_needed(discordance, margin, alpha, BASE_POWER);
+    let verdict = if p < alpha {
+        Verdict::NonInferior
+    } else if super::auc::upper_tail(-z) < alpha {
+        Verdict::Inferior
+    } else if n < needed {
+        Verdict::TooFewRows
+    } else {
+        Verdict::NotShown
+    };
+    NonInferiority {
+        n,
+        b,
+        c,
+        margin,
+        z,
+        p,
+        rows_needed: needed,
+        power: BASE_POWER,
+        verdict,
+    }
+}
+
+impl NonInferiority {
+    /// Says what was found, with its figures.
+    pub fn describe(&self) -> String {
+        let figures = format!(
+            "{} rows, the champion alone right on {}, the challenger alone on {}; score z = {:.2}, p = {:.2e}",
+            self.n, self.b, self.c, self.z, self.p
+        );
+        match self.verdict {
+            Verdict::NonInferior => format!(
+                "base slice within {} of the champion ({figures})",
+                self.margin
+            ),
+            Verdict::Inferior => format!(
+                "base slice: the challenger loses more than {} ({figures})",
+                self.margin
+            ),
+            Verdict::NotShown => format!(
+                "base slice: not shown within {} of the champion on a slice large enough for {:.0}% power ({} rows needed; {figures})",
+                self.margin,
+                self.power * 100.0,
+                self.rows_needed
+            ),
+            Verdict::TooFewRows => format!(
+                "insufficient base evidence: {} rows needed for a margin of {} at {:.0}% power; the base slice has {} ({figures})",
+                self.rows_needed,
+                self.margin,
+                self.power * 100.0,
+                self.n
+            ),
+        }
+    }
+}
+
 /// What the gate decided.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "decision", content = "reason")]
@@ -90,6 +265,13 @@ pub struct GateReport {
     /// The challenger's cost beside its budget (absent in reports of old rounds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// The base rule's test (absent in reports of old rounds and AUC gates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_test: Option<NonInferiority>,
+    /// The rule that decided: `evidence`, `field`, `base`, `budget`, `golden`
+    /// or `all` (every rule passed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub decided_by: String,
 }
 
 /// Rule 5: what each kit costs, and what the challenger's may.
@@ -247,31 +429,42 @@ pub fn compare(slice: Paired<'_>, rules: &GateRules) -> SliceReport {
 pub fn evaluate(field: Paired<'_>, base: Paired<'_>, rules: GateRules) -> GateReport {
     let f = compare(field, &rules);
     let s = compare(base, &rules);
-    let decision = if f.n < rules.min_field || f.b + f.c < rules.min_discordant {
-        Decision::InsufficientEvidence(format!(
-            "field slice: {} samples and {} discordant pairs; the gate needs at least {} and {}",
-            f.n,
-            f.b + f.c,
-            rules.min_field,
-            rules.min_discordant
-        ))
+    let base_test = non_inferiority(&s, rules.base_margin, rules.alpha);
+    let (decided_by, decision) = if f.n < rules.min_field || f.b + f.c < rules.min_discordant {
+        (
+            "evidence",
+            Decision::InsufficientEvidence(format!(
+                "field slice: {} samples and {} discordant pairs; the gate needs at least {} and {}",
+                f.n,
+                f.b + f.c,
+                rules.min_field,
+                rules.min_discordant
+            )),
+        )
     } else if f.p >= rules.alpha || f.c <= f.b {
-        Decision::Reject(format!(
-            "field slice: McNemar p = {:.4} (b = {}, c = {}), not below {} in the challenger's favour",
-            f.p, f.b, f.c, rules.alpha
-        ))
+        (
+            "field",
+            Decision::Reject(format!(
+                "field slice: McNemar p = {:.4} (b = {}, c = {}), not below {} in the challenger's favour",
+                f.p, f.b, f.c, rules.alpha
+            )),
+        )
     } else if f.delta_low <= 0.0 {
-        Decision::Reject(format!(
-            "field slice: the 95% lower bound on the accuracy gain is {:.4}, not above 0",
-            f.delta_low
-        ))
-    } else if s.delta_low <= -rules.base_margin {
-        Decision::Reject(format!(
-            "base slice: the 95% lower bound on the accuracy change is {:.4}, below -{}",
-            s.delta_low, rules.base_margin
-        ))
+        (
+            "field",
+            Decision::Reject(format!(
+                "field slice: the 95% lower bound on the accuracy gain is {:.4}, not above 0",
+                f.delta_low
+            )),
+        )
     } else {
-        Decision::Promote
+        match base_test.verdict {
+            Verdict::NonInferior => ("all", Decision::Promote),
+            Verdict::TooFewRows => ("base", Decision::InsufficientEvidence(base_test.describe())),
+            Verdict::Inferior | Verdict::NotShown => {
+                ("base", Decision::Reject(base_test.describe()))
+            }
+        }
     };
     GateReport {
         decision,
@@ -279,6 +472,8 @@ pub fn evaluate(field: Paired<'_>, base: Paired<'_>, rules: GateRules) -> GateRe
         base: s,
         rules,
         budget: None,
+        base_test: Some(base_test),
+        decided_by: decided_by.into(),
     }
 }
 
@@ -426,5 +621,172 @@ mod tests {
         );
         assert_eq!(one, two);
         assert!(one.delta_low <= one.delta_high);
+    }
+
+    fn paired_base(n: usize, b: usize, c: usize) -> (Vec<bool>, Vec<bool>) {
+        // Rows 0..b: only the champion right; b..b+c: only the challenger;
+        // the rest: both right.
+        let champ = (0..n).map(|i| i < b || i >= b + c).collect();
+        let chall = (0..n).map(|i| i >= b).collect();
+        (champ, chall)
+    }
+
+    fn better_field() -> (Vec<bool>, Vec<bool>) {
+        (
+            (0..200).map(|i| i % 3 != 0).collect(),
+            (0..200).map(|i| i % 3 != 0 || i % 2 == 0).collect(),
+        )
+    }
+
+    #[test]
+    fn a_challenger_that_answers_the_base_slice_as_the_champion_does_is_not_rejected_on_it() {
+        let (fc, fz) = better_field();
+        let same = pattern(179, 20);
+        let judge = |margin: f64| {
+            evaluate(
+                Paired {
+                    champion: &fc,
+                    challenger: &fz,
+                },
+                Paired {
+                    champion: &same,
+                    challenger: &same,
+                },
+                GateRules {
+                    base_margin: margin,
+                    ..GateRules::default()
+                },
+            )
+        };
+        // At the default margin 179 unchanged rows show it.
+        let r = judge(GateRules::default().base_margin);
+        assert_eq!(r.decision, Decision::Promote, "{r:?}");
+        assert_eq!(r.decided_by, "all");
+        let t = r.base_test.unwrap();
+        assert_eq!(t.verdict, Verdict::NonInferior);
+        assert!(t.p < 0.05, "{t:?}");
+        // At one point they cannot: insufficient, with the rows it needs
+        // (z² (1 - M) / M = 1.645² × 0.99 / 0.01 = 268), never a rejection.
+        let r = judge(0.01);
+        match &r.decision {
+            Decision::InsufficientEvidence(why) => assert!(
+                why.starts_with("insufficient base evidence: 268 rows needed for a margin of 0.01"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.decided_by, "base");
+    }
+
+    #[test]
+    fn a_too_small_base_slice_is_insufficient_and_names_the_rows_it_needs() {
+        // The round the loop once rejected: 179 base rows, 3 lost and 2 won.
+        let (fc, fz) = better_field();
+        let (bc, bz) = paired_base(179, 3, 2);
+        let r = evaluate(
+            Paired {
+                champion: &fc,
+                challenger: &fz,
+            },
+            Paired {
+                champion: &bc,
+                challenger: &bz,
+            },
+            GateRules {
+                base_margin: 0.01,
+                ..GateRules::default()
+            },
+        );
+        let t = r.base_test.clone().unwrap();
+        assert_eq!(t.verdict, Verdict::TooFewRows, "{t:?}");
+        assert!(t.rows_needed > 179, "{t:?}");
+        match &r.decision {
+            Decision::InsufficientEvidence(why) => assert!(
+                why.contains(&format!(
+                    "{} rows needed for a margin of 0.01",
+                    t.rows_needed
+                )) && why.contains("the base slice has 179"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The same pattern on a slice that large is judged.
+        let n = t.rows_needed * 3;
+        let (bc, bz) = paired_base(n, 3 * n / 179, 2 * n / 179);
+        let r = evaluate(
+            Paired {
+                champion: &fc,
+                challenger: &fz,
+            },
+            Paired {
+                champion: &bc,
+                challenger: &bz,
+            },
+            GateRules {
+                base_margin: 0.01,
+                ..GateRules::default()
+            },
+        );
+        assert_ne!(
+            r.base_test.unwrap().verdict,
+            Verdict::TooFewRows,
+            "{:?}",
+            r.decision
+        );
+    }
+
+    #[test]
+    fn the_score_test_solves_its_restricted_likelihood_and_has_its_stated_power() {
+        // The restricted estimate zeroes the score of the likelihood.
+        for (n, b, c, m) in [
+            (179.0, 3.0, 2.0, 0.01),
+            (500.0, 20.0, 31.0, 0.03),
+            (60.0, 0.0, 4.0, 0.05),
+        ] {
+            let (pb, pc) = restricted(n, b, c, m);
+            assert!((pb - pc - m).abs() < 1e-12);
+            let rest = n - b - c;
+            let d = b / pb + c / pc.max(1e-300) - 2.0 * rest / (1.0 - pb - pc);
+            if c > 0.0 {
+                assert!(d.abs() < 1e-6 * n, "{n} {b} {c} {m}: {d}");
+            }
+        }
+        assert!((normal_quantile(0.95) - 1.644_854).abs() < 1e-5);
+        assert!((normal_quantile(0.8) - 0.841_621).abs() < 1e-5);
+        // No discordance: z² (1 − M) / M rows.
+        assert_eq!(rows_needed(0.0, 0.03, 0.05, 0.8), 88);
+        // More discordance, or a finer margin, needs more rows.
+        assert!(rows_needed(0.05, 0.03, 0.05, 0.8) > rows_needed(0.02, 0.03, 0.05, 0.8));
+        assert!(rows_needed(0.03, 0.01, 0.05, 0.8) > 1500);
+        // Simulated: equal models at 3% discordance on the rows it asks for
+        // pass about 80% of the time.
+        let n = rows_needed(0.03, 0.03, 0.05, 0.8);
+        let mut rng = SplitMix(42);
+        let mut passed = 0;
+        for _ in 0..2000 {
+            let (mut b, mut c) = (0u64, 0u64);
+            for _ in 0..n {
+                match rng.below(200) {
+                    0..=2 => b += 1,
+                    3..=5 => c += 1,
+                    _ => {}
+                }
+            }
+            let slice = SliceReport {
+                n,
+                champion_accuracy: 0.0,
+                challenger_accuracy: 0.0,
+                b,
+                c,
+                p: 1.0,
+                delta_low: 0.0,
+                delta_high: 0.0,
+                champion_auc: None,
+                challenger_auc: None,
+            };
+            passed += (non_inferiority(&slice, 0.03, 0.05).verdict == Verdict::NonInferior) as u32;
+        }
+        let power = passed as f64 / 2000.0;
+        assert!((0.74..=0.88).contains(&power), "power {power} on {n} rows");
     }
 }

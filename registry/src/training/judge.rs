@@ -31,6 +31,10 @@ impl Registry {
             if rec.kit_reference.split('@').next() != Some(run.kit.as_str()) {
                 continue;
             }
+            // A drift-started round learns and is judged on the drifted world only.
+            if rec.received_unix < run.field_since_unix {
+                continue;
+            }
             devices.insert(rec.device_id.clone());
             let key = String::from_utf8_lossy(&k).into_owned();
             let labels: Vec<Label> = self
@@ -350,9 +354,22 @@ impl Registry {
         if report.decision == Decision::Promote && ev.golden_failure.is_empty() {
             if let Some(why) = budget.over() {
                 report.decision = Decision::Reject(why);
+                report.decided_by = "budget".into();
             }
         }
         report.budget = Some(budget);
+        // Weights trained on a private enterprise's data are its content
+        // (without them named, nothing of the round can be released).
+        if !current.private_to.is_empty() && !ev.lineage.weights.is_empty() {
+            let weights: algobay_runtime::Digest =
+                ev.lineage
+                    .weights
+                    .parse()
+                    .map_err(|e: algobay_runtime::Error| {
+                        RegistryError::invalid("evaluation.lineage.weights", e.to_string())
+                    })?;
+            self.mark_trained(&weights, &current.private_to, &current.id)?;
+        }
         self.leased(p, id, token, move |r, now| {
             r.to(
                 RunState::Evaluating,
@@ -373,6 +390,7 @@ impl Registry {
             // The report says what was decided, golden samples included.
             if let Some(g) = &golden {
                 report.decision = Decision::Reject(g.clone());
+                report.decided_by = "golden".into();
             }
             let (state, why) = match &report.decision {
                 _ if golden.is_some() => (RunState::Rejected, golden.unwrap_or_default()),

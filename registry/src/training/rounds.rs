@@ -205,8 +205,21 @@ impl Registry {
             .collect()
     }
 
-    /// Makes the next round of `kit` for `enterprise` (one unfinished round at a time).
+    /// Makes the next round of `kit` for `enterprise` (one unfinished round at
+    /// a time). A round collecting post-drift labels is started as it is.
     pub(crate) fn start_run(&self, enterprise: &str, kit: &str, trigger: String) -> Result<Run> {
+        self.make_run(enterprise, kit, trigger, None)
+    }
+
+    /// [`Self::start_run`]; with `drift_since`, the round waits for labels of
+    /// samples received from then on, and trains and is judged on those alone.
+    pub(super) fn make_run(
+        &self,
+        enterprise: &str,
+        kit: &str,
+        trigger: String,
+        drift_since: Option<i64>,
+    ) -> Result<Run> {
         let (_, manifest) = self.trainable(kit)?;
         let (champion, champion_digest) = self.champion(enterprise, kit)?;
         let runs: Vec<Run> = self
@@ -215,6 +228,13 @@ impl Registry {
             .filter(|r| r.kit == kit)
             .collect();
         if let Some(open) = runs.iter().find(|r| !r.state.finished()) {
+            if open.state == RunState::Collecting && drift_since.is_none() {
+                let fresh = self.fresh_labels(enterprise, kit, open.field_since_unix - 1)?;
+                return self.begin_collected(
+                    open,
+                    format!("{trigger}, with {fresh} labels since the drift began"),
+                );
+            }
             return Err(RegistryError::FailedPrecondition(format!(
                 "run {} of kit `{kit}` is still {}; one round at a time",
                 open.id,
@@ -253,13 +273,34 @@ impl Registry {
             gate: None,
             release: None,
             holdout: Vec::new(),
+            field_since_unix: drift_since.unwrap_or(0),
             created_unix: now,
             updated_unix: now,
         };
-        run.to(RunState::Pending, now, trigger);
+        let state = if drift_since.is_some() {
+            RunState::Collecting
+        } else {
+            RunState::Pending
+        };
+        run.to(state, now, trigger);
         self.insert_new(Tree::Runs, &run.key(), json(&run), "run")?;
         tracing::info!(run = %run.id, enterprise, kit, round, "training run made");
         Ok(run)
+    }
+
+    /// Moves a round that collected post-drift labels on to training.
+    pub(super) fn begin_collected(&self, open: &Run, why: String) -> Result<Run> {
+        let key = open.key();
+        let mut n = open.clone();
+        n.to(RunState::Pending, self.clock.now_unix(), why);
+        if !self.swap_run(&key, open, &n)? {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "run {} changed meanwhile; try again",
+                open.id
+            )));
+        }
+        tracing::info!(run = %n.id, "post-drift labels arrived; the round may train");
+        Ok(n)
     }
 
     pub(super) fn find_run(&self, id: &str) -> Result<(String, Run)> {

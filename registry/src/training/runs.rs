@@ -2,9 +2,11 @@
 //! claimed by trainers with a lease, judged by the gate in the registry,
 //! released as a deployment to the enterprise's devices.
 //!
-//! States: `pending → training → evaluating → rejected | insufficient_evidence
-//! | promoted → deploying → serving | rolled_back`, or `failed` from any
-//! unfinished one. Each change is kept with its time and reason. A run whose
+//! States: `[collecting_labels →] pending → training → evaluating → rejected
+//! | insufficient_evidence | promoted → deploying → serving | rolled_back`, or
+//! `failed` from any unfinished one. A round that drift started collects
+//! labels first: it becomes pending once the policy's minimum of labels from
+//! after the drift began has arrived, and trains on those alone. Each change is kept with its time and reason. A run whose
 //! trainer stops renewing its lease goes back to whoever claims next; the
 //! version a round releases is fixed when the run is made, so a retry cannot
 //! release a second one.
@@ -173,6 +175,9 @@ impl TrainPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
+    /// Drift was seen; waiting for labels from after it began.
+    #[serde(rename = "collecting_labels")]
+    Collecting,
     Pending,
     Training,
     Evaluating,
@@ -188,6 +193,7 @@ pub enum RunState {
 impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Collecting => "collecting_labels",
             RunState::Pending => "pending",
             RunState::Training => "training",
             RunState::Evaluating => "evaluating",
@@ -327,8 +333,16 @@ pub struct Run {
     /// gate judges, however many labels arrive meanwhile.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holdout: Vec<String>,
+    /// Field samples received before this time neither train nor judge the
+    /// round (a drift-started round: the drift's first window).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub field_since_unix: i64,
     pub created_unix: i64,
     pub updated_unix: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Run {

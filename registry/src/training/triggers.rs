@@ -3,6 +3,13 @@
 //! (with something new to learn from); or drift, the share of requests the
 //! devices kept as hard examples rising against the champion's first window.
 //!
+//! Drift starts label collection, not training: the labels that exist when it
+//! is seen describe the world before it. The round it makes waits
+//! (`collecting_labels`) until the policy's minimum of labels has arrived
+//! since the drifted window began, then trains and is judged on samples of
+//! that time alone. One round waits at a time; a label-count trigger while it
+//! waits joins it rather than starting another.
+//!
 //! Drift is read from what the registry already has: each device's count of
 //! requests served by its active kit (reported on every sync) and the hard
 //! examples it sent for that kit. The watch over those counts (the window under
@@ -31,12 +38,15 @@ pub(crate) struct Watch {
     baseline: Option<f64>,
     /// A round was started for this champion's drift already.
     fired: bool,
+    /// When the window under way began (unix seconds).
+    #[serde(default)]
+    mark_unix: i64,
 }
 
 impl Watch {
     /// Takes the champion's counts (requests served, hard examples kept since
-    /// it became active); returns the share of the window that just closed
-    /// and the baseline, when that window drifted.
+    /// it became active) at `now`; returns the share of the window that just
+    /// closed, the baseline and when the window began, when that window drifted.
     fn observe(
         &mut self,
         champion: Digest,
@@ -44,7 +54,8 @@ impl Watch {
         hard: u64,
         window: u64,
         factor: f64,
-    ) -> Option<(f64, f64)> {
+        now: i64,
+    ) -> Option<(f64, f64, i64)> {
         if self.champion != Some(champion) || requests < self.mark.0 || hard < self.mark.1 {
             // A new champion (or devices that restarted): a new series.
             *self = Watch {
@@ -54,6 +65,7 @@ impl Watch {
                 } else {
                     (0, 0)
                 },
+                mark_unix: now,
                 ..Watch::default()
             };
         }
@@ -62,7 +74,9 @@ impl Watch {
             return None;
         }
         let rate = (hard - self.mark.1) as f64 / served as f64;
+        let began = self.mark_unix;
         self.mark = (requests, hard);
+        self.mark_unix = now;
         match self.baseline {
             None => {
                 self.baseline = Some(rate);
@@ -73,7 +87,7 @@ impl Watch {
                 let floor = base.max(0.5 / served as f64);
                 if !self.fired && rate >= floor * factor {
                     self.fired = true;
-                    Some((rate, base))
+                    Some((rate, base, began))
                 } else {
                     None
                 }
@@ -83,7 +97,8 @@ impl Watch {
 }
 
 impl Registry {
-    /// Starts a round when one of the policy's triggers holds.
+    /// Starts a round when one of the policy's triggers holds; moves a round
+    /// collecting post-drift labels on once enough have come.
     pub(super) fn auto_start(&self, policy: &TrainPolicy) -> Result<()> {
         let runs: Vec<Run> = self
             .runs_of(&policy.enterprise)?
@@ -91,23 +106,41 @@ impl Registry {
             .filter(|r| r.kit == policy.kit)
             .collect();
         let drift = self.drift_signal(policy)?;
-        if runs.iter().any(|r| !r.state.finished()) {
+        if let Some(open) = runs.iter().find(|r| !r.state.finished()) {
+            if open.state == RunState::Collecting {
+                let post =
+                    self.fresh_labels(&policy.enterprise, &policy.kit, open.field_since_unix - 1)?;
+                if post >= policy.min_new_labels {
+                    self.begin_collected(
+                        open,
+                        format!(
+                            "{post} labels since the drift began (policy: {})",
+                            policy.min_new_labels
+                        ),
+                    )?;
+                }
+            }
             return Ok(());
         }
         let last_round = runs.iter().map(|r| r.created_unix).max();
         let fresh = self.labels_since(policy, last_round.unwrap_or(i64::MIN))?;
+        if let Some((rate, base, began)) = drift {
+            // What is labelled now is of before the drift: wait for labels of after it.
+            let trigger = format!(
+                "drift: {:.1}% of the last {} requests were hard examples, {:.1}% in the champion's first window (policy: ×{}); waiting for {} labels of samples from the drifted window on",
+                rate * 100.0,
+                policy.drift_window,
+                base * 100.0,
+                policy.drift_factor,
+                policy.min_new_labels
+            );
+            self.make_run(&policy.enterprise, &policy.kit, trigger, Some(began))?;
+            return Ok(());
+        }
         let trigger = if fresh >= policy.min_new_labels {
             Some(format!(
                 "{fresh} new labels (policy: {})",
                 policy.min_new_labels
-            ))
-        } else if let Some((rate, base)) = drift {
-            Some(format!(
-                "drift: {:.1}% of the last {} requests were hard examples, {:.1}% in the champion's first window (policy: ×{})",
-                rate * 100.0,
-                policy.drift_window,
-                base * 100.0,
-                policy.drift_factor
             ))
         } else if policy.max_interval_seconds > 0 && fresh > 0 {
             let (since, what) = match last_round {
@@ -135,14 +168,19 @@ impl Registry {
 
     /// Labels of the kit's samples that came after `since`.
     fn labels_since(&self, policy: &TrainPolicy, since: i64) -> Result<u32> {
+        self.fresh_labels(&policy.enterprise, &policy.kit, since)
+    }
+
+    /// Labels of `enterprise`'s samples of kit `kit` given after `after`.
+    pub(super) fn fresh_labels(&self, enterprise: &str, kit: &str, after: i64) -> Result<u32> {
         let mut names: BTreeMap<String, bool> = BTreeMap::new();
         let mut fresh = 0u32;
         for (k, v) in self
             .kv
-            .scan_prefix(Tree::Labels, format!("{}/", policy.enterprise).as_bytes())?
+            .scan_prefix(Tree::Labels, format!("{enterprise}/").as_bytes())?
         {
             let label: Label = parse("label", &v)?;
-            if label.at_unix <= since {
+            if label.at_unix <= after {
                 continue;
             }
             let key = String::from_utf8_lossy(&k).into_owned();
@@ -152,7 +190,7 @@ impl Registry {
                 None => {
                     let b = self
                         .get(&digest, Some(Kind::Kit))
-                        .is_ok_and(|a| a.name == policy.kit);
+                        .is_ok_and(|a| a.name == kit);
                     names.insert(digest, b);
                     b
                 }
@@ -178,7 +216,7 @@ impl Registry {
 
     /// Feeds the drift watch with the champion's counts; the closed window's
     /// share and the baseline when it drifted.
-    fn drift_signal(&self, policy: &TrainPolicy) -> Result<Option<(f64, f64)>> {
+    fn drift_signal(&self, policy: &TrainPolicy) -> Result<Option<(f64, f64, i64)>> {
         if policy.drift_factor <= 1.0 {
             return Ok(None);
         }
@@ -219,6 +257,7 @@ impl Registry {
             hard,
             policy.drift_window as u64,
             policy.drift_factor,
+            self.clock.now_unix(),
         );
         if w != before {
             let value = serde_json::to_vec(&w).unwrap_or_default();
@@ -243,20 +282,20 @@ mod tests {
         let c = Digest::of(b"champion");
         let mut w = Watch::default();
         // First window: 10 of 100 are hard, the baseline.
-        assert_eq!(w.observe(c, 50, 5, 100, 2.0), None);
-        assert_eq!(w.observe(c, 100, 10, 100, 2.0), None);
+        assert_eq!(w.observe(c, 50, 5, 100, 2.0, 10), None);
+        assert_eq!(w.observe(c, 100, 10, 100, 2.0, 20), None);
         assert_eq!(w.baseline, Some(0.1));
         // 15% is under 2x.
-        assert_eq!(w.observe(c, 200, 25, 100, 2.0), None);
-        // 30% drifts, once.
-        assert_eq!(w.observe(c, 300, 55, 100, 2.0), Some((0.3, 0.1)));
-        assert_eq!(w.observe(c, 400, 95, 100, 2.0), None);
+        assert_eq!(w.observe(c, 200, 25, 100, 2.0, 30), None);
+        // 30% drifts, once; the drifted window began when the last closed.
+        assert_eq!(w.observe(c, 300, 55, 100, 2.0, 40), Some((0.3, 0.1, 30)));
+        assert_eq!(w.observe(c, 400, 95, 100, 2.0, 50), None);
         // A new champion starts over.
         let n = Digest::of(b"next");
-        assert_eq!(w.observe(n, 100, 40, 100, 2.0), None);
+        assert_eq!(w.observe(n, 100, 40, 100, 2.0, 60), None);
         assert_eq!(w.baseline, Some(0.4));
         // Counts that went back (devices restarted) start a new series.
-        assert_eq!(w.observe(n, 10, 1, 100, 2.0), None);
+        assert_eq!(w.observe(n, 10, 1, 100, 2.0, 70), None);
         assert_eq!(w.mark, (10, 1));
     }
 }

@@ -224,6 +224,8 @@ pub fn feedback(f: &Fleet, i: usize, kit: &Digest, n: u32, answer: &str, truth: 
             by: String::new(),
             at_unix: 0,
         }],
+        shadow_outputs_json: String::new(),
+        shadow_digest: None,
     };
     f.reg
         .push_samples(&f.devices[i], vec![(rec, vec![data])])
@@ -253,8 +255,64 @@ pub fn feedback_free(f: &Fleet, i: usize, kit: &Digest, n: u32) {
             size: data.len() as u64,
         }],
         labels: vec![],
+        shadow_outputs_json: String::new(),
+        shadow_digest: None,
     };
     f.reg
         .push_samples(&f.devices[i], vec![(rec, vec![data])])
         .unwrap();
+}
+
+/// A request on canary `i`: the kit (`kit`) answered `answer`, the control kit
+/// in the shadow answered `shadow`, the application says `truth`.
+#[allow(clippy::too_many_arguments)]
+pub fn feedback_paired(
+    f: &Fleet,
+    i: usize,
+    kit: &Digest,
+    control: &Digest,
+    n: u32,
+    answer: &str,
+    shadow: &str,
+    truth: &str,
+) {
+    let data = format!("paired/{i}/{kit}/{n}").into_bytes();
+    let out =
+        |label: &str| serde_json::json!({"result": [[{"label": label, "score": 0.9}]]}).to_string();
+    let rec = SampleRecord {
+        id: Digest::of(&data).hex(),
+        enterprise: String::new(),
+        device_id: String::new(),
+        kit_reference: String::new(),
+        kit_digest: *kit,
+        deployment_id: String::new(),
+        reason: "feedback".into(),
+        trace_id: String::new(),
+        created_unix: 0,
+        received_unix: 0,
+        outputs_json: out(answer),
+        inputs: vec![SampleInput {
+            name: "pixels".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            digest: Digest::of(&data),
+            size: data.len() as u64,
+        }],
+        labels: vec![Label {
+            value: truth.into(),
+            source: LabelSource::Feedback,
+            by: String::new(),
+            at_unix: 0,
+        }],
+        shadow_outputs_json: out(shadow),
+        shadow_digest: Some(*control),
+    };
+    f.reg
+        .push_samples(&f.devices[i], vec![(rec, vec![data])])
+        .unwrap();
+}
+
+/// The index of the device with id `id`.
+pub fn index_of(f: &Fleet, id: &str) -> usize {
+    f.devices.iter().position(|d| d.token_id == id).unwrap()
 }

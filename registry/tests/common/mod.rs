@@ -114,6 +114,32 @@ pub async fn upload_in_chunks(
 
 /// The example digits kit under another name, signed with `key`.
 pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
+    build_digits_with(key, name, None)
+}
+
+/// The digits MLP's weights with `note` in their safetensors header: the same
+/// tensors (every golden sample passes) under another digest.
+pub fn digits_weights_noted(note: &str) -> Vec<u8> {
+    let w = std::fs::read(root().join("examples/kits/digits/models/mlp.safetensors")).unwrap();
+    let n = u64::from_le_bytes(w[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&w[8..8 + n]).unwrap();
+    header["__metadata__"] = serde_json::json!({ "note": note });
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&w[8 + n..]);
+    out
+}
+
+/// [`build_digits`] around other weights (a file), when given.
+pub fn build_digits_with(
+    key: &SecretKey,
+    name: &str,
+    weights: Option<&std::path::Path>,
+) -> KitArchive {
     let rt = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
         cache_dir: None,
         ort_library: Some(ort_lib()),
@@ -127,6 +153,12 @@ pub fn build_digits(key: &SecretKey, name: &str) -> KitArchive {
     let text = std::fs::read_to_string(digits.join("Kitfile"))
         .unwrap()
         .replace("algobay/digits-mlp", name)
+        .replace(
+            "models/mlp.safetensors",
+            &weights.map_or("models/mlp.safetensors".to_owned(), |w| {
+                w.display().to_string()
+            }),
+        )
         .replace("models/", &format!("{}/models/", digits.display()))
         .replace("samples/", &format!("{}/samples/", digits.display()))
         .replace(

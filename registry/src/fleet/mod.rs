@@ -13,6 +13,8 @@ use crate::error::{RegistryError, Result};
 use crate::service::{hash_secret, json, parse, Registry};
 use crate::store::{Batch, Tree};
 
+mod canary;
+
 /// What can be done to a deployment by hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeploymentAction {
@@ -387,14 +389,19 @@ impl Registry {
             seq,
         };
         targets.retain(|d| dep.selects(d));
-        targets.sort_by(|a, b| a.id.cmp(&b.id));
         let n = (dep.policy.canary_share * targets.len() as f64).ceil() as usize;
-        dep.canary_devices = targets.iter().take(n).map(|d| d.id.clone()).collect();
+        let (chosen, why) = canary::choose(&targets, n, dep.policy.field_gate.as_ref());
+        dep.canary_devices = chosen;
         if n >= targets.len() {
             // Nobody is left after the canaries: the gate still decides when it is done.
             dep.reason = format!("{} device(s) targeted, all canaries", targets.len());
         } else {
-            dep.reason = format!("{} of {} targeted device(s) first", n, targets.len());
+            dep.reason = format!(
+                "{} of {} targeted device(s) first ({}): {why}",
+                n,
+                targets.len(),
+                dep.canary_devices.join(", ")
+            );
         }
         if !self.kv.commit(
             Batch::new()
@@ -593,25 +600,17 @@ impl Registry {
                 ready += 1;
             }
         }
-        // The canaries' answers against their application's feedback.
+        // The canaries' answers and their shadow's on the same requests,
+        // against their application's feedback.
         let mut waiting_for_field = None;
+        let mut field_passed = None;
         if let (None, DeploymentState::Canary, Some(g)) =
             (&failure, dep.state, &dep.policy.field_gate)
         {
-            let ((cr, cn), (or, on)) = self.field_accuracy(&dep, g)?;
-            if cn < g.min_count as u64 || on < g.min_count as u64 {
-                waiting_for_field = Some(format!(
-                    "waiting for feedback: canaries {cn}/{}, other devices {on}/{}",
-                    g.min_count, g.min_count
-                ));
-            } else {
-                let (ca, oa) = (cr as f64 / cn as f64, or as f64 / on as f64);
-                if ca < oa - g.margin {
-                    failure = Some(format!(
-                        "field accuracy of the canaries {ca:.3} ({cn} labels) is more than {:.3} under the other devices' {oa:.3} ({on} labels)",
-                        g.margin
-                    ));
-                }
+            match self.field_gate(&dep, g)? {
+                canary::FieldVerdict::Waiting(why) => waiting_for_field = Some(why),
+                canary::FieldVerdict::Fail(why) => failure = Some(why),
+                canary::FieldVerdict::Pass(why) => field_passed = Some(why),
             }
         }
         let mut new = dep.clone();
@@ -632,6 +631,10 @@ impl Registry {
                 "gate passed: {ready} canary device(s) ran it {} s within bounds",
                 dep.policy.soak_seconds
             );
+            if let Some(f) = &field_passed {
+                new.reason.push_str("; ");
+                new.reason.push_str(f);
+            }
         } else if dep.state == DeploymentState::Canary
             && ready == dep.canary_devices.len()
             && !dep.reason.starts_with("gate passed")
@@ -654,37 +657,6 @@ impl Registry {
                 &dep.id,
             )
         }
-    }
-
-    /// (right, labelled) feedback answers since the deployment began: of its
-    /// canaries on its kit, and of the other devices on the control kit.
-    fn field_accuracy(&self, dep: &Deployment, g: &FieldGate) -> Result<((u64, u64), (u64, u64))> {
-        let mut canary = (0, 0);
-        let mut control = (0, 0);
-        for (digest, side) in [(&dep.kit_digest, true), (&g.control, false)] {
-            let prefix = format!("{}/{digest}/", dep.enterprise);
-            for (k, v) in self.kv.scan_prefix(Tree::Samples, prefix.as_bytes())? {
-                let rec: SampleRecord = parse("sample", &v)?;
-                if dep.canary_devices.contains(&rec.device_id) != side {
-                    continue;
-                }
-                let key = format!("{}/feedback", String::from_utf8_lossy(&k));
-                let Some(l) = self.kv.get(Tree::Labels, key.as_bytes())? else {
-                    continue;
-                };
-                let label: Label = parse("label", &l)?;
-                if label.at_unix < dep.created_unix {
-                    continue;
-                }
-                let out: serde_json::Value =
-                    serde_json::from_str(&rec.outputs_json).unwrap_or_default();
-                let right = answer_label(&out) == Some(label.value.as_str());
-                let t = if side { &mut canary } else { &mut control };
-                t.0 += right as u64;
-                t.1 += 1;
-            }
-        }
-        Ok((canary, control))
     }
 
     /// Evaluates every rollout that waits on time (the soak of its canaries)
@@ -721,7 +693,18 @@ impl Registry {
             };
             if reaches {
                 let a = self.get(&d.kit_digest.to_string(), Some(Kind::Kit))?;
+                // A canary of a field-gated rollout answers with the control
+                // kit too, in the shadow, so both are judged on its requests.
+                let shadow_digest = match (&d.state, &d.policy.field_gate) {
+                    (DeploymentState::Canary | DeploymentState::Paused, Some(g))
+                        if g.control != d.kit_digest =>
+                    {
+                        Some(g.control)
+                    }
+                    _ => None,
+                };
                 return Ok(Desired {
+                    shadow_digest,
                     kit_digest: Some(d.kit_digest),
                     kit_reference: d.kit_reference,
                     deployment_id: d.id,
