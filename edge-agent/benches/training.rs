@@ -1,25 +1,34 @@
-//! The loop that learns from the edge, unattended, round after round, with a
-//! real registry, three real agents of one enterprise and the trainer:
-//! scikit-learn's digits, the held-out images turned a little more each round
-//! (0° → 15° → 30° → 45°), the application returning the true label for a
-//! share of the requests. Per round: field accuracy of the kit serving before
-//! and after, the gate's figures, base-holdout accuracy, time from the
-//! trigger to the new kit serving on every device, bytes each device fetched.
-//! Then candle's training time against scikit-learn's `MLPClassifier` with the
-//! same layers, epochs and batch, side by side.
+//! The loop that learns from the edge, unattended, with the policy's
+//! defaults: a real registry, three real agents of one enterprise and the
+//! trainer. scikit-learn's digits drift in steps (turned 15°, 30°, 45°, 60°);
+//! the application returns the true label for 60% of each step's images,
+//! 30% are never labelled (the enterprise's own measure: the devices'
+//! accuracy on them), 10% are unlabelled traffic. Rounds start by themselves
+//! once the step's labels arrived; a promoted round goes to a canary that
+//! answers with the kit it replaces in the shadow, then to every device.
+//! Each step prints the never-labelled accuracy before and after, scikit-
+//! learn's MLP of the same shape retrained on the same labels (same images),
+//! the gate's figures (field n, b, c, p; base accuracies and the base test)
+//! and the time from the trigger to every device serving. A last round
+//! trains on labels the application got wrong on the training devices and
+//! must be rejected. Then candle's training time against scikit-learn's
+//! `MLPClassifier` with the same layers, epochs and batch, side by side.
 //!
-//! `cargo bench -p algobay-agent --bench training [-- --rounds 3 --requests 300 --feedback 80]`
+//! `cargo bench -p algobay-agent --bench training [-- --steps 4 --min-labels 200]`
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use algobay_sdk::DatasetInfo;
+use algobay_sdk::{Client, DatasetInfo};
 
 use common::digits::{body, digits};
 use common::*;
+
+type Row = (Vec<f32>, u32);
 
 /// The 8×8 image turned by `deg` degrees about its centre, bilinear, zero outside.
 fn rotate(px: &[f32], deg: f64) -> Vec<f32> {
@@ -50,13 +59,258 @@ fn rotate(px: &[f32], deg: f64) -> Vec<f32> {
     out
 }
 
+/// One step's outcome.
+struct Step {
+    angle: f64,
+    /// Promoted and serving on every device.
+    promoted: bool,
+    decision: String,
+    after: f64,
+    sklearn: f64,
+}
+
+/// The enterprise's side of the loop: its devices, its application, its
+/// images, and what it labelled.
+struct Loop<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    acme: &'a Client,
+    agents: &'a [AgentProc],
+    trainer: &'a algobay_sdk::trainer::Trainer,
+    /// The device whose samples the registry holds out to judge.
+    judging_device: usize,
+    base: Vec<Row>,
+    labelled: Vec<Row>,
+    judged: Vec<Row>,
+    unlabelled: Vec<Row>,
+    /// Labels given on the devices whose samples train.
+    trained: Vec<Row>,
+    seq: usize,
+    given: usize,
+    rounds: usize,
+    dir: PathBuf,
+    epochs: usize,
+    lr: f64,
+}
+
+impl Loop<'_> {
+    /// Sends one request (to the devices in turn); with `label`, the
+    /// application's answer for it. Returns the label the device answered.
+    fn send(&mut self, px: &[f32], label: Option<u32>) -> String {
+        let i = self.seq % self.agents.len();
+        let a = &self.agents[i];
+        let rid = format!("r{}", self.seq);
+        self.seq += 1;
+        let (code, ans) = http_with(
+            &a.http,
+            "POST",
+            "/v1/infer",
+            &[("x-request-id", &rid)],
+            &body(px),
+        );
+        assert_eq!(code, 200);
+        let out: serde_json::Value = serde_json::from_slice(&ans.body).unwrap();
+        if let Some(l) = label {
+            let fb = serde_json::json!({"request_id": rid, "label": l.to_string()});
+            let (code, text) = http(&a.http, "POST", "/v1/feedback", fb.to_string().as_bytes());
+            assert_eq!(code, 200, "{text}");
+            self.given += 1;
+            if i != self.judging_device {
+                self.trained.push((px.to_vec(), l));
+            }
+        }
+        out["result"][0][0]["label"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// Share of the never-labelled images, turned `deg`, the devices answer right.
+    fn never_labelled(&mut self, deg: f64) -> f64 {
+        let judged = self.judged.clone();
+        let right = judged
+            .iter()
+            .filter(|(px, y)| self.send(&rotate(px, deg), None) == y.to_string())
+            .count();
+        right as f64 / judged.len() as f64
+    }
+
+    /// scikit-learn's MLP of the same shape, retrained from scratch on the
+    /// base rows and the same field labels: its accuracy on the same
+    /// never-labelled images.
+    fn sklearn(&self, deg: f64) -> f64 {
+        let write = |path: &std::path::Path, rows: &mut dyn Iterator<Item = Row>| {
+            let mut text = String::new();
+            for (px, y) in rows {
+                for v in &px {
+                    text.push_str(&format!("{v},"));
+                }
+                text.push_str(&format!("{y}\n"));
+            }
+            std::fs::write(path, text).unwrap();
+        };
+        let fit = self.dir.join("sk-fit.csv");
+        let test = self.dir.join("sk-test.csv");
+        write(&fit, &mut self.base.iter().chain(&self.trained).cloned());
+        write(
+            &test,
+            &mut self.judged.iter().map(|(px, y)| (rotate(px, deg), *y)),
+        );
+        let script = format!(
+            "import numpy as np\n\
+from sklearn.neural_network import MLPClassifier\n\
+a = np.loadtxt(r'{}', delimiter=','); b = np.loadtxt(r'{}', delimiter=',')\n\
+m = MLPClassifier(hidden_layer_sizes=(32,), solver='adam', batch_size=len(a), max_iter={}, learning_rate_init={}, alpha=0.0, tol=0.0, n_iter_no_change={}, shuffle=False, random_state=7)\n\
+m.fit(a[:, :64], a[:, 64].astype(int))\n\
+print(m.score(b[:, :64], b[:, 64].astype(int)))\n",
+            fit.display(),
+            test.display(),
+            self.epochs,
+            self.lr,
+            self.epochs
+        );
+        let out = std::process::Command::new(root().join("build/pytools/bin/python"))
+            .args(["-W", "ignore", "-c", &script])
+            .env("OMP_NUM_THREADS", "1")
+            .env("OPENBLAS_NUM_THREADS", "1")
+            .output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(f64::NAN),
+            _ => f64::NAN,
+        }
+    }
+
+    /// One drift step: its traffic, the round the policy starts, the rollout.
+    /// With `wrong`, the application labels the training devices' requests
+    /// wrongly (the judging device's rightly).
+    fn step(&mut self, name: &str, deg: f64, wrong: bool) -> Step {
+        let before = self.never_labelled(deg);
+        for (k, (px, y)) in self.labelled.clone().iter().enumerate() {
+            let on = self.seq % self.agents.len();
+            let label = if wrong && on != self.judging_device {
+                (y + 1 + (k as u32 % 9)) % 10
+            } else {
+                *y
+            };
+            self.send(&rotate(px, deg), Some(label));
+        }
+        for (px, _) in self.unlabelled.clone() {
+            self.send(&rotate(&px, deg), None);
+        }
+        let want = self.given;
+        let (rt, acme) = (self.rt, self.acme);
+        wait_for(180, "the step's feedback at the registry", || {
+            (feedback_labels(rt, acme) >= want).then_some(())
+        });
+        // The policy starts the round by itself; the trainer takes it.
+        let started = Instant::now();
+        let trainer = self.trainer;
+        let outcome = wait_for(300, "a round the policy started", || {
+            rt.block_on(trainer.run_once()).unwrap()
+        });
+        self.rounds += 1;
+        let run = outcome.run;
+        let gate: serde_json::Value = serde_json::from_str(&run.gate_json).unwrap_or_default();
+        let mut to_all = f64::NAN;
+        if let Some(rel) = &run.release {
+            // Traffic goes on, labelled as before, while the canary is judged.
+            let mut j = 0usize;
+            let labelled = self.labelled.clone();
+            let end = loop {
+                for _ in 0..30 {
+                    let (px, y) = &labelled[j % labelled.len()];
+                    j += 1;
+                    self.send(&rotate(px, deg), Some(*y));
+                }
+                let r = rt.block_on(acme.get_run(&run.id)).unwrap();
+                if matches!(r.state.as_str(), "serving" | "rolled_back") {
+                    break r.state;
+                }
+                assert!(
+                    started.elapsed().as_secs() < 600,
+                    "the rollout did not end: {r:?}"
+                );
+            };
+            if end == "serving" {
+                wait_for(120, "every device serves the new version", || {
+                    self.agents
+                        .iter()
+                        .all(|a| a.active().as_deref() == Some(rel.kit_reference.as_str()))
+                        .then_some(())
+                });
+                to_all = started.elapsed().as_secs_f64();
+            }
+        }
+        let after = self.never_labelled(deg);
+        let sklearn = self.sklearn(deg);
+        let decision = gate["decision"]["decision"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        let count = |k: &str| gate["field"][k].as_u64().unwrap_or(0);
+        println!(
+            "{:<9} {:>4}° {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>5} {:>4} {:>4} {:>9.2e} {:>24} {:>7.1} {:>8}",
+            name,
+            deg,
+            before,
+            after,
+            sklearn,
+            gate["base"]["champion_accuracy"].as_f64().unwrap_or(f64::NAN),
+            gate["base"]["challenger_accuracy"].as_f64().unwrap_or(f64::NAN),
+            count("n"),
+            count("b"),
+            count("c"),
+            gate["field"]["p"].as_f64().unwrap_or(f64::NAN),
+            if decision == "promote" {
+                format!("promote → {}", run.version)
+            } else {
+                format!(
+                    "{decision} ({})",
+                    gate["decided_by"].as_str().unwrap_or("?")
+                )
+            },
+            outcome.train_seconds,
+            if to_all.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{to_all:.1}")
+            },
+        );
+        let t = &gate["base_test"];
+        println!(
+            "          trigger: {}; base test: {} rows, b {}, c {}, z {:.2}, p {:.2e}, {} rows needed for a margin of {}",
+            run.trigger,
+            t["n"],
+            t["b"],
+            t["c"],
+            t["z"].as_f64().unwrap_or(f64::NAN),
+            t["p"].as_f64().unwrap_or(f64::NAN),
+            t["rows_needed"],
+            t["margin"]
+        );
+        if decision != "promote" {
+            println!(
+                "          why: {}",
+                run.history.last().map(|h| h.reason.as_str()).unwrap_or("")
+            );
+        }
+        Step {
+            angle: deg,
+            promoted: decision == "promote" && !to_all.is_nan(),
+            decision,
+            after,
+            sklearn,
+        }
+    }
+}
+
 fn main() {
-    let rounds = arg("--rounds", 3) as usize;
-    let requests = arg("--requests", 300) as usize;
-    let feedback_pct = arg("--feedback", 80) as usize;
-    let base_margin = arg("--base-margin-pct", 2) as f64 / 100.0;
+    let steps = arg("--steps", 4) as usize;
+    let min_labels = arg("--min-labels", 200);
     println!(
-        "algobay continuous training ({} cores): {rounds} rounds, {requests} requests a round, feedback on {feedback_pct}%\n",
+        "algobay continuous training ({} cores): {steps} drift steps of 15°, then a round on wrong labels\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -73,11 +327,15 @@ fn main() {
     let op = rt.block_on(reg.client(&reg.operator));
     let (_, team_token) = rt.block_on(op.create_token("team", "algobay", 0)).unwrap();
     let team = rt.block_on(reg.client(&team_token));
+    let text = std::fs::read_to_string(root().join("examples/kits/digits/Kitfile")).unwrap();
+    let recipe: toml::Value = toml::from_str(&text).unwrap();
+    let epochs = recipe["training"]["epochs"].as_integer().unwrap() as usize;
+    let lr = recipe["training"]["learning_rate"].as_float().unwrap();
 
     // The base training set and the frozen holdout: every fifth row held out.
     let rows = digits();
     let (mut train, mut test) = (String::new(), String::new());
-    let mut held = Vec::new();
+    let mut base = Vec::new();
     for (i, (px, y)) in rows.iter().enumerate() {
         let line = format!(
             "{},{y}\n",
@@ -88,9 +346,9 @@ fn main() {
         );
         if i % 5 == 4 {
             test.push_str(&line);
-            held.push((px.clone(), *y));
         } else {
             train.push_str(&line);
+            base.push((px.clone(), *y));
         }
     }
     for (name, data) in [
@@ -126,142 +384,130 @@ fn main() {
             )
         })
         .collect();
-    let mut serving = "algobay/digits-mlp@1.0.0".to_owned();
-    serve(&rt, &acme, &agents[0], &serving, 120);
+    let first = "algobay/digits-mlp@1.0.0".to_owned();
+    serve(&rt, &acme, &agents[0], &first, 120);
     for a in &agents {
         wait_for(120, "every device serves 1.0.0", || {
-            a.active().filter(|r| *r == serving)
+            a.active().filter(|r| *r == first)
         });
     }
+    // The policy as an enterprise gets it, but for running by itself and the
+    // number of new labels a round waits for.
     let mut policy = rt
         .block_on(acme.train_policy("", "algobay/digits-mlp"))
         .unwrap();
-    policy.base_margin = base_margin;
-    policy.min_field_count = 20;
-    rt.block_on(acme.set_train_policy(policy)).unwrap();
+    policy.auto = true;
+    policy.min_new_labels = min_labels as u32;
+    let policy = rt.block_on(acme.set_train_policy(policy)).unwrap();
+    println!(
+        "policy: the defaults, with auto and min_new_labels {}: alpha {}, base margin {}, min field {}, min discordant {}, canary share {}, field margin {}, field labels {}\n",
+        policy.min_new_labels,
+        policy.alpha,
+        policy.base_margin,
+        policy.min_field,
+        policy.min_discordant,
+        policy.canary_share,
+        policy.field_margin,
+        policy.min_field_count
+    );
     let trainer = trainer(&team, &dir.path().join("trainer"), "bench-trainer", 60);
 
-    // Sends `n` turned images (from `from` on), feedback on the set share;
-    // returns the share answered right.
-    let mut seq = 0usize;
-    let mut send = |n: usize, deg: f64, from: usize, with_feedback: bool| -> f64 {
-        let mut right = 0;
-        for k in 0..n {
-            let (px, label) = &held[(from + k) % held.len()];
-            let a = &agents[seq % agents.len()];
-            let rid = format!("r{seq}");
-            seq += 1;
-            let (code, ans) = http_with(
-                &a.http,
-                "POST",
-                "/v1/infer",
-                &[("x-request-id", &rid)],
-                &body(&rotate(px, deg)),
-            );
-            assert_eq!(code, 200);
-            let out: serde_json::Value = serde_json::from_slice(&ans.body).unwrap();
-            if out["result"][0][0]["label"] == label.to_string() {
-                right += 1;
-            }
-            if with_feedback && (k * 100 / n.max(1)) % 100 < feedback_pct {
-                let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
-                http(&a.http, "POST", "/v1/feedback", fb.to_string().as_bytes());
-            }
-        }
-        right as f64 / n.max(1) as f64
-    };
+    // Which device's samples the registry holds out (every third in the order
+    // of the digests of their ids): its feedback judges, the others' trains.
+    let mut order: Vec<(String, usize)> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let id = a.status()["device_id"].as_str().unwrap().to_owned();
+            (algobay_runtime::Digest::of(id.as_bytes()).hex(), i)
+        })
+        .collect();
+    order.sort();
 
+    // The drift's images: the base training rows (the holdout stays the
+    // gate's base slice), shuffled once: 60% answered by the application,
+    // 30% never labelled, 10% unlabelled traffic.
+    let mut pool = base.clone();
+    let mut state = 0x5eed_u64;
+    for i in (1..pool.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        pool.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    let (n_lab, n_judge) = (pool.len() * 6 / 10, pool.len() * 3 / 10);
+    let mut lp = Loop {
+        rt: &rt,
+        acme: &acme,
+        agents: &agents,
+        trainer: &trainer,
+        judging_device: order[0].1,
+        base: base.clone(),
+        labelled: pool[..n_lab].to_vec(),
+        judged: pool[n_lab..n_lab + n_judge].to_vec(),
+        unlabelled: pool[n_lab + n_judge..].to_vec(),
+        trained: Vec::new(),
+        seq: 0,
+        given: 0,
+        rounds: 0,
+        dir: dir.path().to_path_buf(),
+        epochs,
+        lr,
+    };
     println!(
-        "{:<5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>26} {:>9} {:>9} {:>14}",
-        "round",
+        "{:<9} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>4} {:>4} {:>9} {:>24} {:>7} {:>8}",
+        "step",
         "angle",
-        "field bef",
-        "field aft",
-        "base bef",
-        "base aft",
+        "never bf",
+        "never af",
+        "sklearn",
+        "base bf",
+        "base af",
         "n",
         "b",
         "c",
         "p",
         "decision",
         "train s",
-        "to all s",
-        "bytes/device"
+        "to all s"
     );
-    let mut train_seconds = Vec::new();
-    for round in 1..=rounds {
-        let deg = 15.0 * round as f64;
-        // The drift arrives; the application answers most of it.
-        let before = send(requests, deg, round * 97, true);
-        wait_for(120, "feedback at the registry", || {
-            let n = feedback_labels(&rt, &acme);
-            (n * 100 >= round * requests * feedback_pct * 95 / 100).then_some(n)
-        });
-        let trigger = Instant::now();
-        let run = rt
-            .block_on(acme.start_run("", "algobay/digits-mlp"))
-            .unwrap();
-        let outcome = rt.block_on(trainer.run_once()).unwrap().unwrap();
-        train_seconds.push(outcome.train_seconds);
-        let judged = outcome.run;
-        let gate: serde_json::Value = serde_json::from_str(&judged.gate_json).unwrap_or_default();
-        let mut to_all = f64::NAN;
-        let mut bytes = 0;
-        if let Some(rel) = &judged.release {
-            // Traffic goes on while the canary is judged on its feedback.
-            let mut from = round * 131;
-            wait_for(300, "every device serves the new version", || {
-                send(30, deg, from, true);
-                from += 30;
-                agents
-                    .iter()
-                    .all(|a| a.active().as_deref() == Some(rel.kit_reference.as_str()))
-                    .then_some(())
-            });
-            to_all = trigger.elapsed().as_secs_f64();
-            bytes = rel.new_bytes;
-            serving = rel.kit_reference.clone();
-        }
-        let after = send(150, deg, round * 53, false);
-        let decision = gate["decision"]["decision"]
-            .as_str()
-            .unwrap_or("?")
-            .to_owned();
-        let count = |k: &str| gate["field"][k].as_u64().unwrap_or(0);
-        println!(
-            "{:<5} {:>4}° {:>10.3} {:>10.3} {:>9.3} {:>9.3} {:>6} {:>4} {:>4} {:>9.2e} {:>26} {:>9.1} {:>9} {:>14}",
-            round,
-            deg,
-            before,
-            after,
-            gate["base"]["champion_accuracy"].as_f64().unwrap_or(f64::NAN),
-            gate["base"]["challenger_accuracy"].as_f64().unwrap_or(f64::NAN),
-            count("n"),
-            count("b"),
-            count("c"),
-            gate["field"]["p"].as_f64().unwrap_or(f64::NAN),
-            if decision == "promote" {
-                format!("promote → {}", judged.version)
-            } else {
-                decision
-            },
-            outcome.train_seconds,
-            if to_all.is_nan() {
-                "-".to_owned()
-            } else {
-                format!("{to_all:.1}")
-            },
-            bytes,
-        );
-        let _ = run;
+    let mut done = Vec::new();
+    for k in 1..=steps {
+        done.push(lp.step(&format!("drift {k}"), 15.0 * k as f64, false));
     }
-    println!("\nserving at the end: {serving}");
-
+    let wrong = lp.step("wrong", 15.0 * steps as f64, true);
+    println!("\n{} rounds", lp.rounds);
+    let met = |ok: bool| if ok { "met" } else { "NOT MET" };
+    let big: Vec<&Step> = done.iter().filter(|s| s.angle >= 30.0).collect();
+    let promoted = big.iter().filter(|s| s.promoted).count();
+    println!(
+        "goal: every drift step of at least 30° promoted with the policy's defaults: {promoted} of {} ({}) — {}",
+        big.len(),
+        big.iter()
+            .map(|s| format!("{}°: {}", s.angle, s.decision))
+            .collect::<Vec<_>>()
+            .join(", "),
+        met(promoted == big.len())
+    );
+    let worst = big
+        .iter()
+        .map(|s| s.sklearn - s.after)
+        .fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "goal: never-labelled accuracy within 5 points of scikit-learn's MLP retrained on the same labels ({}) — worst gap {:+.1} points — {}",
+        big.iter()
+            .map(|s| format!("{}°: {:.3} vs {:.3}", s.angle, s.after, s.sklearn))
+            .collect::<Vec<_>>()
+            .join(", "),
+        worst * 100.0,
+        met(worst <= 0.05)
+    );
+    println!(
+        "goal: the round on wrong labels rejected: {} — {}",
+        wrong.decision,
+        met(wrong.decision == "reject")
+    );
     // candle against scikit-learn on the same rows, layers, epochs, batch (full).
-    let text = std::fs::read_to_string(root().join("examples/kits/digits/Kitfile")).unwrap();
-    let recipe: toml::Value = toml::from_str(&text).unwrap();
-    let epochs = recipe["training"]["epochs"].as_integer().unwrap() as usize;
-    let lr = recipe["training"]["learning_rate"].as_float().unwrap();
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for (i, (px, l)) in rows.iter().enumerate() {
         if i % 5 != 4 {
@@ -327,8 +573,4 @@ print(s, m.score(X, y))\n",
         }
         Err(e) => println!("  scikit-learn: not run ({e})"),
     }
-    let mean = train_seconds.iter().sum::<f64>() / train_seconds.len().max(1) as f64;
-    println!(
-        "  a round's training in the loop (base + field rows, warm start): {mean:.2} s on average"
-    );
 }
