@@ -75,6 +75,22 @@ pub struct AgentConfig {
     /// a gRPC message); bigger ones are refused with 413 (RESOURCE_EXHAUSTED).
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
+    /// Connections open at once on each listener (HTTP and gRPC); past it the
+    /// one idle the longest is shed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one address; past it that address's
+    /// longest idle is shed.
+    #[serde(default = "default_max_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// Time a client has to send a request's headers (also the longest idle
+    /// time of a kept-alive connection), in seconds.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Time a client has to send a request's body, in seconds. Bodies are read
+    /// before a request takes a turn on the kit.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_seconds: u64,
     /// How long one sync waits for a change at the registry.
     #[serde(default = "default_wait")]
     pub sync_wait_seconds: u32,
@@ -137,6 +153,18 @@ fn default_max_batch() -> usize {
 fn default_queue() -> usize {
     64
 }
+fn default_max_connections() -> usize {
+    algobay_net::Limits::default().max_connections
+}
+fn default_max_per_peer() -> usize {
+    algobay_net::Limits::default().max_per_peer
+}
+fn default_header_timeout() -> u64 {
+    algobay_net::Limits::default().header_timeout.as_secs()
+}
+fn default_body_timeout() -> u64 {
+    algobay_net::Limits::default().body_timeout.as_secs()
+}
 fn default_wait() -> u32 {
     20
 }
@@ -163,6 +191,17 @@ fn default_grace() -> u64 {
 }
 
 impl AgentConfig {
+    /// The bounds of the agent's listeners.
+    pub fn listener_limits(&self) -> algobay_net::Limits {
+        algobay_net::Limits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_seconds),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_seconds),
+            ..algobay_net::Limits::default()
+        }
+    }
+
     /// The device's ceiling on stage limits, if it sets one.
     pub fn stage_limits_cap(&self) -> Option<algobay_runtime::manifest::Limits> {
         if self.stage_memory_mb.is_none() && self.stage_time_ms.is_none() {
@@ -223,6 +262,7 @@ impl AgentConfig {
                 "report_seconds: must be at least 1".into(),
             ));
         }
+        self.listener_limits().check().map_err(AgentError::Config)?;
         Ok(())
     }
 }

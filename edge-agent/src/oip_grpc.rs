@@ -222,9 +222,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let cap = agent.config().max_body_bytes;
+    let limits = agent.config().listener_limits();
+    let tracker = algobay_net::Tracker::new(limits);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(Some(64))
+        // A call must arrive and be answered within the body timeout plus a
+        // run's time; dead peers are found by keep-alive pings.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .layer(algobay_proto::status::MalformedAsInvalidLayer)
         .add_service(
             pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(InferenceService(
@@ -232,9 +238,6 @@ pub async fn serve(
             ))
             .max_decoding_message_size(cap),
         )
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(algobay_net::incoming(listener, tracker), shutdown)
         .await
 }

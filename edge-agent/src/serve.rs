@@ -63,9 +63,8 @@ pub async fn serve(
     agent: Arc<Agent>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(agent))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let tracker = algobay_net::Tracker::new(agent.config().listener_limits());
+    algobay_net::serve_http(listener, router(agent), None, tracker, shutdown).await
 }
 
 fn error(code: StatusCode, message: String) -> Response {
@@ -245,14 +244,15 @@ async fn infer(
         Ok(id) => id,
         Err(r) => return r,
     };
-    // The body is read in the request's turn, so memory is bounded by the turns.
+    // The body is read before the request takes a turn on the kit, so a slow
+    // sender holds no turn; bodies being read at once are bounded apart.
+    let body = match agent.read_body_bounded(body, cap, read_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let turn = match agent.admit("", "").await {
         Ok(t) => t,
         Err(e) => return oip_error(e),
-    };
-    let body = match read_body(body, cap).await {
-        Ok(b) => b,
-        Err(r) => return r,
     };
     let runner = agent.clone();
     let result = agent
@@ -398,14 +398,14 @@ async fn oip_infer_any(
     if let Err(r) = check_length(&headers, cap) {
         return r;
     }
-    // Read and parse in the request's turn: memory is bounded by the turns.
+    // Read before the request takes a turn (a slow sender holds none); parse in it.
+    let body = match agent.read_body_bounded(body, cap, read_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let turn = match agent.admit(&model, &version).await {
         Ok(t) => t,
         Err(e) => return oip_error(e),
-    };
-    let body = match read_body(body, cap).await {
-        Ok(b) => b,
-        Err(r) => return r,
     };
     let json_len = match headers.get("inference-header-content-length") {
         Some(v) => match v.to_str().ok().and_then(|s| s.parse::<usize>().ok()) {

@@ -80,7 +80,47 @@ enum Command {
         ort_lib: Option<PathBuf>,
         #[command(flatten)]
         ceilings: CeilingArgs,
+        #[command(flatten)]
+        listeners: ListenerArgs,
     },
+}
+
+/// Bounds on each listener (gRPC and console), against slow and many clients.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Listeners: connections and timeouts")]
+struct ListenerArgs {
+    /// Connections open at once on a listener; past it the longest idle is shed.
+    #[arg(long, env = "ALGOBAY_MAX_CONNECTIONS", default_value_t = algobay_net::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Connections open at once from one address; past it its longest idle is shed.
+    #[arg(long, env = "ALGOBAY_MAX_CONNECTIONS_PER_PEER", default_value_t = algobay_net::Limits::default().max_per_peer)]
+    max_connections_per_peer: usize,
+    /// Time to finish a TLS handshake (seconds).
+    #[arg(long, env = "ALGOBAY_HANDSHAKE_TIMEOUT_SECONDS", default_value_t = algobay_net::Limits::default().handshake_timeout.as_secs())]
+    handshake_timeout_seconds: u64,
+    /// Time to send a console request's headers, also the longest idle time
+    /// of a kept-alive connection (seconds).
+    #[arg(long, env = "ALGOBAY_HEADER_TIMEOUT_SECONDS", default_value_t = algobay_net::Limits::default().header_timeout.as_secs())]
+    header_timeout_seconds: u64,
+    /// Time to send a console request's body (seconds).
+    #[arg(long, env = "ALGOBAY_BODY_TIMEOUT_SECONDS", default_value_t = algobay_net::Limits::default().body_timeout.as_secs())]
+    body_timeout_seconds: u64,
+}
+
+impl ListenerArgs {
+    fn limits(&self) -> anyhow::Result<algobay_net::Limits> {
+        use std::time::Duration;
+        let l = algobay_net::Limits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_seconds),
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+        };
+        l.check()
+            .map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
+        Ok(l)
+    }
 }
 
 /// What a published kit may ask of the registry, which runs its golden samples.
@@ -252,7 +292,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         web_listen,
         ort_lib,
         ceilings,
+        listeners,
     } = cli.command;
+    let limits = listeners.limits()?;
     let grace = std::time::Duration::from_secs(ceilings.shutdown_grace_seconds);
     let ceilings = ceilings.ceilings();
     std::fs::create_dir_all(&data)?;
@@ -376,9 +418,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         let mut rx = stop_rx.clone();
         let app = algobay_registry::web::router(registry.clone());
-        tokio::spawn(algobay_registry::web::serve(wl, app, web_tls, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
+        tokio::spawn(algobay_registry::web::serve(
+            wl,
+            app,
+            web_tls,
+            limits,
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
     }
     println!(
         "listening on {}://{addr}",
@@ -386,10 +434,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, data = %data.display(), "registry serving");
     let mut stopping = stop_rx.clone();
-    let served = algobay_registry::server::serve(listener, registry, tls, metrics, async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let served =
+        algobay_registry::server::serve(listener, registry, tls, metrics, limits, async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
     tokio::select! {
         r = served => r?,
         _ = async {

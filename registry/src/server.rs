@@ -23,11 +23,14 @@ pub const MAX_STREAMS: u32 = 128;
 
 /// Serves until `shutdown` completes, then finishes the requests in flight.
 /// `tls: None` serves plaintext (only for `--insecure`).
+/// Connections are admitted within `limits` (caps per peer and in all, the
+/// longest idle shed first; see `algobay_net`).
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<dyn RegistryApi>,
     tls: Option<TlsIdentity>,
     metrics: Arc<Metrics>,
+    limits: algobay_net::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -188,8 +191,7 @@ pub async fn serve(
             ),
         )
         .serve_with_incoming_shutdown(
-            // Set here: the builder's tcp_nodelay only reaches sockets it accepts itself.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            algobay_net::incoming(listener, algobay_net::Tracker::new(limits)),
             shutdown,
         )
         .await;

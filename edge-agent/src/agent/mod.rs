@@ -182,6 +182,9 @@ pub struct Agent {
     running: tokio::sync::Semaphore,
     /// Requests waiting for a turn.
     waiting: std::sync::atomic::AtomicUsize,
+    /// Request bodies being read at once (before their turn): as many as may
+    /// run and wait, so memory stays bounded while slow senders hold no turn.
+    reading: tokio::sync::Semaphore,
     /// OpenTelemetry metrics, when exported.
     telemetry: Option<crate::telemetry::Telemetry>,
     /// Hard examples waiting to go to the registry.
@@ -190,6 +193,9 @@ pub struct Agent {
     pub recent: crate::recent::RecentRequests,
     /// The active deployment keeps no hard examples.
     sampling_off: std::sync::atomic::AtomicBool,
+    /// What one push of samples may carry, as the registry last said (0: not yet).
+    push_count: AtomicU64,
+    push_bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for Agent {
@@ -282,7 +288,15 @@ impl Agent {
                 ),
             )?)
         };
+        let running = if cfg.max_concurrent == 0 {
+            4 * std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            cfg.max_concurrent
+        };
         let agent = Arc::new(Agent {
+            reading: tokio::sync::Semaphore::new(running + cfg.max_queue.max(1)),
             identity,
             server_ca,
             runtime,
@@ -296,18 +310,14 @@ impl Agent {
             }),
             stats: Stats::default(),
             bytes_received: AtomicU64::new(0),
-            running: tokio::sync::Semaphore::new(if cfg.max_concurrent == 0 {
-                4 * std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            } else {
-                cfg.max_concurrent
-            }),
+            running: tokio::sync::Semaphore::new(running),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             telemetry,
             samples,
             recent,
             sampling_off: std::sync::atomic::AtomicBool::new(false),
+            push_count: AtomicU64::new(0),
+            push_bytes: AtomicU64::new(0),
             cfg,
         });
         let a = agent.clone();

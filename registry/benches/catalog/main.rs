@@ -206,6 +206,7 @@ async fn serve_on(e: &Engine, dir: &std::path::Path, op: Option<&str>) -> (Serve
         registry.clone(),
         Some(tls),
         algobay_registry::metrics::Metrics::new(),
+        algobay_net::Limits::default(),
         std::future::pending(),
     ));
     let ch = Channel::from_shared(format!("https://localhost:{port}"))

@@ -1,7 +1,9 @@
 //! The guard in front of every registry call: the caller is authenticated from
 //! the request's headers (its token, or an enrolled device's certificate)
 //! before any of the body is read, so an unknown caller cannot make the
-//! registry buffer a large message.
+//! registry buffer a large message. The calls open to anyone (a device's
+//! enrollment) are bounded to what they need, [`OPEN_BODY_LIMIT`] bytes,
+//! before they are read.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +22,49 @@ pub struct Authenticated(pub Principal);
 
 /// Calls that need no caller: a device's enrollment carries its one-time token in the body.
 const OPEN: &[&str] = &["/algobay.v1.Fleet/Enroll"];
+
+/// The most an open call may send: an enrollment is a token, a CSR (about
+/// 500 bytes for an ECDSA key), a name and a few labels.
+pub const OPEN_BODY_LIMIT: usize = 16 << 10;
+
+/// A request body that fails once more than its limit arrived, before the
+/// rest is buffered.
+struct Capped {
+    inner: tonic::body::Body,
+    left: usize,
+    path: &'static str,
+}
+
+impl http_body::Body for Capped {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    if d.len() > self.left {
+                        return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
+                            "{}: the request is over the limit of {OPEN_BODY_LIMIT} bytes for a call made before authentication",
+                            self.path
+                        )))));
+                    }
+                    self.left -= d.len();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Status::from_error(e.into())))),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
 
 /// Calls the guard authenticates; health checking and reflection stay open.
 fn guarded(path: &str) -> bool {
@@ -81,9 +126,9 @@ impl<S> std::fmt::Debug for Guard<S> {
     }
 }
 
-impl<S, B, R> tower::Service<http::Request<B>> for Guard<S>
+impl<S, R> tower::Service<http::Request<tonic::body::Body>> for Guard<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Send,
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<R>> + Send,
     S::Future: Send + 'static,
     R: Default + Send + 'static,
 {
@@ -95,7 +140,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(path) = OPEN.iter().find(|p| **p == req.uri().path()) {
+            let req = req.map(|inner| {
+                tonic::body::Body::new(Capped {
+                    inner,
+                    left: OPEN_BODY_LIMIT,
+                    path,
+                })
+            });
+            return Box::pin(self.inner.call(req));
+        }
         if guarded(req.uri().path()) {
             match authenticate(self.reg.as_ref(), &req) {
                 Ok(p) => {

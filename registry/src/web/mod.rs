@@ -37,6 +37,8 @@ pub use session::SESSION_COOKIE;
 pub struct Console {
     pub(crate) api: Arc<dyn RegistryApi>,
     pub(crate) assets: assets::Assets,
+    /// Recent failed sign-ins per client address.
+    pub(crate) failures: session::Failures,
 }
 
 impl std::fmt::Debug for Console {
@@ -52,6 +54,7 @@ pub fn router(api: Arc<dyn RegistryApi>) -> Router {
     let console = Arc::new(Console {
         api,
         assets: assets::Assets::new(),
+        failures: session::Failures::default(),
     });
     Router::new()
         .route("/", get(catalog::marketplace))
@@ -124,6 +127,8 @@ pub(crate) enum WebError {
     SignIn(String),
     /// A form without its anti-forgery token.
     Forged,
+    /// Too many attempts from this address; try again after this many seconds.
+    TooMany(u64),
     Invalid(String),
     Failed(String),
 }
@@ -166,6 +171,19 @@ impl IntoResponse for WebError {
                 "The form did not carry this session's anti-forgery token. Reload the page and try again.".to_owned(),
             ),
             WebError::Invalid(m) => (StatusCode::BAD_REQUEST, "Not accepted", m),
+            WebError::TooMany(secs) => {
+                let page = views::ErrorPage {
+                    base: views::Base::bare("Too many attempts"),
+                    message: format!(
+                        "Too many failed sign-ins from this address; try again in {secs} s."
+                    ),
+                };
+                let mut res = (StatusCode::TOO_MANY_REQUESTS, views::html(&page)).into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return res;
+            }
             WebError::Failed(m) => {
                 tracing::warn!(error = %m, "console page failed");
                 (
@@ -215,64 +233,22 @@ pub fn tls_config(id: &crate::tls::TlsIdentity) -> crate::error::Result<Arc<rust
     Ok(Arc::new(cfg))
 }
 
-/// Serves the console on `listener` (over TLS when given) until `shutdown`.
+/// Serves the console on `listener` (over TLS when given) until `shutdown`,
+/// within `limits`: connection caps (the longest idle shed first), and
+/// timeouts on the handshake, the headers and the body of every request.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: algobay_net::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, then go on.
-                    tracing::warn!(error = %e, "console accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
-        let app = app.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let service = TowerToHyperService::new(app);
-            let builder = Builder::new(TokioExecutor::new());
-            let served = match acceptor {
-                Some(a) => {
-                    let tls = match tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        a.accept(tcp),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "console tls handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                        .await
-                }
-                None => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                        .await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "console connection ended");
-            }
-        });
-    }
+    algobay_net::serve_http(
+        listener,
+        app,
+        tls,
+        algobay_net::Tracker::new(limits),
+        shutdown,
+    )
+    .await
 }

@@ -86,6 +86,7 @@ pub async fn start_with(ceilings: Ceilings) -> Harness {
         registry.clone(),
         Some(tls),
         metrics.clone(),
+        algobay_net::Limits::default(),
         async {
             let _ = stopped.await;
         },

@@ -82,6 +82,7 @@ pub fn console(rt: &tokio::runtime::Runtime, reg: Arc<dyn RegistryApi>) -> std::
         listener,
         app,
         None,
+        algobay_net::Limits::default(),
         std::future::pending(),
     ));
     addr

@@ -81,6 +81,7 @@ impl Env {
             registry,
             Some(tls),
             algobay_registry::metrics::Metrics::new(),
+            algobay_net::Limits::default(),
             std::future::pending(),
         ));
         Env {
