@@ -124,6 +124,15 @@ impl SampleQueue {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).dropped
     }
 
+    /// Counts `n` samples given up on (the registry refuses them for good).
+    pub fn count_dropped(&self, n: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.dropped += n;
+        if let Err(e) = self.save_dropped(g.dropped) {
+            tracing::warn!(error = %e, "could not record dropped samples");
+        }
+    }
+
     /// Samples waiting and their bytes.
     pub fn len(&self) -> (usize, u64) {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,7 +188,11 @@ impl SampleQueue {
     }
 
     /// The oldest samples, up to `max_bytes` (at least one), with their sequence numbers.
-    pub fn peek(&self, max_bytes: u64) -> Result<Vec<(u64, SampleMeta, Vec<u8>)>> {
+    pub fn peek(
+        &self,
+        max_bytes: u64,
+        max_count: usize,
+    ) -> Result<Vec<(u64, SampleMeta, Vec<u8>)>> {
         let files: Vec<(u64, u64)> = self
             .inner
             .lock()
@@ -189,7 +202,7 @@ impl SampleQueue {
         let mut out = Vec::new();
         let mut total = 0;
         for (seq, size) in files {
-            if !out.is_empty() && total + size > max_bytes {
+            if !out.is_empty() && (total + size > max_bytes || out.len() >= max_count.max(1)) {
                 break;
             }
             let p = self.queue_dir().join(name(seq));
@@ -260,7 +273,7 @@ mod tests {
         let (n, bytes) = q.len();
         assert!(bytes <= 1000, "{bytes}");
         assert!(q.dropped() >= 1 && n as u64 + q.dropped() == 5);
-        let first = q.peek(u64::MAX).unwrap();
+        let first = q.peek(u64::MAX, usize::MAX).unwrap();
         assert_eq!(
             first[0].1.id,
             format!("s{}", q.dropped()),
@@ -276,7 +289,7 @@ mod tests {
         drop(q);
         let q = SampleQueue::open(dir.path(), 1000).unwrap();
         assert_eq!((q.len().0, q.dropped()), (n, dropped));
-        let batch = q.peek(1).unwrap();
+        let batch = q.peek(1, usize::MAX).unwrap();
         assert_eq!(
             batch.len(),
             1,
@@ -285,6 +298,9 @@ mod tests {
         q.ack(&[batch[0].0]).unwrap();
         assert_eq!(q.len().0, n - 1);
         q.push(&meta("after"), b"x").unwrap();
-        assert_eq!(q.peek(u64::MAX).unwrap().last().unwrap().1.id, "after");
+        assert_eq!(
+            q.peek(u64::MAX, usize::MAX).unwrap().last().unwrap().1.id,
+            "after"
+        );
     }
 }

@@ -710,12 +710,13 @@ pub struct CoverageSlice {
 }
 
 impl Coverage {
-    /// What a team or enterprise sees: the catalog's counts and the
-    /// programme's totals, but no device counts and no enterprise counts per
-    /// industry or domain (they would tell one tenant the size of another's
-    /// fleet in a small industry).
+    /// What a team or enterprise sees: the catalog's counts, but no device
+    /// or enterprise counts, in all or per industry or domain (they would tell
+    /// one tenant how many others there are and the size of their fleets).
     pub fn for_tenants(mut self) -> Coverage {
         self.devices = 0;
+        self.enterprises = 0;
+        self.enterprises_served = 0;
         for s in self
             .by_industry
             .values_mut()

@@ -11,7 +11,11 @@ use crate::service::{json, parse, Registry};
 use crate::store::{Batch, Tree};
 
 /// Samples in one push.
-const MAX_SAMPLES: usize = 256;
+pub const MAX_SAMPLES: usize = 256;
+
+/// The bytes of samples one push should carry (under the gRPC message limit,
+/// with room for the records around them); sent to devices with every sync.
+pub const MAX_PUSH_BYTES: u64 = 8 << 20;
 /// Samples in one page of a listing.
 const MAX_PAGE: usize = 500;
 /// Labels in one call.

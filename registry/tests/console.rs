@@ -290,3 +290,189 @@ fn every_answer_carries_a_strict_policy_and_assets_are_cached_by_their_hash() {
     assert_eq!(a.status, 404);
     assert!(!page.body.contains("<script>"), "no inline script");
 }
+
+/// Posts a sign-in with `token` and `next`; returns the answer.
+fn try_sign_in(addr: std::net::SocketAddr, token: &str, next: &str) -> Answer {
+    let form = request(addr, "GET", "/signin", &[], "");
+    let nonce_cookie = form
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("algobay_signin="))
+        .unwrap();
+    let nonce = nonce_cookie.split_once('=').unwrap().1.to_owned();
+    request(
+        addr,
+        "POST",
+        "/signin",
+        &[("Cookie", &nonce_cookie)],
+        &format!("nonce={nonce}&token={token}&next={next}"),
+    )
+}
+
+#[test]
+fn sign_in_goes_only_to_a_local_path_and_wrong_tokens_are_limited_per_address() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = fleet(1);
+    let (_, acme_token) = f
+        .reg
+        .create_token(&operator(), Role::Enterprise, "acme", 0, "")
+        .unwrap();
+    let addr = console(&rt, Arc::new(f.replica()));
+    // Tabs, new lines, NUL, another host, a scheme, backslashes: 400, never a 500 or a redirect.
+    for bad in [
+        "/%09/evil.example",
+        "/%0d%0aSet-Cookie:x=1",
+        "/%0b",
+        "/%00",
+        "//evil.example",
+        "https://evil.example/",
+        "/%5c/evil.example",
+        "/\\\\evil.example",
+    ] {
+        let a = try_sign_in(addr, &acme_token, bad);
+        assert_eq!(
+            a.status,
+            400,
+            "next={bad}: {} {:?}",
+            a.status,
+            a.header("location")
+        );
+        assert!(
+            a.body.contains("next: must be a path on this site"),
+            "{}",
+            a.body
+        );
+        let page = request(addr, "GET", &format!("/signin?next={bad}"), &[], "");
+        assert_eq!(page.status, 400, "GET next={bad}");
+    }
+    let ok = try_sign_in(addr, &acme_token, "/fleet?x=1");
+    assert_eq!(
+        (ok.status, ok.header("location")),
+        (303, Some("/fleet?x=1"))
+    );
+    // Ten wrong tokens a minute from one address, then 429 with when to retry,
+    // even for the right one.
+    for i in 0..10 {
+        let a = try_sign_in(addr, "abt_wrong", "/");
+        assert_eq!(a.status, 401, "attempt {i}");
+    }
+    let limited = try_sign_in(addr, &acme_token, "/");
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+}
+
+#[test]
+fn a_blob_too_big_to_show_is_refused_before_it_is_read() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = fleet(1);
+    let team = principal(Role::Team, "algobay");
+    // 40 MiB: over what a page shows (32 MiB).
+    let big = vec![7u8; 40 << 20];
+    let d = algobay_runtime::Digest::of(&big);
+    f.reg.blobs().put(&d, &big).unwrap();
+    f.reg.note_upload(&team, &d, true).unwrap();
+    drop(big);
+    let (_, token) = f
+        .reg
+        .create_token(&operator(), Role::Operator, "", 0, "")
+        .unwrap();
+    let addr = console(&rt, Arc::new(f.replica()));
+    let (cookie, _) = sign_in_op(addr, &token);
+    let before = peak_rss_mib();
+    for _ in 0..20 {
+        let a = request(
+            addr,
+            "GET",
+            &format!("/blobs/{d}"),
+            &[("Cookie", &cookie)],
+            "",
+        );
+        assert_eq!(a.status, 400);
+        assert!(a.body.contains("too big to show here"), "{}", a.body);
+    }
+    let grew = peak_rss_mib().saturating_sub(before);
+    assert!(
+        grew < 100,
+        "reading sizes only, the peak grew by {grew} MiB"
+    );
+    // A small blob streams whole, verified.
+    let small = b"hello".to_vec();
+    let sd = algobay_runtime::Digest::of(&small);
+    f.reg.blobs().put(&sd, &small).unwrap();
+    f.reg.note_upload(&team, &sd, true).unwrap();
+    let a = request(
+        addr,
+        "GET",
+        &format!("/blobs/{sd}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!((a.status, a.body.as_str()), (200, "hello"));
+}
+
+fn sign_in_op(addr: std::net::SocketAddr, token: &str) -> (String, String) {
+    let done = try_sign_in(addr, token, "/");
+    assert_eq!(done.status, 303, "{}", done.body);
+    let cookie = done
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("algobay_session="))
+        .unwrap();
+    (cookie, String::new())
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[test]
+fn coverage_tells_a_tenant_nothing_of_other_enterprises_or_their_private_kits() {
+    let f = fleet(2);
+    let team = principal(Role::Team, "algobay");
+    // A kit made for acme alone, with a scenario of its own.
+    let kit = common::build_digits(&f.key, "algobay/acme-only");
+    for (d, b) in &kit.blobs {
+        f.reg.blobs().put(d, b).unwrap();
+        f.reg.note_upload(&team, d, true).unwrap();
+    }
+    f.reg
+        .blobs()
+        .put(
+            &algobay_runtime::Digest::of(&kit.manifest_bytes),
+            &kit.manifest_bytes,
+        )
+        .unwrap();
+    f.reg
+        .publish_kit(
+            &team,
+            kit.manifest_bytes.clone(),
+            kit.signatures.clone(),
+            "acme",
+            &algobay_registry::service::Cancel::new(),
+        )
+        .unwrap();
+    use algobay_registry::service::RegistryApi;
+    let op = RegistryApi::coverage(&f.reg, &operator()).unwrap();
+    assert_eq!(op.kits, 3);
+    assert_eq!(op.enterprises, 1);
+    for p in [team.clone(), f.acme.clone(), principal(Role::Visitor, "")] {
+        let c = RegistryApi::coverage(&f.reg, &p).unwrap();
+        assert_eq!(c.kits, 2, "{:?}: private kits are not counted", p.role);
+        assert_eq!((c.enterprises, c.enterprises_served, c.devices), (0, 0, 0));
+        assert!(
+            c.by_industry
+                .values()
+                .all(|s| s.enterprises == 0 && s.devices == 0),
+            "{:?}",
+            c.by_industry
+        );
+    }
+}

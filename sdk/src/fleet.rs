@@ -252,6 +252,9 @@ pub struct Desired {
     /// A canary runs this kit (the one it replaces) too, in the shadow, on the
     /// same requests; its answers go with each sample. Empty: no shadow.
     pub shadow_digest: String,
+    /// What one push of samples may carry (0: the registry did not say).
+    pub max_samples_per_push: u32,
+    pub max_push_bytes: u64,
 }
 
 /// One input of a hard example.
@@ -693,6 +696,8 @@ impl Client {
             .into_inner();
         let d = r.desired.unwrap_or_default();
         Ok(Desired {
+            max_samples_per_push: r.max_samples_per_push,
+            max_push_bytes: r.max_push_bytes,
             kit_digest: d.kit_digest,
             kit_reference: d.kit_reference,
             deployment_id: d.deployment_id,

@@ -161,6 +161,10 @@ impl Agent {
     pub async fn apply(self: &Arc<Self>, client: &Client, desired: &Desired) -> Result<()> {
         self.sampling_off
             .store(desired.sampling_off, Ordering::Relaxed);
+        self.push_count
+            .store(u64::from(desired.max_samples_per_push), Ordering::Relaxed);
+        self.push_bytes
+            .store(desired.max_push_bytes, Ordering::Relaxed);
         let st = self.state();
         if desired.kit_digest.is_empty() {
             if st.active.is_some() {

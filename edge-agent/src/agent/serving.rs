@@ -20,6 +20,22 @@ impl Agent {
         self.run_admitted(turn, traceparent, request_id, job).await
     }
 
+    /// Reads a request's body with `read` (at most `cap` bytes) among a
+    /// bounded number of bodies read at once, before the request takes a
+    /// turn: a slow sender holds a reading place, never a turn on the kit.
+    pub async fn read_body_bounded<B, T, E, F>(
+        &self,
+        body: B,
+        cap: usize,
+        read: impl FnOnce(B, usize) -> F,
+    ) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let _place = self.reading.acquire().await.ok();
+        read(body, cap).await
+    }
+
     /// Waits for a turn to run a request on the active kit (the bounded queue,
     /// then one of the running slots). Reading and parsing a request's body
     /// happen after this, so that memory is bounded by the running slots.
@@ -285,92 +301,71 @@ impl Agent {
         Ok(meta.id)
     }
 
-    /// Sends queued hard examples, oldest first, until the queue is empty or the
-    /// link fails (they stay queued then).
+    /// Sends queued hard examples, oldest first, in batches within what the
+    /// registry takes in one push (as it said at the last sync), until the
+    /// queue is empty or the link fails (they stay queued then). A batch the
+    /// registry refuses is split; a single sample it refuses for good (its kit
+    /// no longer deployed, too large) is dropped and counted, so the queue
+    /// never wedges behind it.
     pub(super) async fn upload_samples(self: &Arc<Self>, client: &Client) {
-        for _ in 0..64 {
+        let (count_cap, bytes_cap) = self.push_limits();
+        let mut count = count_cap;
+        for _ in 0..256 {
             let a = self.clone();
-            let batch = match tokio::task::spawn_blocking(move || a.samples.peek(4 << 20)).await {
-                Ok(Ok(b)) if !b.is_empty() => b,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "sample queue unreadable");
-                    return;
-                }
-                _ => return,
-            };
-            let mut seqs = Vec::new();
-            let mut samples = Vec::new();
-            for (seq, meta, data) in batch {
-                let mut at = 0usize;
-                let inputs = meta
-                    .inputs
-                    .iter()
-                    .map(|i| {
-                        let end = (at + i.size as usize).min(data.len());
-                        let bytes = data[at.min(end)..end].to_vec();
-                        at = end;
-                        algobay_sdk::fleet::SampleInput {
-                            name: i.name.clone(),
-                            datatype: i.datatype.clone(),
-                            shape: i.shape.clone(),
-                            digest: i.digest.clone(),
-                            size: i.size,
-                            data: bytes,
-                        }
-                    })
-                    .collect();
-                seqs.push(seq);
-                samples.push(algobay_sdk::fleet::Sample {
-                    id: meta.id,
-                    kit_digest: meta.kit_digest,
-                    kit_reference: meta.kit_reference,
-                    deployment_id: meta.deployment_id,
-                    reason: meta.reason,
-                    trace_id: meta.trace_id,
-                    created_unix: meta.created_unix,
-                    outputs_json: meta.outputs.to_string(),
-                    shadow_outputs_json: meta
-                        .shadow
-                        .as_ref()
-                        .map(|s| s.outputs.to_string())
-                        .unwrap_or_default(),
-                    shadow_digest: meta
-                        .shadow
-                        .as_ref()
-                        .map(|s| s.digest.clone())
-                        .unwrap_or_default(),
-                    inputs,
-                    device_id: String::new(),
-                    enterprise: String::new(),
-                    labels: meta
-                        .feedback
-                        .map(|value| algobay_sdk::fleet::SampleLabel {
-                            value,
-                            source: "feedback".into(),
-                            by: String::new(),
-                            at_unix: 0,
-                        })
-                        .into_iter()
-                        .collect(),
-                });
-            }
-            match client.push_samples(&samples).await {
-                Ok((stored, dup)) => {
-                    tracing::info!(stored, duplicates = dup, "hard examples sent");
-                    let a = self.clone();
-                    if let Ok(Err(e)) =
-                        tokio::task::spawn_blocking(move || a.samples.ack(&seqs)).await
-                    {
-                        tracing::warn!(error = %e, "sample queue");
+            let batch =
+                match tokio::task::spawn_blocking(move || a.samples.peek(bytes_cap, count)).await {
+                    Ok(Ok(b)) if !b.is_empty() => b,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "sample queue unreadable");
                         return;
                     }
+                    _ => return,
+                };
+            let seqs: Vec<u64> = batch.iter().map(|(s, _, _)| *s).collect();
+            let samples: Vec<algobay_sdk::fleet::Sample> = batch
+                .into_iter()
+                .map(|(_, m, d)| wire_sample(m, d))
+                .collect();
+            let n = samples.len();
+            let acked = match client.push_samples(&samples).await {
+                Ok((stored, dup)) => {
+                    tracing::info!(stored, duplicates = dup, "hard examples sent");
+                    // A batch that went through lets the next be full again.
+                    count = count_cap;
+                    seqs
+                }
+                Err(e) if refused_for_good(&e) && n > 1 => {
+                    count = (n / 2).max(1);
+                    tracing::warn!(error = %e, samples = n, "the registry refused a batch of samples; sending it in halves");
+                    continue;
+                }
+                Err(e) if refused_for_good(&e) => {
+                    tracing::warn!(error = %e, sample = %samples[0].id, "the registry refuses this sample; dropped");
+                    self.samples.count_dropped(1);
+                    seqs
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "hard examples stay queued");
                     return;
                 }
+            };
+            let a = self.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.samples.ack(&acked)).await {
+                tracing::warn!(error = %e, "sample queue");
+                return;
             }
         }
+    }
+
+    /// (samples, bytes) one push may carry: what the registry said, or 256
+    /// and 4 MiB before it said anything.
+    fn push_limits(&self) -> (usize, u64) {
+        let count = self.push_count.load(Ordering::Relaxed);
+        let bytes = self.push_bytes.load(Ordering::Relaxed);
+        (
+            if count == 0 { 256 } else { count as usize },
+            if bytes == 0 { 4 << 20 } else { bytes },
+        )
     }
 
     /// The active kit, if `model` (and `version`) name it.
@@ -449,4 +444,76 @@ fn sample_of(
         shadow: None,
     };
     (meta, data)
+}
+
+/// Whether the registry's refusal of a push is about what was sent (so
+/// sending it again as it is would be refused again).
+fn refused_for_good(e: &algobay_sdk::SdkError) -> bool {
+    use algobay_sdk::client::Code;
+    matches!(
+        e,
+        algobay_sdk::SdkError::Status { code, .. } if matches!(
+            code,
+            Code::ResourceExhausted
+                | Code::InvalidArgument
+                | Code::PermissionDenied
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+        )
+    )
+}
+
+/// A queued sample as the registry takes it.
+fn wire_sample(meta: crate::samples::SampleMeta, data: Vec<u8>) -> algobay_sdk::fleet::Sample {
+    let mut at = 0usize;
+    let inputs = meta
+        .inputs
+        .iter()
+        .map(|i| {
+            let end = (at + i.size as usize).min(data.len());
+            let bytes = data[at.min(end)..end].to_vec();
+            at = end;
+            algobay_sdk::fleet::SampleInput {
+                name: i.name.clone(),
+                datatype: i.datatype.clone(),
+                shape: i.shape.clone(),
+                digest: i.digest.clone(),
+                size: i.size,
+                data: bytes,
+            }
+        })
+        .collect();
+    algobay_sdk::fleet::Sample {
+        id: meta.id,
+        kit_digest: meta.kit_digest,
+        kit_reference: meta.kit_reference,
+        deployment_id: meta.deployment_id,
+        reason: meta.reason,
+        trace_id: meta.trace_id,
+        created_unix: meta.created_unix,
+        outputs_json: meta.outputs.to_string(),
+        shadow_outputs_json: meta
+            .shadow
+            .as_ref()
+            .map(|s| s.outputs.to_string())
+            .unwrap_or_default(),
+        shadow_digest: meta
+            .shadow
+            .as_ref()
+            .map(|s| s.digest.clone())
+            .unwrap_or_default(),
+        inputs,
+        device_id: String::new(),
+        enterprise: String::new(),
+        labels: meta
+            .feedback
+            .map(|value| algobay_sdk::fleet::SampleLabel {
+                value,
+                source: "feedback".into(),
+                by: String::new(),
+                at_unix: 0,
+            })
+            .into_iter()
+            .collect(),
+    }
 }

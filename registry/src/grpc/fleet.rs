@@ -582,6 +582,8 @@ impl pb::fleet_server::Fleet for FleetApi {
         }
         Ok(Response::new(pb::SyncResponse {
             desired: Some(desired_to_pb(desired)),
+            max_samples_per_push: crate::samples::MAX_SAMPLES as u32,
+            max_push_bytes: crate::samples::MAX_PUSH_BYTES,
         }))
     }
 }

@@ -299,12 +299,11 @@ impl RegistryApi for Registry {
         Registry::coverage(self)
     }
     fn coverage(&self, p: &Principal) -> Result<Coverage> {
-        let c = Registry::coverage(self)?;
-        Ok(if p.role == crate::domain::Role::Operator {
-            c
+        if p.role == crate::domain::Role::Operator {
+            Registry::coverage(self)
         } else {
-            c.for_tenants()
-        })
+            Registry::coverage_public(self)
+        }
     }
     fn versions(&self, p: &Principal, kind: Kind, name: &str) -> Result<Vec<Artifact>> {
         Registry::versions(self, p, kind, name)

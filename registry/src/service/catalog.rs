@@ -244,10 +244,22 @@ impl Registry {
 
     /// The operator's counts (published, not yanked).
     pub fn coverage(&self) -> Result<Coverage> {
+        self.coverage_of(false)
+    }
+
+    /// The counts a team or enterprise sees: of the public catalog only (a
+    /// kit made for one enterprise, its scenario included, is that
+    /// enterprise's business), without enterprise, served or device counts.
+    pub fn coverage_public(&self) -> Result<Coverage> {
+        Ok(self.coverage_of(true)?.for_tenants())
+    }
+
+    fn coverage_of(&self, public_only: bool) -> Result<Coverage> {
         let mut c = Coverage::default();
         let mut publishing = BTreeSet::new();
         let mut industries = BTreeSet::new();
-        for a in self.index().all().filter(|a| !a.yanked) {
+        let shown = |a: &&Artifact| !a.yanked && (!public_only || a.private_to.is_empty());
+        for a in self.index().all().filter(shown) {
             publishing.insert(a.team().to_owned());
             industries.extend(a.industries.iter().cloned());
             match a.kind {
@@ -294,7 +306,7 @@ impl Registry {
             }
             c.growth.push((day, sum[0], sum[1], sum[2]));
         }
-        self.coverage_slices(&mut c)?;
+        self.coverage_slices(&mut c, public_only)?;
         c.teams = self.kv.scan_prefix(Tree::Teams, b"")?.len() as u64;
         c.enterprises = self.kv.scan_prefix(Tree::Enterprises, b"")?.len() as u64;
         Ok(c)
@@ -306,7 +318,7 @@ impl Registry {
     /// on it, and its OpenTelemetry figures for that kit reached the registry;
     /// an industry counts once it has such an enterprise. A kit's own
     /// industry tags count nothing on their own.
-    fn coverage_slices(&self, c: &mut Coverage) -> Result<()> {
+    fn coverage_slices(&self, c: &mut Coverage, public_only: bool) -> Result<()> {
         #[derive(Default)]
         struct Acc {
             slice: CoverageSlice,
@@ -316,7 +328,10 @@ impl Registry {
         let mut by_industry: BTreeMap<String, Acc> = BTreeMap::new();
         let mut by_domain: BTreeMap<String, Acc> = BTreeMap::new();
         let index = self.index();
-        let live: Vec<&Artifact> = index.all().filter(|a| !a.yanked).collect();
+        let live: Vec<&Artifact> = index
+            .all()
+            .filter(|a| !a.yanked && (!public_only || a.private_to.is_empty()))
+            .collect();
         let model_domain: HashMap<Digest, &str> = live
             .iter()
             .filter(|a| a.kind == Kind::Model && !a.domain.is_empty())

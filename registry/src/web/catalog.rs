@@ -267,18 +267,59 @@ pub(crate) async fn blob(
         Role::Operator => q.get("enterprise").cloned().unwrap_or_default(),
         _ => String::new(),
     };
+    // The size is known before a byte is read: a blob too big to show is
+    // refused at once, and one shown is streamed a chunk at a time (verified
+    // as it goes), never held whole.
     let api = c.api.clone();
-    let (size, bytes) =
-        blocking(move || read_blob(&*api, &p, &d, &enterprise, SHOWN_BLOB + 1)).await?;
-    if size > SHOWN_BLOB {
+    let (size, head, reader) = blocking(move || {
+        use std::io::Read;
+        let (size, reader) = api.open_blob(&p, &d, &enterprise)?;
+        if size > SHOWN_BLOB {
+            return Ok((size, Vec::new(), None));
+        }
+        let mut v = crate::blobs::VerifyingReader::new(d, size, reader);
+        let mut head = vec![0u8; 512.min(size as usize)];
+        v.read_exact(&mut head)
+            .map_err(|e| crate::error::RegistryError::Storage(format!("blob {d}: {e}")))?;
+        Ok((size, head, Some(v)))
+    })
+    .await?;
+    let Some(mut reader) = reader.filter(|_| size <= SHOWN_BLOB) else {
         return Err(WebError::Invalid(format!(
             "{digest} is {} : too big to show here; fetch it with `algobay kit pull` or the API",
             self::size(size)
         )));
-    }
-    let kind = sniff(&bytes[..bytes.len().min(512)]);
-    let mut res = bytes.into_response();
+    };
+    let kind = sniff(&head);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    let first = head;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        if tx.blocking_send(Ok(first)).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut res = body.into_response();
     let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&size.to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     if kind == "application/octet-stream" {
         h.insert(

@@ -122,11 +122,64 @@ impl FromRequestParts<Arc<Console>> for Viewer {
     }
 }
 
-/// Where to go after signing in: a path on this site only.
-fn local_next(next: Option<&String>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.clone(),
-        _ => "/".into(),
+/// Where to go after signing in: a path on this site only. No scheme, no
+/// `//` or `/\` (another host to a browser), no control characters or
+/// white space (browsers drop tabs and new lines, so `/\t/evil` is `//evil`),
+/// no backslash; anything else is refused with 400.
+fn local_next(next: Option<&String>) -> Result<String, WebError> {
+    let Some(n) = next.filter(|n| !n.is_empty()) else {
+        return Ok("/".into());
+    };
+    let ok = n.len() <= 2048
+        && n.starts_with('/')
+        && !n.starts_with("//")
+        && n.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '\\');
+    if !ok {
+        return Err(WebError::Invalid(
+            "next: must be a path on this site (starting with one `/`, with no control characters, white space or backslash)".into(),
+        ));
+    }
+    Ok(n.clone())
+}
+
+/// Failed sign-ins allowed per address in [`FAILURE_WINDOW`].
+pub(crate) const MAX_FAILURES: usize = 10;
+pub(crate) const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Addresses remembered at most (the oldest forgotten first).
+const MAX_ADDRESSES: usize = 10_000;
+
+/// Recent failed sign-ins per client address.
+#[derive(Debug, Default)]
+pub(crate) struct Failures(std::sync::Mutex<HashMap<std::net::IpAddr, Vec<std::time::Instant>>>);
+
+impl Failures {
+    /// Seconds to wait before this address may try again, if it must.
+    fn wait(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let v = m.get_mut(&ip)?;
+        v.retain(|t| t.elapsed() < FAILURE_WINDOW);
+        if v.len() < MAX_FAILURES {
+            return None;
+        }
+        let oldest = v.iter().min()?;
+        Some(
+            FAILURE_WINDOW
+                .saturating_sub(oldest.elapsed())
+                .as_secs()
+                .max(1),
+        )
+    }
+
+    fn failed(&self, ip: std::net::IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_ADDRESSES && !m.contains_key(&ip) {
+            m.retain(|_, v| v.iter().any(|t| t.elapsed() < FAILURE_WINDOW));
+            if m.len() >= MAX_ADDRESSES {
+                return;
+            }
+        }
+        m.entry(ip).or_default().push(std::time::Instant::now());
     }
 }
 
@@ -141,9 +194,13 @@ pub(crate) async fn signin_page(
         rand::thread_rng().fill_bytes(&mut b);
         hex::encode(b)
     };
+    let next = match local_next(q.get("next")) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
     let page = views::SignIn {
         base: viewer.base(&c, "Sign in"),
-        next: local_next(q.get("next")),
+        next,
         nonce: nonce.clone(),
         error: String::new(),
     };
@@ -155,16 +212,21 @@ pub(crate) async fn signin_page(
 
 pub(crate) async fn signin(
     State(c): Shared,
+    peer: Option<axum::Extension<algobay_net::Peer>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
+    let ip = peer.map(|p| p.0 .0.ip());
+    if let Some(secs) = ip.and_then(|ip| c.failures.wait(ip)) {
+        return Err(WebError::TooMany(secs));
+    }
     let sent = form.get("nonce").cloned().unwrap_or_default();
     match cookie(&headers, SIGNIN_COOKIE) {
         Some(n) if !sent.is_empty() && same_secret(&n, &sent) => {}
         _ => return Err(WebError::Forged),
     }
     let token = form.get("token").cloned().unwrap_or_default();
-    let next = local_next(form.get("next"));
+    let next = local_next(form.get("next"))?;
     let api = c.api.clone();
     match tokio::task::spawn_blocking(move || api.sign_in(&token))
         .await
@@ -179,6 +241,9 @@ pub(crate) async fn signin(
             Ok(res)
         }
         Err(e) => {
+            if let Some(ip) = ip {
+                c.failures.failed(ip);
+            }
             let page = views::SignIn {
                 base: Base::new(&c, "Sign in", None),
                 next,
