@@ -30,6 +30,9 @@ pub struct Ceilings {
     pub golden_budget: Duration,
     /// Kits whose golden samples run at once; others wait up to `golden_wait`.
     pub golden_slots: usize,
+    /// Of those, one team's at most (a freed slot goes to the team served
+    /// longest ago).
+    pub golden_team_slots: usize,
     /// How long a publish waits for a golden slot before it is told to retry.
     pub golden_wait: Duration,
     /// An upload that sends nothing for this long is dropped (it can resume).
@@ -50,6 +53,7 @@ impl Default for Ceilings {
             max_kit_bytes: 2 << 30,
             golden_budget: Duration::from_secs(60),
             golden_slots: 1,
+            golden_team_slots: 1,
             golden_wait: Duration::from_secs(30),
             upload_idle: Duration::from_secs(60),
             partial_max_age: Duration::from_secs(24 * 3600),

@@ -154,6 +154,10 @@ struct CeilingArgs {
     /// Kits whose golden samples run at once; more wait, then are told to retry.
     #[arg(long, env = "ALGOBAY_GOLDEN_SLOTS", default_value_t = 1)]
     golden_slots: usize,
+    /// Of those, one team's at most; a freed slot goes to the team served longest ago
+    /// (0: half of --golden-slots, at least one).
+    #[arg(long, env = "ALGOBAY_GOLDEN_TEAM_SLOTS", default_value_t = 0)]
+    golden_team_slots: usize,
     /// An upload that sends nothing for this long is dropped (it can resume) (seconds).
     #[arg(long, env = "ALGOBAY_UPLOAD_IDLE_SECONDS", default_value_t = 60)]
     upload_idle_seconds: u64,
@@ -178,6 +182,11 @@ impl CeilingArgs {
             max_kit_bytes: self.max_kit_bytes,
             golden_budget: Duration::from_secs(self.golden_budget_seconds),
             golden_slots: self.golden_slots.max(1),
+            golden_team_slots: if self.golden_team_slots == 0 {
+                self.golden_slots.max(1).div_ceil(2)
+            } else {
+                self.golden_team_slots.min(self.golden_slots.max(1))
+            },
             golden_wait: Duration::from_secs(30),
             upload_idle: Duration::from_secs(self.upload_idle_seconds.max(1)),
             partial_max_age: Duration::from_secs(self.partial_max_age_seconds),

@@ -602,3 +602,34 @@ async fn stalled_uploads_are_dropped_after_the_idle_timeout_and_their_partials_s
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_teams_publish_is_served_while_another_team_loops() {
+    let h = std::sync::Arc::new(start().await);
+    let (acme, acme_key) = h.team("acme").await;
+    let (zeta, zeta_key) = h.team("zeta").await;
+    // Four publishes of acme's, each looping for its stage's 3 s budget, one
+    // golden slot: a queue of about 12 s.
+    let looping = looping_kit(&acme_key, 3000);
+    for b in looping.blobs.values() {
+        h.upload(&acme, b).await;
+    }
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let (h, acme, looping) = (h.clone(), acme.clone(), looping.clone());
+            tokio::spawn(async move { publish(&h, &acme, &looping, "").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // zeta comes last and is served next: acme was served most recently.
+    let good = build_digits(&zeta_key, "zeta/digits");
+    let started = Instant::now();
+    publish(&h, &zeta, &good, "").await.unwrap();
+    let waited = started.elapsed();
+    eprintln!("zeta's publish behind four looping acme publishes: {waited:?}");
+    assert!(waited < Duration::from_secs(8), "waited {waited:?}");
+    for l in loops {
+        let e = l.await.unwrap().unwrap_err();
+        assert!(e.message().contains("time budget"), "{}", e.message());
+    }
+}

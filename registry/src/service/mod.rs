@@ -27,6 +27,7 @@ mod api;
 mod catalog;
 mod datasets;
 mod downloads;
+mod golden;
 mod publish;
 mod sessions;
 mod tenants;
@@ -102,8 +103,8 @@ pub struct Registry {
     signing_key: Option<algobay_runtime::SecretKey>,
     /// What a kit may ask of the registry, and upload limits.
     ceilings: Ceilings,
-    /// Golden runs under way (at most `ceilings.golden_slots`).
-    golden_busy: (std::sync::Mutex<usize>, std::sync::Condvar),
+    /// Golden runs under way and waiting, scheduled between teams.
+    golden: golden::GoldenQueue,
     /// This process among the replicas sharing the stores (random, per start).
     pub(crate) replica: String,
 }
@@ -250,7 +251,7 @@ impl Registry {
             changes: tokio::sync::watch::Sender::new(0),
             signing_key: None,
             ceilings: Ceilings::default(),
-            golden_busy: Default::default(),
+            golden: Default::default(),
             replica: {
                 use rand::RngCore;
                 let mut b = [0u8; 8];

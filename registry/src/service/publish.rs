@@ -456,31 +456,14 @@ impl Registry {
         cancel: &Cancel,
     ) -> Result<()> {
         let c = &self.ceilings;
-        let (lock, cv) = &self.golden_busy;
-        {
-            let busy = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (mut busy, waited) = cv
-                .wait_timeout_while(busy, c.golden_wait, |n| {
-                    *n >= c.golden_slots.max(1) && !cancel.is_cancelled()
-                })
-                .unwrap_or_else(|e| e.into_inner());
-            if waited.timed_out() && *busy >= c.golden_slots.max(1) {
-                return Err(RegistryError::Unavailable(format!(
-                    "the registry is busy checking {} other kits; try again shortly",
-                    *busy
-                )));
-            }
-            *busy += 1;
-        }
-        struct Slot<'a>(&'a (std::sync::Mutex<usize>, std::sync::Condvar));
-        impl Drop for Slot<'_> {
-            fn drop(&mut self) {
-                let mut n = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
-                *n = n.saturating_sub(1);
-                self.0 .1.notify_one();
-            }
-        }
-        let _slot = Slot(&self.golden_busy);
+        let team = archive.manifest.name.split('/').next().unwrap_or_default();
+        let _turn = self.golden.take(
+            team,
+            c.golden_slots,
+            c.golden_team_slots,
+            c.golden_wait,
+            &|| cancel.is_cancelled(),
+        )?;
         if cancel.is_cancelled() {
             return Err(RegistryError::Cancelled("the caller went away".into()));
         }
