@@ -368,15 +368,8 @@ fn main() {
         let mut out = Vec::new();
         for (k, f) in rows.iter().enumerate() {
             let a = &agents[seq % agents.len()];
-            let rid = format!("f{seq}");
             seq += 1;
-            let (code, ans) = http_with(
-                &a.http,
-                "POST",
-                "/v1/infer",
-                &[("x-request-id", &rid)],
-                &body(&f.x),
-            );
+            let (code, ans, rid) = infer_id(&a.http, &body(&f.x));
             assert_eq!(code, 200);
             let v: serde_json::Value = serde_json::from_slice(&ans.body).unwrap();
             let (p, said) = answer(&v);

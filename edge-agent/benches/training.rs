@@ -98,15 +98,8 @@ impl Loop<'_> {
     fn send(&mut self, px: &[f32], label: Option<u32>) -> String {
         let i = self.seq % self.agents.len();
         let a = &self.agents[i];
-        let rid = format!("r{}", self.seq);
         self.seq += 1;
-        let (code, ans) = http_with(
-            &a.http,
-            "POST",
-            "/v1/infer",
-            &[("x-request-id", &rid)],
-            &body(px),
-        );
+        let (code, ans, rid) = infer_id(&a.http, &body(px));
         assert_eq!(code, 200);
         let out: serde_json::Value = serde_json::from_slice(&ans.body).unwrap();
         if let Some(l) = label {

@@ -117,6 +117,11 @@ pub struct AgentConfig {
     /// Disk the recent requests may use, in MiB; past it the oldest go.
     #[serde(default = "default_recent_budget")]
     pub recent_budget_mb: u64,
+    /// The application's key: when set, `POST /v1/feedback` is taken only
+    /// with `Authorization: Bearer <key>` (any other caller gets 401). Unset,
+    /// any caller that reaches the listener may give feedback.
+    #[serde(default)]
+    pub feedback_key: Option<String>,
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,

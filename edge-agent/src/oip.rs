@@ -28,6 +28,9 @@ pub enum OipError {
     /// The kit failed on this input.
     #[error("{0}")]
     Failed(String),
+    /// Already done, and not to be done again (feedback on a request that has it).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Most input tensors in one request, and most outputs asked for.
@@ -691,17 +694,11 @@ mod tests {
     }
 }
 
-/// A new request id: 32 hex digits (a digest of the time, the process and a
-/// counter), unique on the device across restarts.
+/// A new request id: 32 hex digits, 128 random bits from the system's
+/// generator, so that no client can guess another's (feedback names a
+/// request by it).
 pub fn new_request_id() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let h = algobay_runtime::Digest::of(format!("{t}/{}/{n}", std::process::id()).as_bytes()).hex();
-    h[..32].to_owned()
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A request id a caller gave: 1 to 128 visible ASCII characters.

@@ -21,6 +21,7 @@ fn status(e: OipError) -> Status {
         OipError::NotFound(m) => Status::not_found(m),
         OipError::Unavailable(m) => Status::unavailable(m),
         OipError::Overloaded(m) => Status::resource_exhausted(m),
+        OipError::Conflict(m) => Status::already_exists(m),
     }
 }
 
@@ -175,12 +176,13 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
             })
             .collect();
         let wanted = r.outputs.into_iter().map(|o| o.name).collect();
-        let id = if r.id.is_empty() {
-            crate::oip::new_request_id()
-        } else {
+        // The caller's id is echoed (the protocol's), the request's own id
+        // (what feedback names) is the agent's, in the `x-request-id` metadata.
+        if !r.id.is_empty() {
             crate::oip::check_request_id(&r.id).map_err(status)?;
-            r.id
-        };
+        }
+        let rid = crate::oip::new_request_id();
+        let id = if r.id.is_empty() { rid.clone() } else { r.id };
         let (active, outputs) = self
             .0
             .infer(
@@ -189,12 +191,12 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                 inputs,
                 wanted,
                 traceparent.as_deref(),
-                &id,
+                &rid,
             )
             .await
             .map_err(status)?;
         let m = active.kit.manifest();
-        Ok(Response::new(pb::ModelInferResponse {
+        let mut answer = Response::new(pb::ModelInferResponse {
             model_name: m.name.rsplit('/').next().unwrap_or(&m.name).to_owned(),
             model_version: m.version.clone(),
             id,
@@ -210,7 +212,11 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                 })
                 .collect(),
             raw_output_contents: outputs.into_iter().map(|t| t.raw).collect(),
-        }))
+        });
+        if let Ok(v) = rid.parse() {
+            answer.metadata_mut().insert("x-request-id", v);
+        }
+        Ok(answer)
     }
 }
 

@@ -22,6 +22,20 @@ use crate::samples::SampleMeta;
 struct Header {
     request_id: String,
     sample: SampleMeta,
+    /// The feedback it got (a request takes feedback once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feedback: Option<String>,
+}
+
+/// What taking feedback for a request found.
+#[derive(Debug)]
+pub enum Taken {
+    /// The request's sample; the label is now recorded against it.
+    Sample(SampleMeta, Vec<u8>),
+    /// It had feedback already: this label.
+    Already(String),
+    /// Not among the recent requests.
+    Gone,
 }
 
 /// The ring.
@@ -149,6 +163,7 @@ impl RecentRequests {
         let mut bytes = serde_json::to_vec(&Header {
             request_id: request_id.to_owned(),
             sample: sample.clone(),
+            feedback: None,
         })
         .map_err(|e| AgentError::State {
             path: self.dir.display().to_string(),
@@ -165,6 +180,35 @@ impl RecentRequests {
             .push_back((seq, request_id.to_owned(), bytes.len() as u64));
         g.bytes += bytes.len() as u64;
         self.trim(&mut g)
+    }
+
+    /// Takes the application's feedback for a request, once: returns its
+    /// sample and records the label, or the label it had already.
+    pub fn take_feedback(&self, request_id: &str, label: &str) -> Result<Taken> {
+        let g = self.lock();
+        let Some(seq) = g.by_id.get(request_id).copied() else {
+            return Ok(Taken::Gone);
+        };
+        let p = self.dir.join(name(seq));
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Taken::Gone),
+            Err(e) => return Err(io(&p, e)),
+        };
+        let (mut h, data) = parse(&p, &bytes)?;
+        if let Some(prev) = h.feedback {
+            return Ok(Taken::Already(prev));
+        }
+        h.feedback = Some(label.to_owned());
+        let mut out = serde_json::to_vec(&h).map_err(|e| AgentError::State {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        out.push(b'\n');
+        out.extend_from_slice(&data);
+        write_atomic(&p, &out, false)?;
+        drop(g);
+        Ok(Taken::Sample(h.sample, data))
     }
 
     /// The sample a request made, while it is still held.

@@ -109,22 +109,67 @@ fn traceparent(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get("traceparent").and_then(|v| v.to_str().ok())
 }
 
-/// The caller's request id (`X-Request-Id`), checked, or a new one.
-fn request_id(headers: &axum::http::HeaderMap) -> Result<String, Response> {
-    match headers.get("x-request-id") {
-        None => Ok(crate::oip::new_request_id()),
+/// The request's id, always the agent's own (unguessable: feedback names a
+/// request by it), and the caller's `X-Request-Id`, checked, kept only as a
+/// correlation id that comes back as `X-Correlation-Id`.
+fn request_id(headers: &axum::http::HeaderMap) -> Result<(String, Option<String>), Response> {
+    let theirs = match headers.get("x-request-id") {
+        None => None,
         Some(v) => {
             let id = v.to_str().unwrap_or_default();
             crate::oip::check_request_id(id).map_err(oip_error)?;
-            Ok(id.to_owned())
+            Some(id.to_owned())
         }
+    };
+    Ok((crate::oip::new_request_id(), theirs))
+}
+
+/// The answer's id headers: the agent's request id, the caller's correlation id.
+fn id_headers(res: &mut Response, rid: &str, correlation: Option<&str>) {
+    let h = res.headers_mut();
+    if let Ok(v) = axum::http::HeaderValue::from_str(rid) {
+        h.insert("x-request-id", v);
+    }
+    if let Some(v) = correlation.and_then(|c| axum::http::HeaderValue::from_str(c).ok()) {
+        h.insert("x-correlation-id", v);
     }
 }
 
 /// `POST /v1/feedback`: `{"request_id": "…", "label": "…"}`, the application's
-/// ground truth for a recent request. 202 with the sample id it became; 404
-/// when the request is no longer (or never was) among the recent ones.
-async fn feedback(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
+/// ground truth for a recent request, named by the id the agent gave it. 202
+/// with the sample id it became; 401 without the device's application key
+/// (when `feedback_key` is set); 404 when the request is no longer (or never
+/// was) among the recent ones; 409 when it has its feedback already; 400 for
+/// a label that is not one of the kit's classes or holds control characters.
+async fn feedback(
+    State(agent): State<Arc<Agent>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(key) = agent
+        .config()
+        .feedback_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+    {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let same = given.len() == key.len()
+            && given
+                .bytes()
+                .zip(key.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "feedback: this device takes feedback only with its application key (Authorization: Bearer …)".into(),
+            );
+        }
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Feedback {
@@ -240,8 +285,8 @@ async fn infer(
     if let Err(r) = check_length(&headers, cap) {
         return r;
     }
-    let rid = match request_id(&headers) {
-        Ok(id) => id,
+    let (rid, correlation) = match request_id(&headers) {
+        Ok(ids) => ids,
         Err(r) => return r,
     };
     // The body is read before the request takes a turn on the kit, so a slow
@@ -283,7 +328,11 @@ async fn infer(
         })
         .await;
     match result {
-        Ok((_, out)) => ([("x-request-id", rid)], Json(out)).into_response(),
+        Ok((_, out)) => {
+            let mut res = Json(out).into_response();
+            id_headers(&mut res, &rid, correlation.as_deref());
+            res
+        }
         Err(OipError::Failed(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         Err(e) => oip_error(e),
     }
@@ -295,6 +344,7 @@ fn oip_error(e: OipError) -> Response {
         OipError::NotFound(_) => StatusCode::NOT_FOUND,
         OipError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         OipError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        OipError::Conflict(_) => StatusCode::CONFLICT,
     };
     error(code, e.to_string())
 }
@@ -435,15 +485,19 @@ async fn oip_infer_any(
         all_binary,
         id,
     } = parsed;
-    // The caller's id is the request's (echoed); without one the agent makes one.
-    let rid = match &id {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => crate::oip::new_request_id(),
+    // The caller's id is echoed as the protocol says, and kept as a
+    // correlation id; the request's own id (what feedback names) is the agent's.
+    let correlation = match &id {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+        None => None,
     };
-    if let Err(e) = crate::oip::check_request_id(&rid) {
-        return oip_error(e);
+    if let Some(c) = &correlation {
+        if let Err(e) = crate::oip::check_request_id(c) {
+            return oip_error(e);
+        }
     }
+    let rid = crate::oip::new_request_id();
     let (active, outputs) = match agent
         .infer_in(turn, tensors, wanted, traceparent(&headers), &rid)
         .await
@@ -479,19 +533,21 @@ async fn oip_infer_any(
         "model_version": m.version,
         "outputs": outs,
     });
-    doc["id"] = id.unwrap_or(serde_json::Value::String(rid));
+    doc["id"] = id.unwrap_or(serde_json::Value::String(rid.clone()));
     let head = serde_json::to_vec(&doc).unwrap_or_default();
     if tail.is_empty() {
-        return (
+        let mut res = (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             head,
         )
             .into_response();
+        id_headers(&mut res, &rid, correlation.as_deref());
+        return res;
     }
     let len = head.len();
     let mut body = head;
     body.extend_from_slice(&tail);
-    (
+    let mut res = (
         [
             (
                 axum::http::header::CONTENT_TYPE,
@@ -504,7 +560,9 @@ async fn oip_infer_any(
         ],
         body,
     )
-        .into_response()
+        .into_response();
+    id_headers(&mut res, &rid, correlation.as_deref());
+    res
 }
 
 /// Prometheus text: requests, errors, rejections, latency, the active kit.

@@ -342,3 +342,42 @@ fn a_thousand_queued_small_samples_reach_the_registry_in_batches_it_takes() {
         "batches fit what the registry takes"
     );
 }
+
+#[test]
+fn feedback_needs_the_application_key_when_the_device_has_one() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, false));
+    let acme = rt.block_on(reg.client(&acme_token));
+    let agent = device(
+        &rt,
+        &reg,
+        &acme,
+        dir.path(),
+        "keyed",
+        "feedback_key = \"app-secret\"\n",
+    );
+    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.0.0", 120);
+    let (code, _, rid) = infer_id(&agent.http, &row9());
+    assert_eq!(code, 200);
+    let fb = serde_json::json!({"request_id": rid, "label": "9"}).to_string();
+    for auth in [None, Some("Bearer wrong"), Some("app-secret")] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+        let (code, ans) = http_with(&agent.http, "POST", "/v1/feedback", &headers, fb.as_bytes());
+        assert_eq!(
+            code,
+            401,
+            "{auth:?}: {}",
+            String::from_utf8_lossy(&ans.body)
+        );
+    }
+    let (code, ans) = http_with(
+        &agent.http,
+        "POST",
+        "/v1/feedback",
+        &[("Authorization", "Bearer app-secret")],
+        fb.as_bytes(),
+    );
+    assert_eq!(code, 202, "{}", String::from_utf8_lossy(&ans.body));
+}

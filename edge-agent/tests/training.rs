@@ -49,25 +49,20 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
     let per_device = 200;
     for (i, (px, label)) in rows.iter().take(per_device * agents.len()).enumerate() {
         let a = &agents[i % agents.len()];
-        let rid = format!("req-{i}");
+        let mine = format!("req-{i}");
         let (code, ans) = http_with(
             &a.http,
             "POST",
             "/v1/infer",
-            &[("x-request-id", &rid)],
+            &[("x-request-id", &mine)],
             &body(&shifted(px)),
         );
         assert_eq!(code, 200);
-        let echoed = ans
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
-            .map(|(_, v)| v.clone());
-        assert_eq!(
-            echoed.as_deref(),
-            Some(rid.as_str()),
-            "the request id comes back"
-        );
+        // The caller's id comes back as a correlation id; the request's own
+        // id, which feedback names, is the agent's (unguessable).
+        assert_eq!(ans.header("x-correlation-id"), Some(mine.as_str()));
+        let rid = ans.header("x-request-id").unwrap().to_owned();
+        assert!(rid.len() == 32 && rid != mine, "{rid}");
         let out: serde_json::Value = serde_json::from_slice(&ans.body).unwrap();
         if out["result"][0][0]["label"] == label.to_string() {
             right += 1;
@@ -169,14 +164,7 @@ fn field_feedback_trains_a_kit_the_gate_promotes_and_every_device_then_serves() 
         for _ in 0..30 {
             let (px, label) = &rows[i % rows.len()];
             let a = &agents[i % agents.len()];
-            let rid = format!("req-{i}");
-            let (code, _) = http_with(
-                &a.http,
-                "POST",
-                "/v1/infer",
-                &[("x-request-id", &rid)],
-                &body(&shifted(px)),
-            );
+            let (code, _, rid) = infer_id(&a.http, &body(&shifted(px)));
             assert_eq!(code, 200);
             let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
             http(&a.http, "POST", "/v1/feedback", fb.to_string().as_bytes());
@@ -549,22 +537,25 @@ fn feedback_given_while_the_registry_is_down_arrives_once() {
     let port = reg.port;
     reg.kill();
 
-    // The device serves on; the application answers twice for one request
-    // (a retry), and once more for the same image sent again.
+    // The device serves on; the application answers for a request, tries to
+    // answer it again (refused: a request takes feedback once), and answers
+    // once more for the same image sent again.
     let rows = digits();
     let (px, label) = &rows[3];
-    for rid in ["once", "again"] {
-        let (code, _) = http_with(
+    let mut ids = Vec::new();
+    for mine in ["once", "again"] {
+        let (code, ans) = http_with(
             &agent.http,
             "POST",
             "/v1/infer",
-            &[("x-request-id", rid)],
+            &[("x-request-id", mine)],
             &body(px),
         );
         assert_eq!(code, 200);
+        ids.push(ans.header("x-request-id").unwrap().to_owned());
     }
-    let fb = |rid: &str| {
-        let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
+    let fb = |rid: &str, label: &str| {
+        let fb = serde_json::json!({"request_id": rid, "label": label});
         http(
             &agent.http,
             "POST",
@@ -572,10 +563,24 @@ fn feedback_given_while_the_registry_is_down_arrives_once() {
             fb.to_string().as_bytes(),
         )
     };
-    for rid in ["once", "once", "again"] {
-        let (code, text) = fb(rid);
-        assert_eq!(code, 202, "{text}");
-    }
+    // A client's own id names nothing: only the agent's does.
+    let (code, text) = fb("once", &label.to_string());
+    assert_eq!(code, 404, "{text}");
+    let (code, text) = fb(&ids[0], &label.to_string());
+    assert_eq!(code, 202, "{text}");
+    let other = ((label + 1) % 10).to_string();
+    let (code, text) = fb(&ids[0], &other);
+    assert_eq!(code, 409, "relabelled: {text}");
+    assert!(text.contains("has its feedback already"), "{text}");
+    // Not one of the kit's classes, or a terminal escape: refused by name.
+    let (code, text) = fb(&ids[1], "eleven");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("not one of the kit's classes"), "{text}");
+    let (code, text) = fb(&ids[1], "7\u{1b}[2J");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("control characters"), "{text}");
+    let (code, text) = fb(&ids[1], &label.to_string());
+    assert_eq!(code, 202, "{text}");
     let reg = RegistryProc::start(&dir.path().join("registry"), port);
     let acme = rt.block_on(reg.client(&acme_token));
     let samples = wait_for(120, "the feedback at the registry", || {

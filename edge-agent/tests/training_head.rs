@@ -187,14 +187,7 @@ fn a_head_on_frozen_features_is_retrained_alone_and_the_encoder_runs_once_per_in
     let n = 300;
     for (i, (px, label)) in rows.iter().take(n).enumerate() {
         let a = &agents[i % agents.len()];
-        let rid = format!("h-{i}");
-        let (code, _) = http_with(
-            &a.http,
-            "POST",
-            "/v1/infer",
-            &[("x-request-id", &rid)],
-            &body(&shifted(px)),
-        );
+        let (code, _, rid) = infer_id(&a.http, &body(&shifted(px)));
         assert_eq!(code, 200);
         let fb = serde_json::json!({"request_id": rid, "label": label.to_string()});
         let (code, text) = http(&a.http, "POST", "/v1/feedback", fb.to_string().as_bytes());

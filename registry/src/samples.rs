@@ -158,15 +158,29 @@ impl Registry {
                         format!("sample {}: is empty", rec.id),
                     ));
                 }
+                if value.chars().any(char::is_control) {
+                    return Err(RegistryError::invalid(
+                        format!("sample.labels[{i}].value"),
+                        format!(
+                            "sample {}: `{}` holds control characters",
+                            rec.id,
+                            value.escape_default()
+                        ),
+                    ));
+                }
                 let label = Label {
                     value: value.to_owned(),
                     source: LabelSource::Feedback,
                     by: dev.id.clone(),
                     at_unix: now,
                 };
-                labels = labels.put(
+                // The application's answer for a sample is given once: a
+                // later one (another request with the same input, a resend)
+                // does not replace it; a correction is a labeller's label.
+                let lk = format!("{key}/{}", LabelSource::Feedback.as_str());
+                labels = labels.check(Tree::Labels, lk.as_bytes(), None).put(
                     Tree::Labels,
-                    format!("{key}/{}", LabelSource::Feedback.as_str()),
+                    lk,
                     json(&label),
                 );
             }
@@ -180,9 +194,10 @@ impl Registry {
                 stored += 1;
             } else {
                 // The sample was there already (a hard example the same
-                // request made, or a resend): its label still counts.
-                if labelled && !self.kv.commit(labels)? {
-                    return Err(RegistryError::Storage("labels were not written".into()));
+                // request made, or a resend): its label still counts, unless
+                // it has the application's answer already.
+                if labelled {
+                    self.kv.commit(labels)?;
                 }
                 dup += 1;
             }
@@ -280,6 +295,12 @@ impl Registry {
                 return Err(RegistryError::invalid(
                     format!("labels[{i}].value"),
                     "is empty",
+                ));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(RegistryError::invalid(
+                    format!("labels[{i}].value"),
+                    format!("`{}` holds control characters", value.escape_default()),
                 ));
             }
         }

@@ -264,10 +264,11 @@ impl Agent {
         .await
     }
 
-    /// Takes the application's ground truth for a recent request: its sample
-    /// (inputs as served, the kit's outputs) is queued with a `feedback` label,
-    /// to go to the registry like hard examples (once: the registry keeps one
-    /// record per sample id). Returns the sample id.
+    /// Takes the application's ground truth for a recent request, once: its
+    /// sample (inputs as served, the kit's outputs) is queued with a
+    /// `feedback` label, to go to the registry like hard examples. The label
+    /// is checked as the kit's label: one of its classes when the kit names
+    /// them, never with control characters. Returns the sample id.
     pub fn feedback(&self, request_id: &str, label: &str) -> Result<String, OipError> {
         let label = label.trim();
         if label.is_empty() || label.len() > 256 {
@@ -275,21 +276,53 @@ impl Agent {
                 "label: must be 1 to 256 bytes of text".into(),
             ));
         }
+        if label.chars().any(char::is_control) {
+            return Err(OipError::BadRequest(format!(
+                "label `{}`: control characters are not a label",
+                label.escape_default()
+            )));
+        }
         if !self.recent.enabled() {
             return Err(OipError::BadRequest(
                 "this device keeps no recent requests (recent_requests = 0); feedback cannot be matched".into(),
             ));
         }
-        let found = self
+        if let Some(active) = self.active() {
+            let classes = active
+                .kit
+                .manifest()
+                .training
+                .as_ref()
+                .map(|t| t.classes.clone())
+                .unwrap_or_default();
+            if !classes.is_empty() && !classes.iter().any(|c| c == label) {
+                return Err(OipError::BadRequest(format!(
+                    "label `{}` is not one of the kit's classes ({})",
+                    crate::oip::shown(label),
+                    classes.join(", ")
+                )));
+            }
+        }
+        let taken = self
             .recent
-            .find(request_id)
+            .take_feedback(request_id, label)
             .map_err(|e| OipError::Failed(e.to_string()))?;
-        let Some((mut meta, data)) = found else {
-            return Err(OipError::NotFound(format!(
-                "request `{}` is not among the {} most recent requests",
-                crate::oip::shown(request_id),
-                self.cfg.recent_requests
-            )));
+        let (mut meta, data) = match taken {
+            crate::recent::Taken::Sample(m, d) => (m, d),
+            crate::recent::Taken::Already(prev) => {
+                return Err(OipError::Conflict(format!(
+                    "request `{}` has its feedback already (`{}`); a correction is a new label, given where labels are kept (`algobay samples label`)",
+                    crate::oip::shown(request_id),
+                    prev.escape_default()
+                )))
+            }
+            crate::recent::Taken::Gone => {
+                return Err(OipError::NotFound(format!(
+                    "request `{}` is not among the {} most recent requests",
+                    crate::oip::shown(request_id),
+                    self.cfg.recent_requests
+                )))
+            }
         };
         if meta.reason.is_empty() {
             meta.reason = "feedback".into();

@@ -370,6 +370,24 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+impl Answer {
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `POST /v1/infer` with `body`; (status, answer, the id the agent gave the
+/// request, which feedback names).
+pub fn infer_id(base: &str, body: &[u8]) -> (u16, Answer, String) {
+    let (code, ans) = http_with(base, "POST", "/v1/infer", &[], body);
+    let rid = ans.header("x-request-id").unwrap_or_default().to_owned();
+    (code, ans, rid)
+}
+
 /// One HTTP/1.1 request with extra headers; (status, answer).
 pub fn http_with(
     base: &str,

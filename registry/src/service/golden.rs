@@ -73,8 +73,6 @@ pub(crate) struct GoldenQueue {
 pub(crate) struct GoldenTurn<'a> {
     queue: &'a GoldenQueue,
     team: String,
-    /// How long the run waited for its slot.
-    pub waited: Duration,
 }
 
 impl Drop for GoldenTurn<'_> {
@@ -128,7 +126,6 @@ impl GoldenQueue {
                 return Ok(GoldenTurn {
                     queue: self,
                     team: team.to_owned(),
-                    waited,
                 });
             }
             let waited = started.elapsed();

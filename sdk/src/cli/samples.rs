@@ -123,13 +123,27 @@ async fn find(client: &algobay_sdk::Client, enterprise: &str, id: &str) -> anyho
     }
 }
 
+/// Text from a device or a labeller, as a terminal may show it: control
+/// characters (escape sequences, NUL, new lines) escaped.
+fn shown(t: &str) -> String {
+    t.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn labels(s: &Sample) -> String {
     if s.labels.is_empty() {
         return "-".into();
     }
     s.labels
         .iter()
-        .map(|l| format!("{}={}", l.source, l.value))
+        .map(|l| format!("{}={}", shown(&l.source), shown(&l.value)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -152,10 +166,10 @@ pub fn run(g: &Global, c: &Connection, cmd: SamplesCommand) -> anyhow::Result<()
                 for s in &v {
                     println!(
                         "{}  {}  {}  {}  {}",
-                        &s.id[..12.min(s.id.len())],
-                        s.kit_reference,
-                        s.device_id,
-                        s.reason,
+                        shown(&s.id[..12.min(s.id.len())]),
+                        shown(&s.kit_reference),
+                        shown(&s.device_id),
+                        shown(&s.reason),
                         labels(s)
                     );
                 }
@@ -170,21 +184,28 @@ pub fn run(g: &Global, c: &Connection, cmd: SamplesCommand) -> anyhow::Result<()
                 if json {
                     return print_json(&s);
                 }
-                println!("sample      {}", s.id);
-                println!("kit         {} {}", s.kit_reference, s.kit_digest);
-                println!("device      {}", s.device_id);
-                println!("kept        {} (at {})", s.reason, s.created_unix);
+                println!("sample      {}", shown(&s.id));
+                println!(
+                    "kit         {} {}",
+                    shown(&s.kit_reference),
+                    shown(&s.kit_digest)
+                );
+                println!("device      {}", shown(&s.device_id));
+                println!("kept        {} (at {})", shown(&s.reason), s.created_unix);
                 for i in &s.inputs {
                     println!(
                         "input       {} {} {:?} {} ({} bytes)",
                         i.name, i.datatype, i.shape, i.digest, i.size
                     );
                 }
-                println!("outputs     {}", s.outputs_json);
+                println!("outputs     {}", shown(&s.outputs_json));
                 for l in &s.labels {
                     println!(
                         "label       {} from {} by {} at {}",
-                        l.value, l.source, l.by, l.at_unix
+                        shown(&l.value),
+                        shown(&l.source),
+                        shown(&l.by),
+                        l.at_unix
                     );
                 }
             }
