@@ -362,6 +362,18 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether the caller opened the unfinished upload of `d` (a session is
+    /// its opener's: another principal learns nothing of it).
+    pub fn opened_upload(&self, p: &Principal, d: &Digest) -> Result<bool> {
+        let Some(u) = uploader(p) else {
+            return Ok(false);
+        };
+        Ok(self
+            .kv
+            .get(Tree::BlobOwners, owner_key(d, u).as_bytes())?
+            .is_some_and(|v| v == UPLOADING))
+    }
+
     /// Whether the caller already may read `d` from the catalog (so an upload of it can stop at once).
     pub fn sees_in_catalog(&self, p: &Principal, d: &Digest) -> Result<bool> {
         match self.blob_source(p, d, "") {

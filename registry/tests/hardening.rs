@@ -633,3 +633,73 @@ async fn a_second_teams_publish_is_served_while_another_team_loops() {
         assert!(e.message().contains("time budget"), "{}", e.message());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_upload_is_its_openers_and_another_team_cannot_claim_it() {
+    let h = start().await;
+    let (acme, _) = h.team("acme").await;
+    let (zeta, _) = h.team("zeta").await;
+    let data: Vec<u8> = (0..900_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let d = Digest::of(&data);
+    let chunk = |offset: usize, bytes: &[u8]| pb::UploadChunk {
+        digest: d.to_string(),
+        size: data.len() as u64,
+        offset: offset as u64,
+        data: bytes.to_vec(),
+        chunk_digest: String::new(),
+    };
+    // acme sends every byte and keeps its upload open.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut client = h.blobs();
+    let token = acme.clone();
+    let open = tokio::spawn(async move {
+        client
+            .upload(req(tokio_stream::wrappers::ReceiverStream::new(rx), &token))
+            .await
+    });
+    for (i, part) in data.chunks(300_000).enumerate() {
+        tx.send(chunk(i * 300_000, part)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // zeta "resumes" it from the end with no bytes: refused, and told nothing of how far it got.
+    let e = h
+        .blobs()
+        .upload(req(
+            futures::stream::iter(vec![chunk(data.len(), &[])]),
+            &zeta,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("must start at byte 0, not 900000"),
+        "{}",
+        e.message()
+    );
+    let s = stat(&h.channel, &zeta, &d).await;
+    assert!(!s.present && s.received == 0, "{s:?}");
+    assert_eq!(
+        h.try_download(&zeta, &d, "").await.unwrap_err().code(),
+        Code::NotFound
+    );
+    // Wrong bytes from byte 0 are refused too (the stream must hash to the digest).
+    let mut wrong = data.clone();
+    wrong[0] ^= 1;
+    let e = h
+        .blobs()
+        .upload(req(futures::stream::iter(vec![chunk(0, &wrong)]), &zeta))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.code(), Code::InvalidArgument | Code::FailedPrecondition)
+            && e.message().contains("hash"),
+        "{e:?}"
+    );
+    assert!(h.try_download(&zeta, &d, "").await.is_err());
+    // acme closes its upload: the blob is stored, and readable by acme alone.
+    drop(tx);
+    let done = open.await.unwrap().unwrap().into_inner();
+    assert_eq!(done.size, data.len() as u64);
+    assert_eq!(h.download(&acme, &d, 0).await, data);
+    assert!(h.try_download(&zeta, &d, "").await.is_err());
+}

@@ -6,8 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use sha2::Digest as _;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use algobay_proto::v1 as pb;
@@ -18,6 +16,7 @@ use crate::blobs::VerifyingReader;
 use crate::domain::*;
 use crate::error::RegistryError;
 use crate::service::{DatasetSpec, ModelSpec, RegistryApi, ToolSpec};
+use chunks::{check_chunk, next_chunk, prove_possession, upload_beside};
 
 /// Size of the chunks downloads are sent in.
 pub const CHUNK: usize = 1 << 20;
@@ -351,11 +350,37 @@ impl pb::blobs_server::Blobs for BlobsApi {
         }
         let reg = self.0.clone();
         let caller = p.clone();
-        let from = blocking(move || {
-            reg.note_upload(&caller, &d, false)?;
-            reg.blobs().begin(&d, size)
+        let (from, opener) = blocking(move || {
+            let from = reg.blobs().begin(&d, size)?;
+            // The session is its opener's: whoever started it, or starts it now.
+            let opener = from == 0 || reg.opened_upload(&caller, &d)?;
+            if opener {
+                reg.note_upload(&caller, &d, false)?;
+            }
+            Ok((from, opener))
         })
         .await?;
+        if !opener {
+            // Another principal's unfinished upload: this caller learns
+            // nothing of it (not how far it got) and sends every byte, which
+            // are hashed; only what the partial lacks is added to it, and the
+            // blob is the caller's only if all of its bytes hash to `d`.
+            if first_offset != 0 {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "upload of {d} must start at byte 0, not {first_offset}"
+                ))
+                .into());
+            }
+            let first = [chunk.take(), rest.take()];
+            let size = upload_beside(&self.0, d, size, from, first, &mut stream, idle).await?;
+            let reg = self.0.clone();
+            blocking(move || reg.note_upload(&p, &d, true)).await?;
+            return Ok(Response::new(pb::UploadResponse {
+                digest: d.to_string(),
+                size,
+                existed: false,
+            }));
+        }
         if first_offset != from {
             return Err(RegistryError::FailedPrecondition(format!(
                 "upload of {d} must resume at byte {from}, not {}",
@@ -718,83 +743,7 @@ fn slices(
         .collect()
 }
 
-/// Takes a whole upload of a blob already stored, hashing it and keeping
-/// nothing: the caller shows it holds the bytes before it is told they are here.
-async fn prove_possession(
-    d: &Digest,
-    size: u64,
-    first: [Option<pb::UploadChunk>; 2],
-    stream: &mut Streaming<pb::UploadChunk>,
-    idle: std::time::Duration,
-) -> Result<(), Status> {
-    let mut it = first.into_iter().flatten();
-    let mut hasher = sha2::Sha256::new();
-    let mut received = 0u64;
-    loop {
-        let c = match it.next() {
-            Some(c) => c,
-            None => match next_chunk(stream, idle, received).await? {
-                Some(c) => c,
-                None => break,
-            },
-        };
-        if c.offset != received {
-            return Err(RegistryError::invalid(
-                "offset",
-                format!("chunk at byte {} where {received} was expected", c.offset),
-            )
-            .into());
-        }
-        received += c.data.len() as u64;
-        if received > size {
-            break;
-        }
-        hasher.update(&c.data);
-    }
-    let got: [u8; 32] = hasher.finalize().into();
-    if received != size || &got != d.as_bytes() {
-        return Err(RegistryError::invalid(
-            "data",
-            format!("the {received} bytes sent are not the blob {d}"),
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// The next chunk of an upload, or the end of the stream; an upload that sends
-/// nothing for `idle` is dropped (it can resume from the bytes received).
-async fn next_chunk(
-    stream: &mut Streaming<pb::UploadChunk>,
-    idle: std::time::Duration,
-    received: u64,
-) -> Result<Option<pb::UploadChunk>, Status> {
-    match tokio::time::timeout(idle, stream.next()).await {
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "upload idle for {} s; resume from byte {received}",
-            idle.as_secs()
-        ))),
-        Ok(None) => Ok(None),
-        Ok(Some(c)) => c.map(Some).map_err(algobay_proto::status::decode_status),
-    }
-}
-
-/// Checks a chunk against the digest its sender gave for it.
-fn check_chunk(d: &Digest, received: u64, c: &pb::UploadChunk) -> Result<(), Status> {
-    let want = parse_digest("chunk_digest", &c.chunk_digest)?;
-    let got: [u8; 32] = sha2::Sha256::digest(&c.data).into();
-    if &got != want.as_bytes() {
-        return Err(RegistryError::invalid(
-            "chunk_digest",
-            format!(
-                "chunk at byte {received} of {d} does not match its digest {want}; resume from byte {received}"
-            ),
-        )
-        .into());
-    }
-    Ok(())
-}
-
+mod chunks;
 mod fleet;
 pub use fleet::FleetApi;
 pub mod guard;

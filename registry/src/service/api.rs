@@ -110,6 +110,8 @@ pub trait RegistryApi: Send + Sync + 'static {
     fn sees_in_catalog(&self, p: &Principal, digest: &Digest) -> Result<bool>;
     /// Records an upload the caller started or completed.
     fn note_upload(&self, p: &Principal, digest: &Digest, done: bool) -> Result<()>;
+    /// Whether the caller opened the unfinished upload of `digest`.
+    fn opened_upload(&self, p: &Principal, digest: &Digest) -> Result<bool>;
     /// The ceilings on kits and uploads.
     fn ceilings(&self) -> &Ceilings;
     /// Removes abandoned partial uploads; returns how many.
@@ -353,6 +355,9 @@ impl RegistryApi for Registry {
     }
     fn note_upload(&self, p: &Principal, digest: &Digest, done: bool) -> Result<()> {
         Registry::note_upload(self, p, digest, done)
+    }
+    fn opened_upload(&self, p: &Principal, digest: &Digest) -> Result<bool> {
+        Registry::opened_upload(self, p, digest)
     }
     fn ceilings(&self) -> &Ceilings {
         &self.ceilings
