@@ -71,11 +71,29 @@ impl Registry {
         };
         let d = digest("digest", &spec.digest)?;
         let inline = self.inline_blobs(&[d], &spec.inline)?;
-        let bytes = match inline.get(&d) {
-            Some(b) => b.clone(),
-            None => self.blob(p, "dataset", &d)?,
+        // Profiled as it is read, a line at a time, never held whole.
+        let (mut card, size) = match inline.get(&d) {
+            Some(b) => (
+                profile_csv(b, spec.header, &spec.label_column)?,
+                b.len() as u64,
+            ),
+            None => {
+                if !self.sees_in_catalog(p, &d)? {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "dataset {d} has not been uploaded"
+                    )));
+                }
+                let (size, reader) = self.blobs.open(&d)?;
+                let reader = std::io::BufReader::with_capacity(
+                    256 << 10,
+                    crate::blobs::VerifyingReader::new(d, size, reader),
+                );
+                (
+                    profile_csv_reader(reader, spec.header, &spec.label_column)?,
+                    size,
+                )
+            }
         };
-        let mut card = profile_csv(&bytes, spec.header, &spec.label_column)?;
         card.source = spec.source.trim().to_owned();
         self.insert_with(
             self.inline_records(inline)?,
@@ -91,21 +109,30 @@ impl Registry {
                 dataset: Some(card),
                 published_unix: self.clock.now_unix(),
                 published_by: p.token_id.clone(),
-                ..Artifact::new(
-                    Kind::Dataset,
-                    spec.name,
-                    spec.version,
-                    d,
-                    bytes.len() as u64,
-                    format,
-                )
+                ..Artifact::new(Kind::Dataset, spec.name, spec.version, d, size, format)
             },
         )
     }
 }
 
+/// What a dataset's card may hold, so that every card stays small enough to
+/// show and to send in a search answer whatever a file holds.
+pub mod card_limits {
+    /// Columns of a row.
+    pub const COLUMNS: usize = 2048;
+    /// Bytes of a column's name (from the header).
+    pub const COLUMN_NAME: usize = 128;
+    /// Bytes of a label value counted on the card.
+    pub const LABEL_VALUE: usize = 128;
+    /// Bytes of one line of the file.
+    pub const LINE: usize = 1 << 20;
+    /// Bytes of the whole card, as stored.
+    pub const CARD: usize = 64 << 10;
+}
+
 /// Splits one CSV line into fields (double quotes around a field may hold
-/// commas and doubled quotes; a field may not span lines).
+/// commas and doubled quotes; a field may not span lines), at most
+/// [`card_limits::COLUMNS`] of them.
 fn fields(line: &str, n: usize) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -119,7 +146,15 @@ fn fields(line: &str, n: usize) -> Result<Vec<String>> {
             }
             ('"', true) => quoted = false,
             ('"', false) if cur.is_empty() => quoted = true,
-            (',', false) => out.push(std::mem::take(&mut cur)),
+            (',', false) => {
+                out.push(std::mem::take(&mut cur));
+                if out.len() >= card_limits::COLUMNS {
+                    return Err(RegistryError::TooLarge(format!(
+                        "data line {n}: more than {} fields, over the limit of columns",
+                        card_limits::COLUMNS
+                    )));
+                }
+            }
             (c, _) => cur.push(c),
         }
     }
@@ -136,22 +171,70 @@ fn fields(line: &str, n: usize) -> Result<Vec<String>> {
 /// Reads a CSV file for its card: every row must have the header's (or the
 /// first row's) number of fields; errors name the line.
 pub fn profile_csv(bytes: &[u8], header: bool, label: &str) -> Result<DatasetCard> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        RegistryError::invalid(
-            "data",
-            format!("is not UTF-8 text (at byte {})", e.valid_up_to()),
-        )
-    })?;
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (first_n, first) = lines
-        .next()
-        .ok_or_else(|| RegistryError::invalid("data", "holds no rows"))?;
-    let first = fields(first, first_n)?;
+    profile_csv_reader(std::io::Cursor::new(bytes), header, label)
+}
+
+/// [`profile_csv`] over a reader, a line at a time: memory stays within a
+/// line ([`card_limits::LINE`]) and the card's own bounds, whatever the size
+/// of the file.
+pub fn profile_csv_reader(
+    mut reader: impl std::io::BufRead,
+    header: bool,
+    label: &str,
+) -> Result<DatasetCard> {
+    use std::io::{BufRead, Read};
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    // The next non-empty line: (line number, text).
+    let mut next_line = |reader: &mut dyn std::io::BufRead| -> Result<Option<(usize, String)>> {
+        loop {
+            buf.clear();
+            let got = (&mut *reader)
+                .take(card_limits::LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| RegistryError::Storage(format!("dataset: {e}")))?;
+            if got == 0 {
+                return Ok(None);
+            }
+            n += 1;
+            if buf.len() > card_limits::LINE {
+                return Err(RegistryError::TooLarge(format!(
+                    "data line {n}: longer than {} bytes",
+                    card_limits::LINE
+                )));
+            }
+            let text = std::str::from_utf8(&buf).map_err(|e| {
+                RegistryError::invalid(
+                    format!("data line {n}"),
+                    format!("is not UTF-8 text (at byte {})", e.valid_up_to()),
+                )
+            })?;
+            let text = text.trim_end_matches('\n').trim_end_matches('\r');
+            if !text.trim().is_empty() {
+                return Ok(Some((n, text.to_owned())));
+            }
+        }
+    };
+    let (first_n, first) =
+        next_line(&mut reader)?.ok_or_else(|| RegistryError::invalid("data", "holds no rows"))?;
+    let first = fields(&first, first_n)?;
     let width = first.len();
+    if header {
+        if let Some((i, c)) = first
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.len() > card_limits::COLUMN_NAME || c.chars().any(char::is_control))
+        {
+            return Err(RegistryError::invalid(
+                format!("data line {first_n}"),
+                format!(
+                    "column {i}'s name `{}` is over {} bytes or holds control characters",
+                    shown(c),
+                    card_limits::COLUMN_NAME
+                ),
+            ));
+        }
+    }
     let (columns, mut rows): (Vec<String>, Vec<(usize, Vec<String>)>) = if header {
         (first, Vec::new())
     } else {
@@ -215,6 +298,16 @@ pub fn profile_csv(bytes: &[u8], header: bool, label: &str) -> Result<DatasetCar
                 }
                 Err(_) => label_numeric = false,
             }
+            if v.len() > card_limits::LABEL_VALUE || v.chars().any(char::is_control) {
+                return Err(RegistryError::invalid(
+                    format!("data line {n}"),
+                    format!(
+                        "the label `{}` is over {} bytes or holds control characters",
+                        shown(v),
+                        card_limits::LABEL_VALUE
+                    ),
+                ));
+            }
             if !many {
                 *counts.entry(v.to_owned()).or_default() += 1;
                 if counts.len() > MAX_LABELS {
@@ -228,15 +321,15 @@ pub fn profile_csv(bytes: &[u8], header: bool, label: &str) -> Result<DatasetCar
     for (n, row) in rows.drain(..) {
         see(n, &row)?;
     }
-    for (n, line) in lines {
-        see(n, &fields(line, n)?)?;
+    while let Some((n, line)) = next_line(&mut reader)? {
+        see(n, &fields(&line, n)?)?;
         count += 1;
     }
     if count == 0 {
         return Err(RegistryError::invalid("data", "has a header and no rows"));
     }
     let features = width - usize::from(label_at.is_some());
-    Ok(DatasetCard {
+    let card = DatasetCard {
         format: "csv".into(),
         source: String::new(),
         rows: count,
@@ -253,7 +346,17 @@ pub fn profile_csv(bytes: &[u8], header: bool, label: &str) -> Result<DatasetCar
         } else {
             String::new()
         },
-    })
+    };
+    let size = serde_json::to_vec(&card).map_or(0, |v| v.len());
+    if size > card_limits::CARD {
+        return Err(RegistryError::TooLarge(format!(
+            "the dataset's card would be {size} bytes ({} columns, {} label values), over the limit of {}",
+            card.columns.len(),
+            card.label_counts.len(),
+            card_limits::CARD
+        )));
+    }
+    Ok(card)
 }
 
 #[cfg(test)]
@@ -296,5 +399,54 @@ mod tests {
         assert!(e.contains("not UTF-8"), "{e}");
         assert!(profile_csv(b"a,b\n", true, "").is_err());
         assert!(profile_csv(b"", false, "").is_err());
+    }
+
+    #[test]
+    fn a_card_is_bounded_whatever_the_file_holds() {
+        // 64 MB of one line (32 million fields): refused at its first MiB.
+        struct Endless(u64);
+        impl std::io::Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0 as usize);
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = if i % 2 == 0 { b'1' } else { b',' };
+                }
+                self.0 -= n as u64;
+                Ok(n)
+            }
+        }
+        let e = profile_csv_reader(std::io::BufReader::new(Endless(64 << 20)), false, "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data line 1: longer than 1048576 bytes"), "{e}");
+        // Too many columns on a short line.
+        let wide = vec!["1"; card_limits::COLUMNS + 1].join(",");
+        let e = profile_csv(wide.as_bytes(), false, "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 2048 fields"), "{e}");
+        // Long or control-character labels and column names.
+        let long = format!("a,label\n1,{}\n", "x".repeat(200));
+        let e = profile_csv(long.as_bytes(), true, "label")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data line 2") && e.contains("the label"), "{e}");
+        let named = format!("a,{}\n1,2\n", "n".repeat(200));
+        let e = profile_csv(named.as_bytes(), true, "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("column 1's name"), "{e}");
+        // 2,048 columns of long names make a card past its bound.
+        let names: Vec<String> = (0..2048)
+            .map(|i| format!("column-with-a-long-name-{i:05}"))
+            .collect();
+        let csv = format!("{}\n{}\n", names.join(","), vec!["1"; 2048].join(","));
+        let e = profile_csv(csv.as_bytes(), true, "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the dataset's card would be") && e.contains("over the limit of 65536"),
+            "{e}"
+        );
     }
 }
