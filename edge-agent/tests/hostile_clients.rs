@@ -118,12 +118,14 @@ fn a_flood_of_slow_connections_does_not_starve_the_agent() {
     let files = open_files(agent.pid());
     let opened = rt.block_on(flood).unwrap();
     rt.block_on(trickle).unwrap();
+    let (_, peak) = rss_mib(agent.pid());
     eprintln!(
-        "agent under {opened} slow connections and 8 trickled bodies: infer+status p50 {:.1} ms, p99 {:.1} ms (quiet: p50 {:.1} ms); {files} open files",
+        "agent under {opened} slow connections and 8 trickled bodies: infer+status p50 {:.1} ms, p99 {:.1} ms (quiet: p50 {:.1} ms); {files} open files; peak RSS {peak} MiB",
         pct(&during, 0.5),
         pct(&during, 0.99),
         pct(&quiet, 0.5)
     );
+    assert!(peak < 400, "agent peak RSS {peak} MiB");
     assert_eq!(opened, FLOOD);
     assert!(pct(&during, 0.5) < 1000.0, "{during:?}");
     assert!(
@@ -217,11 +219,13 @@ fn a_flood_of_slow_connections_does_not_take_the_registry_down_through_its_conso
     });
     let files = open_files(reg.pid());
     let (raw, tls_opened) = (rt.block_on(raw).unwrap(), rt.block_on(after_tls).unwrap());
+    let (_, peak) = rss_mib(reg.pid());
     eprintln!(
-        "registry under {raw} raw and {tls_opened} TLS slow connections to its console: page + gRPC call p50 {:.1} ms, p99 {:.1} ms; {files} open files",
+        "registry under {raw} raw and {tls_opened} TLS slow connections to its console: page + gRPC call p50 {:.1} ms, p99 {:.1} ms; {files} open files; peak RSS {peak} MiB",
         pct(&during, 0.5),
         pct(&during, 0.99)
     );
+    assert!(peak < 600, "registry peak RSS {peak} MiB");
     assert_eq!(raw, FLOOD / 2);
     assert!(pct(&during, 0.5) < 2000.0, "{during:?}");
     assert!(files < 1024 + 400, "the registry holds {files} files");
@@ -380,4 +384,48 @@ fn feedback_needs_the_application_key_when_the_device_has_one() {
         fb.as_bytes(),
     );
     assert_eq!(code, 202, "{}", String::from_utf8_lossy(&ans.body));
+}
+
+#[test]
+fn a_64_mb_one_line_csv_is_refused_within_a_small_memory_bound() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
+    rt.block_on(seed(&reg, false));
+    let op = rt.block_on(reg.client(&reg.operator));
+    let (_, team_token) = rt.block_on(op.create_token("team", "algobay", 0)).unwrap();
+    let team = rt.block_on(reg.client(&team_token));
+    let (_, before) = rss_mib(reg.pid());
+    // 32 million fields on one line.
+    let line: Vec<u8> = (0..64usize << 20)
+        .map(|i| if i % 2 == 0 { b'1' } else { b',' })
+        .collect();
+    let e = rt
+        .block_on(team.publish_dataset(
+            &line,
+            algobay_sdk::DatasetInfo {
+                name: "algobay/one-line".into(),
+                version: "1.0.0".into(),
+                license: "CC0-1.0".into(),
+                source: "made by this test".into(),
+                ..Default::default()
+            },
+            algobay_sdk::no_progress(),
+        ))
+        .unwrap_err()
+        .to_string();
+    let (_, peak) = rss_mib(reg.pid());
+    eprintln!(
+        "registry after a 64 MB one-line CSV: peak RSS {peak} MiB (before {before} MiB): {e}"
+    );
+    assert!(e.contains("data line 1: longer than 1048576 bytes"), "{e}");
+    assert!(peak < before + 100, "peak {peak} MiB (before {before} MiB)");
+    // Search still answers every tenant.
+    let found = rt
+        .block_on(team.search(algobay_sdk::Search {
+            text: "digits".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert!(!found.artifacts.is_empty());
 }
