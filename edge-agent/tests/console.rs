@@ -130,9 +130,11 @@ fn the_console_works_in_a_real_browser_and_keeps_tenants_apart() {
             .is_some_and(|f| f["enterprises_served"] == 0),
         "{c}"
     );
-    // An enterprise sees the programme's totals, not the fleets per industry.
+    // An enterprise sees the public catalog's counts: not how many other
+    // enterprises there are or are served, nor the fleets per industry.
     let theirs = rt.block_on(acme.coverage()).unwrap();
-    assert_eq!(theirs["enterprises_served"], 1, "{theirs}");
+    assert_eq!(theirs["enterprises_served"], 0, "{theirs}");
+    assert_eq!(theirs["enterprises"], 0, "{theirs}");
     assert_eq!(theirs["devices"], 0, "{theirs}");
     assert_eq!(theirs["by_industry"]["logistics"]["devices"], 0, "{theirs}");
     assert_eq!(

@@ -231,21 +231,6 @@ fn a_flood_of_slow_connections_does_not_take_the_registry_down_through_its_conso
     assert!(files < 1024 + 400, "the registry holds {files} files");
 }
 
-/// A process's resident memory and its peak, in MiB.
-fn rss_mib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap()
-            / 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[test]
 fn enrollments_are_bounded_before_they_are_read_and_hold_no_memory() {
     let rt = tokio::runtime::Builder::new_multi_thread()

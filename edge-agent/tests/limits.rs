@@ -29,21 +29,6 @@ fn announce(base: &str, path: &str, content_type: &str, len: usize) -> u16 {
     line.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
-/// The agent's resident memory and its peak, in MiB.
-fn rss_mib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap()
-            / 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[test]
 fn oversized_bodies_are_refused_with_413_and_memory_stays_small() {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -364,6 +364,21 @@ impl Drop for AgentProc {
     }
 }
 
+/// A process's resident memory and its peak, in MiB.
+pub fn rss_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// An HTTP answer with its headers and raw body.
 pub struct Answer {
     pub headers: Vec<(String, String)>,

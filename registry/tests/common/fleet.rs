@@ -195,38 +195,65 @@ impl Fleet {
     }
 }
 
-/// A sample device `i` pushes: the kit answered `answer`, the application says `truth`.
-pub fn feedback(f: &Fleet, i: usize, kit: &Digest, n: u32, answer: &str, truth: &str) {
-    let data = format!("{i}/{kit}/{n}").into_bytes();
-    let rec = SampleRecord {
-        id: Digest::of(&data).hex(),
+/// A sample record on `kit` for the input `data`, with its outputs, its
+/// feedback label if any, and a shadow's outputs if any.
+fn record(
+    kit: &Digest,
+    data: &[u8],
+    reason: &str,
+    outputs: String,
+    truth: Option<&str>,
+    shadow: Option<(&Digest, String)>,
+) -> SampleRecord {
+    SampleRecord {
+        id: Digest::of(data).hex(),
         enterprise: String::new(),
         device_id: String::new(),
         kit_reference: String::new(),
         kit_digest: *kit,
         deployment_id: String::new(),
-        reason: "feedback".into(),
+        reason: reason.into(),
         trace_id: String::new(),
         created_unix: 0,
         received_unix: 0,
-        outputs_json: serde_json::json!({"result": [[{"label": answer, "score": 0.9}]]})
-            .to_string(),
+        outputs_json: outputs,
         inputs: vec![SampleInput {
             name: "pixels".into(),
             datatype: "BYTES".into(),
             shape: vec![1],
-            digest: Digest::of(&data),
+            digest: Digest::of(data),
             size: data.len() as u64,
         }],
-        labels: vec![Label {
-            value: truth.into(),
-            source: LabelSource::Feedback,
-            by: String::new(),
-            at_unix: 0,
-        }],
-        shadow_outputs_json: String::new(),
-        shadow_digest: None,
-    };
+        labels: truth
+            .map(|t| Label {
+                value: t.into(),
+                source: LabelSource::Feedback,
+                by: String::new(),
+                at_unix: 0,
+            })
+            .into_iter()
+            .collect(),
+        shadow_outputs_json: shadow.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
+        shadow_digest: shadow.map(|s| *s.0),
+    }
+}
+
+/// What a classifier kit answers: `label` with a score.
+fn answered(label: &str, score: f64) -> String {
+    serde_json::json!({"result": [[{"label": label, "score": score}]]}).to_string()
+}
+
+/// A sample device `i` pushes: the kit answered `answer`, the application says `truth`.
+pub fn feedback(f: &Fleet, i: usize, kit: &Digest, n: u32, answer: &str, truth: &str) {
+    let data = format!("{i}/{kit}/{n}").into_bytes();
+    let rec = record(
+        kit,
+        &data,
+        "feedback",
+        answered(answer, 0.9),
+        Some(truth),
+        None,
+    );
     f.reg
         .push_samples(&f.devices[i], vec![(rec, vec![data])])
         .unwrap();
@@ -235,29 +262,14 @@ pub fn feedback(f: &Fleet, i: usize, kit: &Digest, n: u32, answer: &str, truth: 
 /// A sample device `i` pushes with no label: the kit answered "1".
 pub fn feedback_free(f: &Fleet, i: usize, kit: &Digest, n: u32) {
     let data = format!("free/{i}/{kit}/{n}").into_bytes();
-    let rec = SampleRecord {
-        id: Digest::of(&data).hex(),
-        enterprise: String::new(),
-        device_id: String::new(),
-        kit_reference: String::new(),
-        kit_digest: *kit,
-        deployment_id: String::new(),
-        reason: "score 0.4 below 0.9".into(),
-        trace_id: String::new(),
-        created_unix: 0,
-        received_unix: 0,
-        outputs_json: serde_json::json!({"result": [[{"label": "1", "score": 0.4}]]}).to_string(),
-        inputs: vec![SampleInput {
-            name: "pixels".into(),
-            datatype: "BYTES".into(),
-            shape: vec![1],
-            digest: Digest::of(&data),
-            size: data.len() as u64,
-        }],
-        labels: vec![],
-        shadow_outputs_json: String::new(),
-        shadow_digest: None,
-    };
+    let rec = record(
+        kit,
+        &data,
+        "score 0.4 below 0.9",
+        answered("1", 0.4),
+        None,
+        None,
+    );
     f.reg
         .push_samples(&f.devices[i], vec![(rec, vec![data])])
         .unwrap();
@@ -277,36 +289,14 @@ pub fn feedback_paired(
     truth: &str,
 ) {
     let data = format!("paired/{i}/{kit}/{n}").into_bytes();
-    let out =
-        |label: &str| serde_json::json!({"result": [[{"label": label, "score": 0.9}]]}).to_string();
-    let rec = SampleRecord {
-        id: Digest::of(&data).hex(),
-        enterprise: String::new(),
-        device_id: String::new(),
-        kit_reference: String::new(),
-        kit_digest: *kit,
-        deployment_id: String::new(),
-        reason: "feedback".into(),
-        trace_id: String::new(),
-        created_unix: 0,
-        received_unix: 0,
-        outputs_json: out(answer),
-        inputs: vec![SampleInput {
-            name: "pixels".into(),
-            datatype: "BYTES".into(),
-            shape: vec![1],
-            digest: Digest::of(&data),
-            size: data.len() as u64,
-        }],
-        labels: vec![Label {
-            value: truth.into(),
-            source: LabelSource::Feedback,
-            by: String::new(),
-            at_unix: 0,
-        }],
-        shadow_outputs_json: out(shadow),
-        shadow_digest: Some(*control),
-    };
+    let rec = record(
+        kit,
+        &data,
+        "feedback",
+        answered(answer, 0.9),
+        Some(truth),
+        Some((control, answered(shadow, 0.9))),
+    );
     f.reg
         .push_samples(&f.devices[i], vec![(rec, vec![data])])
         .unwrap();
