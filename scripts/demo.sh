@@ -143,8 +143,8 @@ step "the request's trace: algobay device traces --trace $TRACE"
 "$ALGOBAY" --token "$ACME" device traces --trace "$TRACE"
 
 # ---------------------------------------------------------------- the loop
-step "continuous training: two rounds of the loop (three devices of one enterprise, digits turned 15° more each round, the application's feedback, algobay-trainer, the registry's gate, a canary judged on its field accuracy)"
-cargo bench --locked -q -p algobay-agent --bench training -- --rounds 2
+step "continuous training: the loop with the policy's defaults (three devices of one enterprise, digits turned 15° more each step, the application's feedback, rounds started by the policy, algobay-trainer, the registry's gate, a canary judged paired against the kit it replaces, then a round on wrong labels)"
+cargo bench --locked -q -p algobay-agent --bench training -- --steps 2
 
 # ---------------------------------------------------------------- the line
 # A recipe of each kind here (tabular classification and regression, pixels,
