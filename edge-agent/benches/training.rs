@@ -311,11 +311,7 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_threads();
     let dir = tempfile::tempdir().unwrap();
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (acme_token, _) = rt.block_on(seed(&reg, false));

@@ -74,15 +74,9 @@ fn pct(v: &[f64], q: f64) -> f64 {
 
 #[test]
 fn a_flood_of_slow_connections_does_not_starve_the_agent() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_threads();
     let dir = tempfile::tempdir().unwrap();
-    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
-    let (acme_token, _) = rt.block_on(seed(&reg, false));
-    let acme = rt.block_on(reg.client(&acme_token));
+    let (reg, acme) = seeded(&rt, dir.path(), false);
     let agent = device(&rt, &reg, &acme, dir.path(), "flooded", "");
     serve(&rt, &acme, &agent, "algobay/digits-mlp@1.0.0", 120);
     let addr = agent.http.trim_start_matches("http://").to_owned();
@@ -170,15 +164,9 @@ async fn console_get(tls: &tokio_rustls::TlsConnector, addr: &str, path: &str) -
 
 #[test]
 fn a_flood_of_slow_connections_does_not_take_the_registry_down_through_its_console() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_threads();
     let dir = tempfile::tempdir().unwrap();
-    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
-    let (acme_token, _) = rt.block_on(seed(&reg, false));
-    let acme = rt.block_on(reg.client(&acme_token));
+    let (reg, acme) = seeded(&rt, dir.path(), false);
     let addr = reg
         .web
         .trim_start_matches("https://")
@@ -233,11 +221,7 @@ fn a_flood_of_slow_connections_does_not_take_the_registry_down_through_its_conso
 
 #[test]
 fn enrollments_are_bounded_before_they_are_read_and_hold_no_memory() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_threads();
     let dir = tempfile::tempdir().unwrap();
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (_, before) = rss_mib(reg.pid());
@@ -294,9 +278,7 @@ fn enrollments_are_bounded_before_they_are_read_and_hold_no_memory() {
 fn a_thousand_queued_small_samples_reach_the_registry_in_batches_it_takes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
-    let (acme_token, _) = rt.block_on(seed(&reg, false));
-    let acme = rt.block_on(reg.client(&acme_token));
+    let (reg, acme) = seeded(&rt, dir.path(), false);
     // A kit that keeps every request as a hard example; the device syncs
     // seldom, so the samples pile up between its pushes.
     let keen = kits().builder.build(
@@ -336,9 +318,7 @@ fn a_thousand_queued_small_samples_reach_the_registry_in_batches_it_takes() {
 fn feedback_needs_the_application_key_when_the_device_has_one() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let reg = RegistryProc::start(&dir.path().join("registry"), 0);
-    let (acme_token, _) = rt.block_on(seed(&reg, false));
-    let acme = rt.block_on(reg.client(&acme_token));
+    let (reg, acme) = seeded(&rt, dir.path(), false);
     let agent = device(
         &rt,
         &reg,

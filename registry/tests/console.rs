@@ -15,20 +15,7 @@ use algobay_registry::domain::*;
 
 /// Signs in with `token`; returns the session cookie and the page's anti-forgery token.
 fn sign_in(addr: std::net::SocketAddr, token: &str) -> (String, String) {
-    let form = request(addr, "GET", "/signin", &[], "");
-    let nonce_cookie = form
-        .cookies()
-        .into_iter()
-        .find(|c| c.starts_with("algobay_signin="))
-        .unwrap();
-    let nonce = nonce_cookie.split_once('=').unwrap().1.to_owned();
-    let done = request(
-        addr,
-        "POST",
-        "/signin",
-        &[("Cookie", &nonce_cookie)],
-        &format!("nonce={nonce}&token={token}&next=/fleet"),
-    );
+    let done = try_sign_in(addr, token, "/fleet");
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.header("location"), Some("/fleet"));
     let set = done

@@ -364,6 +364,23 @@ impl Drop for AgentProc {
     }
 }
 
+/// A runtime of two worker threads, as the machine has cores.
+pub fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A registry seeded by [`seed`] and enterprise acme's client.
+pub fn seeded(rt: &tokio::runtime::Runtime, dir: &Path, push_ocr: bool) -> (RegistryProc, Client) {
+    let reg = RegistryProc::start(&dir.join("registry"), 0);
+    let (acme_token, _) = rt.block_on(seed(&reg, push_ocr));
+    let acme = rt.block_on(reg.client(&acme_token));
+    (reg, acme)
+}
+
 /// A process's resident memory and its peak, in MiB.
 pub fn rss_mib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
