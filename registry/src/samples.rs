@@ -13,6 +13,25 @@ use crate::store::{Batch, Tree};
 /// Samples in one push.
 pub const MAX_SAMPLES: usize = 256;
 
+/// A label's value: within the item length, not blank, without control
+/// characters. `context` starts the message (the sample it is for, if any).
+fn check_label(field: &str, value: &str, context: &str) -> Result<()> {
+    crate::limits::check_len(field, value, crate::limits::text::ITEM)?;
+    if value.trim().is_empty() {
+        return Err(RegistryError::invalid(field, format!("{context}is empty")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RegistryError::invalid(
+            field,
+            format!(
+                "{context}`{}` holds control characters",
+                value.escape_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The bytes of samples one push should carry (under the gRPC message limit,
 /// with room for the records around them); sent to devices with every sync.
 pub const MAX_PUSH_BYTES: u64 = 8 << 20;
@@ -147,27 +166,11 @@ impl Registry {
                     )));
                 }
                 let value = l.value.trim();
-                crate::limits::check_len(
+                check_label(
                     &format!("sample.labels[{i}].value"),
                     value,
-                    crate::limits::text::ITEM,
+                    &format!("sample {}: ", rec.id),
                 )?;
-                if value.is_empty() {
-                    return Err(RegistryError::invalid(
-                        format!("sample.labels[{i}].value"),
-                        format!("sample {}: is empty", rec.id),
-                    ));
-                }
-                if value.chars().any(char::is_control) {
-                    return Err(RegistryError::invalid(
-                        format!("sample.labels[{i}].value"),
-                        format!(
-                            "sample {}: `{}` holds control characters",
-                            rec.id,
-                            value.escape_default()
-                        ),
-                    ));
-                }
                 let label = Label {
                     value: value.to_owned(),
                     source: LabelSource::Feedback,
@@ -286,23 +289,7 @@ impl Registry {
                     format!("`{}` is not 64 hex digits", crate::limits::shown(id)),
                 ));
             }
-            crate::limits::check_len(
-                &format!("labels[{i}].value"),
-                value,
-                crate::limits::text::ITEM,
-            )?;
-            if value.trim().is_empty() {
-                return Err(RegistryError::invalid(
-                    format!("labels[{i}].value"),
-                    "is empty",
-                ));
-            }
-            if value.chars().any(char::is_control) {
-                return Err(RegistryError::invalid(
-                    format!("labels[{i}].value"),
-                    format!("`{}` holds control characters", value.escape_default()),
-                ));
-            }
+            check_label(&format!("labels[{i}].value"), value, "")?;
         }
         // Where each wanted sample is stored (its key names its kit).
         let wanted: BTreeSet<&str> = labels.iter().map(|(id, _)| id.as_str()).collect();
