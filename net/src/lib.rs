@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -87,7 +87,8 @@ struct Activity {
     /// Milliseconds since the tracker began, at the last byte read or written.
     last: AtomicU64,
     shed: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    /// The last reader's waker, woken when the connection is shed.
+    waker: futures::task::AtomicWaker,
 }
 
 #[derive(Debug, Default)]
@@ -170,9 +171,7 @@ impl Tracker {
                 .map(|(id, (p, a))| (*id, *p, a.clone()));
             if let Some((id, p, a)) = victim {
                 a.shed.store(true, Ordering::Relaxed);
-                if let Some(w) = a.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    w.wake();
-                }
+                a.waker.wake();
                 // Its place is free now; the connection ends when it is next polled.
                 st.conns.remove(&id);
                 if let Some(n) = st.per_peer.get_mut(&p) {
@@ -193,7 +192,7 @@ impl Tracker {
         let activity = Arc::new(Activity {
             last: AtomicU64::new(self.now_ms()),
             shed: AtomicBool::new(false),
-            waker: Mutex::new(None),
+            waker: futures::task::AtomicWaker::new(),
         });
         st.conns.insert(id, (peer, activity.clone()));
         *st.per_peer.entry(peer).or_insert(0) += 1;
@@ -264,12 +263,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                *self
-                    .admitted
-                    .activity
-                    .waker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+                self.admitted.activity.waker.register(cx.waker());
                 if self.shed() {
                     return Poll::Ready(Err(shed_error()));
                 }
