@@ -81,21 +81,7 @@ fn the_console_works_in_a_real_browser_and_keeps_tenants_apart() {
     .unwrap();
 
     // An agent of acme serving a kit that keeps every request as a hard example.
-    let keen = kits().builder.build(
-        "digits",
-        "1.1.0",
-        &[("threshold = 0.9", "threshold = 1.01")],
-    );
-    rt.block_on(push_as_algobay(&reg, &keen));
-    let agent = device(
-        &rt,
-        &reg,
-        &acme,
-        dir.path(),
-        "keen",
-        "telemetry_seconds = 1\n",
-    );
-    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.1.0", 120);
+    let agent = keen_agent(&rt, &reg, &acme, dir.path(), "telemetry_seconds = 1\n");
     for (p, v) in [(0, 1.0), (1, 2.0), (2, 3.0)] {
         let (code, _) = http(&agent.http, "POST", "/v1/infer", &digits_input(p, v));
         assert_eq!(code, 200);

@@ -280,22 +280,15 @@ fn a_thousand_queued_small_samples_reach_the_registry_in_batches_it_takes() {
     let dir = tempfile::tempdir().unwrap();
     let (reg, acme) = seeded(&rt, dir.path(), false);
     // A kit that keeps every request as a hard example; the device syncs
+    // A kit that keeps every request as a hard example; the device syncs
     // seldom, so the samples pile up between its pushes.
-    let keen = kits().builder.build(
-        "digits",
-        "1.1.0",
-        &[("threshold = 0.9", "threshold = 1.01")],
-    );
-    rt.block_on(push_as_algobay(&reg, &keen));
-    let agent = device(
+    let agent = keen_agent(
         &rt,
         &reg,
         &acme,
         dir.path(),
-        "keen",
         "sync_wait_seconds = 60\nreport_seconds = 60\n",
     );
-    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.1.0", 120);
     for i in 0..1000 {
         // Every input its own (a repeated input is the same sample).
         let mut px: Vec<f32> = (0..64).map(|k| ((i + k * 13) % 17) as f32).collect();

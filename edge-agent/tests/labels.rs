@@ -21,22 +21,8 @@ fn a_labeller_lists_labels_exports_and_imports_its_enterprises_samples() {
     let reg = RegistryProc::start(&dir.path().join("registry"), 0);
     let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
     let acme = rt.block_on(reg.client(&acme_token));
-    // Every answer scores under 1.01: every request is a hard example here.
-    let keen = kits().builder.build(
-        "digits",
-        "1.1.0",
-        &[("threshold = 0.9", "threshold = 1.01")],
-    );
-    rt.block_on(push_as_algobay(&reg, &keen));
-    let agent = device(
-        &rt,
-        &reg,
-        &acme,
-        dir.path(),
-        "keen",
-        "telemetry_seconds = 0\n",
-    );
-    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.1.0", 120);
+    // Every request is a hard example here.
+    let agent = keen_agent(&rt, &reg, &acme, dir.path(), "telemetry_seconds = 0\n");
     for (p, v) in [(0, 1.0), (1, 2.0), (2, 3.0)] {
         let (code, _) = http(&agent.http, "POST", "/v1/infer", &digits_input(p, v));
         assert_eq!(code, 200);

@@ -431,23 +431,8 @@ fn hard_examples_are_kept_on_disk_through_outages_and_restarts_and_reach_the_reg
     let mut reg = RegistryProc::start(&reg_dir, 0);
     let (acme_token, globex_token) = rt.block_on(seed(&reg, false));
     let acme = rt.block_on(reg.client(&acme_token));
-    let k = kits();
-    // Every answer scores under 1.01: every request is a hard example here.
-    let keen = k.builder.build(
-        "digits",
-        "1.1.0",
-        &[("threshold = 0.9", "threshold = 1.01")],
-    );
-    rt.block_on(push_as_algobay(&reg, &keen));
-    let mut agent = device(
-        &rt,
-        &reg,
-        &acme,
-        dir.path(),
-        "keen",
-        "telemetry_seconds = 0\n",
-    );
-    serve(&rt, &acme, &agent, "algobay/digits-mlp@1.1.0", 120);
+    // Every request is a hard example here.
+    let mut agent = keen_agent(&rt, &reg, &acme, dir.path(), "telemetry_seconds = 0\n");
     let count = |reg: &RegistryProc| {
         let c = rt.block_on(reg.client(&acme_token));
         rt.block_on(c.list_samples("", "algobay/digits-mlp@1.1.0", 100, ""))

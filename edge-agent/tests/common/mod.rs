@@ -744,6 +744,30 @@ pub fn device(
     )
 }
 
+/// The kit every test that wants hard examples serves.
+pub const KEEN: &str = "algobay/digits-mlp@1.1.0";
+
+/// The digits kit at 1.1.0 with a sampling threshold of 1.01 (every answer
+/// scores under it: every request is a hard example), pushed; and an agent of
+/// acme named `keen`, with `extra` in its agent.toml, serving it.
+pub fn keen_agent(
+    rt: &tokio::runtime::Runtime,
+    reg: &RegistryProc,
+    acme: &algobay_sdk::Client,
+    dir: &std::path::Path,
+    extra: &str,
+) -> AgentProc {
+    let keen = kits().builder.build(
+        "digits",
+        "1.1.0",
+        &[("threshold = 0.9", "threshold = 1.01")],
+    );
+    rt.block_on(push_as_algobay(reg, &keen));
+    let agent = device(rt, reg, acme, dir, "keen", extra);
+    serve(rt, acme, &agent, KEEN, 120);
+    agent
+}
+
 /// Deploys `kit` to all of acme's devices and waits up to `secs` until `agent` serves it.
 pub fn serve(
     rt: &tokio::runtime::Runtime,

@@ -635,6 +635,25 @@ mod tests {
         (champ, chall)
     }
 
+    /// The gate on a clearly better field slice and the given base slice.
+    fn with_base(base: &(Vec<bool>, Vec<bool>), margin: f64) -> GateReport {
+        let (fc, fz) = better_field();
+        evaluate(
+            Paired {
+                champion: &fc,
+                challenger: &fz,
+            },
+            Paired {
+                champion: &base.0,
+                challenger: &base.1,
+            },
+            GateRules {
+                base_margin: margin,
+                ..GateRules::default()
+            },
+        )
+    }
+
     fn better_field() -> (Vec<bool>, Vec<bool>) {
         (
             (0..200).map(|i| i % 3 != 0).collect(),
@@ -644,24 +663,8 @@ mod tests {
 
     #[test]
     fn a_challenger_that_answers_the_base_slice_as_the_champion_does_is_not_rejected_on_it() {
-        let (fc, fz) = better_field();
         let same = pattern(179, 20);
-        let judge = |margin: f64| {
-            evaluate(
-                Paired {
-                    champion: &fc,
-                    challenger: &fz,
-                },
-                Paired {
-                    champion: &same,
-                    challenger: &same,
-                },
-                GateRules {
-                    base_margin: margin,
-                    ..GateRules::default()
-                },
-            )
-        };
+        let judge = |margin: f64| with_base(&(same.clone(), same.clone()), margin);
         // At the default margin 179 unchanged rows show it.
         let r = judge(GateRules::default().base_margin);
         assert_eq!(r.decision, Decision::Promote, "{r:?}");
@@ -685,22 +688,7 @@ mod tests {
     #[test]
     fn a_too_small_base_slice_is_insufficient_and_names_the_rows_it_needs() {
         // The round the loop once rejected: 179 base rows, 3 lost and 2 won.
-        let (fc, fz) = better_field();
-        let (bc, bz) = paired_base(179, 3, 2);
-        let r = evaluate(
-            Paired {
-                champion: &fc,
-                challenger: &fz,
-            },
-            Paired {
-                champion: &bc,
-                challenger: &bz,
-            },
-            GateRules {
-                base_margin: 0.01,
-                ..GateRules::default()
-            },
-        );
+        let r = with_base(&paired_base(179, 3, 2), 0.01);
         let t = r.base_test.clone().unwrap();
         assert_eq!(t.verdict, Verdict::TooFewRows, "{t:?}");
         assert!(t.rows_needed > 179, "{t:?}");
@@ -716,21 +704,7 @@ mod tests {
         }
         // The same pattern on a slice that large is judged.
         let n = t.rows_needed * 3;
-        let (bc, bz) = paired_base(n, 3 * n / 179, 2 * n / 179);
-        let r = evaluate(
-            Paired {
-                champion: &fc,
-                challenger: &fz,
-            },
-            Paired {
-                champion: &bc,
-                challenger: &bz,
-            },
-            GateRules {
-                base_margin: 0.01,
-                ..GateRules::default()
-            },
-        );
+        let r = with_base(&paired_base(n, 3 * n / 179, 2 * n / 179), 0.01);
         assert_ne!(
             r.base_test.unwrap().verdict,
             Verdict::TooFewRows,

@@ -238,6 +238,13 @@ fn record(
     }
 }
 
+/// Device `i` pushes `rec`, with `data` its one input's bytes.
+fn push(f: &Fleet, i: usize, rec: SampleRecord, data: Vec<u8>) {
+    f.reg
+        .push_samples(&f.devices[i], vec![(rec, vec![data])])
+        .unwrap();
+}
+
 /// What a classifier kit answers: `label` with a score.
 fn answered(label: &str, score: f64) -> String {
     serde_json::json!({"result": [[{"label": label, "score": score}]]}).to_string()
@@ -254,9 +261,7 @@ pub fn feedback(f: &Fleet, i: usize, kit: &Digest, n: u32, answer: &str, truth: 
         Some(truth),
         None,
     );
-    f.reg
-        .push_samples(&f.devices[i], vec![(rec, vec![data])])
-        .unwrap();
+    push(f, i, rec, data);
 }
 
 /// A sample device `i` pushes with no label: the kit answered "1".
@@ -270,9 +275,7 @@ pub fn feedback_free(f: &Fleet, i: usize, kit: &Digest, n: u32) {
         None,
         None,
     );
-    f.reg
-        .push_samples(&f.devices[i], vec![(rec, vec![data])])
-        .unwrap();
+    push(f, i, rec, data);
 }
 
 /// A request on canary `i`: the kit (`kit`) answered `answer`, the control kit
@@ -297,9 +300,7 @@ pub fn feedback_paired(
         Some(truth),
         Some((control, answered(shadow, 0.9))),
     );
-    f.reg
-        .push_samples(&f.devices[i], vec![(rec, vec![data])])
-        .unwrap();
+    push(f, i, rec, data);
 }
 
 /// The index of the device with id `id`.
