@@ -279,3 +279,93 @@ fn default_json_body() -> usize {
 fn default_body() -> usize {
     64 << 20
 }
+
+#[cfg(test)]
+mod reference {
+    //! `docs/agent.md` documents exactly the keys the parser takes, with the
+    //! defaults it applies: a key added to one and not the other fails here.
+    use std::collections::BTreeSet;
+
+    use super::AgentConfig;
+
+    const DOC: &str = include_str!("../../docs/agent.md");
+    const REQUIRED: &str = "registry = \"https://r:1\"\ndata_dir = \"d\"\n";
+
+    /// (key, default) of every table row.
+    fn rows() -> Vec<(String, String)> {
+        DOC.lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|rest| {
+                let key = rest.split('`').next().unwrap().to_owned();
+                let default = rest.split('|').nth(1).unwrap().trim().to_owned();
+                (key, default)
+            })
+            .collect()
+    }
+
+    fn parse(text: &str) -> Result<AgentConfig, String> {
+        toml::from_str::<AgentConfig>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_reference_lists_every_key_the_parser_takes_and_no_other() {
+        let err = parse(&format!("{REQUIRED}__probe__ = 1\n")).unwrap_err();
+        let at = err.find("expected").unwrap();
+        let code: BTreeSet<String> = err[at..]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        let documented: BTreeSet<String> = rows().into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            code.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "parsed but not in docs/agent.md"
+        );
+        assert_eq!(
+            documented.difference(&code).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "in docs/agent.md but not parsed"
+        );
+    }
+
+    #[test]
+    fn every_documented_default_is_the_one_the_parser_applies() {
+        let bare = format!("{:?}", parse(REQUIRED).unwrap());
+        for (key, default) in rows() {
+            match default.as_str() {
+                "required" => {
+                    let without: String = REQUIRED
+                        .lines()
+                        .filter(|l| !l.starts_with(&format!("{key} =")))
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                    let err = parse(&without).unwrap_err();
+                    assert!(err.contains(&key), "{key} is documented as required: {err}");
+                }
+                "none" => {}
+                d => {
+                    let value = d.trim_matches('`');
+                    let set = parse(&format!("{REQUIRED}{key} = {value}\n"))
+                        .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
+                    assert_eq!(
+                        format!("{set:?}"),
+                        bare,
+                        "{key}: documented default {value}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_reference_example_is_a_config_the_agent_takes() {
+        let start = DOC.find("```toml\n").unwrap() + "```toml\n".len();
+        let end = start + DOC[start..].find("```").unwrap();
+        let c = parse(&DOC[start..end]).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.grpc_listen, "127.0.0.1:8471");
+        assert_eq!(c.feedback_key.as_deref(), Some("change-me"));
+    }
+}

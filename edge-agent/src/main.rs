@@ -36,7 +36,9 @@ enum Command {
         after_help = "Example agent.toml:\n  registry = \"https://registry.example:7443\"\n  \
 ca_cert = \"registry-cert.pem\"\n  enrollment_token = \"abe_…\"   # first start only\n  \
 data_dir = \"/var/lib/algobay\"\n  name = \"line-3-camera\"\n  labels = { site = \"hangzhou\" }\n  \
-trust = [\"algobay.key.pub\"]\n  listen = \"127.0.0.1:8470\""
+trust = [\"algobay.key.pub\"]\n  listen = \"127.0.0.1:8470\"       # HTTP: /v1/infer, /v2, /metrics\n  \
+grpc_listen = \"127.0.0.1:8471\"  # gRPC inference; \"\" turns it off\n\n\
+Every key, its default and its environment variable: docs/agent.md"
     )]
     Run {
         #[arg(long, short, env = "ALGOBAY_AGENT_CONFIG")]

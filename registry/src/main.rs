@@ -33,7 +33,12 @@ struct Cli {
 enum Command {
     /// Serve the registry until SIGINT or SIGTERM, then finish requests in flight.
     #[command(
-        after_help = "Example:\n  algobay-registry serve --data /var/lib/algobay --listen 0.0.0.0:7443"
+        after_help = "The registry listens on three addresses: gRPC (--listen, 127.0.0.1:7443), the web \
+console (--web-listen, 127.0.0.1:7444) and Prometheus metrics (--metrics-listen, 127.0.0.1:9464). \
+A second registry on the same machine needs all three moved (port 0 picks a free one; the \
+addresses chosen are printed), or the console and metrics turned off with an empty value.\n\n\
+Examples:\n  algobay-registry serve --data /var/lib/algobay --listen 0.0.0.0:7443\n  \
+algobay-registry serve --data ./second --listen 127.0.0.1:7543 --web-listen 127.0.0.1:7544 --metrics-listen ''"
     )]
     Serve {
         /// Where metadata (sled), blobs, TLS files and the operator token live.
@@ -399,12 +404,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(ca) => id.with_client_ca(ca),
         None => id,
     });
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+        anyhow::anyhow!("--listen {listen}: {e} (another registry there? give another address; port 0 picks a free one)")
+    })?;
     let addr = listener.local_addr()?;
     let metrics = algobay_registry::metrics::Metrics::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if !metrics_listen.is_empty() {
-        let ml = tokio::net::TcpListener::bind(&metrics_listen).await?;
+        let ml = tokio::net::TcpListener::bind(&metrics_listen).await.map_err(|e| {
+            anyhow::anyhow!("--metrics-listen {metrics_listen}: {e} (another registry there? give another address, or empty to turn metrics off)")
+        })?;
         println!("metrics on http://{}/metrics", ml.local_addr()?);
         let mut rx = stop_rx.clone();
         tokio::spawn(algobay_registry::metrics::serve_metrics(

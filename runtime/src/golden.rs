@@ -5,7 +5,7 @@ use serde_json::Value as J;
 use crate::archive::KitArchive;
 use crate::engine::LoadedKit;
 use crate::error::{Error, Result};
-use crate::manifest::{Golden, Tolerance};
+use crate::manifest::{FieldTolerance, Golden, Tolerance};
 use crate::value::{DType, PortType, Tensor, Value, Values};
 
 /// Turns file bytes into a value of port type `ty`: raw for `bytes`, UTF-8 for
@@ -160,7 +160,11 @@ fn golden_loop(
     Ok(out)
 }
 
+/// The most mismatches one comparison lists (the count says how many more).
+const MAX_MISMATCHES: usize = 50;
+
 /// Compares outputs with an expected JSON object (output name → value).
+/// Every mismatch is reported, one per line, each with its path.
 pub fn compare_outputs(
     actual: &Values,
     expected: &J,
@@ -169,13 +173,74 @@ pub fn compare_outputs(
     let obj = expected
         .as_object()
         .ok_or("expected output must be a json object keyed by output name")?;
+    let mut found = Mismatches::default();
     for (name, want) in obj {
-        let got = actual
-            .get(name)
-            .ok_or_else(|| format!("output `{name}` is missing"))?;
-        compare(&format!("output `{name}`"), &got.to_json(), want, tol)?;
+        match actual.get(name) {
+            None => found.push(format!("output `{name}` is missing")),
+            Some(got) => {
+                let t = tol.fields.get(name.as_str()).copied().unwrap_or(tol.base());
+                let mut at = Place {
+                    shown: format!("output `{name}`"),
+                    key: name.clone(),
+                    tol,
+                };
+                compare(&mut at, &got.to_json(), want, t, &mut found);
+            }
+        }
     }
-    Ok(())
+    found.into_result()
+}
+
+#[derive(Default)]
+struct Mismatches {
+    lines: Vec<String>,
+    count: usize,
+}
+
+impl Mismatches {
+    fn push(&mut self, line: String) {
+        self.count += 1;
+        if self.lines.len() < MAX_MISMATCHES {
+            self.lines.push(line);
+        }
+    }
+
+    fn into_result(self) -> std::result::Result<(), String> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let mut text = self.lines.join("\n");
+        if self.count > self.lines.len() {
+            text.push_str(&format!(
+                "\n… and {} more mismatches",
+                self.count - self.lines.len()
+            ));
+        }
+        Err(text)
+    }
+}
+
+/// Where a comparison is: the path as shown (with indexes) and as the
+/// per-field tolerances name it (output and keys only).
+struct Place<'a> {
+    shown: String,
+    key: String,
+    tol: &'a Tolerance,
+}
+
+impl Place<'_> {
+    /// Runs `f` one level down, then comes back.
+    fn down(&mut self, shown: &str, key: Option<&str>, f: impl FnOnce(&mut Self)) {
+        let (s_len, k_len) = (self.shown.len(), self.key.len());
+        self.shown.push_str(shown);
+        if let Some(k) = key {
+            self.key.push('.');
+            self.key.push_str(k);
+        }
+        f(self);
+        self.shown.truncate(s_len);
+        self.key.truncate(k_len);
+    }
 }
 
 fn numbers(v: &J) -> Option<Vec<f64>> {
@@ -187,11 +252,13 @@ fn numbers(v: &J) -> Option<Vec<f64>> {
     arr.iter().map(J::as_f64).collect()
 }
 
-fn compare(path: &str, got: &J, want: &J, tol: &Tolerance) -> std::result::Result<(), String> {
+fn compare(at: &mut Place<'_>, got: &J, want: &J, tol: FieldTolerance, found: &mut Mismatches) {
+    let path = at.shown.clone();
     if let Some(min_cos) = tol.cosine {
         if let (Some(a), Some(b)) = (numbers(got), numbers(want)) {
             if a.len() != b.len() {
-                return Err(format!("{path}: {} numbers, expected {}", a.len(), b.len()));
+                found.push(format!("{path}: {} numbers, expected {}", a.len(), b.len()));
+                return;
             }
             let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -206,11 +273,11 @@ fn compare(path: &str, got: &J, want: &J, tol: &Tolerance) -> std::result::Resul
                 dot / (na * nb)
             };
             if cos < min_cos {
-                return Err(format!(
+                found.push(format!(
                     "{path}: cosine similarity {cos:.6} is below {min_cos}"
                 ));
             }
-            return Ok(());
+            return;
         }
     }
     match (got, want) {
@@ -221,30 +288,32 @@ fn compare(path: &str, got: &J, want: &J, tol: &Tolerance) -> std::result::Resul
             );
             let allowed = tol.abs.unwrap_or(1e-6);
             if (a - b).abs() > allowed || a.is_nan() != b.is_nan() {
-                return Err(format!(
+                found.push(format!(
                     "{path}: got {a}, expected {b} (tolerance {allowed})"
                 ));
             }
-            Ok(())
         }
         (J::Array(a), J::Array(b)) => {
             if a.len() != b.len() {
-                return Err(format!("{path}: {} items, expected {}", a.len(), b.len()));
+                found.push(format!("{path}: {} items, expected {}", a.len(), b.len()));
             }
-            a.iter()
-                .zip(b)
-                .enumerate()
-                .try_for_each(|(i, (x, y))| compare(&format!("{path}[{i}]"), x, y, tol))
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                at.down(&format!("[{i}]"), None, |at| compare(at, x, y, tol, found));
+            }
         }
         (J::Object(a), J::Object(b)) => {
             for (k, y) in b {
-                let x = a.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
-                compare(&format!("{path}.{k}"), x, y, tol)?;
+                match a.get(k) {
+                    None => found.push(format!("{path}.{k} is missing")),
+                    Some(x) => at.down(&format!(".{k}"), Some(k), |at| {
+                        let t = at.tol.fields.get(at.key.as_str()).copied().unwrap_or(tol);
+                        compare(at, x, y, t, found)
+                    }),
+                }
             }
-            Ok(())
         }
-        (a, b) if a == b => Ok(()),
-        (a, b) => Err(format!("{path}: got {a}, expected {b}")),
+        (a, b) if a == b => {}
+        (a, b) => found.push(format!("{path}: got {a}, expected {b}")),
     }
 }
 
@@ -256,7 +325,7 @@ mod tests {
     fn numbers_within_tolerance_pass_and_outside_fail_with_path() {
         let tol = Tolerance {
             abs: Some(0.01),
-            cosine: None,
+            ..Tolerance::default()
         };
         let got = Values::from([(
             "r".into(),
@@ -287,8 +356,8 @@ mod tests {
     #[test]
     fn cosine_tolerance_compares_tensors_by_direction() {
         let tol = Tolerance {
-            abs: None,
             cosine: Some(0.999),
+            ..Tolerance::default()
         };
         let got = Values::from([(
             "e".into(),
@@ -302,6 +371,99 @@ mod tests {
         assert!(compare_outputs(&got, &far, &tol)
             .unwrap_err()
             .contains("cosine"));
+    }
+
+    fn detections() -> Values {
+        Values::from([(
+            "d".into(),
+            Value::Json(
+                r#"[{"box":[10.4,20.6,30.0,40.2],"score":0.91,"label":"face"},
+                    {"box":[50.0,60.0,70.0,80.0],"score":0.52,"label":"face"}]"#
+                    .into(),
+            ),
+        )])
+    }
+
+    #[test]
+    fn each_field_takes_the_tolerance_of_the_longest_path_that_names_it() {
+        // Pixel boxes to a pixel, scores to a hundredth, in one sample.
+        let tol: Tolerance = serde_json::from_value(serde_json::json!({
+            "abs": 0.01,
+            "fields": {"d.box": {"abs": 1.0}}
+        }))
+        .unwrap();
+        let want = serde_json::json!({"d": [
+            {"box": [10, 21, 30, 40], "score": 0.905, "label": "face"},
+            {"box": [50.9, 60, 70, 79.5], "score": 0.515}
+        ]});
+        compare_outputs(&detections(), &want, &tol).unwrap();
+        // The box's tolerance does not reach the score beside it.
+        let want = serde_json::json!({"d": [{"box": [10, 21, 30, 40], "score": 0.5}, {}]});
+        let err = compare_outputs(&detections(), &want, &tol).unwrap_err();
+        assert!(
+            err.contains("output `d`[0].score") && err.contains("tolerance 0.01"),
+            "{err}"
+        );
+        // An output's own entry covers everything under it.
+        let tol: Tolerance =
+            serde_json::from_value(serde_json::json!({"fields": {"d": {"abs": 1.0}}})).unwrap();
+        let want = serde_json::json!({"d": [{"box": [10, 21, 30, 40], "score": 0.5}, {}]});
+        compare_outputs(&detections(), &want, &tol).unwrap();
+    }
+
+    #[test]
+    fn every_mismatch_is_reported_with_its_path() {
+        let want = serde_json::json!({
+            "d": [
+                {"box": [11, 20.6, 30, 40.2], "score": 0.5, "label": "cat"},
+                {"box": [50, 60, 70, 80], "score": 0.52, "label": "face", "extra": 1}
+            ],
+            "missing": 1
+        });
+        let err = compare_outputs(&detections(), &want, &Tolerance::default()).unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        for part in [
+            "output `d`[0].box[0]: got 10.4, expected 11",
+            "output `d`[0].score",
+            "output `d`[0].label: got \"face\", expected \"cat\"",
+            "output `d`[1].extra is missing",
+            "output `missing` is missing",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.contains(part)),
+                "{part} not in:\n{err}"
+            );
+        }
+        assert_eq!(lines.len(), 5, "{err}");
+    }
+
+    #[test]
+    fn a_long_list_of_mismatches_is_cut_with_a_count() {
+        let got = Values::from([(
+            "t".into(),
+            Value::Tensor(Tensor::from_f32(vec![1, 80], &[0.0; 80])),
+        )]);
+        let want = serde_json::json!({"t": {"data": vec![1.0; 80]}});
+        let err = compare_outputs(&got, &want, &Tolerance::default()).unwrap_err();
+        assert_eq!(err.lines().count(), MAX_MISMATCHES + 1, "{err}");
+        assert!(err.ends_with("and 30 more mismatches"), "{err}");
+    }
+
+    #[test]
+    fn tolerances_with_bad_values_or_paths_are_refused() {
+        let t: Tolerance =
+            serde_json::from_value(serde_json::json!({"fields": {"d..box": {"abs": 1}}})).unwrap();
+        assert!(t
+            .check("golden[0].tolerance")
+            .unwrap_err()
+            .contains("d..box"));
+        let t: Tolerance =
+            serde_json::from_value(serde_json::json!({"fields": {"d": {"abs": -1}}})).unwrap();
+        assert!(t.check("golden[0].tolerance").unwrap_err().contains("abs"));
+        assert!(serde_json::from_value::<Tolerance>(
+            serde_json::json!({"fields": {"d": {"relative": 1}}})
+        )
+        .is_err());
     }
 
     #[test]

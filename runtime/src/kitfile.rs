@@ -143,6 +143,12 @@ pub enum BuildEvent {
     Building(String),
     /// Something the author should know that does not stop the build.
     Warning(String),
+    /// A golden sample ran: what came out, and what differed (`None`: it passed).
+    Golden {
+        index: usize,
+        failure: Option<String>,
+        outputs: Option<serde_json::Value>,
+    },
 }
 
 /// Builds kits from Kitfiles.
@@ -333,7 +339,7 @@ impl<'a> Packager<'a> {
             golden.push(Golden {
                 inputs,
                 expected: add(expected),
-                tolerance: g.tolerance,
+                tolerance: g.tolerance.clone(),
             });
         }
         let manifest = Manifest {
@@ -368,17 +374,27 @@ impl<'a> Packager<'a> {
         roots.trust(key.public());
         let verified = archive.clone().verify(&roots)?;
         let loaded = self.runtime.load(&verified)?;
+        // Every sample runs, so that the author sees every mismatch at once.
+        let mut failed: Vec<(usize, String)> = Vec::new();
         for outcome in run_golden(&loaded, &archive)? {
-            if let Some(f) = outcome.failure {
-                return Err(Error::Golden {
-                    index: outcome.index,
-                    message: f,
-                });
+            progress(BuildEvent::Golden {
+                index: outcome.index,
+                failure: outcome.failure.clone(),
+                outputs: outcome.outputs.as_ref().map(crate::value::values_json),
+            });
+            match outcome.failure {
+                Some(f) => failed.push((outcome.index, f)),
+                None => progress(BuildEvent::Progress(format!(
+                    "golden sample {}",
+                    outcome.index
+                ))),
             }
-            progress(BuildEvent::Progress(format!(
-                "golden sample {}",
-                outcome.index
-            )));
+        }
+        if let Some(&(index, _)) = failed.first() {
+            return Err(Error::Golden {
+                index,
+                message: golden_report(&failed, archive.manifest.golden.len()),
+            });
         }
         progress(BuildEvent::Progress("signed".into()));
         Ok(archive)
@@ -568,6 +584,18 @@ pub fn derive(
         }
     }
     Ok(archive)
+}
+
+/// Every failing sample and each of its mismatches, for one error.
+fn golden_report(failed: &[(usize, String)], total: usize) -> String {
+    let mut out = format!("{} of {total} samples failed", failed.len());
+    for (i, f) in failed {
+        out.push_str(&format!("\n  golden sample {i}:"));
+        for line in f.lines() {
+            out.push_str(&format!("\n    {line}"));
+        }
+    }
+    out
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

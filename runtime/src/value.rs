@@ -357,6 +357,16 @@ impl Value {
 /// Named values: the inputs or outputs of a kit or a step.
 pub type Values = BTreeMap<String, Value>;
 
+/// Named values as one JSON object (output name → [`Value::to_json`]).
+pub fn values_json(values: &Values) -> serde_json::Value {
+    serde_json::Value::Object(
+        values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+    )
+}
+
 /// One dimension of a port's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dim {

@@ -303,6 +303,40 @@ fn help_explains_with_examples_and_completions_print() {
 }
 
 #[test]
+fn help_names_every_key_of_the_config_file_and_its_variable() {
+    let (env, _) = shared();
+    // The parser's own list of keys, from its error for an unknown one.
+    let probe = env.path("probe.toml");
+    std::fs::write(&probe, "__probe__ = 1\n").unwrap();
+    let (code, _, err) = run(algobay(env).arg("--config").arg(&probe).arg("search"));
+    assert_eq!(code, 2, "{err}");
+    let at = err.find("expected").expect(&err);
+    let keys: Vec<&str> = err[at..].split('`').skip(1).step_by(2).collect();
+    assert!(keys.len() >= 7, "{err}");
+    let (code, help, _) = run(algobay(env).arg("--help"));
+    assert_eq!(code, 0);
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for k in keys {
+        assert!(
+            help.contains(k),
+            "`algobay --help` does not name `{k}`:\n{help}"
+        );
+        assert!(
+            readme.contains(&format!("`{k}`")),
+            "README does not name `{k}`"
+        );
+    }
+    for var in [
+        "ALGOBAY_CONFIG",
+        "ALGOBAY_REGISTRY",
+        "ALGOBAY_TOKEN",
+        "ALGOBAY_TRUST",
+    ] {
+        assert!(help.contains(var), "{var} missing from:\n{help}");
+    }
+}
+
+#[test]
 fn onnx_runtime_leaves_no_usage_telemetry_on_the_machine() {
     let env = Env {
         dir: tempfile::tempdir().unwrap(),

@@ -398,6 +398,42 @@ fn login_without_a_certificate_shows_the_fingerprint_and_trusts_only_a_confirmed
     assert!(out.contains("\"teams\": 0"), "{out}");
 }
 
+#[test]
+fn login_creates_the_config_file_named_by_algobay_config() {
+    let (env, operator) = Env::start();
+    let path = env.path("fresh/nested/algobay.toml");
+    let out = ok(env
+        .algobay()
+        .env("ALGOBAY_CONFIG", &path)
+        .args([
+            "login",
+            "--registry",
+            &env.url,
+            "--token",
+            &operator,
+            "--ca-cert",
+        ])
+        .arg(&env.cert));
+    assert!(out.contains("as operator"), "{out}");
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        saved.contains(&env.url) && saved.contains("ca_cert"),
+        "{saved}"
+    );
+    let out = ok(env
+        .algobay()
+        .env("ALGOBAY_CONFIG", &path)
+        .args(["coverage", "--json"]));
+    assert!(out.contains("\"teams\""), "{out}");
+    // Other commands still refuse a named config file that is missing.
+    let (code, _, err) = run(env
+        .algobay()
+        .env("ALGOBAY_CONFIG", env.path("missing.toml"))
+        .arg("search"));
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
 /// Every example model, stage and kit goes through the registry the way the README's
 /// main command drives it, and each pulled kit runs to the answers recorded for it.
 #[test]

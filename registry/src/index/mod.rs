@@ -449,13 +449,44 @@ impl SearchIndex {
         })
     }
 
+    /// The words of a query. A token joined by punctuation (`basc-pitch`,
+    /// `nudenet-detectr`) that matches nothing whole, neither as the start of
+    /// a word nor inside a name, stands for its parts: each is then matched on
+    /// its own, typos included, and all must match.
+    fn query_tokens<'a>(&self, text: &'a str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for w in text.split_whitespace() {
+            let core = w.trim_start_matches(|c: char| !c.is_alphanumeric());
+            let joined = core.contains(|c: char| !c.is_alphanumeric())
+                && core
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|p| !p.is_empty())
+                    .count()
+                    > 1;
+            let unmatched = || {
+                self.prefix_ids(core).is_some_and(|ids| ids.is_empty())
+                    && self.substring_ids(w).is_none_or(|ids| ids.is_empty())
+            };
+            if joined && unmatched() {
+                out.extend(
+                    core.split(|c: char| !c.is_alphanumeric())
+                        .filter(|p| !p.is_empty()),
+                );
+            } else {
+                out.push(w);
+            }
+        }
+        out
+    }
+
     /// A page of matches. Without text, in publishing order after `page_token`
     /// (the id of the previous page's last match); with text, ranked, after
     /// `page_token` results (the number already given).
     pub fn search(&self, q: &Query) -> Page {
         let text = q.text.to_lowercase();
-        let words: Vec<QueryWord> = text
-            .split_whitespace()
+        let words: Vec<QueryWord> = self
+            .query_tokens(&text)
+            .into_iter()
             .map(|w| {
                 let core = w.trim_start_matches(|c: char| !c.is_alphanumeric());
                 // A word narrows the candidates to what it could match in any

@@ -200,6 +200,32 @@ fn a_part_of_a_name_or_a_typo_finds_it_ranked_below_whole_words() {
 }
 
 #[test]
+fn a_hyphenated_query_with_a_typo_finds_the_name_by_its_parts() {
+    let mut ix = SearchIndex::default();
+    ix.upsert(art(
+        "spotify/basic-pitch",
+        "speech",
+        "notes from audio",
+        &[],
+    ));
+    ix.upsert(art("notai/nudenet-detector", "vision", "detects", &[]));
+    ix.upsert(art("x/pitch-shift", "speech", "shifts pitch", &[]));
+    for q in ["basc-pitch", "basic-pich", "basic-pitch", "basc pitch"] {
+        assert_eq!(ranked(&ix, q), ["spotify/basic-pitch"], "query {q}");
+    }
+    assert_eq!(ranked(&ix, "nudenet-detectr"), ["notai/nudenet-detector"]);
+    assert_eq!(
+        ranked(&ix, "spotify/basc-pitch"),
+        ["spotify/basic-pitch"],
+        "a team and a name with a typo"
+    );
+    assert!(
+        ranked(&ix, "basc-xyzzy").is_empty(),
+        "every part must match"
+    );
+}
+
+#[test]
 fn ranked_pages_follow_on_without_repeats() {
     let mut ix = SearchIndex::default();
     for i in 0..25 {

@@ -32,6 +32,10 @@ const TABLES: &[(&str, &str)] = &[
     ("`[step.scan]`", "[[step]]\n[step.scan]"),
     ("`[[golden]]`", "[[golden]]"),
     ("`[golden.tolerance]`", "[[golden]]\n[golden.tolerance]"),
+    (
+        "`[golden.tolerance.fields]`",
+        "[[golden]]\n[golden.tolerance.fields.x]",
+    ),
     ("`[resources]`", "[resources]"),
     ("`[sampling]`", "[sampling]"),
     ("`[training]`", "[training]"),

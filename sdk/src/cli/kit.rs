@@ -19,7 +19,8 @@ pub enum KitCommand {
     /// Build a kit from the Kitfile in DIR: build its stages, read its models, check the
     /// pipeline, run its golden samples, sign it.
     #[command(
-        after_help = "Example:\n  algobay kit build examples/kits/ocr -o ocr.kit --key team.key"
+        after_help = "Examples:\n  algobay kit build examples/kits/ocr -o ocr.kit --key team.key\n  \
+algobay kit build my-kit -o my.kit --key team.key --golden-report golden.json   # every output, every mismatch"
     )]
     Build {
         /// The folder holding the Kitfile.
@@ -33,6 +34,11 @@ pub enum KitCommand {
         /// The cargo used to build stage crates.
         #[arg(long, env = "CARGO", default_value = "cargo")]
         cargo: PathBuf,
+        /// Write every golden sample's outputs and mismatches to this JSON file,
+        /// whether the samples pass or not (to see a model's whole output, or to
+        /// write expected files from it).
+        #[arg(long, value_name = "FILE")]
+        golden_report: Option<PathBuf>,
     },
     /// Run a kit's golden samples; exits with 5 when one does not match.
     #[command(
@@ -151,7 +157,8 @@ pub fn run(g: &Global, cmd: KitCommand) -> anyhow::Result<()> {
             output,
             key,
             cargo,
-        } => build(g, &dir, &output, key, cargo),
+            golden_report,
+        } => build(g, &dir, &output, key, cargo, golden_report.as_deref()),
         KitCommand::Test { file, trust, json } => test(g, &file, &trust, json),
         KitCommand::Run {
             file,
@@ -182,6 +189,7 @@ fn build(
     output: &Path,
     key: Option<PathBuf>,
     cargo: PathBuf,
+    golden_report: Option<&Path>,
 ) -> anyhow::Result<()> {
     let key_path = key.or(g.file_config()?.key).ok_or_else(|| {
         Usage(
@@ -209,6 +217,7 @@ fn build(
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let started = Instant::now();
+    let samples = std::cell::RefCell::new(Vec::new());
     let archive = Packager::new(&rt, cargo).build(dir, &key, &|ev| match ev {
         BuildEvent::Start { total } => bar.set_length(total),
         BuildEvent::Progress(m) => {
@@ -224,8 +233,32 @@ fn build(
         BuildEvent::Warning(w) => {
             bar.suspend(|| eprintln!("warning: {w}"));
         }
+        BuildEvent::Golden {
+            index,
+            failure,
+            outputs,
+        } => {
+            if failure.is_some() {
+                bar.suspend(|| {
+                    if let Some(out) = &outputs {
+                        eprintln!("golden sample {index} got: {out}");
+                    }
+                });
+            }
+            samples.borrow_mut().push(serde_json::json!({
+                "index": index,
+                "passed": failure.is_none(),
+                "failure": failure,
+                "outputs": outputs,
+            }));
+        }
     });
     bar.finish_and_clear();
+    if let Some(path) = golden_report {
+        let doc = serde_json::json!({ "samples": samples.into_inner() });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .map_err(|e| anyhow::anyhow!("--golden-report {}: {e}", path.display()))?;
+    }
     let archive = archive?;
     archive.write_file(output)?;
     let size: u64 = archive.blobs.values().map(|b| b.len() as u64).sum();
@@ -297,7 +330,10 @@ fn test(g: &Global, file: &Path, trust: &[PathBuf], json: bool) -> anyhow::Resul
             match &o.failure {
                 None => println!("golden sample {}: ok", o.index),
                 Some(f) => {
-                    println!("golden sample {}: FAILED: {f}", o.index);
+                    println!("golden sample {}: FAILED:", o.index);
+                    for line in f.lines() {
+                        println!("  {line}");
+                    }
                     if let Some(out) = outputs_json(&o.outputs) {
                         println!("  got: {out}");
                     }

@@ -45,8 +45,13 @@ pub mod exit {
     version,
     about = "Build, test, inspect and run Algobay application kits",
     long_about = "Build, test, inspect and run Algobay application kits.\n\n\
-Settings come from ~/.config/algobay/config.toml (keys: ort_library, cache_dir, key, trust), \
-overridden by environment variables, overridden by flags.",
+Settings come from ~/.config/algobay/config.toml (or the file ALGOBAY_CONFIG names; keys: \
+registry, token, ca_cert, ort_library, cache_dir, key, trust), overridden by the environment \
+(ALGOBAY_REGISTRY, ALGOBAY_TOKEN, ALGOBAY_CA_CERT, ORT_DYLIB_PATH, ALGOBAY_CACHE_DIR, ALGOBAY_KEY, \
+ALGOBAY_TRUST), overridden by flags. `algobay login` writes registry, token and ca_cert.\n\n\
+Exit codes: 2 usage, 3 invalid input, 4 verification failed, 5 golden sample mismatch, \
+6 something missing on the machine, 7 not found, 8 registry unreachable or untrusted, \
+9 token refused or not allowed, 10 registry failure.",
     after_help = "Examples:\n  algobay keygen -o team.key\n  algobay kit build examples/kits/ocr -o ocr.kit --key team.key\n  algobay kit test ocr.kit --trust team.key.pub\n  algobay kit run ocr.kit --trust team.key.pub --input photo.png"
 )]
 pub struct Cli {

@@ -283,8 +283,17 @@ pub fn login(g: &Global, c: &Connection, trust_fingerprint: Option<String>) -> a
         std::fs::write(&file, pem)?;
         conn.ca_cert = Some(file);
     }
+    // Connect with what was given, not through the config file: the file
+    // may not exist yet (login is what makes it).
+    let ca = match &conn.ca_cert {
+        Some(p) => Some(
+            String::from_utf8(read(p)?)
+                .map_err(|_| Usage(format!("{} is not a PEM file", p.display())))?,
+        ),
+        None => None,
+    };
     let (role, subject) = rt.block_on(async {
-        connect(g, &conn)
+        Client::connect(&url, Some(token.clone()), ca)
             .await?
             .whoami()
             .await
