@@ -14,6 +14,9 @@
 //!   precision, as OpenCV 4.13 runs it on 8-bit images);
 //! - [`gray_pillow`] (`convert("L")`) and [`gray_opencv`] (`cvtColor` to gray);
 //! - [`crop`], [`rotate`], [`invert`] and [`equalize`] (`ImageOps.equalize`);
+//! - [`decode_jpeg`]: JPEG files decoded to the same pixels as
+//!   libjpeg-turbo gives OpenCV's `imread` and Pillow (islow IDCT, fancy
+//!   upsampling, its fixed-point YCbCr conversion);
 //! - [`swap_rb`] (RGB ↔ BGR) and [`to_tensor`] (HWC or CHW floats, scaled,
 //!   with per-channel mean and standard deviation).
 //!
@@ -25,10 +28,12 @@
 #![forbid(unsafe_code)]
 
 mod geometry;
+mod jpeg;
 mod opencv;
 mod pillow;
 
 pub use geometry::{crop, equalize, invert, rotate};
+pub use jpeg::{decode_jpeg, jpeg_dimensions};
 
 pub use opencv::{gray_opencv, resize_opencv, Interpolation};
 pub use pillow::{gray_pillow, resize_pillow, Filter};
@@ -53,6 +58,8 @@ pub enum ImagingError {
     Name { what: &'static str, value: String },
     /// Mean or standard deviation lists of the wrong length, or a zero deviation.
     Normalize(String),
+    /// A JPEG file that is malformed, or of a kind not decoded.
+    Jpeg(String),
     /// A crop box that does not lie inside the image.
     Crop {
         x: usize,
@@ -91,6 +98,7 @@ impl fmt::Display for ImagingError {
                 write!(f, "{what}: `{value}` is not one this library knows")
             }
             ImagingError::Normalize(m) => write!(f, "normalize: {m}"),
+            ImagingError::Jpeg(m) => write!(f, "jpeg: {m}"),
             ImagingError::Crop {
                 x,
                 y,

@@ -137,3 +137,101 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
         bad.join("\n")
     );
 }
+
+/// JPEG files of every sampling, baseline and progressive, with restart
+/// intervals, grey, at sizes with partial blocks, encoded by OpenCV and by
+/// Pillow from real photographs: decoded to the same bytes as both decode
+/// them to (libjpeg-turbo with its defaults).
+#[test]
+fn jpeg_decodes_to_the_same_pixels_as_opencv_and_pillow_on_real_photographs() {
+    let (python, images) = reference_inputs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jpeg_reference.py"))
+        .arg(dir.path())
+        .args(&images)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jpeg_reference.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cases.json")).unwrap()).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 140, "{} cases", cases.len());
+    let mut bad = Vec::new();
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let read =
+            |f: &serde_json::Value| std::fs::read(dir.path().join(f.as_str().unwrap())).unwrap();
+        let got = match algobay_imaging::decode_jpeg(&read(&c["jpeg"])) {
+            Ok(img) => img,
+            Err(e) => {
+                bad.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        assert_eq!(
+            (got.width as u64, got.height as u64, got.channels as u64),
+            (
+                c["width"].as_u64().unwrap(),
+                c["height"].as_u64().unwrap(),
+                c["channels"].as_u64().unwrap()
+            ),
+            "{name}"
+        );
+        for lib in ["opencv", "pillow"] {
+            let want = read(&c["expected"][lib]);
+            let differ = got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
+            if differ > 0 || want.len() != got.data.len() {
+                let max = got
+                    .data
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap_or(0);
+                bad.push(format!(
+                    "{name} vs {lib}: {differ} of {} bytes differ, by up to {max}",
+                    want.len()
+                ));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} cases:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
+    // Damaged files: cut anywhere or with bytes changed, each is decoded or
+    // refused, never a panic.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut refused, mut tried) = (0, 0);
+    for c in cases.iter().step_by(7) {
+        let good = std::fs::read(dir.path().join(c["jpeg"].as_str().unwrap())).unwrap();
+        for i in 0..40 {
+            let mut bad = good.clone();
+            if i % 2 == 0 {
+                bad.truncate(next() as usize % good.len());
+            } else {
+                for _ in 0..1 + i % 5 {
+                    let at = next() as usize % bad.len();
+                    bad[at] = next() as u8;
+                }
+            }
+            tried += 1;
+            refused += usize::from(algobay_imaging::decode_jpeg(&bad).is_err());
+        }
+    }
+    assert!(refused > 0 && refused < tried, "{refused} of {tried}");
+}

@@ -81,6 +81,10 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../algobay-imaging/src/geometry.rs"),
     ),
     (
+        "algobay-imaging/src/jpeg.rs",
+        include_str!("../../algobay-imaging/src/jpeg.rs"),
+    ),
+    (
         "algobay-audio/Cargo.toml",
         include_str!("../../algobay-audio/Cargo.toml"),
     ),
@@ -220,7 +224,7 @@ strip = true
 
 fn readme(name: &str, kind: StageKind) -> String {
     let what = match kind {
-        StageKind::Preprocess => "reads a PGM or PPM image and returns the model's input tensor, resized and normalised exactly as Pillow or OpenCV would (`algobay_stage::imaging`)",
+        StageKind::Preprocess => "reads a PGM, PPM or JPEG image and returns the model's input tensor, resized and normalised exactly as Pillow or OpenCV would (`algobay_stage::imaging`)",
         StageKind::Postprocess => "reads a classifier's scores and returns the likeliest labels as JSON",
     };
     format!(

@@ -1,7 +1,11 @@
 //! Decodes a PNG or JPEG file into an 8-bit RGB image tensor (height, width,
-//! 3), the first step of a vision kit. Config: `max_pixels` (default 40
-//! megapixels): larger images are refused before they are decoded, so a
-//! hostile file cannot exhaust the stage's memory.
+//! 3), the first step of a vision kit. JPEG files decode to the same pixels
+//! as OpenCV's `imread` and Pillow give (libjpeg-turbo's arithmetic, see
+//! `algobay_imaging::decode_jpeg`), so a model prepared with either sees
+//! what it was trained on; grey files become three equal channels, as both
+//! libraries make them. Config: `max_pixels` (default 40 megapixels): larger
+//! images are refused before they are decoded, so a hostile file cannot
+//! exhaust the stage's memory.
 use algobay_stage::{Config, Contract, Inputs, Outputs, Stage, Tensor};
 
 #[derive(Debug)]
@@ -9,22 +13,46 @@ struct ImageDecode {
     max_pixels: u64,
 }
 
+fn too_large(w: u64, h: u64, max_pixels: u64) -> Result<(), String> {
+    if w * h > max_pixels {
+        return Err(format!(
+            "input `image` is {w}x{h}, more than the {max_pixels} pixels this stage takes"
+        ));
+    }
+    Ok(())
+}
+
+fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Tensor, String> {
+    let (w, h) =
+        algobay_imaging::jpeg_dimensions(bytes).map_err(|e| format!("input `image`: {e}"))?;
+    too_large(w as u64, h as u64, max_pixels)?;
+    let img = algobay_imaging::decode_jpeg(bytes).map_err(|e| format!("input `image`: {e}"))?;
+    let rgb = if img.channels == 1 {
+        img.data.iter().flat_map(|&g| [g, g, g]).collect()
+    } else {
+        img.data
+    };
+    Ok(Tensor::from_u8(
+        vec![img.height as u64, img.width as u64, 3],
+        rgb,
+    ))
+}
+
 fn decode(bytes: &[u8], max_pixels: u64) -> Result<Tensor, String> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        return decode_jpeg(bytes, max_pixels);
+    }
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("input `image`: {e}"))?;
     match reader.format() {
-        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        Some(image::ImageFormat::Png) => {}
         _ => return Err("input `image` is neither a PNG nor a JPEG file".into()),
     }
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| format!("input `image`: {e}"))?;
-    if u64::from(w) * u64::from(h) > max_pixels {
-        return Err(format!(
-            "input `image` is {w}x{h}, more than the {max_pixels} pixels this stage takes"
-        ));
-    }
+    too_large(u64::from(w), u64::from(h), max_pixels)?;
     let img = image::load_from_memory(bytes).map_err(|e| format!("input `image`: {e}"))?;
     let rgb = img.to_rgb8();
     Ok(Tensor::from_u8(

@@ -1,6 +1,6 @@
-//! A pre-processing stage: a PGM (gray) or PPM (RGB) image in, the model's
-//! input tensor out, resized and normalised exactly as Pillow or OpenCV
-//! would (see `algobay_stage::imaging`). Change it to what your model needs;
+//! A pre-processing stage: a JPEG, PGM (gray) or PPM (RGB) image in, the
+//! model's input tensor out, decoded, resized and normalised exactly as Pillow
+//! or OpenCV would (see `algobay_stage::imaging`). Change it to what your model needs;
 //! the unit test at the bottom runs natively with `cargo test`.
 
 use algobay_stage::imaging::{self, Image, Layout};
@@ -18,10 +18,14 @@ struct Prepare {
     std: Vec<f32>,
 }
 
-/// Reads a binary PGM (P5) or PPM (P6) with 8-bit samples.
-fn read_pnm(bytes: &[u8]) -> Result<Image, String> {
+/// Reads a JPEG (to the pixels OpenCV's `imread` and Pillow get), or a
+/// binary PGM (P5) or PPM (P6) with 8-bit samples.
+fn read_image(bytes: &[u8]) -> Result<Image, String> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        return imaging::decode_jpeg(bytes).map_err(|e| format!("image: {e}"));
+    }
     if !(bytes.starts_with(b"P5") || bytes.starts_with(b"P6")) {
-        return Err("image: not a binary PGM (P5) or PPM (P6)".into());
+        return Err("image: not a binary PGM (P5) or PPM (P6), nor a JPEG".into());
     }
     let mut fields = Vec::new();
     let mut i = 0;
@@ -85,7 +89,7 @@ impl Stage for Prepare {
     }
 
     fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let mut img = read_pnm(inputs.bytes("image")?)?;
+        let mut img = read_image(inputs.bytes("image")?)?;
         let (lib, mode) = self.resize.split_once(':').unwrap_or(("pillow", self.resize.as_str()));
         img = match lib {
             "pillow" => imaging::resize_pillow(&img, self.width, self.height, mode.parse().map_err(|e: imaging::ImagingError| e.to_string())?),
@@ -132,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_pgm_or_ppm_is_refused_by_name() {
-        let err = read_pnm(b"\x89PNG\r\n").unwrap_err();
+        let err = read_image(b"\x89PNG\r\n").unwrap_err();
         assert!(err.contains("not a binary PGM"), "{err}");
     }
 }
