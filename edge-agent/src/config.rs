@@ -122,6 +122,12 @@ pub struct AgentConfig {
     /// any caller that reaches the listener may give feedback.
     #[serde(default)]
     pub feedback_key: Option<String>,
+    /// OCI repositories the enterprise mirrors kits into (`host[:port]/path`):
+    /// a kit `team/name@version` is looked for first at
+    /// `<mirror>/team/name:version` and taken from there when its digest is
+    /// the one the registry wants; else it comes from the registry.
+    #[serde(default)]
+    pub kit_mirrors: Vec<String>,
     /// Blobs no kit uses are deleted once they are this old.
     #[serde(default = "default_grace")]
     pub gc_grace_seconds: u64,

@@ -671,6 +671,15 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
             .bytes_received
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP algobay_agent_mirror_bytes_received_total Kit bytes taken from an OCI mirror.\n\
+# TYPE algobay_agent_mirror_bytes_received_total counter\n\
+algobay_agent_mirror_bytes_received_total {}",
+        agent
+            .mirror_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -186,6 +186,18 @@ impl KitArchive {
         }
         let manifest_bytes = manifest_bytes
             .ok_or_else(|| Error::Archive("`manifest.json` is missing (truncated kit?)".into()))?;
+        KitArchive::from_parts(manifest_bytes, signatures, blobs)
+    }
+
+    /// A kit from its manifest's bytes, its signatures and its blobs (each
+    /// already checked against its digest), wherever they came from: the
+    /// manifest must be canonical, and the blobs exactly those it lists, at
+    /// the sizes it lists. Signatures are judged later, by [`KitArchive::verify`].
+    pub fn from_parts(
+        manifest_bytes: Vec<u8>,
+        signatures: Vec<Signature>,
+        blobs: BTreeMap<Digest, Arc<Vec<u8>>>,
+    ) -> Result<KitArchive> {
         let manifest = Manifest::from_json(&manifest_bytes)?;
         if manifest.canonical_json() != manifest_bytes {
             return Err(Error::invalid(

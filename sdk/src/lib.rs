@@ -17,11 +17,13 @@
 //! - [`client`]: [`Client`] and the domain values it returns ([`Artifact`], [`Page`]).
 //! - [`fleet`]: the fleet calls of [`Client`]: enrollment, devices, deployments, sync.
 //! - [`line`]: the production line: recipes to checked, trained, published models and kits.
+//! - [`oci`]: kits as OCI artifacts in any OCI distribution registry, pushed and pulled.
 //! - The `algobay` binary (`src/main.rs`, `src/cli/`) is built on it.
 
 pub mod client;
 pub mod fleet;
 pub mod line;
+pub mod oci;
 pub mod trainer;
 pub mod training;
 

@@ -221,6 +221,7 @@ impl Agent {
         let started = Instant::now();
         self.set_progress("pulling", String::new(), Some(desired));
         let d: Digest = desired.kit_digest.parse()?;
+        self.pull_from_mirrors(desired, &d).await;
         let got = self.cache.fetch(client, &d).await?;
         self.bytes_received.fetch_add(got, Ordering::Relaxed);
         let manifest = Manifest::from_json(&self.cache.read(&d)?)?;
@@ -268,6 +269,76 @@ impl Agent {
         self.reconcile_shadow(desired).await;
         self.set_progress("active", String::new(), None);
         Ok(())
+    }
+
+    /// Takes the kit from the first of the enterprise's OCI mirrors that
+    /// holds it (`<mirror>/<team>/<name>:<version>`, the kit's digest equal
+    /// to the one the registry wants), into the blob cache; what it lacks then
+    /// comes from the registry as before. A mirror that is down, holds another
+    /// kit under the tag or serves a blob that does not match its digest is
+    /// passed over with a warning. Signatures are judged as for any kit, when
+    /// it is tested.
+    async fn pull_from_mirrors(&self, desired: &Desired, want: &Digest) {
+        if self.cfg.kit_mirrors.is_empty() || self.cache.has(want) {
+            return;
+        }
+        let Some((name, version)) = desired.kit_reference.split_once('@') else {
+            return;
+        };
+        let client = match algobay_sdk::oci::OciClient::new(oci_options()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make an OCI client; pulling from the registry");
+                return;
+            }
+        };
+        for mirror in &self.cfg.kit_mirrors {
+            let text = format!("{}/{name}:{version}", mirror.trim_end_matches('/'));
+            let r: algobay_sdk::oci::OciRef = match text.parse() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(mirror = %mirror, error = %e, "kit mirror skipped");
+                    continue;
+                }
+            };
+            match client.pull_kit(&r, algobay_sdk::no_progress()).await {
+                Ok((kit, _)) if kit.digest() == *want => {
+                    let cache = self.cache.clone();
+                    let stored = tokio::task::spawn_blocking(move || -> Result<u64> {
+                        let mut n = kit.manifest_bytes.len() as u64;
+                        for (d, b) in &kit.blobs {
+                            cache.put(d, b)?;
+                            n += b.len() as u64;
+                        }
+                        cache.put(&kit.digest(), &kit.manifest_bytes)?;
+                        Ok(n)
+                    })
+                    .await;
+                    match stored {
+                        Ok(Ok(n)) => {
+                            self.mirror_bytes.fetch_add(n, Ordering::Relaxed);
+                            tracing::info!(kit = %desired.kit_reference, mirror = %r, bytes = n, "kit pulled from the mirror");
+                            return;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(mirror = %r, error = %e, "kit from the mirror not stored")
+                        }
+                        Err(e) => {
+                            tracing::warn!(mirror = %r, error = %e, "kit from the mirror not stored")
+                        }
+                    }
+                }
+                Ok((kit, _)) => tracing::warn!(
+                    mirror = %r,
+                    found = %kit.digest(),
+                    want = %want,
+                    "the mirror holds another kit under that tag; pulling from the registry"
+                ),
+                Err(e) => {
+                    tracing::warn!(mirror = %r, error = %e, "kit not taken from the mirror; pulling from the registry")
+                }
+            }
+        }
     }
 
     /// Runs the kit the registry names as the shadow beside the active one
@@ -378,5 +449,22 @@ impl Agent {
         // A download in progress is younger than the grace period, so it stays.
         self.cache
             .gc(&keep, Duration::from_secs(self.cfg.gc_grace_seconds))
+    }
+}
+
+/// Credentials and CA for OCI mirrors, from the environment.
+fn oci_options() -> algobay_sdk::oci::OciOptions {
+    let credentials = match (
+        std::env::var("ALGOBAY_OCI_USERNAME"),
+        std::env::var("ALGOBAY_OCI_PASSWORD"),
+    ) {
+        (Ok(u), Ok(p)) => Some((u, p)),
+        _ => None,
+    };
+    let ca_pem =
+        std::env::var_os("ALGOBAY_OCI_CA_CERT").and_then(|p| std::fs::read_to_string(p).ok());
+    algobay_sdk::oci::OciOptions {
+        credentials,
+        ca_pem,
     }
 }

@@ -178,6 +178,8 @@ pub struct Agent {
     pub stats: Stats,
     /// Blob bytes received from the registry since start.
     pub bytes_received: AtomicU64,
+    /// Kit bytes taken from an OCI mirror instead of the registry.
+    pub mirror_bytes: AtomicU64,
     /// Requests running at once.
     running: tokio::sync::Semaphore,
     /// Requests waiting for a turn.
@@ -310,6 +312,7 @@ impl Agent {
             }),
             stats: Stats::default(),
             bytes_received: AtomicU64::new(0),
+            mirror_bytes: AtomicU64::new(0),
             running: tokio::sync::Semaphore::new(running),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             telemetry,

@@ -73,23 +73,49 @@ algobay kit run my.kit --input image=a.png --input threshold=0.3"
         #[arg(long)]
         timings: bool,
     },
-    /// Push a kit file to the registry: only the blobs it lacks are sent.
-    #[command(
-        after_help = "Examples:\n  algobay kit push ocr.kit\n  algobay kit push ocr-custom.kit --private-to acme"
-    )]
+    /// Push a kit file to the registry (only the blobs it lacks are sent), or
+    /// with --oci to an OCI distribution registry as an artifact.
+    #[command(after_help = "Examples:\n  algobay kit push ocr.kit\n  \
+algobay kit push ocr-custom.kit --private-to acme\n  \
+algobay kit push ocr.kit --oci harbor.example.com/acme/ocr:1.0.0\n  \
+algobay kit push ocr.kit --oci localhost:5000/acme/ocr:1.0.0     # localhost: plain HTTP\n\n\
+OCI: the artifact's config is the signed kit manifest, each kit blob a layer with the same \
+digest, the signatures one more layer, so copies made with skopeo, oras or crane keep them. \
+Registries that ask for a login take ALGOBAY_OCI_USERNAME and ALGOBAY_OCI_PASSWORD; \
+ALGOBAY_OCI_CA_CERT adds a trusted CA.")]
     Push {
         file: PathBuf,
         /// Make the kit for this one enterprise: only it (and your team) can see, pull and deploy it.
-        #[arg(long, value_name = "ENTERPRISE", default_value = "")]
+        #[arg(
+            long,
+            value_name = "ENTERPRISE",
+            default_value = "",
+            conflicts_with = "oci"
+        )]
         private_to: String,
+        /// Push to this OCI reference instead: `host[:port]/repository:tag`.
+        #[arg(long, value_name = "REF")]
+        oci: Option<String>,
     },
-    /// Pull a kit from the registry into a kit file, every blob verified.
-    #[command(after_help = "Example:\n  algobay kit pull acme/ocr@1.0.0 -o ocr.kit")]
+    /// Pull a kit from the registry into a kit file, every blob verified; with
+    /// --oci, from an OCI registry, its signatures verified against your trust roots.
+    #[command(
+        after_help = "Examples:\n  algobay kit pull acme/ocr@1.0.0 -o ocr.kit\n  \
+algobay kit pull --oci harbor.example.com/acme/ocr:1.0.0 -o ocr.kit --trust acme.key.pub\n  \
+algobay kit pull --oci localhost:5000/acme/ocr@sha256:… -o ocr.kit"
+    )]
     Pull {
-        /// `team/name@version` or the kit's digest.
+        /// `team/name@version` or the kit's digest; with --oci, `host[:port]/repository:tag`
+        /// or `…@sha256:…`.
         reference: String,
         #[arg(short, long)]
         output: PathBuf,
+        /// The reference is an OCI artifact's.
+        #[arg(long)]
+        oci: bool,
+        /// A trusted public key file (repeatable), for --oci.
+        #[arg(long, requires = "oci")]
+        trust: Vec<PathBuf>,
     },
     /// Show a kit's manifest, blobs and signatures.
     #[command(after_help = "Example:\n  algobay kit inspect ocr.kit --json")]

@@ -10,6 +10,7 @@ mod dataset;
 mod fleet;
 mod kit;
 mod line;
+mod oci;
 mod registry;
 mod samples;
 mod stage;
@@ -346,12 +347,23 @@ pub fn init_tracing(g: &Global) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { output, force } => keygen(&output, force),
-        Command::Kit(kit::KitCommand::Push { file, private_to }) => {
-            registry::kit_push(&cli.global, &cli.connection, &file, &private_to)
-        }
-        Command::Kit(kit::KitCommand::Pull { reference, output }) => {
-            registry::kit_pull(&cli.global, &cli.connection, &reference, &output)
-        }
+        Command::Kit(kit::KitCommand::Push {
+            file,
+            oci: Some(oci),
+            ..
+        }) => oci::push(&cli.global, &file, &oci),
+        Command::Kit(kit::KitCommand::Push {
+            file, private_to, ..
+        }) => registry::kit_push(&cli.global, &cli.connection, &file, &private_to),
+        Command::Kit(kit::KitCommand::Pull {
+            reference,
+            output,
+            oci: true,
+            trust,
+        }) => oci::pull(&cli.global, &reference, &output, &trust),
+        Command::Kit(kit::KitCommand::Pull {
+            reference, output, ..
+        }) => registry::kit_pull(&cli.global, &cli.connection, &reference, &output),
         Command::Kit(cmd) => kit::run(&cli.global, cmd),
         Command::Model {
             command: kit::ModelCommand::Publish(m),
