@@ -19,6 +19,15 @@ cargo build --release --locked --target wasm32-wasip2 \
   -p stage-vad-pre -p stage-vad-post -p stage-wordpiece -p stage-classify-post -p stage-image-prep -p stage-misbehave \
   -p stage-row-reader -p stage-csv-reader -p stage-impute -p stage-one-hot -p stage-standard-scale -p stage-regression-out -p stage-threshold-decision -p stage-conformal-interval -p stage-image-decode -p stage-grayscale -p stage-resize -p stage-normalize -p stage-flatten -p stage-clip -p stage-log-transform -p stage-pii-mask -p stage-text-normalize -p stage-char-ngram-hash -p stage-temperature-scale -p stage-crop -p stage-invert -p stage-rotate -p stage-equalize -p stage-layout -p stage-min-max-scale -p stage-ordinal-encode -p stage-date-features -p stage-anomaly-score -p stage-chinese-segment -p stage-feature-hash -p stage-wav-decode -p stage-resample -p stage-trim-silence -p stage-frame -p stage-log-mel -p stage-mfcc -p stage-pool -p stage-gain-normalize -p stage-pre-emphasis -p stage-delta
 
+# The Python package: a wheel built with maturin (pinned, in build/maturin)
+# over the same Rust SDK and runtime, for the tests to install into a fresh venv.
+if ! "$BUILD/maturin/bin/maturin" --version >/dev/null 2>&1; then
+  python3 -m venv "$BUILD/maturin"
+  "$BUILD/maturin/bin/python" -m pip install --quiet --disable-pip-version-check maturin==1.16.0 >&2
+fi
+rm -rf "$BUILD/python-wheel"
+"$BUILD/maturin/bin/maturin" build --release --locked --quiet -m python/Cargo.toml -o "$BUILD/python-wheel" >&2
+
 # The digits classifier is trained here, with candle, from scikit-learn's data set.
 if [ ! -s examples/kits/digits/models/mlp.safetensors ]; then
   mkdir -p examples/kits/digits/models

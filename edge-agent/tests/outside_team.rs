@@ -3,7 +3,11 @@
 //! states a wrong output shape (kept byte for byte, its shape declared in the
 //! Kitfile instead), build, test, publish, push, find by a part of its name,
 //! deploy to a device, and call it over HTTP with a base64 image in JSON and
-//! with the binary extension. Real processes throughout.
+//! with the binary extension. A JPEG sample is checked against OpenCV's
+//! decoding with a tolerance per output field, a wrong expectation shows every
+//! mismatch at once, a hyphenated name with a typo is found, and the README's
+//! file-based curl example sends a photograph too large for a command line.
+//! Real processes throughout.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -81,6 +85,10 @@ fn ok(c: &mut Command) -> String {
 }
 
 fn kitfile(ports: &str) -> String {
+    kitfile_expecting(ports, "scan.expected.json")
+}
+
+fn kitfile_expecting(ports: &str, scan_expected: &str) -> String {
     format!(
         r#"[kit]
 name = "acme/doc-orientation"
@@ -120,6 +128,16 @@ config = {{ labels = ["0", "90", "180", "270"] }}
 inputs = {{ image = "samples/page.pgm" }}
 expected = "samples/page.expected.json"
 tolerance = {{ abs = 1e-4 }}
+
+# A colour JPEG: decoded as OpenCV decodes it, the score agrees to float
+# rounding; every other number must be equal.
+[[golden]]
+inputs = {{ image = "samples/scan.jpg" }}
+expected = "samples/{scan_expected}"
+[golden.tolerance]
+abs = 0.0
+[golden.tolerance.fields]
+"result.top.score" = {{ abs = 1e-5 }}
 "#
     )
 }
@@ -168,6 +186,31 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
         );
     }
 
+    // The API reference of the crates a stage is written with builds offline
+    // in the stage's own folder, as docs/stages.md says.
+    ok(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "doc",
+                "--no-deps",
+                "-p",
+                "algobay-stage",
+                "-p",
+                "algobay-imaging",
+            ])
+            .args(["-p", "algobay-audio", "-p", "algobay-text"])
+            .current_dir(team.path("acme-pre"))
+            .env("CARGO_TARGET_DIR", team.path("doc-target")),
+    );
+    for page in [
+        "algobay_stage/trait.Stage.html",
+        "algobay_imaging/fn.decode_jpeg.html",
+        "algobay_audio/fn.decode_wav.html",
+        "algobay_text/fn.mask_pii.html",
+    ] {
+        assert!(team.path("doc-target/doc").join(page).exists(), "{page}");
+    }
+
     // 2. The model they brought, its sample and its reference output.
     let kit_dir = team.path("doc-orientation");
     let py = build_dir().join("pytools/bin/python");
@@ -182,7 +225,9 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (want, want_jpeg) = stdout.trim().split_once(' ').unwrap();
+    let (want, want_jpeg) = (want.to_owned(), want_jpeg.to_owned());
     let model_bytes = std::fs::read(kit_dir.join("models/orientation.onnx")).unwrap();
     let model_digest = algobay_runtime::Digest::of(&model_bytes).to_string();
 
@@ -208,6 +253,41 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
             && err.contains("the model file states"),
         "{err}"
     );
+
+    // 3b. A wrong expectation: every mismatch of the sample is listed, and the
+    //     golden report holds every sample's whole output.
+    std::fs::write(
+        kit_dir.join("Kitfile"),
+        kitfile_expecting("ports = { y = \"f32[1,4]\" }", "scan.wrong.json"),
+    )
+    .unwrap();
+    let (code, _, err) = run(team
+        .algobay()
+        .args(["kit", "build"])
+        .arg(&kit_dir)
+        .arg("-o")
+        .arg(team.path("doc.kit"))
+        .arg("--key")
+        .arg(team.path("team.key"))
+        .arg("--golden-report")
+        .arg(team.path("golden.json")));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("1 of 2 samples failed")
+            && err.contains("output `result`.top[0].label: got")
+            && err.contains("output `result`.top[0].score: got")
+            && err.contains("(tolerance 0.00001)"),
+        "{err}"
+    );
+    assert!(!team.path("doc.kit").exists(), "nothing is written");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(team.path("golden.json")).unwrap()).unwrap();
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2, "{report}");
+    assert_eq!(samples[0]["passed"], true);
+    assert_eq!(samples[1]["passed"], false);
+    let got = &samples[1]["outputs"]["result"];
+    assert_eq!(got["top"][0]["label"], want_jpeg.as_str(), "{report}");
 
     // 4. With the real shape declared it builds (in the crates' own folders), tests and
     //    keeps the model file as it came.
@@ -302,6 +382,11 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
     // 6. Found by a part of its name; show lists what it runs, and the model its kit.
     let out = ok(team.algobay().args(["search", "ientat"]));
     assert!(out.contains("acme/doc-orientation"), "{out}");
+    let out = ok(team.algobay().args(["search", "doc-orientaton"]));
+    assert!(
+        out.contains("acme/doc-orientation"),
+        "a hyphenated typo: {out}"
+    );
     let out = ok(team.algobay().args(["show", "acme/doc-orientation@1.0.0"]));
     assert!(
         out.contains("acme/orientation@1.0.0")
@@ -370,6 +455,57 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer.body));
     assert_eq!(label(&answer.body), want);
+
+    // A colour JPEG in binary: the label of the reference pipeline on OpenCV's pixels.
+    let jpeg = std::fs::read(kit_dir.join("samples/scan.jpg")).unwrap();
+    let mut tensor = (jpeg.len() as u32).to_le_bytes().to_vec();
+    tensor.extend_from_slice(&jpeg);
+    let head = serde_json::json!({"inputs": [{
+        "name": "image", "datatype": "BYTES", "shape": [1],
+        "parameters": {"binary_data_size": tensor.len()},
+    }]})
+    .to_string();
+    let mut body = head.clone().into_bytes();
+    body.extend_from_slice(&tensor);
+    let (code, answer) = http_with(
+        &agent.http,
+        "POST",
+        INFER,
+        &[("Inference-Header-Content-Length", &head.len().to_string())],
+        &body,
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(label(&answer.body), want_jpeg);
+
+    // The README's curl example, as written, with a photograph whose base64
+    // (over 128 KiB) would not fit in one command-line argument.
+    let photo = build_dir().join("images/china.jpg");
+    assert!(std::fs::metadata(&photo).unwrap().len() > 100_000);
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("# JSON, the image in base64").unwrap();
+    let snippet = &readme[start..start + readme[start..].find("```").unwrap()];
+    let script = snippet
+        .replace(
+            "http://127.0.0.1:8470/v2/models/ocr-ppocrv4/infer",
+            &format!("http://{}{INFER}", agent.http.trim_start_matches("http://")),
+        )
+        .replace("scan.png", &photo.display().to_string());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(team.path(""))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !label(&out.stdout).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Literal strings stay what the protocol says they are: bytes, here not an image.
     let body = serde_json::json!({"inputs": [{

@@ -44,7 +44,8 @@ impl DType {
         }
     }
 
-    fn parse(s: &str) -> Option<DType> {
+    /// A dtype by its name in type strings (`f32`, `u8`, …).
+    pub fn parse(s: &str) -> Option<DType> {
         Some(match s {
             "f32" => DType::F32,
             "f16" => DType::F16,

@@ -336,6 +336,61 @@ fn help_names_every_key_of_the_config_file_and_its_variable() {
     }
 }
 
+/// `docs/stages.md`'s API reference names every public item of the crates a
+/// stage is written with, so a stage author finds each there.
+#[test]
+fn the_stage_reference_names_every_public_item_of_the_stage_crates() {
+    let doc = std::fs::read_to_string(root().join("docs/stages.md")).unwrap();
+    let reference = &doc[doc.find("## 5. API reference").expect("no API reference")..];
+    let mut missing = Vec::new();
+    for dir in [
+        "sdk/stage/src",
+        "sdk/algobay-imaging/src",
+        "sdk/algobay-audio/src",
+        "sdk/algobay-text/src",
+    ] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Public items before the unit tests, outside the generated bindings.
+            let text = &text[..text.find("#[cfg(test)]").unwrap_or(text.len())];
+            for line in text.lines() {
+                let l = line.trim_start();
+                let name = [
+                    "pub fn ",
+                    "pub struct ",
+                    "pub enum ",
+                    "pub trait ",
+                    "pub const ",
+                    "pub type ",
+                    "macro_rules! ",
+                ]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+                .map(|rest| {
+                    rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap()
+                        .to_owned()
+                });
+                if let Some(name) = name {
+                    if !reference.contains(&name) {
+                        missing.push(format!("{}: {name}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/stages.md does not name:\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn onnx_runtime_leaves_no_usage_telemetry_on_the_machine() {
     let env = Env {

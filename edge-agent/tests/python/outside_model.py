@@ -79,4 +79,25 @@ labels = ["0", "90", "180", "270"]
 top = int(np.argmax(p))
 with open(os.path.join(kit, "samples", "page.expected.json"), "w") as f:
     json.dump({"result": {"top": [{"label": labels[top], "score": float(p[top])}]}}, f)
-print(labels[top])
+
+# The same kind of page as a colour JPEG, as a scanner sends it: the reference
+# pipeline decodes it with OpenCV, resizes (INTER_AREA), then makes it grey
+# with Pillow, as the kit's stage does in that order.
+crop = cv2.imread(photo, cv2.IMREAD_COLOR)[60:180, 200:360]
+ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+assert ok
+with open(os.path.join(kit, "samples", "scan.jpg"), "wb") as f:
+    f.write(buf.tobytes())
+bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+small = cv2.resize(bgr[:, :, ::-1].copy(), (16, 16), interpolation=cv2.INTER_AREA)
+grey = np.asarray(Image.fromarray(small).convert("L")).astype(np.float32) / np.float32(255)
+logits = grey.reshape(1, 256) @ w + b
+e = np.exp(logits[0] - logits[0].max())
+q = e / e.sum()
+order = np.argsort(-q)
+with open(os.path.join(kit, "samples", "scan.expected.json"), "w") as f:
+    json.dump({"result": {"top": [{"label": labels[int(order[0])], "score": float(q[order[0]])}]}}, f)
+# A wrong expectation on purpose: both fields differ.
+with open(os.path.join(kit, "samples", "scan.wrong.json"), "w") as f:
+    json.dump({"result": {"top": [{"label": labels[int(order[1])], "score": float(q[order[0]]) + 0.5}]}}, f)
+print(labels[top], labels[int(order[0])])
