@@ -349,11 +349,19 @@ fn the_stage_reference_names_every_public_item_of_the_stage_crates() {
         "sdk/algobay-audio/src",
         "sdk/algobay-text/src",
     ] {
-        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
+        let mut files = Vec::new();
+        let mut folders = vec![root().join(dir)];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
             }
+        }
+        for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
             // Public items before the unit tests, outside the generated bindings.
             let text = &text[..text.find("#[cfg(test)]").unwrap_or(text.len())];

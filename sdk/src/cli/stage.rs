@@ -81,8 +81,16 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../algobay-imaging/src/geometry.rs"),
     ),
     (
-        "algobay-imaging/src/jpeg.rs",
-        include_str!("../../algobay-imaging/src/jpeg.rs"),
+        "algobay-imaging/src/jpeg/mod.rs",
+        include_str!("../../algobay-imaging/src/jpeg/mod.rs"),
+    ),
+    (
+        "algobay-imaging/src/jpeg/entropy.rs",
+        include_str!("../../algobay-imaging/src/jpeg/entropy.rs"),
+    ),
+    (
+        "algobay-imaging/src/jpeg/pixels.rs",
+        include_str!("../../algobay-imaging/src/jpeg/pixels.rs"),
     ),
     (
         "algobay-audio/Cargo.toml",
