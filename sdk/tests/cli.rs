@@ -294,7 +294,7 @@ fn help_explains_with_examples_and_completions_print() {
     let (env, _) = shared();
     let (code, out, _) = run(algobay(env).args(["kit", "build", "--help"]));
     assert_eq!(code, 0);
-    assert!(out.contains("Example:") && out.contains("--key"), "{out}");
+    assert!(out.contains("Examples:") && out.contains("--key"), "{out}");
     let (code, out, _) = run(algobay(env).args(["completions", "bash"]));
     assert_eq!(code, 0);
     assert!(out.contains("algobay"));
