@@ -19,6 +19,7 @@ pub mod error;
 pub mod identity;
 pub mod oip;
 pub mod oip_grpc;
+mod oip_json;
 pub mod recent;
 pub mod samples;
 pub mod serve;

@@ -91,7 +91,7 @@ pub fn datatype(d: DType) -> &'static str {
     }
 }
 
-fn dtype_of(datatype: &str) -> Option<DType> {
+pub(crate) fn dtype_of(datatype: &str) -> Option<DType> {
     Some(match datatype {
         "FP32" => DType::F32,
         "FP16" => DType::F16,
@@ -424,23 +424,20 @@ fn binary_flag(params: &serde_json::Value, key: &str) -> bool {
 /// Decodes an infer request of the HTTP form: its JSON (the first `json_len`
 /// bytes of `body`), then the binary tensor data that follows it, if any
 /// (the binary extension: each input's `parameters.binary_data_size` bytes, in order).
+/// JSON tensor data is read straight into typed buffers ([`crate::oip_json`]),
+/// never into a JSON tree.
 pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipError> {
+    use crate::oip_json::{self, Plan};
     if json_len > body.len() {
         return Err(OipError::BadRequest(format!(
             "the JSON header is said to be {json_len} bytes of a {}-byte body",
             body.len()
         )));
     }
-    let req: serde_json::Value = match serde_json::from_slice(&body[..json_len]) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(OipError::BadRequest(format!(
-                "the request is not JSON: {e}"
-            )))
-        }
-    };
+    let json = &body[..json_len];
+    let req = oip_json::head(json)?;
     let mut binary = &body[json_len..];
-    let Some(inputs) = req.get("inputs").and_then(|v| v.as_array()) else {
+    let Some(inputs) = req.inputs else {
         return Err(OipError::BadRequest(
             "`inputs` must be a list of tensors".into(),
         ));
@@ -452,15 +449,15 @@ pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipEr
             MAX_TENSORS
         )));
     }
-    let mut tensors = Vec::new();
-    for (i, t) in inputs.iter().enumerate() {
-        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or_default();
-        let datatype = t
-            .get("datatype")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
+    // Every input's fields are checked before any data is read.
+    let mut heads = Vec::with_capacity(inputs.len());
+    let mut plans = Vec::with_capacity(inputs.len());
+    for (i, t) in inputs.into_iter().enumerate() {
+        let name = t.name.unwrap_or_default();
+        let datatype = t.datatype.unwrap_or_default();
         let shape: Option<Vec<i64>> = t
-            .get("shape")
+            .shape
+            .as_ref()
             .and_then(|v| v.as_array())
             .and_then(|a| a.iter().map(|d| d.as_i64()).collect());
         let (Some(shape), false, false) = (shape, name.is_empty(), datatype.is_empty()) else {
@@ -469,22 +466,47 @@ pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipEr
             )));
         };
         let size = t
-            .get("parameters")
+            .parameters
+            .as_ref()
             .and_then(|p| p.get("binary_data_size"))
             .and_then(|v| v.as_u64());
-        let raw = match (size, t.get("data")) {
-            (Some(_), Some(_)) => {
+        let plan = match (size, t.data) {
+            (Some(_), true) => {
                 return Err(OipError::BadRequest(format!(
                     "input `{}` has both `data` and `parameters.binary_data_size`; send one",
-                    shown(name)
+                    shown(&name)
                 )))
             }
-            (Some(n), None) => {
+            (Some(_), false) => Plan::Skip,
+            (None, true) => {
+                let form = BytesForm::of(&name, t.parameters.as_ref())?;
+                oip_json::plan(&name, &datatype, form)?
+            }
+            (None, false) => {
+                return Err(OipError::BadRequest(format!(
+                    "input `{}` has neither `data` nor `parameters.binary_data_size`",
+                    shown(&name)
+                )))
+            }
+        };
+        let reserve = oip_json::capacity(&shape, plan, json_len);
+        plans.push((name.clone(), plan, reserve));
+        heads.push((name, datatype, shape, size));
+    }
+    let mut decoded = if plans.iter().any(|p| !matches!(p.1, Plan::Skip)) {
+        oip_json::data(json, &plans)?
+    } else {
+        vec![None; plans.len()]
+    };
+    let mut tensors = Vec::with_capacity(heads.len());
+    for (i, (name, datatype, shape, size)) in heads.into_iter().enumerate() {
+        let raw = match size {
+            Some(n) => {
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 if n > binary.len() {
                     return Err(OipError::BadRequest(format!(
                         "input `{}`: binary_data_size {n} is more than the {} bytes left",
-                        shown(name),
+                        shown(&name),
                         binary.len()
                     )));
                 }
@@ -492,32 +514,25 @@ pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipEr
                 binary = rest;
                 head.to_vec()
             }
-            (None, Some(data)) => {
-                let form = BytesForm::of(name, t.get("parameters"))?;
-                json_to_raw_as(name, datatype, data, form)?
-            }
-            (None, None) => {
-                return Err(OipError::BadRequest(format!(
-                    "input `{}` has neither `data` nor `parameters.binary_data_size`",
-                    shown(name)
-                )))
-            }
+            None => decoded[i].take().unwrap_or_default(),
         };
         tensors.push(RawTensor {
-            name: name.into(),
-            datatype: datatype.into(),
+            name,
+            datatype,
             shape,
             raw,
         });
     }
     let all_binary = req
-        .get("parameters")
+        .parameters
+        .as_ref()
         .map(|p| binary_flag(p, "binary_data_output"))
         .unwrap_or(false);
     let mut wanted = Vec::new();
     let mut binary_out = std::collections::BTreeSet::new();
     for o in req
-        .get("outputs")
+        .outputs
+        .as_ref()
         .and_then(|v| v.as_array())
         .into_iter()
         .flatten()
@@ -531,7 +546,6 @@ pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipEr
             }
         }
     }
-    let id = req.get("id").cloned();
     if !binary.is_empty() {
         return Err(OipError::BadRequest(format!(
             "{} bytes of binary data follow the last input's",
@@ -543,7 +557,7 @@ pub fn parse_http_infer(body: &[u8], json_len: usize) -> Result<HttpInfer, OipEr
         wanted,
         binary_out,
         all_binary,
-        id,
+        id: req.id,
     })
 }
 
@@ -667,6 +681,55 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("claims 9 bytes"));
+    }
+
+    #[test]
+    fn json_data_decodes_the_same_nested_or_flat_and_whatever_the_key_order() {
+        let flat =
+            br#"{"inputs":[{"name":"x","datatype":"FP32","shape":[2,2],"data":[1,2.5,-3,4e2]}]}"#;
+        let nested = br#"{"inputs":[{"data":[[1,2.5],[-3,400]],"shape":[2,2],"name":"x","datatype":"FP32"}],"id":"r1"}"#;
+        let a = parse_http_infer(flat, flat.len()).unwrap();
+        let b = parse_http_infer(nested, nested.len()).unwrap();
+        assert_eq!(a.tensors[0].raw, b.tensors[0].raw);
+        let want: Vec<u8> = [1.0f32, 2.5, -3.0, 400.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(a.tensors[0].raw, want);
+        assert_eq!(b.id, Some(serde_json::json!("r1")));
+        // A shape that overstates its data reserves no more than the text allows.
+        let liar =
+            br#"{"inputs":[{"name":"x","datatype":"INT64","shape":[1000000000000],"data":[7]}]}"#;
+        let c = parse_http_infer(liar, liar.len()).unwrap();
+        assert_eq!(c.tensors[0].raw, 7i64.to_le_bytes());
+        assert!(c.tensors[0].raw.capacity() <= liar.len() * 8);
+        // Booleans, strings and nulls where they do not belong are named.
+        for (body, says) in [
+            (
+                &br#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[true]}]}"#[..],
+                "`true` is not a number",
+            ),
+            (
+                &br#"{"inputs":[{"name":"x","datatype":"BOOL","shape":[1],"data":[1]}]}"#[..],
+                "is not a boolean",
+            ),
+            (
+                &br#"{"inputs":[{"name":"x","datatype":"BYTES","shape":[1],"data":[1]}]}"#[..],
+                "BYTES data must be strings",
+            ),
+            (
+                &br#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[null]}]}"#[..],
+                "null",
+            ),
+            (
+                &br#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1}]}"#[..],
+                "not JSON",
+            ),
+            (&br#"{"inputs":{"name":"x"}}"#[..], "not valid"),
+        ] {
+            let e = parse_http_infer(body, body.len()).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]
