@@ -35,28 +35,13 @@ pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> AgentError {
     }
 }
 
-/// Writes a file so that a crash leaves either the old or the new contents:
-/// a temporary file, synced, renamed over the old one, the folder synced.
+/// Writes a file so that a crash leaves either the old or the new contents
+/// (see `algobay_runtime::fsx`); `private`: readable by its owner only.
 pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8], private: bool) -> Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
     if private {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
+        algobay_runtime::fsx::write_private(path, bytes)
+    } else {
+        algobay_runtime::fsx::write_atomic(path, bytes)
     }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
+    .map_err(|e| io(path, e))
 }

@@ -83,28 +83,9 @@ pub(crate) fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
-#[cfg(unix)]
+/// Writes a secret (a key, a token) atomically, readable by its owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io(path, e))?;
-    // A file that was there before keeps its mode through open: set it.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| io(path, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io(path, e))
-}
-
-#[cfg(not(unix))]
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| io(path, e))
+    algobay_runtime::fsx::write_private(path, bytes).map_err(|e| io(path, e))
 }
 
 /// The registry's own certificate authority for devices: made on first start

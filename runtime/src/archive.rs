@@ -259,7 +259,9 @@ impl KitArchive {
                 .into_inner()
                 .map_err(|e| Error::io(&tmp, e.into_error()))?;
             f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            crate::fsx::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|e| Error::io(path, e))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);

@@ -26,6 +26,7 @@ pub mod candle;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod fsx;
 pub mod golden;
 pub mod kitfile;
 pub mod manifest;

@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -113,7 +113,7 @@ impl StageEngine {
         let component = Component::new(&self.engine, wasm)
             .map_err(|e| Error::stage(step, format!("is not a valid stage component: {e:#}")))?;
         if let Some(path) = cached {
-            if let Err(e) = write_atomic(
+            if let Err(e) = crate::fsx::write_atomic(
                 &path,
                 &component
                     .serialize()
@@ -167,14 +167,6 @@ impl StageEngine {
         let contract = runner.describe()?;
         Ok(StageRunner { contract, ..runner })
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash
-/// leaves the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 struct StageState {

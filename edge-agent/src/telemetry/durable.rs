@@ -23,14 +23,9 @@ pub(crate) fn folder(data_dir: &Path) -> PathBuf {
     data_dir.join("telemetry")
 }
 
-/// Writes `bytes` to `path` whole: a temporary file, synced, renamed.
+/// Writes `bytes` to `path` whole (see `algobay_runtime::fsx`).
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    algobay_runtime::fsx::write_atomic(path, bytes)
 }
 
 /// An exporter that keeps what it exports on disk first.

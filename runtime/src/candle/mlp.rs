@@ -200,7 +200,7 @@ pub fn train_mlp(
         seed,
         init: None,
     })?;
-    crate::wasm::write_atomic(out, &bytes).map_err(|err| Error::io(out, err))?;
+    crate::fsx::write_atomic(out, &bytes).map_err(|err| Error::io(out, err))?;
     Ok(report)
 }
 

@@ -430,21 +430,7 @@ fn keygen(output: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
+/// Writes a secret (a key, a token) atomically, readable by its owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
+    algobay_runtime::fsx::write_private(path, bytes)
 }

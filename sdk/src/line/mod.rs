@@ -186,7 +186,7 @@ pub async fn run(
         let digest = Digest::of(&wasm);
         let path = work.join("tools").join(format!("{name}.wasm"));
         if std::fs::read(&path).ok().as_deref() != Some(&wasm[..]) {
-            algobay_runtime::wasm::write_atomic(&path, &wasm).map_err(io(&path))?;
+            algobay_runtime::fsx::write_atomic(&path, &wasm).map_err(io(&path))?;
         }
         report.timings.build += t0.elapsed().as_secs_f64();
         let team = &teams[&spec.team];
@@ -273,7 +273,7 @@ pub async fn run(
     report.bytes_sent = report.outcomes.iter().map(|o| o.bytes_sent).sum();
     let path = work.join("report.json");
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-    algobay_runtime::wasm::write_atomic(&path, &json).map_err(io(&path))?;
+    algobay_runtime::fsx::write_atomic(&path, &json).map_err(io(&path))?;
     Ok(report)
 }
 

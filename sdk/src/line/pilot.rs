@@ -201,7 +201,7 @@ pub async fn run(
     let ca_path = match &opts.ca_pem {
         Some(pem) => {
             let p = dir.join("registry.pem");
-            algobay_runtime::wasm::write_atomic(&p, pem.as_bytes()).map_err(io(&p))?;
+            algobay_runtime::fsx::write_atomic(&p, pem.as_bytes()).map_err(io(&p))?;
             Some(p)
         }
         None => None,
@@ -351,7 +351,7 @@ pub async fn run(
     report.seconds = started.elapsed().as_secs_f64();
     let path = dir.join("report.json");
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-    algobay_runtime::wasm::write_atomic(&path, &json).map_err(io(&path))?;
+    algobay_runtime::fsx::write_atomic(&path, &json).map_err(io(&path))?;
     Ok(Pilot { report, agents })
 }
 

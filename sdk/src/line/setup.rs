@@ -145,7 +145,7 @@ pub(super) async fn team(
     let pub_path = work.join("keys").join(format!("{name}.key.pub"));
     let public = format!("{}\n", key.public());
     if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(public.as_str()) {
-        algobay_runtime::wasm::write_atomic(&pub_path, public.as_bytes()).map_err(io(&pub_path))?;
+        algobay_runtime::fsx::write_atomic(&pub_path, public.as_bytes()).map_err(io(&pub_path))?;
     }
     let token_path = work.join("tokens").join(format!("{name}.token"));
     if let Ok(token) = std::fs::read_to_string(&token_path) {
@@ -176,7 +176,7 @@ pub(super) async fn team(
 }
 
 pub(super) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), LineError> {
-    algobay_runtime::wasm::write_atomic(path, bytes).map_err(io(path))?;
+    algobay_runtime::fsx::write_atomic(path, bytes).map_err(io(path))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -55,7 +55,7 @@ impl State {
 
     pub fn save(&self, path: &Path) -> Result<(), LineError> {
         let json = serde_json::to_vec_pretty(self).expect("state serialises");
-        algobay_runtime::wasm::write_atomic(path, &json).map_err(|e| LineError::Io {
+        algobay_runtime::fsx::write_atomic(path, &json).map_err(|e| LineError::Io {
             path: path.to_owned(),
             message: e.to_string(),
         })
