@@ -101,21 +101,6 @@ fn algobay(home: &Path) -> Command {
     c
 }
 
-fn run(c: &mut Command) -> (i32, String, String) {
-    let out = c.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(c: &mut Command) -> String {
-    let (code, out, err) = run(c);
-    assert_eq!(code, 0, "{out}{err}");
-    out
-}
-
 #[test]
 fn a_kit_goes_through_oci_registries_verified_and_reaches_a_device_from_the_mirror() {
     let dir = tempfile::tempdir().unwrap();

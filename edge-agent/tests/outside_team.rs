@@ -69,21 +69,6 @@ impl Team {
     }
 }
 
-fn run(c: &mut Command) -> (i32, String, String) {
-    let o = c.output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn ok(c: &mut Command) -> String {
-    let (code, out, err) = run(c);
-    assert_eq!(code, 0, "{c:?}\nstdout: {out}\nstderr: {err}");
-    out
-}
-
 fn kitfile(ports: &str) -> String {
     kitfile_expecting(ports, "scan.expected.json")
 }
@@ -153,6 +138,29 @@ fn label(answer: &[u8]) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The answer to a file sent as one `BYTES` element with the binary
+/// extension: a 4-byte little-endian length, then the bytes.
+fn infer_binary(agent: &str, file: &[u8]) -> Vec<u8> {
+    let mut tensor = (file.len() as u32).to_le_bytes().to_vec();
+    tensor.extend_from_slice(file);
+    let head = serde_json::json!({"inputs": [{
+        "name": "image", "datatype": "BYTES", "shape": [1],
+        "parameters": {"binary_data_size": tensor.len()},
+    }]})
+    .to_string();
+    let mut body = head.clone().into_bytes();
+    body.extend_from_slice(&tensor);
+    let (code, answer) = http_with(
+        agent,
+        "POST",
+        INFER,
+        &[("Inference-Header-Content-Length", &head.len().to_string())],
+        &body,
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer.body));
+    answer.body
 }
 
 #[test]
@@ -437,45 +445,11 @@ fn an_outside_team_goes_from_an_empty_folder_to_a_kit_serving_on_a_device() {
     assert_eq!(label(text.as_bytes()), want, "{text}");
 
     // ...and in binary: a 4-byte little-endian length, then the bytes.
-    let mut tensor = (pgm.len() as u32).to_le_bytes().to_vec();
-    tensor.extend_from_slice(&pgm);
-    let head = serde_json::json!({"inputs": [{
-        "name": "image", "datatype": "BYTES", "shape": [1],
-        "parameters": {"binary_data_size": tensor.len()},
-    }]})
-    .to_string();
-    let mut body = head.clone().into_bytes();
-    body.extend_from_slice(&tensor);
-    let (code, answer) = http_with(
-        &agent.http,
-        "POST",
-        INFER,
-        &[("Inference-Header-Content-Length", &head.len().to_string())],
-        &body,
-    );
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer.body));
-    assert_eq!(label(&answer.body), want);
+    assert_eq!(label(&infer_binary(&agent.http, &pgm)), want);
 
     // A colour JPEG in binary: the label of the reference pipeline on OpenCV's pixels.
     let jpeg = std::fs::read(kit_dir.join("samples/scan.jpg")).unwrap();
-    let mut tensor = (jpeg.len() as u32).to_le_bytes().to_vec();
-    tensor.extend_from_slice(&jpeg);
-    let head = serde_json::json!({"inputs": [{
-        "name": "image", "datatype": "BYTES", "shape": [1],
-        "parameters": {"binary_data_size": tensor.len()},
-    }]})
-    .to_string();
-    let mut body = head.clone().into_bytes();
-    body.extend_from_slice(&tensor);
-    let (code, answer) = http_with(
-        &agent.http,
-        "POST",
-        INFER,
-        &[("Inference-Header-Content-Length", &head.len().to_string())],
-        &body,
-    );
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer.body));
-    assert_eq!(label(&answer.body), want_jpeg);
+    assert_eq!(label(&infer_binary(&agent.http, &jpeg)), want_jpeg);
 
     // The README's curl example, as written, with a photograph whose base64
     // (over 128 KiB) would not fit in one command-line argument.

@@ -804,3 +804,22 @@ pub fn feedback_labels(rt: &tokio::runtime::Runtime, c: &Client) -> usize {
         .filter(|s| s.labels.iter().any(|l| l.source == "feedback"))
         .count()
 }
+
+// ---------------------------------------------------------------- commands
+
+/// A command's exit code, standard output and standard error.
+pub fn run(c: &mut Command) -> (i32, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A command's standard output; it must succeed.
+pub fn ok(c: &mut Command) -> String {
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{c:?}\nstdout: {out}\nstderr: {err}");
+    out
+}

@@ -35,23 +35,34 @@ fn reference_inputs() -> (PathBuf, Vec<PathBuf>) {
     (python, images)
 }
 
-#[test]
-fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
+/// Runs a reference script of this folder on the photographs into a fresh
+/// folder; its `cases.json`, and the folder the cases' files are in.
+fn reference_cases(script: &str) -> (serde_json::Value, tempfile::TempDir) {
     let (python, images) = reference_inputs();
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference.py"))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(script),
+        )
         .arg(dir.path())
         .args(&images)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "reference.py: {}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("cases.json")).unwrap()).unwrap();
+    (doc, dir)
+}
+
+#[test]
+fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
+    let (doc, dir) = reference_cases("reference.py");
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() > 500, "{} cases", cases.len());
     // (lib, op, mode, channels) -> (cases, mismatched cases, largest difference, an example)
@@ -144,21 +155,7 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
 /// them to (libjpeg-turbo with its defaults).
 #[test]
 fn jpeg_decodes_to_the_same_pixels_as_opencv_and_pillow_on_real_photographs() {
-    let (python, images) = reference_inputs();
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jpeg_reference.py"))
-        .arg(dir.path())
-        .args(&images)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jpeg_reference.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("cases.json")).unwrap()).unwrap();
+    let (doc, dir) = reference_cases("jpeg_reference.py");
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 140, "{} cases", cases.len());
     let mut bad = Vec::new();
