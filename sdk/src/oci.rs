@@ -166,6 +166,32 @@ pub struct OciOptions {
     pub ca_pem: Option<String>,
 }
 
+impl OciOptions {
+    /// What the environment says: `ALGOBAY_OCI_USERNAME` and
+    /// `ALGOBAY_OCI_PASSWORD` (both, or neither), and `ALGOBAY_OCI_CA_CERT`,
+    /// a PEM file of further CA certificates.
+    pub fn from_env() -> Result<OciOptions> {
+        let credentials = match (
+            std::env::var("ALGOBAY_OCI_USERNAME"),
+            std::env::var("ALGOBAY_OCI_PASSWORD"),
+        ) {
+            (Ok(u), Ok(p)) => Some((u, p)),
+            _ => None,
+        };
+        let ca_pem = match std::env::var_os("ALGOBAY_OCI_CA_CERT") {
+            Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| SdkError::Io {
+                path: format!("ALGOBAY_OCI_CA_CERT {}", p.to_string_lossy()),
+                source: e,
+            })?),
+            None => None,
+        };
+        Ok(OciOptions {
+            credentials,
+            ca_pem,
+        })
+    }
+}
+
 /// A client of OCI distribution registries.
 pub struct OciClient {
     http: reqwest::Client,
@@ -424,7 +450,9 @@ impl OciClient {
             .send(r, &scope, |c| {
                 c.put(&url)
                     .header("Content-Type", "application/octet-stream")
-                    .body(bytes.as_ref().clone())
+                    .body(reqwest::Body::from(bytes::Bytes::from_owner(Shared(
+                        bytes.clone(),
+                    ))))
             })
             .await?;
         if resp.status() != reqwest::StatusCode::CREATED {
@@ -617,8 +645,32 @@ impl OciClient {
                 ),
             ));
         }
-        if m.config.size > MAX_DOCUMENT_BYTES as u64 {
+        // The bounds a kit file is read within, checked before anything is
+        // fetched: the registry's descriptors and the kit manifest are not
+        // trusted until the signatures are judged.
+        let limits = algobay_runtime::archive::ReadLimits::default();
+        if m.config.size > limits.max_metadata_bytes {
             return Err(invalid(r, "the kit manifest is too large"));
+        }
+        if m.layers.len() > limits.max_entries {
+            return Err(invalid(
+                r,
+                format!(
+                    "{} layers, over the limit of {}",
+                    m.layers.len(),
+                    limits.max_entries
+                ),
+            ));
+        }
+        let declared: u64 = m.layers.iter().map(|l| l.size).fold(0, u64::saturating_add);
+        if declared > limits.max_total_bytes {
+            return Err(invalid(
+                r,
+                format!(
+                    "its layers are {declared} bytes, over the limit of {}",
+                    limits.max_total_bytes
+                ),
+            ));
         }
         let total: u64 = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
         let mut done = 0u64;
@@ -632,7 +684,7 @@ impl OciClient {
         for layer in &m.layers {
             match layer.media_type.as_str() {
                 SIGNATURES_TYPE => {
-                    if layer.size > MAX_DOCUMENT_BYTES as u64 {
+                    if layer.size > limits.max_metadata_bytes {
                         return Err(invalid(r, "the signatures layer is too large"));
                     }
                     let bytes = self.get_blob(r, layer, "the signatures").await?;
@@ -650,6 +702,15 @@ impl OciClient {
                         .digest
                         .parse()
                         .map_err(|_| invalid(r, format!("layer {} is not sha256", layer.digest)))?;
+                    if layer.size > limits.max_blob_bytes {
+                        return Err(invalid(
+                            r,
+                            format!(
+                                "layer {d} is {} bytes, over the limit of {}",
+                                layer.size, limits.max_blob_bytes
+                            ),
+                        ));
+                    }
                     match kit_manifest.blobs.get(&d) {
                         Some(&size) if size == layer.size => {}
                         Some(size) => {
@@ -686,6 +747,15 @@ impl OciClient {
         })?;
         let kit = KitArchive::from_parts(manifest_bytes, signatures, blobs)?;
         Ok((kit, manifest_digest))
+    }
+}
+
+/// A kit blob lent to a request body without copying it.
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -285,7 +285,9 @@ impl Agent {
         let Some((name, version)) = desired.kit_reference.split_once('@') else {
             return;
         };
-        let client = match algobay_sdk::oci::OciClient::new(oci_options()) {
+        let client = match algobay_sdk::oci::OciOptions::from_env()
+            .and_then(algobay_sdk::oci::OciClient::new)
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot make an OCI client; pulling from the registry");
@@ -449,22 +451,5 @@ impl Agent {
         // A download in progress is younger than the grace period, so it stays.
         self.cache
             .gc(&keep, Duration::from_secs(self.cfg.gc_grace_seconds))
-    }
-}
-
-/// Credentials and CA for OCI mirrors, from the environment.
-fn oci_options() -> algobay_sdk::oci::OciOptions {
-    let credentials = match (
-        std::env::var("ALGOBAY_OCI_USERNAME"),
-        std::env::var("ALGOBAY_OCI_PASSWORD"),
-    ) {
-        (Ok(u), Ok(p)) => Some((u, p)),
-        _ => None,
-    };
-    let ca_pem =
-        std::env::var_os("ALGOBAY_OCI_CA_CERT").and_then(|p| std::fs::read_to_string(p).ok());
-    algobay_sdk::oci::OciOptions {
-        credentials,
-        ca_pem,
     }
 }

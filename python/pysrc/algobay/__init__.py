@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -336,7 +335,6 @@ def _pull(client: Optional[Client], reference: str, root: Path, offline: bool) -
             if got != digest:
                 raise VerificationError(f"{reference}: pulled {got}, the registry named {digest}")
             os.replace(part, path)
-            shutil.rmtree(Path(tmp) / "kit.kit.parts", ignore_errors=True)
     if not reference.startswith("sha256:"):
         index[reference] = digest
         _write_index(root, index)

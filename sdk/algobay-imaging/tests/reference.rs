@@ -35,6 +35,15 @@ fn reference_inputs() -> (PathBuf, Vec<PathBuf>) {
     (python, images)
 }
 
+/// The largest difference between two images' bytes, position by position.
+fn largest_difference(a: &[u8], b: &[u8]) -> u8 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Runs a reference script of this folder on the photographs into a fresh
 /// folder; its `cases.json`, and the folder the cases' files are in.
 fn reference_cases(script: &str) -> (serde_json::Value, tempfile::TempDir) {
@@ -92,13 +101,7 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
             cubic.0 += got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
             cubic.1 += want.len();
         }
-        let diff = got
-            .data
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap_or(0);
+        let diff = largest_difference(&got.data, &want);
         if diff > 0 {
             t.1 += 1;
             t.2 = t.2.max(diff);
@@ -183,13 +186,7 @@ fn jpeg_decodes_to_the_same_pixels_as_opencv_and_pillow_on_real_photographs() {
             let want = read(&c["expected"][lib]);
             let differ = got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
             if differ > 0 || want.len() != got.data.len() {
-                let max = got
-                    .data
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| a.abs_diff(*b))
-                    .max()
-                    .unwrap_or(0);
+                let max = largest_difference(&got.data, &want);
                 bad.push(format!(
                     "{name} vs {lib}: {differ} of {} bytes differ, by up to {max}",
                     want.len()

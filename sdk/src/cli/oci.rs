@@ -8,26 +8,9 @@ use algobay_sdk::oci::{OciClient, OciOptions, OciRef};
 use super::registry::{bar, rt};
 use super::{Global, NotFound};
 
-/// Credentials and CA from the environment.
+/// A client with credentials and CA from the environment.
 fn client() -> anyhow::Result<OciClient> {
-    let credentials = match (
-        std::env::var("ALGOBAY_OCI_USERNAME"),
-        std::env::var("ALGOBAY_OCI_PASSWORD"),
-    ) {
-        (Ok(u), Ok(p)) => Some((u, p)),
-        _ => None,
-    };
-    let ca_pem = match std::env::var_os("ALGOBAY_OCI_CA_CERT") {
-        Some(p) => Some(
-            std::fs::read_to_string(&p)
-                .map_err(|e| anyhow::anyhow!("ALGOBAY_OCI_CA_CERT {}: {e}", p.to_string_lossy()))?,
-        ),
-        None => None,
-    };
-    Ok(OciClient::new(OciOptions {
-        credentials,
-        ca_pem,
-    })?)
+    Ok(OciClient::new(OciOptions::from_env()?)?)
 }
 
 pub fn push(g: &Global, file: &Path, reference: &str) -> anyhow::Result<()> {
