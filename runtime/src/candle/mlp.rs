@@ -7,6 +7,7 @@ use candle_core::{DType as CDType, Device, Module, Tensor as CTensor};
 use candle_nn::{linear, Linear, Optimizer, VarBuilder};
 use serde::Deserialize;
 
+use super::dense::{Dense, Target};
 use crate::error::{Error, Result};
 
 /// Shape of an `mlp`: `layers` = [inputs, hidden..., classes], ReLU between
@@ -228,6 +229,35 @@ pub fn train_mlp_bytes(spec: &TrainSpec<'_>) -> Result<(Vec<u8>, TrainReport)> {
     }
     let dev = Device::Cpu;
     let (mlp, vars, named) = seeded_mlp(cfg, seed, init, &dev)?;
+    if cfg.conv.is_none() {
+        // Dense nets train without a graph (see `dense`).
+        let mut net = dense_from(cfg, &named)?;
+        let final_loss = net.train(x, Target::Classes(y), epochs, lr);
+        let bytes = dense_bytes(&net);
+        let accuracy = |rows: &[f32], labels: &[u32]| -> Result<f32> {
+            let pred = mlp_predict(cfg, &bytes, rows)?;
+            let right = pred.iter().zip(labels).filter(|(p, t)| p == t).count();
+            Ok(right as f32 / labels.len() as f32)
+        };
+        let train_accuracy = accuracy(x, y)?;
+        let holdout_accuracy = if holdout.1.is_empty() {
+            None
+        } else {
+            if holdout.0.len() != holdout.1.len() * n_in {
+                return Err(Error::invalid("holdout data", "rows do not match labels"));
+            }
+            Some(accuracy(holdout.0, holdout.1)?)
+        };
+        return Ok((
+            bytes,
+            TrainReport {
+                epochs,
+                final_loss,
+                train_accuracy,
+                holdout_accuracy,
+            },
+        ));
+    }
     let xs = CTensor::from_slice(x, (y.len(), n_in), &dev).map_err(e)?;
     let ys = CTensor::from_slice(y, y.len(), &dev).map_err(e)?;
     let mut opt = candle_nn::AdamW::new_lr(vars, lr).map_err(e)?;
@@ -399,6 +429,47 @@ fn seeded_mlp(
     Ok((Mlp { conv, spec, layers }, vars, named))
 }
 
+/// A dense net's starting parameters, read from the seeded variables.
+fn dense_from(cfg: &MlpConfig, named: &Named) -> Result<Dense> {
+    let e = |e: candle_core::Error| Error::model("train", e);
+    let value = |name: String| -> Result<Vec<f32>> {
+        let var = named
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| Error::invalid("layers", format!("no tensor `{name}`")))?;
+        var.as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(e)
+    };
+    let layers = cfg.layers.len() - 1;
+    Ok(Dense {
+        sizes: cfg.layers.clone(),
+        weights: (0..layers)
+            .map(|i| value(format!("layers.{i}.weight")))
+            .collect::<Result<_>>()?,
+        biases: (0..layers)
+            .map(|i| value(format!("layers.{i}.bias")))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// A dense net's parameters as safetensors bytes, named as `Mlp` loads them.
+fn dense_bytes(net: &Dense) -> Vec<u8> {
+    let mut tensors = Vec::new();
+    for (i, (w, b)) in net.weights.iter().zip(&net.biases).enumerate() {
+        let (fan_in, fan_out) = (net.sizes[i], net.sizes[i + 1]);
+        tensors.push((
+            format!("layers.{i}.weight"),
+            vec![fan_out, fan_in],
+            w.clone(),
+        ));
+        tensors.push((format!("layers.{i}.bias"), vec![fan_out], b.clone()));
+    }
+    safetensors_f32(tensors)
+}
+
 /// The variables' values as safetensors bytes.
 fn weights_bytes(named: Named) -> Result<Vec<u8>> {
     let e = |e: candle_core::Error| Error::model("train", e);
@@ -462,6 +533,15 @@ pub fn train_regressor_bytes(
     }
     let dev = Device::Cpu;
     let (mlp, vars, named) = seeded_mlp(cfg, seed, None, &dev)?;
+    if cfg.conv.is_none() {
+        let mut net = dense_from(cfg, &named)?;
+        let target = match loss {
+            RegressionLoss::Squared => Target::Squared(y),
+            RegressionLoss::Absolute => Target::Absolute(y),
+        };
+        let final_loss = net.train(x, target, epochs, lr);
+        return Ok((dense_bytes(&net), RegressorReport { epochs, final_loss }));
+    }
     let xs = CTensor::from_slice(x, (y.len(), n_in), &dev).map_err(e)?;
     let ys = CTensor::from_slice(y, (y.len(), 1), &dev).map_err(e)?;
     let mut opt = candle_nn::AdamW::new_lr(vars, lr).map_err(e)?;

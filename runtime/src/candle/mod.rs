@@ -14,6 +14,7 @@ use crate::manifest::{Contract, Port};
 use crate::value::{Tensor, Value, Values};
 
 mod bert;
+mod dense;
 mod mlp;
 
 use bert::{Bert, BertConfig, BertOptions};

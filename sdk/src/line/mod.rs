@@ -302,6 +302,17 @@ fn outcome(
 }
 
 /// Whether the registry holds `reference` with this digest.
+/// Runs CPU-bound `f` without holding an async worker hostage: through
+/// `block_in_place` on a multi-threaded runtime, directly otherwise.
+fn off_async<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 async fn exists(client: &Client, reference: &str, kind: Kind, digest: &Digest) -> bool {
     matches!(client.get(reference, Some(kind)).await, Ok(a) if a.digest == digest.to_string())
 }
@@ -548,19 +559,41 @@ impl RecipeCtx<'_> {
             r.image.is_none() && r.text.is_none() && r.audio.is_none(),
             &r.task,
         );
-        for m in &r.model {
+        // The recipe's models train at once, a thread each (a dense net's
+        // training is one thread's work), off the async threads.
+        let t0 = Instant::now();
+        let fits: Vec<Result<fit::Fitted, String>> = off_async(|| {
+            std::thread::scope(|s| {
+                let running: Vec<_> = r
+                    .model
+                    .iter()
+                    .map(|m| {
+                        let (prepared, features, r) = (&prepared, &features, &r);
+                        s.spawn(move || {
+                            fit::fit(
+                                prepared,
+                                features,
+                                r.task.kind,
+                                r.metric(),
+                                m,
+                                r.image.as_ref(),
+                            )
+                        })
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("the training thread panicked".into()))
+                    })
+                    .collect()
+            })
+        });
+        report.timings.train += t0.elapsed().as_secs_f64();
+        for (m, fitted) in r.model.iter().zip(fits) {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
             let reference = format!("{model_name}@{version}");
-            let t0 = Instant::now();
-            let fitted = fit::fit(
-                &prepared,
-                &features,
-                r.task.kind,
-                r.metric(),
-                m,
-                r.image.as_ref(),
-            );
-            report.timings.train += t0.elapsed().as_secs_f64();
             let fitted = match fitted {
                 Ok(f) => f,
                 Err(e) => {
