@@ -21,9 +21,10 @@
 #   - PostgreSQL 15 (Debian's package), which the metadata store's tests run on,
 #   - chromium (Debian's package) and Playwright for Python (pinned, in
 #     build/browser, never `playwright install`), for the console's browser tests,
-#   - s3s-fs (a real S3-compatible server, a crate built once with `cargo
-#     install --locked` into a tools folder outside the checkout), which the
-#     blob store's tests run on,
+#   - algobay-s3-server (tools/s3-server: s3s-fs's S3-compatible store behind
+#     a listener without Nagle's delay, built once with `cargo install
+#     --locked` into a tools folder outside the checkout, again when its
+#     source changes), which the blob store's tests and benchmarks run on,
 #   - docker-registry (Debian's package, unpacked into the same tools folder,
 #     no service registered) and skopeo (Debian's package), for the tests of
 #     kits as OCI artifacts.
@@ -180,12 +181,14 @@ fi
 # An S3-compatible server for the blob store's conformance suite and the
 # two-replica test (they start a throwaway one of their own).
 TOOLS=${ALGOBAY_TOOLS_DIR:-$HOME/.cache/algobay/tools}
-if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
-  log "building s3s-fs 0.14.1 (an S3-compatible server) into $TOOLS (~3 min, once)"
+S3_SUM=$(cat "$ROOT"/tools/s3-server/Cargo.toml "$ROOT"/tools/s3-server/Cargo.lock "$ROOT"/tools/s3-server/src/*.rs | sha256sum | cut -c1-16)
+if [ ! -x "$TOOLS/bin/algobay-s3-server" ] || [ "$(cat "$TOOLS/algobay-s3-server.sum" 2>/dev/null)" != "$S3_SUM" ]; then
+  log "building algobay-s3-server (s3s-fs 0.14.1 behind a TCP_NODELAY listener) into $TOOLS (~3 min, once)"
   # Its own target folder: the workspace's build cache is not disturbed.
-  CARGO_TARGET_DIR="$TOOLS/target" cargo install --quiet --locked s3s-fs@0.14.1 \
-    --features binary --root "$TOOLS" >&2
+  CARGO_TARGET_DIR="$TOOLS/target" cargo install --quiet --locked --force \
+    --path "$ROOT/tools/s3-server" --root "$TOOLS" >&2
   rm -rf "$TOOLS/target"
+  echo "$S3_SUM" > "$TOOLS/algobay-s3-server.sum"
 fi
 
 # An OCI distribution registry (Debian's docker-registry, unpacked into the

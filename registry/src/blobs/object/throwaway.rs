@@ -1,7 +1,9 @@
-//! A throwaway S3-compatible server for tests: `s3s-fs` (built once by the
-//! set-up into `$ALGOBAY_TOOLS_DIR/bin`, by default `~/.cache/algobay/tools/bin`,
-//! or found as `ALGOBAY_S3S_FS` or on the `PATH`) on 127.0.0.1 and a free port, over a temporary folder, killed
-//! when dropped.
+//! A throwaway S3-compatible server for tests: `algobay-s3-server`
+//! (`tools/s3-server`: s3s-fs's store behind a listener with TCP_NODELAY,
+//! built once by the set-up into `$ALGOBAY_TOOLS_DIR/bin`, by default
+//! `~/.cache/algobay/tools/bin`, or found as `ALGOBAY_S3_SERVER` or on the
+//! `PATH`) on 127.0.0.1 and a free port, over a temporary folder, killed when
+//! dropped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,7 +20,7 @@ pub struct S3 {
 
 /// Where the server's binary is.
 pub fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("ALGOBAY_S3S_FS") {
+    if let Some(p) = std::env::var_os("ALGOBAY_S3_SERVER") {
         return p.into();
     }
     let tools = std::env::var_os("ALGOBAY_TOOLS_DIR")
@@ -29,11 +31,11 @@ pub fn binary() -> PathBuf {
                 .unwrap_or_default()
                 .join(".cache/algobay/tools")
         });
-    let cached = tools.join("bin/s3s-fs");
+    let cached = tools.join("bin/algobay-s3-server");
     if cached.exists() {
         return cached;
     }
-    PathBuf::from("s3s-fs")
+    PathBuf::from("algobay-s3-server")
 }
 
 #[allow(clippy::unwrap_used)]
@@ -67,7 +69,7 @@ impl S3 {
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "s3s-fs did not listen within 20 s: {}",
+                "the S3 server did not listen within 20 s: {}",
                 std::fs::read_to_string(s.dir.path().join("server.log")).unwrap_or_default()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
