@@ -61,6 +61,10 @@ impl BlobStore for WithInlineBlobs {
         self.inner.finish(d)
     }
 
+    fn preferred_append(&self) -> usize {
+        self.inner.preferred_append()
+    }
+
     fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize> {
         self.inner.sweep_partials(older_than)
     }

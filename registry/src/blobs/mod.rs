@@ -103,6 +103,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes unfinished uploads untouched for longer than `older_than`;
     /// returns how many.
     fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize>;
+    /// The fewest bytes an append should carry to be written as it comes
+    /// (an object store's part size: smaller appends are staged and read
+    /// back); 0 when any size is as good. An upload may gather its chunks to
+    /// this size before appending.
+    fn preferred_append(&self) -> usize {
+        0
+    }
     /// Stores bytes in one go (verify, write, rename).
     fn put(&self, digest: &Digest, data: &[u8]) -> Result<()> {
         if self.stat(digest)?.size.is_some() {

@@ -388,24 +388,53 @@ impl pb::blobs_server::Blobs for BlobsApi {
             ))
             .into());
         }
+        // Chunks are gathered up to the store's preferred append (an object
+        // store's part size, so that they are written once, not staged); what
+        // is gathered is appended before any error, so the point to resume
+        // from is always what the store holds.
+        let gather = self.0.blobs().preferred_append().max(1);
         let mut received = from;
+        let mut pending: Vec<u8> = Vec::new();
         loop {
-            let c = match chunk.take().or_else(|| rest.take()) {
-                Some(c) => c,
-                None => match next_chunk(&mut stream, idle, received).await? {
-                    Some(c) => c,
-                    None => break,
-                },
+            let at = received + pending.len() as u64;
+            let next = match chunk.take().or_else(|| rest.take()) {
+                Some(c) => Ok(Some(c)),
+                None => next_chunk(&mut stream, idle, at).await,
             };
-            if !c.chunk_digest.is_empty() {
-                check_chunk(&d, received, &c)?;
-            }
+            let c = match next.and_then(|c| match c {
+                Some(c) if !c.chunk_digest.is_empty() => check_chunk(&d, at, &c).map(|_| Some(c)),
+                other => Ok(other),
+            }) {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    if !pending.is_empty() {
+                        let reg = self.0.clone();
+                        let data = std::mem::take(&mut pending);
+                        blocking(move || reg.blobs().append(&d, received, &data)).await?;
+                    }
+                    return Err(e);
+                }
+            };
             if c.data.is_empty() {
                 continue;
             }
+            let len = c.data.len() as u64;
+            if pending.is_empty() && c.data.len() >= gather {
+                pending = c.data;
+            } else {
+                pending.extend_from_slice(&c.data);
+            }
+            if pending.len() >= gather || at + len >= size {
+                let reg = self.0.clone();
+                let data = std::mem::take(&mut pending);
+                received = blocking(move || reg.blobs().append(&d, received, &data)).await?;
+            }
+        }
+        if !pending.is_empty() {
             let reg = self.0.clone();
-            let at = received;
-            received = blocking(move || reg.blobs().append(&d, at, &c.data)).await?;
+            let data = std::mem::take(&mut pending);
+            received = blocking(move || reg.blobs().append(&d, received, &data)).await?;
         }
         if received != size {
             return Err(RegistryError::FailedPrecondition(format!(

@@ -6,34 +6,28 @@
 //! writes overwrites the same bytes under the same name, which is harmless,
 //! and the size is read back either way.
 //!
-//! A chunked upload is an S3 multipart upload whose id and parts live in the
-//! metadata store ([`Tree::Uploads`]), so it resumes after a restart or through
-//! another replica sharing both stores. S3 wants parts of 5 MiB or more, and
-//! chunks are smaller: each chunk is first staged as an object of its own and
-//! recorded; once the staged chunks reach a part's size (or the blob's end) they
-//! become the next part. Every step writes the object first and the record
-//! second, with a check that the record did not move meanwhile, so a crash or
-//! kill anywhere leaves at most an orphan object the sweep removes, never a
-//! record naming bytes that are not there. On completion the assembled object
-//! is read back and hashed before it is copied to its real name.
+//! A chunked upload is an S3 multipart upload whose id, parts and running
+//! SHA-256 live in the metadata store, so it resumes after a restart or
+//! through another replica sharing both stores ([`upload`]).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 
+mod hashing;
 mod memory;
+mod upload;
 
 use memory::{ChannelReader, Recent, SharedBytes, RECENT_MAX_BLOB};
+use upload::Upload;
 
-use super::{check_whole, mismatch, within_limit, BlobReader, BlobStat, BlobStore};
+use super::{check_whole, mismatch, BlobReader, BlobStat, BlobStore};
 use crate::bridge::Bridge;
 use crate::error::{RegistryError, Result};
-use crate::store::{Batch, KvStore, Tree};
+use crate::store::KvStore;
 use algobay_runtime::Digest;
 
 /// The smallest part S3 accepts (all parts but the last).
@@ -75,38 +69,6 @@ pub struct ObjectBlobStore {
     /// so a copy never goes stale; it saves a round trip to the store for the
     /// configs and small weights every publish and golden run reads.
     recent: std::sync::Mutex<Recent>,
-}
-
-/// A part received: the store's tag for it and its length.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Part {
-    tag: String,
-    len: u64,
-}
-
-/// The record of an unfinished upload.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Upload {
-    size: u64,
-    /// The multipart upload's id.
-    id: String,
-    /// Names this upload's staging objects (two uploads of one digest never share them).
-    nonce: String,
-    parts: Vec<Part>,
-    /// Lengths of the chunks staged since the last part, in order.
-    staged: Vec<u64>,
-    /// Whether the parts were assembled into the staging object.
-    assembled: bool,
-    touched_ms: u64,
-}
-
-impl Upload {
-    fn in_parts(&self) -> u64 {
-        self.parts.iter().map(|p| p.len).sum()
-    }
-    fn received(&self) -> u64 {
-        self.in_parts() + self.staged.iter().sum::<u64>()
-    }
 }
 
 fn now_ms() -> u64 {
@@ -265,40 +227,6 @@ impl ObjectBlobStore {
         ))
     }
 
-    /// The record and its stored bytes (for the check of the next write).
-    fn record(&self, d: &Digest) -> Result<Option<(Upload, Vec<u8>)>> {
-        match self.kv.get(Tree::Uploads, d.hex().as_bytes())? {
-            None => Ok(None),
-            Some(raw) => {
-                let u = serde_json::from_slice(&raw).map_err(|e| {
-                    RegistryError::Storage(format!("upload record of {d} is corrupt: {e}"))
-                })?;
-                Ok(Some((u, raw)))
-            }
-        }
-    }
-
-    /// Replaces the record if it still holds `old`; false when another writer moved it.
-    fn swap(&self, d: &Digest, old: Option<Vec<u8>>, new: Option<&Upload>) -> Result<bool> {
-        let key = d.hex().into_bytes();
-        let batch = Batch::new().check(Tree::Uploads, key.clone(), old);
-        let batch = match new {
-            Some(u) => batch.put(
-                Tree::Uploads,
-                key,
-                serde_json::to_vec(u).map_err(|e| storage("record", e))?,
-            ),
-            None => batch.delete(Tree::Uploads, key),
-        };
-        self.kv.commit(batch)
-    }
-
-    fn moved(d: &Digest) -> RegistryError {
-        RegistryError::FailedPrecondition(format!(
-            "the upload of {d} moved on meanwhile (another connection is sending it); ask where to resume"
-        ))
-    }
-
     fn head_size(&self, p: Path) -> Result<Option<u64>> {
         let store = self.store.clone();
         self.bridge.run(async move {
@@ -308,65 +236,6 @@ impl ObjectBlobStore {
                 Err(e) => Err(storage(&format!("head {p}"), e)),
             }
         })
-    }
-
-    /// Removes an upload's objects and its multipart upload (best effort).
-    fn discard(&self, d: &Digest, u: &Upload) {
-        let store = self.store.clone();
-        let whole = self.whole_path(d, u);
-        let mut chunks = Vec::new();
-        let mut at = u.in_parts();
-        for len in &u.staged {
-            chunks.push(self.chunk_path(d, u, at));
-            at += len;
-        }
-        let id = u.id.clone();
-        let assembled = u.assembled;
-        let _ = self.bridge.run(async move {
-            for c in chunks {
-                let _ = store.delete(&c).await;
-            }
-            if !assembled {
-                let _ = store.abort_multipart(&whole, &id).await;
-            }
-            let _ = store.delete(&whole).await;
-            Ok(())
-        });
-    }
-
-    /// Reads the staged chunks back, in order, as one part.
-    fn gather(&self, d: &Digest, u: &Upload, last: Option<&[u8]>) -> Result<Vec<u8>> {
-        let mut paths = Vec::new();
-        let mut at = u.in_parts();
-        for len in &u.staged {
-            paths.push((self.chunk_path(d, u, at), *len));
-            at += len;
-        }
-        let store = self.store.clone();
-        let mut out = self.bridge.run(async move {
-            let mut out = Vec::new();
-            for (p, len) in paths {
-                let b = store
-                    .get(&p)
-                    .await
-                    .map_err(|e| storage(&format!("get {p}"), e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| storage(&format!("get {p}"), e))?;
-                if b.len() as u64 != len {
-                    return Err(RegistryError::Storage(format!(
-                        "staged chunk {p} has {} bytes, not {len}",
-                        b.len()
-                    )));
-                }
-                out.extend_from_slice(&b);
-            }
-            Ok(out)
-        })?;
-        if let Some(last) = last {
-            out.extend_from_slice(last);
-        }
-        Ok(out)
     }
 }
 
@@ -386,218 +255,24 @@ impl BlobStore for ObjectBlobStore {
         }
         Ok(BlobStat {
             size: None,
-            received: self.record(d)?.map(|(u, _)| u.received()).unwrap_or(0),
+            received: self.upload_received(d)?,
         })
     }
 
     fn begin(&self, d: &Digest, size: u64) -> Result<u64> {
-        within_limit(d, size, self.opts.max_blob_bytes)?;
-        loop {
-            if let Some((u, _)) = self.record(d)? {
-                if u.size != size {
-                    return Err(RegistryError::FailedPrecondition(format!(
-                        "an upload of {d} with {} bytes is in progress; this one claims {size}",
-                        u.size
-                    )));
-                }
-                return Ok(u.received());
-            }
-            let mut u = Upload {
-                size,
-                id: String::new(),
-                nonce: hex::encode(rand::random::<[u8; 8]>()),
-                parts: Vec::new(),
-                staged: Vec::new(),
-                assembled: false,
-                touched_ms: now_ms(),
-            };
-            let store = self.store.clone();
-            let whole = self.whole_path(d, &u);
-            u.id = self.bridge.run(async move {
-                store
-                    .create_multipart(&whole)
-                    .await
-                    .map_err(|e| storage(&format!("create multipart upload {whole}"), e))
-            })?;
-            if self.swap(d, None, Some(&u))? {
-                return Ok(0);
-            }
-            // Another connection began the same upload first: use that one.
-            self.discard(d, &u);
-        }
+        self.begin_upload(d, size)
     }
 
     fn append(&self, d: &Digest, offset: u64, data: &[u8]) -> Result<u64> {
-        let (mut u, raw) = self.record(d)?.ok_or_else(|| {
-            RegistryError::FailedPrecondition(format!("no upload of {d} is in progress"))
-        })?;
-        let received = u.received();
-        if offset != received {
-            return Err(RegistryError::FailedPrecondition(format!(
-                "chunk for {d} starts at byte {offset}, but {received} bytes have been received"
-            )));
-        }
-        if received + data.len() as u64 > u.size {
-            return Err(RegistryError::invalid(
-                "data",
-                format!(
-                    "chunks of {d} run past its declared size of {} bytes",
-                    u.size
-                ),
-            ));
-        }
-        if data.is_empty() {
-            return Ok(received);
-        }
-        let after = received + data.len() as u64;
-        let staged: u64 = u.staged.iter().sum();
-        let old_chunks: Vec<Path> = {
-            let mut at = u.in_parts();
-            u.staged
-                .iter()
-                .map(|len| {
-                    let p = self.chunk_path(d, &u, at);
-                    at += len;
-                    p
-                })
-                .collect()
-        };
-        if staged + data.len() as u64 >= self.opts.part_bytes || after == u.size {
-            // The staged chunks and this one make the next part.
-            let body = self.gather(d, &u, Some(data))?;
-            let idx = u.parts.len();
-            let (store, whole, id) = (self.store.clone(), self.whole_path(d, &u), u.id.clone());
-            let len = body.len() as u64;
-            let PartId { content_id } = self.bridge.run(async move {
-                store
-                    .put_part(&whole, &id, idx, PutPayload::from(body))
-                    .await
-                    .map_err(|e| storage(&format!("part {idx} of {whole}"), e))
-            })?;
-            u.parts.push(Part {
-                tag: content_id,
-                len,
-            });
-            u.staged.clear();
-        } else {
-            let (store, p, body) = (
-                self.store.clone(),
-                self.chunk_path(d, &u, received),
-                data.to_vec(),
-            );
-            self.bridge.run(async move {
-                store
-                    .put(&p, PutPayload::from(body))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| storage(&format!("put {p}"), e))
-            })?;
-            u.staged.push(data.len() as u64);
-        }
-        u.touched_ms = now_ms();
-        if !self.swap(d, Some(raw), Some(&u))? {
-            return Err(Self::moved(d));
-        }
-        if u.staged.is_empty() && !old_chunks.is_empty() {
-            let store = self.store.clone();
-            self.bridge.spawn(async move {
-                for c in old_chunks {
-                    let _ = store.delete(&c).await;
-                }
-            });
-        }
-        Ok(after)
+        self.append_upload(d, offset, data)
     }
 
     fn finish(&self, d: &Digest) -> Result<u64> {
-        if let Some(size) = self.head_size(self.blob_path(d))? {
-            return Ok(size);
-        }
-        let (mut u, mut raw) = self.record(d)?.ok_or_else(|| {
-            RegistryError::FailedPrecondition(format!("no upload of {d} is in progress"))
-        })?;
-        let received = u.received();
-        if received != u.size {
-            return Err(RegistryError::FailedPrecondition(format!(
-                "upload of {d} has {received} of {} bytes",
-                u.size
-            )));
-        }
-        let whole = self.whole_path(d, &u);
-        if !u.assembled {
-            let store = self.store.clone();
-            let (w, id) = (whole.clone(), u.id.clone());
-            let parts: Vec<PartId> = u
-                .parts
-                .iter()
-                .map(|p| PartId {
-                    content_id: p.tag.clone(),
-                })
-                .collect();
-            let empty = u.size == 0;
-            self.bridge.run(async move {
-                if empty {
-                    // S3 wants at least one part; nothing to assemble.
-                    let _ = store.abort_multipart(&w, &id).await;
-                    store.put(&w, PutPayload::default()).await.map(|_| ())
-                } else {
-                    store.complete_multipart(&w, &id, parts).await.map(|_| ())
-                }
-                .map_err(|e| storage(&format!("complete {w}"), e))
-            })?;
-            u.assembled = true;
-            let new_raw = serde_json::to_vec(&u).map_err(|e| storage("record", e))?;
-            if !self.swap(d, Some(raw), Some(&u))? {
-                return Err(Self::moved(d));
-            }
-            raw = new_raw;
-        }
-        // Read it back: the bytes must hash to the digest before they get its name.
-        let store = self.store.clone();
-        let w = whole.clone();
-        let (got, len) = self.bridge.run(async move {
-            let mut s = store
-                .get(&w)
-                .await
-                .map_err(|e| storage(&format!("get {w}"), e))?
-                .into_stream();
-            let mut h = sha2::Sha256::new();
-            let mut len = 0u64;
-            while let Some(b) = s.next().await {
-                let b = b.map_err(|e| storage(&format!("read {w}"), e))?;
-                len += b.len() as u64;
-                h.update(&b);
-            }
-            let got: [u8; 32] = h.finalize().into();
-            Ok((got, len))
-        })?;
-        if &got != d.as_bytes() || len != u.size {
-            if self.swap(d, Some(raw), None)? {
-                self.discard(d, &u);
-            }
-            return Err(mismatch(d, got));
-        }
-        let (store, dest) = (self.store.clone(), self.blob_path(d));
-        let w = whole.clone();
-        self.bridge.run(async move {
-            store
-                .copy(&w, &dest)
-                .await
-                .map_err(|e| storage(&format!("copy {w} to {dest}"), e))
-        })?;
-        match self.head_size(self.blob_path(d))? {
-            Some(s) if s == u.size => {}
-            other => {
-                return Err(RegistryError::Storage(format!(
-                    "object store: {d} reads back as {other:?} bytes after the copy, not {}",
-                    u.size
-                )))
-            }
-        }
-        if self.swap(d, Some(raw), None)? {
-            self.discard(d, &u);
-        }
-        Ok(u.size)
+        self.finish_upload(d)
+    }
+
+    fn preferred_append(&self) -> usize {
+        self.opts.part_bytes as usize
     }
 
     /// A whole blob in one go: hashed here, written create-only, size read back.
@@ -694,24 +369,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize> {
-        let limit = now_ms().saturating_sub(older_than.as_millis() as u64);
-        let mut removed = 0;
-        for (key, raw) in self.kv.scan_prefix(Tree::Uploads, b"")? {
-            let Ok(u) = serde_json::from_slice::<Upload>(&raw) else {
-                continue;
-            };
-            let Some(d) = std::str::from_utf8(&key)
-                .ok()
-                .and_then(|h| format!("sha256:{h}").parse::<Digest>().ok())
-            else {
-                continue;
-            };
-            if u.touched_ms <= limit && self.swap(&d, Some(raw), None)? {
-                self.discard(&d, &u);
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        self.sweep_uploads(older_than)
     }
 }
 
