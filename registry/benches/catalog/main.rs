@@ -8,11 +8,12 @@
 //!   server on SQLite), side by side, when `build/pyref` has mlflow installed;
 //! - upload and download of a 500 MB blob, and its re-upload (which sends nothing);
 //! - all of it again on PostgreSQL + an S3-compatible server (throwaway ones:
-//!   `initdb` and `s3s-fs`, which the set-up installs), side by side with sled
+//!   `initdb` and `tools/s3-server` over s3s-fs, which the set-up installs), side by side with sled
 //!   and a local folder, with what each store call costs;
 //! - two replicas on PostgreSQL + S3 against one, under the same concurrent load.
 //!
-//! `cargo bench -p algobay-registry --bench catalog [-- --models 100000 --big-mb 500]`
+//! `cargo bench -p algobay-registry --bench catalog [-- --models 100000 --big-mb 500]`;
+//! `-- --index-only` times the search index alone, in this process.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod data;
+mod index;
 
 use data::*;
 use rand::{Rng, SeedableRng};
@@ -586,6 +588,11 @@ async fn mixed_load(
 async fn main() {
     let seeded = arg("--models", 100_000);
     let big_mb = arg("--big-mb", 500);
+    if std::env::args().any(|a| a == "--index-only") {
+        println!("## the search index alone ({seeded} models, in this process)");
+        index::profile(seeded);
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     println!(
         "algobay-registry benchmarks ({} cores)\n",
@@ -673,7 +680,7 @@ async fn main() {
     // ---------------------------------------------------------------- PostgreSQL + S3
     use algobay_registry::blobs::object::throwaway::{ACCESS_KEY, S3, SECRET_KEY};
     use algobay_registry::store::postgres::throwaway::Postgres;
-    println!("\n## the same on PostgreSQL 15 + an S3-compatible server (s3s-fs), both throwaway on this machine");
+    println!("\n## the same on PostgreSQL 15 + an S3-compatible server (s3s-fs's store), both throwaway on this machine");
     let pg = Postgres::start();
     let s3 = S3::start();
     let (meta, bucket) = (pg.database("bench"), s3.bucket("bench"));

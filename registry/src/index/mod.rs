@@ -406,7 +406,13 @@ impl SearchIndex {
                 return 4;
             }
         }
-        if starts_a_word(&e.text, &w.text) {
+        // A word of the text it begins: known from the keys when they were
+        // looked up (the same test: a key is the text from a word's start).
+        let begins = match &w.begins {
+            Some(ids) => ids.binary_search(&id).is_ok(),
+            None => starts_a_word(&e.text, &w.text),
+        };
+        if begins {
             return 3;
         }
         match w.typos.binary_search_by_key(&id, |t| t.0) {
@@ -504,6 +510,9 @@ impl SearchIndex {
                 } else {
                     Vec::new()
                 };
+                // The keys' answer stands for a scan of the text only when
+                // the word is its own core (no leading punctuation).
+                let begins = exact.as_ref().filter(|_| core == w).cloned();
                 let candidates = exact.map(|mut ids| {
                     if rare {
                         ids.extend(self.substring_ids(w).unwrap_or_default());
@@ -517,6 +526,7 @@ impl SearchIndex {
                     text: w.to_owned(),
                     typos,
                     candidates,
+                    begins,
                 }
             })
             .collect();
@@ -649,6 +659,8 @@ struct QueryWord {
     typos: Vec<(u32, usize)>,
     /// Every id it could match, or `None` when that is too many to list.
     candidates: Option<Ids>,
+    /// Ids whose text has a word it begins, when the keys were looked up.
+    begins: Option<Ids>,
 }
 
 /// About the most a page of search results carries (clients accept 4 MiB messages).
