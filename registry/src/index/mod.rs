@@ -48,6 +48,16 @@ struct Entry {
     codes: Vec<u32>,
 }
 
+/// What a query checks of every candidate, kept apart from the entries in a
+/// dense array: a search over tens of thousands of candidates then reads
+/// memory in order instead of chasing each entry's strings.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slim {
+    yanked: bool,
+    /// Private to an enterprise (visibility then needs the full check).
+    private: bool,
+}
+
 /// A word of names and tags, for typo-tolerant matching.
 struct Word {
     chars: Vec<char>,
@@ -133,6 +143,8 @@ fn distance_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
 #[derive(Default)]
 pub struct SearchIndex {
     entries: Vec<Entry>,
+    /// Per id, what filtering a candidate needs.
+    slim: Vec<Slim>,
     ids: HashMap<String, u32>,
     postings: HashMap<(u8, String), Ids>,
     words: BTreeMap<String, Ids>,
@@ -168,6 +180,9 @@ const MAX_PREFIX_IDS: usize = 30_000;
 /// A query word matching more artifacts than this by its words is not also
 /// looked for inside names and as a typo.
 const WIDE: usize = 5000;
+/// A query word whose trigrams all occur in more names than this is looked
+/// for in each candidate's name instead of through them.
+const NAME_CHECKS: usize = 5000;
 
 /// The indexed keys of a text: for each whitespace-separated token, the rest
 /// of it from every place a word begins (`bench/mlp-12` gives `bench/mlp-12`,
@@ -289,6 +304,14 @@ impl SearchIndex {
             }
         }
         let downloads = self.entries[id as usize].downloads;
+        let slim = Slim {
+            yanked: a.yanked,
+            private: !a.private_to.is_empty(),
+        };
+        match self.slim.get_mut(id as usize) {
+            Some(s) => *s = slim,
+            None => self.slim.push(slim),
+        }
         self.entries[id as usize] = Entry {
             artifact: a,
             text,
@@ -312,14 +335,19 @@ impl SearchIndex {
             .map_or(0, |&id| self.entries[id as usize].downloads)
     }
 
-    /// Ids whose name contains `w` (three letters or more), checked in full.
-    fn substring_ids(&self, w: &str) -> Option<Ids> {
+    /// Ids whose name has every trigram of `w`: a superset of the names that
+    /// contain it. `None` for words under three bytes.
+    fn gram_candidates(&self, w: &str) -> Option<Ids> {
         if w.len() < 3 {
             return None;
         }
         let mut sets: Vec<&Ids> = Vec::new();
         for g in trigrams(w) {
-            sets.push(self.grams.get(&g)?);
+            match self.grams.get(&g) {
+                Some(ids) => sets.push(ids),
+                // A trigram no name has: no name contains the word.
+                None => return Some(Ids::new()),
+            }
         }
         sets.sort_by_key(|s| s.len());
         let (first, rest) = sets.split_first()?;
@@ -328,9 +356,29 @@ impl SearchIndex {
                 .iter()
                 .copied()
                 .filter(|id| rest.iter().all(|s| s.binary_search(id).is_ok()))
-                .filter(|&id| self.entries[id as usize].name.contains(w))
                 .collect(),
         )
+    }
+
+    /// Ids whose name contains `w` (three bytes or more), checked in full.
+    fn substring_ids(&self, w: &str) -> Option<Ids> {
+        self.substring_ids_among(self.gram_candidates(w)?, w)
+    }
+
+    /// Like [`Self::substring_ids`], but `None` when more than `NAME_CHECKS`
+    /// names have all the trigrams: each candidate's name is then looked at
+    /// instead.
+    fn name_ids(&self, w: &str) -> Option<Ids> {
+        let ids = self.gram_candidates(w)?;
+        if ids.len() > NAME_CHECKS {
+            return None;
+        }
+        self.substring_ids_among(ids, w)
+    }
+
+    fn substring_ids_among(&self, mut ids: Ids, w: &str) -> Option<Ids> {
+        ids.retain(|&id| self.entries[id as usize].name.contains(w));
+        Some(ids)
     }
 
     /// Ids with a name or tag word within the typo budget of `w`, with the distance.
@@ -371,25 +419,28 @@ impl SearchIndex {
         self.entries.iter().map(|e| &e.artifact)
     }
 
-    /// Whether an entry passes the query's filters and the caller may see it.
-    fn passes(e: &Entry, q: &Query) -> bool {
-        let a = &e.artifact;
-        (q.include_yanked || !a.yanked)
-            && q.viewer.as_ref().is_none_or(|p| p.may_see(a))
-            && q.kind.is_none_or(|k| k == a.kind)
-            && (q.domain.is_empty() || a.domain == q.domain)
-            && (q.task.is_empty() || a.task == q.task)
-            && (q.tool_kind.is_empty() || a.tool_kind == q.tool_kind)
-            && (q.team.is_empty() || a.team() == q.team)
-            && (q.industry.is_empty() || a.industries.contains(&q.industry))
-            && (q.license.is_empty() || a.license == q.license)
+    /// Whether a candidate is one the query shows and the caller may see.
+    /// Its facets are not checked here: every facet filter is one of the id
+    /// sets the candidates come from.
+    fn visible(&self, id: u32, q: &Query) -> bool {
+        let s = self.slim[id as usize];
+        (q.include_yanked || !s.yanked)
+            && (!s.private
+                || q.viewer
+                    .as_ref()
+                    .is_none_or(|p| p.may_see(&self.entries[id as usize].artifact)))
     }
 
     /// How well an entry matches one query word; 0 when it does not.
     fn word_score(id: u32, e: &Entry, w: &QueryWord) -> u32 {
         let name = &e.name;
-        // Most candidates match outside the name: one scan of it decides.
-        if name.contains(w.text.as_str()) {
+        // Most candidates match outside the name: the names holding the word
+        // were listed (through trigrams) when few enough do, or one scan decides.
+        let in_name = match &w.in_name {
+            Some(ids) => ids.binary_search(&id).is_ok(),
+            None => name.contains(w.text.as_str()),
+        };
+        if in_name {
             if name == &w.text || name.rsplit('/').next() == Some(w.text.as_str()) {
                 return 10;
             }
@@ -527,6 +578,7 @@ impl SearchIndex {
                     typos,
                     candidates,
                     begins,
+                    in_name: self.name_ids(w),
                 }
             })
             .collect();
@@ -555,10 +607,10 @@ impl SearchIndex {
         let size = q.page_size.clamp(1, 1000);
         let mut matched: Vec<(u32, u32)> = Vec::new();
         let mut consider = |id: u32| {
-            let e = &self.entries[id as usize];
-            if !Self::passes(e, q) {
+            if !self.visible(id, q) {
                 return;
             }
+            let e = &self.entries[id as usize];
             let mut score = 0;
             for w in &words {
                 match Self::word_score(id, e, w) {
@@ -661,6 +713,8 @@ struct QueryWord {
     candidates: Option<Ids>,
     /// Ids whose text has a word it begins, when the keys were looked up.
     begins: Option<Ids>,
+    /// Ids whose name contains it, when few enough names might.
+    in_name: Option<Ids>,
 }
 
 /// About the most a page of search results carries (clients accept 4 MiB messages).
