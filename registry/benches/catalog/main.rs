@@ -17,9 +17,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod counting;
 mod data;
 mod index;
 
@@ -427,6 +428,36 @@ async fn operations(s: &Served, seeded: usize, base: usize, f: &mut Figures) {
     println!("search by name: {:.0} /s", f.by_name);
 }
 
+/// The metadata store's round trips per publish (weights inline), past the
+/// replica's copy of the hot trees.
+async fn round_trips(s: &Served, pg: &counting::Counting) {
+    let mut catalog = pb::catalog_client::CatalogClient::new(s.ch.clone());
+    let config = br#"{"layers":[4,3]}"#.to_vec();
+    let n = 100;
+    pg.take();
+    for i in 0..n {
+        let i = 50_000_000 + i;
+        catalog
+            .publish_model(req(
+                publish_request(i, &tiny_mlp(i as u64), &config, true),
+                &s.token,
+            ))
+            .await
+            .unwrap();
+    }
+    let calls = pg.take();
+    let total: u64 = calls.values().sum();
+    println!(
+        "metadata round trips per publish: {:.1} ({})",
+        total as f64 / n as f64,
+        calls
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1}", *v as f64 / n as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 /// Upload, download and re-upload of one big blob.
 async fn big_blob(s: &Served, mb: usize, f: &mut Figures) {
     let mut big = vec![0u8; mb << 20];
@@ -684,9 +715,16 @@ async fn main() {
     let pg = Postgres::start();
     let s3 = S3::start();
     let (meta, bucket) = (pg.database("bench"), s3.bucket("bench"));
+    // As the server opens them (`--meta postgres://...`): PostgreSQL behind
+    // the replica's coherent copy of the hot trees; below the copy, a count
+    // of the round trips.
+    let counts: Arc<Mutex<Vec<Arc<counting::Counting>>>> = Default::default();
     let pg_engine = || {
-        let kv: Arc<dyn KvStore> =
-            Arc::new(algobay_registry::store::PgStore::connect(&meta).unwrap());
+        let pg = Arc::new(counting::Counting::new(Arc::new(
+            algobay_registry::store::PgStore::connect(&meta).unwrap(),
+        )));
+        counts.lock().unwrap().push(pg.clone());
+        let kv: Arc<dyn KvStore> = Arc::new(algobay_registry::store::CachedKv::new(pg).unwrap());
         let blobs: Arc<dyn BlobStore> = Arc::new(
             ObjectBlobStore::open_url(&bucket, kv.clone(), 2 << 30, Some((ACCESS_KEY, SECRET_KEY)))
                 .unwrap(),
@@ -709,6 +747,7 @@ async fn main() {
     fr.open_s = open_s;
     println!("registry opened (search index rebuilt over {seeded} models) in {open_s:.2} s");
     operations(&served, seeded, 0, &mut fr).await;
+    round_trips(&served, &counts.lock().unwrap()[0]).await;
     big_blob(&served, big_mb, &mut fr).await;
     store_calls(&remote, &mut fr).await;
 

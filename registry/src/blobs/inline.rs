@@ -61,6 +61,10 @@ impl BlobStore for WithInlineBlobs {
         self.inner.finish(d)
     }
 
+    fn has(&self, d: &Digest) -> Result<bool> {
+        Ok(self.inline(d)?.is_some() || self.inner.has(d)?)
+    }
+
     fn preferred_append(&self) -> usize {
         self.inner.preferred_append()
     }

@@ -103,6 +103,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes unfinished uploads untouched for longer than `older_than`;
     /// returns how many.
     fn sweep_partials(&self, older_than: std::time::Duration) -> Result<usize>;
+    /// Whether the blob is stored (cheaper than [`BlobStore::stat`] where an
+    /// unfinished upload's progress costs a lookup of its own).
+    fn has(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.stat(digest)?.size.is_some())
+    }
     /// The fewest bytes an append should carry to be written as it comes
     /// (an object store's part size: smaller appends are staged and read
     /// back); 0 when any size is as good. An upload may gather its chunks to

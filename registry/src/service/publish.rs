@@ -78,7 +78,7 @@ impl Registry {
     ) -> Result<Vec<(Tree, Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         for (d, b) in inline {
-            if self.blobs.stat(&d)?.size.is_none() {
+            if !self.blobs.has(&d)? {
                 out.push((Tree::InlineBlobs, d.to_string().into_bytes(), b));
             }
         }

@@ -1,6 +1,7 @@
-//! A replica's copy of what every device sync reads — device records, the
-//! certificate index, deployments, the catalog's records and digest index —
-//! over a shared store whose every read is a round trip (PostgreSQL).
+//! A replica's copy of what every device sync and every call reads — device
+//! records, the certificate index, deployments, the catalog's records and
+//! digest index, tokens, teams, small inline blobs and blob owners — over a
+//! shared store whose every read is a round trip (PostgreSQL).
 //!
 //! Coherence comes from the store's notes: every batch that writes a cached
 //! tree carries a note naming the keys (or, for a large batch, the tree), and
@@ -21,10 +22,21 @@ use std::time::{Duration, Instant};
 use super::{Batch, KvStore, Notice, Subscription, Tree};
 use crate::error::Result;
 
-/// Trees whose keys are read one at a time on the hot path.
-const GETS: [Tree; 3] = [Tree::Devices, Tree::DeviceCerts, Tree::Artifacts];
+/// Trees whose keys are read one at a time on the hot path (every call reads
+/// its token, every publish its team, the small blobs it names and their owners).
+const GETS: [Tree; 6] = [
+    Tree::Devices,
+    Tree::DeviceCerts,
+    Tree::Artifacts,
+    Tree::Tokens,
+    Tree::Teams,
+    Tree::InlineBlobs,
+];
+/// Of those, trees whose absent keys are remembered too: a digest's inline
+/// blob is looked up for every blob a publish names, and most have none.
+const ABSENT_TOO: [Tree; 1] = [Tree::InlineBlobs];
 /// Trees read by prefix on the hot path.
-const SCANS: [Tree; 2] = [Tree::Deployments, Tree::Digests];
+const SCANS: [Tree; 3] = [Tree::Deployments, Tree::Digests, Tree::BlobOwners];
 const GET_TTL: Duration = Duration::from_secs(10);
 const SCAN_TTL: Duration = Duration::from_secs(2);
 /// Past this many cached keys in one batch, its note names the whole tree.
@@ -38,7 +50,7 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 #[derive(Default)]
 struct Copies {
-    gets: HashMap<(Tree, Vec<u8>), (Instant, Vec<u8>)>,
+    gets: HashMap<(Tree, Vec<u8>), (Instant, Option<Vec<u8>>)>,
     scans: HashMap<(Tree, Vec<u8>), (Instant, Pairs)>,
 }
 
@@ -135,12 +147,12 @@ impl KvStore for CachedKv {
         }
         if let Some((at, v)) = self.copies().gets.get(&(tree, key.to_vec())) {
             if at.elapsed() < GET_TTL {
-                return Ok(Some(v.clone()));
+                return Ok(v.clone());
             }
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let got = self.inner.get(tree, key)?;
-        if let Some(v) = &got {
+        if got.is_some() || ABSENT_TOO.contains(&tree) {
             let mut m = self.copies();
             // Only if nothing was dropped while it was read (it might be older news).
             if self.epoch.load(Ordering::SeqCst) == epoch {
@@ -148,7 +160,7 @@ impl KvStore for CachedKv {
                     m.gets.clear();
                 }
                 m.gets
-                    .insert((tree, key.to_vec()), (Instant::now(), v.clone()));
+                    .insert((tree, key.to_vec()), (Instant::now(), got.clone()));
             }
         }
         Ok(got)
@@ -229,6 +241,36 @@ mod tests {
 
     fn settle() {
         std::thread::sleep(Duration::from_millis(50));
+    }
+
+    #[test]
+    fn an_absent_key_one_replica_remembers_appears_once_the_other_writes_it() {
+        let shared: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let (a, b) = (
+            CachedKv::new(shared.clone()).unwrap(),
+            CachedKv::new(shared.clone()).unwrap(),
+        );
+        assert_eq!(b.get(Tree::InlineBlobs, b"sha256:aa").unwrap(), None);
+        // Remembered: the shared store's own change, made past both copies, is not seen ...
+        assert!(shared
+            .commit(Batch::new().put(Tree::InlineBlobs, "sha256:aa", "bytes"))
+            .unwrap());
+        assert_eq!(b.get(Tree::InlineBlobs, b"sha256:aa").unwrap(), None);
+        // ... but a replica's write carries a note, and the other drops its copy.
+        assert!(a
+            .commit(Batch::new().put(Tree::InlineBlobs, "sha256:aa", "bytes"))
+            .unwrap());
+        settle();
+        assert_eq!(
+            b.get(Tree::InlineBlobs, b"sha256:aa").unwrap().unwrap(),
+            b"bytes"
+        );
+        // Trees without remembered absence ask every time.
+        assert_eq!(b.get(Tree::Teams, b"acme").unwrap(), None);
+        assert!(shared
+            .commit(Batch::new().put(Tree::Teams, "acme", "t"))
+            .unwrap());
+        assert_eq!(b.get(Tree::Teams, b"acme").unwrap().unwrap(), b"t");
     }
 
     #[test]

@@ -271,6 +271,10 @@ impl BlobStore for ObjectBlobStore {
         self.finish_upload(d)
     }
 
+    fn has(&self, d: &Digest) -> Result<bool> {
+        Ok(self.recent().get(d).is_some() || self.head_size(self.blob_path(d))?.is_some())
+    }
+
     fn preferred_append(&self) -> usize {
         self.opts.part_bytes as usize
     }
