@@ -3,8 +3,8 @@
 //! 1. HTTP infer throughput and p50/p99 for the VAD and OCR kits on the agent
 //!    against the Python server a user would otherwise write (FastAPI +
 //!    uvicorn + onnxruntime, `python_server.py`), same machine, same client,
-//!    side by side, as ratios; for OCR, the time inside ONNX Runtime alone as
-//!    the ceiling;
+//!    side by side, as ratios; for both, the time inside ONNX Runtime alone
+//!    as the ceiling, and the share of it the agent reaches;
 //! 2. agent resident memory idle (no kit) and with the VAD kit, binary size;
 //! 3. throughput with telemetry (OTLP metrics every second) on and off.
 //!
@@ -159,6 +159,61 @@ fn python(kind: &str, models: &std::path::Path) -> Option<(Python, String)> {
     Some((p, addr))
 }
 
+/// ONNX Runtime alone on `kit`: `streams` threads (one ONNX Runtime thread
+/// each, as the agents run) each run the kit on `input` `runs` times; the
+/// rate at which the requests would be answered if nothing but the time
+/// inside ONNX Runtime counted (each thread's total ONNX time, the slowest
+/// thread deciding). What the agent reaches is then a share of this ceiling.
+fn onnx_ceiling(
+    kit: &algobay_runtime::KitArchive,
+    public: &std::path::Path,
+    input: &[u8],
+    streams: usize,
+    runs: usize,
+) -> f64 {
+    let runtime = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
+        cache_dir: None,
+        ort_library: Some(ort_lib()),
+        ort_threads: 1,
+        stage_limits_cap: None,
+        max_batch: 0,
+    })
+    .unwrap();
+    let mut roots = algobay_runtime::TrustRoots::new();
+    roots.trust_file(public).unwrap();
+    let kit = runtime.load(&kit.clone().verify(&roots).unwrap()).unwrap();
+    let inputs = || {
+        let port = &kit.manifest().inputs[0];
+        let v = algobay_runtime::golden::decode_input(&port.name, &port.ty, input).unwrap();
+        [(port.name.clone(), v)]
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+    };
+    kit.run(inputs()).unwrap();
+    let slowest = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..streams)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..runs)
+                        .map(|_| {
+                            let (_, t) = kit.run_timed(inputs()).unwrap();
+                            t.iter()
+                                .filter(|s| s.kind == "onnx")
+                                .map(|s| s.elapsed.as_secs_f64())
+                                .sum::<f64>()
+                        })
+                        .sum::<f64>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold(0.0, f64::max)
+    });
+    (streams * runs) as f64 / slowest
+}
+
 fn all(sampling_off: bool) -> RolloutPolicy {
     RolloutPolicy {
         canary_share: 1.0,
@@ -267,10 +322,20 @@ fn main() {
     let addr = |a: &AgentProc| a.http.trim_start_matches("http://").to_owned();
     let models = root().join("examples/kits/vad/models");
     let py = python("vad", &models);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     for clients in [4, 8] {
         println!("{clients} clients:");
         let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &wav, clients, n);
         println!("  algobay-agent: {ours:.1} req/s, p50 {p50:.1} ms, p99 {p99:.1} ms");
+        let streams = clients.min(cores);
+        let ceiling = onnx_ceiling(&vad, &k.public, &wav, streams, (n / streams).clamp(20, 200));
+        println!(
+            "  ONNX Runtime alone (the ceiling: {streams} runs at once, one thread each): {ceiling:.1} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
+            ours / ceiling * 100.0,
+            if ours / ceiling >= 0.95 { "met" } else { "NOT met" }
+        );
         let (un, up50, _) = load(&addr(&single), "/v1/infer", &wav, clients, n);
         println!("  algobay-agent without dynamic batching: {un:.1} req/s, p50 {up50:.1} ms");
         match &py {
@@ -328,50 +393,29 @@ fn main() {
     let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &png, 2, m);
     println!("algobay-agent: {ours:.2} req/s, p50 {p50:.0} ms, p99 {p99:.0} ms");
     // The ceiling: the time the same kit spends inside ONNX Runtime per image.
-    let ceiling = {
-        let runtime = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
-            cache_dir: None,
-            ort_library: Some(ort_lib()),
-            ort_threads: 0,
-            stage_limits_cap: None,
-            max_batch: 0,
-        })
-        .unwrap();
-        let mut roots = algobay_runtime::TrustRoots::new();
-        roots.trust_file(&k.public).unwrap();
-        let kit = runtime
-            .load(&k.ocr.clone().verify(&roots).unwrap())
-            .unwrap();
-        let input = |png: &[u8]| {
-            let port = &kit.manifest().inputs[0];
-            let v = algobay_runtime::golden::decode_input(&port.name, &port.ty, png).unwrap();
-            [(port.name.clone(), v)]
-                .into_iter()
-                .collect::<BTreeMap<_, _>>()
-        };
-        kit.run(input(&png)).unwrap();
-        let mut onnx = Vec::new();
-        for _ in 0..5 {
-            let (_, t) = kit.run_timed(input(&png)).unwrap();
-            onnx.push(
-                t.iter()
-                    .filter(|s| s.kind == "onnx")
-                    .map(|s| s.elapsed.as_secs_f64())
-                    .sum::<f64>(),
-            );
-        }
-        1.0 / pct(&mut onnx, 0.5)
-    };
+    // As the agent runs it: one ONNX Runtime thread a request, the two
+    // clients' images at once.
+    let streams = 2.min(cores);
+    let ceiling = onnx_ceiling(&k.ocr, &k.public, &png, streams, 5);
+    println!(
+        "ONNX Runtime alone (the ceiling: {streams} images at once, one thread each): {ceiling:.2} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
+        ours / ceiling * 100.0,
+        if ours / ceiling >= 0.95 { "met" } else { "NOT met" }
+    );
     match python("ocr", &root().join("examples/kits/ocr/models")) {
         Some((_py, paddr)) => {
             let (theirs, tp50, tp99) = load(&paddr, "/infer", &png, 2, m);
             println!("FastAPI + uvicorn + rapidocr: {theirs:.2} req/s, p50 {tp50:.0} ms, p99 {tp99:.0} ms");
             println!(
-                "ratio: throughput {:.2}x (goal ≥ 1.2x: {}); ONNX Runtime alone (the ceiling, one image at a time): {ceiling:.2} req/s",
+                "ratio: throughput {:.2}x (goal ≥ 1.2x: {})",
                 ours / theirs,
-                if ours / theirs >= 1.2 { "met" } else { "NOT met" }
+                if ours / theirs >= 1.2 {
+                    "met"
+                } else {
+                    "NOT met"
+                }
             );
         }
-        None => println!("ONNX Runtime alone (the ceiling): {ceiling:.2} req/s"),
+        None => println!("(build/pyref is missing: no Python server to compare with)"),
     }
 }
