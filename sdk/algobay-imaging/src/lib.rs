@@ -21,13 +21,16 @@
 //!   with per-channel mean and standard deviation).
 //!
 //! Images are interleaved rows of `channels` bytes per pixel (HWC), as both
-//! libraries hold them. No dependencies, no `unsafe`: it builds for
-//! `wasm32-wasip2` stages and native code alike. The filters use `sin` and
+//! libraries hold them. No dependencies, and one `unsafe` call (the switch
+//! to loops built for AVX2 once the processor is found to have it, in
+//! `simd`): it builds for `wasm32-wasip2` stages and native code alike. The filters use `sin` and
 //! `cos` from the platform's math library, as the reference libraries do.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod geometry;
+#[macro_use]
+mod simd;
 mod jpeg;
 mod opencv;
 mod pillow;
@@ -165,6 +168,100 @@ impl Image {
         let w = self.width * self.channels;
         &self.data[y * w..(y + 1) * w]
     }
+}
+
+/// A nearest-neighbour resize's pixels: output pixel (x, y) is the source
+/// pixel (`xs[x]`, `ys[y]`); a `None` leaves it black. A row that reads the
+/// same source row as the one before is copied whole, and pixels are copied
+/// at their channel count's fixed size.
+fn gather(img: &Image, xs: &[Option<usize>], ys: &[Option<usize>]) -> Vec<u8> {
+    let c = img.channels;
+    let dw = xs.len() * c;
+    let offsets: Vec<Option<usize>> = xs.iter().map(|x| x.map(|x| x * c)).collect();
+    let mut out = vec![0u8; dw * ys.len()];
+    let mut last: Option<(usize, usize)> = None;
+    for (y, sy) in ys.iter().enumerate() {
+        let Some(sy) = *sy else { continue };
+        let (done, rest) = out.split_at_mut(y * dw);
+        let o = &mut rest[..dw];
+        if let Some((ly, ldy)) = last {
+            if ly == sy {
+                o.copy_from_slice(&done[ldy * dw..(ldy + 1) * dw]);
+                last = Some((sy, y));
+                continue;
+            }
+        }
+        let row = img.row(sy);
+        match c {
+            1 => gather_pixels::<1>(row, &offsets, o),
+            3 => gather_pixels::<3>(row, &offsets, o),
+            4 => gather_pixels::<4>(row, &offsets, o),
+            _ => {
+                for (p, off) in o.chunks_exact_mut(c).zip(&offsets) {
+                    if let Some(x) = *off {
+                        p.copy_from_slice(&row[x..x + c]);
+                    }
+                }
+            }
+        }
+        last = Some((sy, y));
+    }
+    out
+}
+
+fn gather_pixels<const C: usize>(row: &[u8], offsets: &[Option<usize>], out: &mut [u8]) {
+    for (p, off) in out.chunks_exact_mut(C).zip(offsets) {
+        if let Some(x) = *off {
+            if let Some(px) = row.get(x..x + C) {
+                p.copy_from_slice(px);
+            }
+        }
+    }
+}
+
+/// Luma of 3- or 4-channel pixels in fixed point: `(r·kr + g·kg + b·kb +
+/// round) >> shift`, the channels of red and blue given.
+fn luma(img: &Image, channels: (usize, usize), k: [u32; 3], shift: u32) -> Vec<u8> {
+    let mut out = vec![0u8; img.width * img.height];
+    luma_into(&img.data, img.channels, channels, k, shift, &mut out);
+    out
+}
+
+multiversion! {
+fn luma_into(
+    data: &[u8],
+    c: usize,
+    channels: (usize, usize),
+    k: [u32; 3],
+    shift: u32,
+    out: &mut [u8],
+) {
+    let (ri, bi) = channels;
+    let round = 1u32 << (shift - 1);
+    let one = |p: &[u8]| {
+        ((p[ri] as u32 * k[0] + p[1] as u32 * k[1] + p[bi] as u32 * k[2] + round) >> shift) as u8
+    };
+    match (c, ri) {
+        // Fixed strides and channel places, so the loop vectorises.
+        (3, 0) => {
+            for (o, p) in out.iter_mut().zip(data.chunks_exact(3)) {
+                *o = ((p[0] as u32 * k[0] + p[1] as u32 * k[1] + p[2] as u32 * k[2] + round)
+                    >> shift) as u8;
+            }
+        }
+        (3, _) => {
+            for (o, p) in out.iter_mut().zip(data.chunks_exact(3)) {
+                *o = ((p[2] as u32 * k[0] + p[1] as u32 * k[1] + p[0] as u32 * k[2] + round)
+                    >> shift) as u8;
+            }
+        }
+        _ => {
+            for (o, p) in out.iter_mut().zip(data.chunks_exact(c)) {
+                *o = one(p);
+            }
+        }
+    }
+}
 }
 
 fn check_target(width: usize, height: usize) -> Result<(), ImagingError> {

@@ -204,6 +204,10 @@ pub fn resize_opencv(
     let hrow = |y: usize| -> Vec<i32> {
         let s = img.row(y);
         let mut out = vec![0i32; dw];
+        if ks == 2 && c == 3 {
+            linear_cols3(s, &xa.ofs, &xa.k, xa.max, &mut out);
+            return out;
+        }
         if ks == 2 {
             // Two taps: the weights are pinned at the edges, so no index leaves the row.
             let cn = c as i64;
@@ -253,6 +257,7 @@ pub fn resize_opencv(
         out
     };
     let mut out = vec![0u8; height * dw];
+    let mut acc = vec![0i32; dw];
     for dy in 0..height {
         let b = &ya.k[dy * ks..(dy + 1) * ks];
         let src: Vec<usize> = (0..ks as i64)
@@ -269,19 +274,8 @@ pub fn resize_opencv(
             .collect();
         let o = &mut out[dy * dw..(dy + 1) * dw];
         match interp {
-            Interpolation::Linear | Interpolation::Area => {
-                let (b0, b1) = (b[0], b[1]);
-                for x in 0..dw {
-                    let v = ((b0 * (r[0][x] >> 4)) >> 16) + ((b1 * (r[1][x] >> 4)) >> 16) + 2;
-                    o[x] = (v >> 2).clamp(0, 255) as u8;
-                }
-            }
-            _ => {
-                for x in 0..dw {
-                    let v = (0..ks).fold(0i32, |acc, k| acc.wrapping_add(r[k][x] * b[k]));
-                    o[x] = (v.wrapping_add(1 << 21) >> 22).clamp(0, 255) as u8;
-                }
-            }
+            Interpolation::Linear | Interpolation::Area => linear_rows(r[0], r[1], b[0], b[1], o),
+            _ => taps_rows(&r, b, &mut acc, o),
         }
     }
     Ok(Image {
@@ -321,19 +315,28 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
     let sw = (img.width * c) as i64;
     let xa = cubic_axis(width, sx);
     let ya = cubic_axis(height, sy);
+    // Per output column, the byte offsets of its four source pixels (clamped
+    // at the edges), so a row is filtered without a branch.
+    let taps: Vec<[usize; 4]> = xa
+        .iter()
+        .map(|(ofs, _)| {
+            std::array::from_fn(|j| {
+                ((ofs - 1 + j as i64).clamp(0, sw / c as i64 - 1) * c as i64) as usize
+            })
+        })
+        .collect();
     let hrow = |y: usize| -> Vec<f64> {
-        let s = img.row(y);
+        let s: Vec<f64> = img.row(y).iter().map(|&v| v as f64).collect();
         let mut out = vec![0f64; dw];
-        for (dx, (ofs, k)) in xa.iter().enumerate() {
-            let base = ofs * c as i64;
-            for ch in 0..c {
+        for ((o, (_, k)), t) in out.chunks_exact_mut(c).zip(&xa).zip(&taps) {
+            for (ch, o) in o.iter_mut().enumerate() {
+                // The sum in OpenCV's order, from zero.
                 let mut v = 0f64;
-                for (j, &kj) in k.iter().enumerate() {
-                    let i = (base + ch as i64 + (j as i64 - 1) * c as i64)
-                        .clamp(ch as i64, sw - c as i64 + ch as i64);
-                    v += s[i as usize] as f64 * kj;
-                }
-                out[dx * c + ch] = v;
+                v += s[t[0] + ch] * k[0];
+                v += s[t[1] + ch] * k[1];
+                v += s[t[2] + ch] * k[2];
+                v += s[t[3] + ch] * k[3];
+                *o = v;
             }
         }
         out
@@ -353,11 +356,11 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
             .iter()
             .map(|&y| rows[y].as_deref().unwrap_or(&[]))
             .collect();
-        let o = &mut out[dy * dw..(dy + 1) * dw];
-        for x in 0..dw {
-            let v = r[0][x] * b[0] + r[1][x] * b[1] + r[2][x] * b[2] + r[3][x] * b[3];
-            o[x] = (v.round_ties_even() as i64).clamp(0, 255) as u8;
-        }
+        cubic_rows(
+            [r[0], r[1], r[2], r[3]],
+            *b,
+            &mut out[dy * dw..(dy + 1) * dw],
+        );
     }
     Image {
         width,
@@ -367,25 +370,97 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
     }
 }
 
-fn nearest(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
-    let c = img.channels;
-    // OpenCV passes the inverse of the inverse scale.
-    let (ifx, ify) = (1.0 / (1.0 / sx), 1.0 / (1.0 / sy));
-    let xs: Vec<usize> = (0..width)
-        .map(|x| ((x as f64 * ifx).floor() as usize).min(img.width - 1))
-        .collect();
-    let mut out = Vec::with_capacity(width * height * c);
-    for y in 0..height {
-        let row = img.row(((y as f64 * ify).floor() as usize).min(img.height - 1));
-        for &x in &xs {
-            out.extend_from_slice(&row[x * c..(x + 1) * c]);
+multiversion! {
+/// Linear's horizontal step on three-channel rows: each output pixel two
+/// source pixels weighted, in 32-bit sums; past `max` (or the row's last
+/// pixel) the source pixel itself, as OpenCV pins the weights there.
+fn linear_cols3(s: &[u8], ofs: &[i64], k: &[i32], max: usize, out: &mut [i32]) {
+    let width = ofs.len();
+    // The first column whose pair would leave the row.
+    let edge = ofs
+        .iter()
+        .position(|&o| o as usize * 3 + 3 >= s.len())
+        .unwrap_or(width)
+        .min(max);
+    for ((o, &x), kk) in out[..edge * 3]
+        .chunks_exact_mut(3)
+        .zip(&ofs[..edge])
+        .zip(k.chunks_exact(2))
+    {
+        let p: &[u8; 6] = s[x as usize * 3..x as usize * 3 + 6]
+            .try_into()
+            .expect("checked against the row's end");
+        let (k0, k1) = (kk[0], kk[1]);
+        o[0] = p[0] as i32 * k0 + p[3] as i32 * k1;
+        o[1] = p[1] as i32 * k0 + p[4] as i32 * k1;
+        o[2] = p[2] as i32 * k0 + p[5] as i32 * k1;
+    }
+    for (o, &x) in out[edge * 3..].chunks_exact_mut(3).zip(&ofs[edge..]) {
+        let b = x as usize * 3;
+        for ch in 0..3 {
+            o[ch] = s[b + ch] as i32 * (1 << COEF_BITS);
         }
     }
+}
+}
+
+multiversion! {
+/// Cubic's vertical step: four filtered rows weighted, rounded to bytes.
+fn cubic_rows(r: [&[f64]; 4], b: [f64; 4], o: &mut [u8]) {
+    let n = o.len();
+    let (r0, r1, r2, r3) = (&r[0][..n], &r[1][..n], &r[2][..n], &r[3][..n]);
+    for x in 0..n {
+        let v = r0[x] * b[0] + r1[x] * b[1] + r2[x] * b[2] + r3[x] * b[3];
+        o[x] = (v.round_ties_even() as i64).clamp(0, 255) as u8;
+    }
+}
+}
+
+multiversion! {
+/// Linear's (and area's) vertical step, with OpenCV's 16-bit high multiplies.
+fn linear_rows(r0: &[i32], r1: &[i32], b0: i32, b1: i32, o: &mut [u8]) {
+    let n = o.len();
+    let (r0, r1) = (&r0[..n], &r1[..n]);
+    for x in 0..n {
+        let v = ((b0 * (r0[x] >> 4)) >> 16) + ((b1 * (r1[x] >> 4)) >> 16) + 2;
+        o[x] = (v >> 2).clamp(0, 255) as u8;
+    }
+}
+}
+
+multiversion! {
+/// Lanczos-4's vertical step: eight rows in 32-bit integers.
+fn taps_rows(r: &[&[i32]], b: &[i32], acc: &mut [i32], o: &mut [u8]) {
+    let n = o.len();
+    let acc = &mut acc[..n];
+    acc.iter_mut().for_each(|a| *a = 0);
+    for (row, &bk) in r.iter().zip(b) {
+        let row = &row[..n];
+        for x in 0..n {
+            acc[x] = acc[x].wrapping_add(row[x].wrapping_mul(bk));
+        }
+    }
+    for x in 0..n {
+        o[x] = (acc[x].wrapping_add(1 << 21) >> 22).clamp(0, 255) as u8;
+    }
+}
+}
+
+fn nearest(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
+    // OpenCV passes the inverse of the inverse scale.
+    let (ifx, ify) = (1.0 / (1.0 / sx), 1.0 / (1.0 / sy));
+    let table = |out: usize, f: f64, size: usize| -> Vec<Option<usize>> {
+        (0..out)
+            .map(|i| Some(((i as f64 * f).floor() as usize).min(size - 1)))
+            .collect()
+    };
+    let xs = table(width, ifx, img.width);
+    let ys = table(height, ify, img.height);
     Image {
         width,
         height,
-        channels: c,
-        data: out,
+        channels: img.channels,
+        data: crate::gather(img, &xs, &ys),
     }
 }
 
@@ -543,15 +618,8 @@ pub fn gray_opencv(img: &Image, bgr: bool) -> Result<Image, ImagingError> {
             channels: img.channels,
         });
     }
-    let (ri, bi) = if bgr { (2, 0) } else { (0, 2) };
-    let data = img
-        .data
-        .chunks_exact(img.channels)
-        .map(|p| {
-            ((p[ri] as u32 * 9798 + p[1] as u32 * 19235 + p[bi] as u32 * 3735 + (1 << 14)) >> 15)
-                as u8
-        })
-        .collect();
+    let channels = if bgr { (2, 0) } else { (0, 2) };
+    let data = crate::luma(img, channels, [9798, 19235, 3735], 15);
     Ok(Image {
         width: img.width,
         height: img.height,

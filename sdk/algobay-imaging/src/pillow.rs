@@ -258,23 +258,11 @@ fn nearest(img: &Image, width: usize, height: usize) -> Image {
     };
     let xs = table(img.width, width);
     let ys = table(img.height, height);
-    let c = img.channels;
-    let mut out = vec![0u8; width * height * c];
-    for (y, sy) in ys.iter().enumerate() {
-        let Some(sy) = sy else { continue };
-        let row = img.row(*sy);
-        for (x, sx) in xs.iter().enumerate() {
-            if let Some(sx) = sx {
-                out[(y * width + x) * c..(y * width + x + 1) * c]
-                    .copy_from_slice(&row[sx * c..(sx + 1) * c]);
-            }
-        }
-    }
     Image {
         width,
         height,
-        channels: c,
-        data: out,
+        channels: img.channels,
+        data: crate::gather(img, &xs, &ys),
     }
 }
 
@@ -286,13 +274,7 @@ pub fn gray_pillow(img: &Image) -> Result<Image, ImagingError> {
             channels: img.channels,
         });
     }
-    let data = img
-        .data
-        .chunks_exact(3)
-        .map(|p| {
-            ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000) >> 16) as u8
-        })
-        .collect();
+    let data = crate::luma(img, (0, 2), [19595, 38470, 7471], 16);
     Ok(Image {
         width: img.width,
         height: img.height,
