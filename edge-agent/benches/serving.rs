@@ -159,22 +159,22 @@ fn python(kind: &str, models: &std::path::Path) -> Option<(Python, String)> {
     Some((p, addr))
 }
 
-/// ONNX Runtime alone on `kit`: `streams` threads (one ONNX Runtime thread
-/// each, as the agents run) each run the kit on `input` `runs` times; the
-/// rate at which the requests would be answered if nothing but the time
-/// inside ONNX Runtime counted (each thread's total ONNX time, the slowest
-/// thread deciding). What the agent reaches is then a share of this ceiling.
-fn onnx_ceiling(
+/// ONNX Runtime alone on `kit`: `streams` threads (ONNX Runtime with
+/// `threads` threads of its own each) each run the kit on `input` `runs`
+/// times; the rate at which the requests would be answered if nothing but
+/// the time inside ONNX Runtime counted (each thread's total ONNX time, the
+/// slowest thread deciding).
+fn onnx_rate(
     kit: &algobay_runtime::KitArchive,
     public: &std::path::Path,
     input: &[u8],
-    streams: usize,
+    (streams, threads): (usize, usize),
     runs: usize,
 ) -> f64 {
     let runtime = algobay_runtime::Runtime::new(algobay_runtime::RuntimeOptions {
         cache_dir: None,
         ort_library: Some(ort_lib()),
-        ort_threads: 1,
+        ort_threads: threads,
         stage_limits_cap: None,
         max_batch: 0,
     })
@@ -212,6 +212,34 @@ fn onnx_ceiling(
             .fold(0.0, f64::max)
     });
     (streams * runs) as f64 / slowest
+}
+
+/// The ceiling the agent is held to: the best ONNX Runtime alone does on
+/// `kit`, as the agent drives it (`streams` requests at once, one thread
+/// each) or one request at a time with every core, each the best of three.
+fn onnx_ceiling(
+    kit: &algobay_runtime::KitArchive,
+    public: &std::path::Path,
+    input: &[u8],
+    streams: usize,
+    runs: usize,
+) -> (f64, &'static str) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut best = (0.0, "");
+    for _ in 0..3 {
+        for (how, what) in [
+            ((streams, 1), "requests at once, one thread each"),
+            ((1, cores), "one request at a time, every core"),
+        ] {
+            let r = onnx_rate(kit, public, input, how, (runs * how.0 / streams).max(3));
+            if r > best.0 {
+                best = (r, what);
+            }
+        }
+    }
+    best
 }
 
 fn all(sampling_off: bool) -> RolloutPolicy {
@@ -330,9 +358,10 @@ fn main() {
         let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &wav, clients, n);
         println!("  algobay-agent: {ours:.1} req/s, p50 {p50:.1} ms, p99 {p99:.1} ms");
         let streams = clients.min(cores);
-        let ceiling = onnx_ceiling(&vad, &k.public, &wav, streams, (n / streams).clamp(20, 200));
+        let (ceiling, how) =
+            onnx_ceiling(&vad, &k.public, &wav, streams, (n / streams).clamp(20, 200));
         println!(
-            "  ONNX Runtime alone (the ceiling: {streams} runs at once, one thread each): {ceiling:.1} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
+            "  ONNX Runtime alone (the ceiling, best of 3 with {streams} requests at once or one at a time: {how}): {ceiling:.1} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
             ours / ceiling * 100.0,
             if ours / ceiling >= 0.95 { "met" } else { "NOT met" }
         );
@@ -393,12 +422,10 @@ fn main() {
     let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &png, 2, m);
     println!("algobay-agent: {ours:.2} req/s, p50 {p50:.0} ms, p99 {p99:.0} ms");
     // The ceiling: the time the same kit spends inside ONNX Runtime per image.
-    // As the agent runs it: one ONNX Runtime thread a request, the two
-    // clients' images at once.
     let streams = 2.min(cores);
-    let ceiling = onnx_ceiling(&k.ocr, &k.public, &png, streams, 5);
+    let (ceiling, how) = onnx_ceiling(&k.ocr, &k.public, &png, streams, 6);
     println!(
-        "ONNX Runtime alone (the ceiling: {streams} images at once, one thread each): {ceiling:.2} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
+        "ONNX Runtime alone (the ceiling, best of 3 with {streams} images at once or one at a time: {how}): {ceiling:.2} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
         ours / ceiling * 100.0,
         if ours / ceiling >= 0.95 { "met" } else { "NOT met" }
     );
