@@ -200,13 +200,11 @@ pub fn resize_opencv(
     let sw = (img.width * c) as i64;
     let dw = width * c;
     // One horizontally filtered row per source row, made when first needed.
-    let mut rows: Vec<Option<Vec<i32>>> = vec![None; img.height];
-    let hrow = |y: usize| -> Vec<i32> {
+    let hrow = |y: usize, out: &mut [i32]| {
         let s = img.row(y);
-        let mut out = vec![0i32; dw];
         if ks == 2 && c == 3 {
-            linear_cols3(s, &xa.ofs, &xa.k, xa.max, &mut out);
-            return out;
+            linear_cols3(s, &xa.ofs, &xa.k, xa.max, out);
+            return;
         }
         if ks == 2 {
             // Two taps: the weights are pinned at the edges, so no index leaves the row.
@@ -226,7 +224,7 @@ pub fn resize_opencv(
                     }
                 }
             }
-            return out;
+            return;
         }
         for dx in 0..width {
             let k = &xa.k[dx * ks..(dx + 1) * ks];
@@ -254,24 +252,17 @@ pub fn resize_opencv(
                 *o = v;
             }
         }
-        out
     };
     let mut out = vec![0u8; height * dw];
     let mut acc = vec![0i32; dw];
+    let mut rows = Rows::new(ks, dw);
+    let mut src = vec![0usize; ks];
     for dy in 0..height {
         let b = &ya.k[dy * ks..(dy + 1) * ks];
-        let src: Vec<usize> = (0..ks as i64)
-            .map(|k| (ya.ofs[dy] - half + 1 + k).clamp(0, img.height as i64 - 1) as usize)
-            .collect();
-        for &y in &src {
-            if rows[y].is_none() {
-                rows[y] = Some(hrow(y));
-            }
+        for (k, y) in src.iter_mut().enumerate() {
+            *y = (ya.ofs[dy] - half + 1 + k as i64).clamp(0, img.height as i64 - 1) as usize;
         }
-        let r: Vec<&[i32]> = src
-            .iter()
-            .map(|&y| rows[y].as_deref().unwrap_or(&[]))
-            .collect();
+        let r = rows.ensure(&src, &hrow);
         let o = &mut out[dy * dw..(dy + 1) * dw];
         match interp {
             Interpolation::Linear | Interpolation::Area => linear_rows(r[0], r[1], b[0], b[1], o),
@@ -284,6 +275,45 @@ pub fn resize_opencv(
         channels: c,
         data: out,
     })
+}
+
+/// The horizontally filtered source rows the current output row reads, in
+/// as many reused buffers as it has taps: output rows read source rows in
+/// order, so each is filtered once and nothing grows with the image.
+struct Rows<T> {
+    keys: Vec<usize>,
+    bufs: Vec<Vec<T>>,
+}
+
+impl<T: Copy + Default> Rows<T> {
+    fn new(slots: usize, len: usize) -> Rows<T> {
+        Rows {
+            keys: vec![usize::MAX; slots],
+            bufs: (0..slots).map(|_| vec![T::default(); len]).collect(),
+        }
+    }
+
+    /// Each row of `need` filtered (by `fill`, into a slot no needed row
+    /// holds) and returned in `need`'s order.
+    fn ensure(&mut self, need: &[usize], fill: &dyn Fn(usize, &mut [T])) -> Vec<&[T]> {
+        for &y in need {
+            if self.keys.contains(&y) {
+                continue;
+            }
+            // At most need.len() - 1 slots hold needed rows: one is free.
+            let slot = (0..self.keys.len())
+                .find(|&i| !need.contains(&self.keys[i]))
+                .expect("as many slots as taps");
+            fill(y, &mut self.bufs[slot]);
+            self.keys[slot] = y;
+        }
+        need.iter()
+            .map(|y| {
+                let slot = self.keys.iter().position(|k| k == y).unwrap_or(0);
+                self.bufs[slot].as_slice()
+            })
+            .collect()
+    }
 }
 
 /// Cubic weights (OpenCV's A = -0.75) in double precision.
@@ -315,47 +345,35 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
     let sw = (img.width * c) as i64;
     let xa = cubic_axis(width, sx);
     let ya = cubic_axis(height, sy);
-    // Per output column, the byte offsets of its four source pixels (clamped
-    // at the edges), so a row is filtered without a branch.
-    let taps: Vec<[usize; 4]> = xa
-        .iter()
-        .map(|(ofs, _)| {
-            std::array::from_fn(|j| {
-                ((ofs - 1 + j as i64).clamp(0, sw / c as i64 - 1) * c as i64) as usize
-            })
-        })
-        .collect();
-    let hrow = |y: usize| -> Vec<f64> {
-        let s: Vec<f64> = img.row(y).iter().map(|&v| v as f64).collect();
-        let mut out = vec![0f64; dw];
-        for ((o, (_, k)), t) in out.chunks_exact_mut(c).zip(&xa).zip(&taps) {
-            for (ch, o) in o.iter_mut().enumerate() {
-                // The sum in OpenCV's order, from zero.
-                let mut v = 0f64;
-                v += s[t[0] + ch] * k[0];
-                v += s[t[1] + ch] * k[1];
-                v += s[t[2] + ch] * k[2];
-                v += s[t[3] + ch] * k[3];
-                *o = v;
+    // Per output value and tap, the source byte (clamped at the edges) and
+    // its weight, so a row is filtered by one branch-free loop.
+    let mut idx = [const { Vec::new() }; 4];
+    let mut w = [const { Vec::new() }; 4];
+    for (ofs, k) in &xa {
+        for ch in 0..c {
+            for j in 0..4 {
+                let px = (ofs - 1 + j as i64).clamp(0, sw / c as i64 - 1);
+                idx[j].push((px * c as i64) as u32 + ch as u32);
+                w[j].push(k[j]);
             }
         }
-        out
+    }
+    let s = std::cell::RefCell::new(vec![0f64; img.width * c]);
+    let hrow = |y: usize, out: &mut [f64]| {
+        let mut s = s.borrow_mut();
+        for (d, &v) in s.iter_mut().zip(img.row(y)) {
+            *d = v as f64;
+        }
+        cubic_cols(&s, &idx, &w, out);
     };
-    let mut rows: Vec<Option<Vec<f64>>> = vec![None; img.height];
+    let mut rows = Rows::new(4, dw);
     let mut out = vec![0u8; height * dw];
+    let mut src = [0usize; 4];
     for (dy, (ofs, b)) in ya.iter().enumerate() {
-        let src: Vec<usize> = (0..4i64)
-            .map(|k| (ofs - 1 + k).clamp(0, img.height as i64 - 1) as usize)
-            .collect();
-        for &y in &src {
-            if rows[y].is_none() {
-                rows[y] = Some(hrow(y));
-            }
+        for (k, y) in src.iter_mut().enumerate() {
+            *y = (ofs - 1 + k as i64).clamp(0, img.height as i64 - 1) as usize;
         }
-        let r: Vec<&[f64]> = src
-            .iter()
-            .map(|&y| rows[y].as_deref().unwrap_or(&[]))
-            .collect();
+        let r = rows.ensure(&src, &hrow);
         cubic_rows(
             [r[0], r[1], r[2], r[3]],
             *b,
@@ -405,13 +423,32 @@ fn linear_cols3(s: &[u8], ofs: &[i64], k: &[i32], max: usize, out: &mut [i32]) {
 }
 
 multiversion! {
+/// Cubic's horizontal step: each value four source values weighted, summed
+/// in OpenCV's order from zero.
+fn cubic_cols(s: &[f64], idx: &[Vec<u32>; 4], w: &[Vec<f64>; 4], out: &mut [f64]) {
+    let n = out.len();
+    let (i0, i1, i2, i3) = (&idx[0][..n], &idx[1][..n], &idx[2][..n], &idx[3][..n]);
+    let (w0, w1, w2, w3) = (&w[0][..n], &w[1][..n], &w[2][..n], &w[3][..n]);
+    for x in 0..n {
+        let mut v = 0f64;
+        v += s[i0[x] as usize] * w0[x];
+        v += s[i1[x] as usize] * w1[x];
+        v += s[i2[x] as usize] * w2[x];
+        v += s[i3[x] as usize] * w3[x];
+        out[x] = v;
+    }
+}
+}
+
+multiversion! {
 /// Cubic's vertical step: four filtered rows weighted, rounded to bytes.
 fn cubic_rows(r: [&[f64]; 4], b: [f64; 4], o: &mut [u8]) {
     let n = o.len();
     let (r0, r1, r2, r3) = (&r[0][..n], &r[1][..n], &r[2][..n], &r[3][..n]);
     for x in 0..n {
         let v = r0[x] * b[0] + r1[x] * b[1] + r2[x] * b[2] + r3[x] * b[3];
-        o[x] = (v.round_ties_even() as i64).clamp(0, 255) as u8;
+        // Clamped before the conversion (the same byte), which then vectorises.
+        o[x] = v.round_ties_even().clamp(0.0, 255.0) as u8;
     }
 }
 }
