@@ -606,6 +606,54 @@ fn shares(in_size: usize, out_size: usize, scale: f64) -> Vec<Share> {
     tab
 }
 
+multiversion! {
+/// Area's horizontal step: each source pixel's share added to its output
+/// pixel, in the order of the shares.
+fn area_cols(row: &[u8], cols: &[(u32, u32, f32)], c: usize, buf: &mut [f32]) {
+    buf.iter_mut().for_each(|b| *b = 0.0);
+    if c == 3 {
+        for &(s, d, a) in cols {
+            let (s, d) = (s as usize, d as usize);
+            let (p, b) = (&row[s..s + 3], &mut buf[d..d + 3]);
+            b[0] += p[0] as f32 * a;
+            b[1] += p[1] as f32 * a;
+            b[2] += p[2] as f32 * a;
+        }
+        return;
+    }
+    for &(s, d, a) in cols {
+        let (s, d) = (s as usize, d as usize);
+        for ch in 0..c {
+            buf[d + ch] += row[s + ch] as f32 * a;
+        }
+    }
+}
+}
+
+multiversion! {
+/// Area's vertical step at a new output row: the finished row written, the
+/// new one started with this source row's share.
+fn area_emit(sum: &mut [f32], buf: &[f32], alpha: f32, out: &mut [u8]) {
+    let n = out.len();
+    let (sum, buf) = (&mut sum[..n], &buf[..n]);
+    for x in 0..n {
+        out[x] = f32_to_u8(sum[x]);
+        sum[x] = alpha * buf[x];
+    }
+}
+}
+
+multiversion! {
+/// Area's vertical step within an output row: a source row's share added.
+fn area_add(sum: &mut [f32], buf: &[f32], alpha: f32) {
+    let n = sum.len();
+    let buf = &buf[..n];
+    for x in 0..n {
+        sum[x] += alpha * buf[x];
+    }
+}
+}
+
 /// Area with other factors: each output the overlap-weighted sum of the cells it covers.
 fn area_cells(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
     let c = img.channels;
@@ -615,25 +663,29 @@ fn area_cells(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Ima
     let mut out = vec![0u8; height * dw];
     let mut buf = vec![0f32; dw];
     let mut sum = vec![0f32; dw];
+    // The horizontal shares as byte offsets, for a loop without lookups.
+    let cols: Vec<(u32, u32, f32)> = xt
+        .iter()
+        .map(|t| ((t.s * c) as u32, (t.d * c) as u32, t.alpha))
+        .collect();
     let mut prev = yt.first().map(|s| s.d).unwrap_or(0);
+    // A source row shared by two output rows is filtered once.
+    let mut filtered = usize::MAX;
     for share in &yt {
-        let row = img.row(share.s);
-        buf.iter_mut().for_each(|b| *b = 0.0);
-        for t in &xt {
-            for ch in 0..c {
-                buf[t.d * c + ch] += row[t.s * c + ch] as f32 * t.alpha;
-            }
+        if share.s != filtered {
+            area_cols(img.row(share.s), &cols, c, &mut buf);
+            filtered = share.s;
         }
         if share.d != prev {
-            for x in 0..dw {
-                out[prev * dw + x] = f32_to_u8(sum[x]);
-                sum[x] = share.alpha * buf[x];
-            }
+            area_emit(
+                &mut sum,
+                &buf,
+                share.alpha,
+                &mut out[prev * dw..(prev + 1) * dw],
+            );
             prev = share.d;
         } else {
-            for x in 0..dw {
-                sum[x] += share.alpha * buf[x];
-            }
+            area_add(&mut sum, &buf, share.alpha);
         }
     }
     for x in 0..dw {
