@@ -405,9 +405,9 @@ fn linear_cols3(s: &[u8], ofs: &[i64], k: &[i32], max: usize, out: &mut [i32]) {
         .zip(&ofs[..edge])
         .zip(k.chunks_exact(2))
     {
-        let p: &[u8; 6] = s[x as usize * 3..x as usize * 3 + 6]
-            .try_into()
-            .expect("checked against the row's end");
+        let Some(p) = s.get(x as usize * 3..x as usize * 3 + 6) else {
+            continue;
+        };
         let (k0, k1) = (kk[0], kk[1]);
         o[0] = p[0] as i32 * k0 + p[3] as i32 * k1;
         o[1] = p[1] as i32 * k0 + p[4] as i32 * k1;
