@@ -1,7 +1,10 @@
 //! Benchmarks of the runtime on the example kits. Prints its figures; asserts nothing.
 #![allow(clippy::unwrap_used)] // tests and benchmarks fail loudly by design
 //!
-//!   cargo bench -p algobay-runtime --bench kits [-- batching]
+//!   cargo bench -p algobay-runtime --bench kits [-- batching | imaging]
+//!
+//! `imaging` times only the resize stage compiled to WASM (simd128) in the
+//! stage sandbox, beside the same resize natively and Pillow's and OpenCV's.
 //!
 //! Needs `scripts/setup.sh` (models, ONNX Runtime) and, for the comparison with
 //! rapidocr, the reference environment `build/pyref` (see examples/golden/make_golden.py).
@@ -152,6 +155,10 @@ fn main() {
             .unwrap_or(1)
     );
 
+    if std::env::args().skip(1).any(|a| a == "imaging") {
+        wasm_imaging(&rt);
+        return;
+    }
     dynamic_batching(&key, &roots);
     if only_batching {
         return;
@@ -439,5 +446,118 @@ inputs = {{ input = \"frames\" }}\noutputs = {{ output = \"probs\", stateN = \"v
     println!(
         "ratio: algobay is {:.2}x faster than rapidocr (against the mean of its two runs)",
         theirs / ours
+    );
+}
+
+/// The resize stage compiled to WASM with simd128, run in the stage sandbox
+/// (the pixels copied in and out included), against the same resize natively
+/// and against Pillow and OpenCV on the same photograph: each the median of
+/// 15 runs, one thread.
+fn wasm_imaging(rt: &Runtime) {
+    use algobay_imaging::{resize_opencv, resize_pillow, Image};
+    use algobay_runtime::manifest::Limits;
+    let python = root().join("build/pytools/bin/python");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("china.rgb");
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys, numpy as np; from PIL import Image; a = np.asarray(Image.open(sys.argv[1]).convert('RGB')); open(sys.argv[2], 'wb').write(a.tobytes()); print(a.shape[1], a.shape[0])",
+        ])
+        .arg(root().join("build/images/china.jpg"))
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dims: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (w, h) = (dims[0], dims[1]);
+    let img = Image::new(w, h, 3, std::fs::read(&raw).unwrap()).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let wasm = std::fs::read(target.join("wasm32-wasip2/release/stage_resize.wasm"))
+        .expect("build the stages first (scripts/common.sh does)");
+    let mut cases = Vec::new();
+    for (tw, th) in [(224, 224), (w / 2, h / 2), (w * 3 / 2, h * 3 / 2)] {
+        for mode in ["nearest", "bilinear", "bicubic", "lanczos"] {
+            cases.push(("pillow", mode, tw, th));
+        }
+        for mode in ["nearest", "linear", "cubic", "area", "lanczos4"] {
+            cases.push(("opencv", mode, tw, th));
+        }
+    }
+    let reps = 15;
+    let req = serde_json::json!({
+        "reps": reps,
+        "cases": cases.iter().map(|(lib, mode, tw, th)| serde_json::json!({
+            "input": raw, "width": w, "height": h, "lib": lib, "op": "resize", "mode": mode,
+            "out_width": tw, "out_height": th,
+        })).collect::<Vec<_>>(),
+    });
+    let mut child = std::process::Command::new(&python)
+        .arg(root().join("sdk/algobay-imaging/benches/reference_timing.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), req.to_string().as_bytes())
+        .unwrap();
+    let theirs: Vec<f64> =
+        serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    let input: Values = [(
+        "pixels".to_owned(),
+        Value::Tensor(
+            Tensor::new(algobay_runtime::DType::U8, vec![h, w, 3], img.data.clone()).unwrap(),
+        ),
+    )]
+    .into_iter()
+    .collect();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("## the resize stage in WASM (simd128) against native and the reference libraries");
+    println!("{w}x{h} RGB photograph, median of {reps} runs, one thread");
+    println!(
+        "{:<24} {:>10} {:>9} {:>10} {:>8} {:>12}",
+        "operation", "to", "wasm ms", "native ms", "ref ms", "wasm / ref"
+    );
+    let mut worst: f64 = 0.0;
+    for (i, (lib, mode, tw, th)) in cases.iter().enumerate() {
+        let config =
+            serde_json::json!({"width": tw, "height": th, "filter": format!("{lib}:{mode}")});
+        let stage = rt
+            .stages()
+            .prepare("resize", &wasm, &config, Vec::new(), Limits::default())
+            .unwrap();
+        let in_wasm = measure(reps, || {
+            stage.process(&input).unwrap();
+        });
+        let native = measure(reps, || {
+            if *lib == "pillow" {
+                resize_pillow(&img, *tw, *th, mode.parse().unwrap()).unwrap();
+            } else {
+                resize_opencv(&img, *tw, *th, mode.parse().unwrap()).unwrap();
+            }
+        });
+        let ratio = ms(in_wasm.median) / theirs[i];
+        worst = worst.max(ratio);
+        println!(
+            "{:<24} {:>10} {:>9.2} {:>10.2} {:>8.2} {:>12.2}",
+            format!("{lib} {mode}"),
+            format!("{tw}x{th}"),
+            ms(in_wasm.median),
+            ms(native.median),
+            theirs[i],
+            ratio
+        );
+    }
+    println!(
+        "goal: every row within 2x of its reference in WASM: worst {worst:.2}x — {}",
+        if worst <= 2.0 { "met" } else { "NOT met" }
     );
 }
