@@ -359,12 +359,24 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
         }
     }
     let s = std::cell::RefCell::new(vec![0f64; img.width * c]);
+    // Three channels: per output pixel its four source pixels and weights.
+    let taps3: Vec<([u32; 4], [f64; 4])> = if c == 3 {
+        (0..width)
+            .map(|dx| (std::array::from_fn(|j| idx[j][dx * 3]), xa[dx].1))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let hrow = |y: usize, out: &mut [f64]| {
         let mut s = s.borrow_mut();
         for (d, &v) in s.iter_mut().zip(img.row(y)) {
             *d = v as f64;
         }
-        cubic_cols(&s, &idx, &w, out);
+        if c == 3 {
+            cubic_cols3(&s, &taps3, out);
+        } else {
+            cubic_cols(&s, &idx, &w, out);
+        }
     };
     let mut rows = Rows::new(4, dw);
     let mut out = vec![0u8; height * dw];
@@ -436,6 +448,26 @@ fn cubic_cols(s: &[f64], idx: &[Vec<u32>; 4], w: &[Vec<f64>; 4], out: &mut [f64]
         v += s[i2[x] as usize] * w2[x];
         v += s[i3[x] as usize] * w3[x];
         out[x] = v;
+    }
+}
+}
+
+multiversion! {
+/// Cubic's horizontal step on three-channel rows: per output pixel, its four
+/// taps walked once for the three channels, each summed from zero in order.
+fn cubic_cols3(s: &[f64], taps: &[([u32; 4], [f64; 4])], out: &mut [f64]) {
+    for (o, (t, k)) in out.chunks_exact_mut(3).zip(taps) {
+        let (mut v0, mut v1, mut v2) = (0f64, 0f64, 0f64);
+        for j in 0..4 {
+            let i = t[j] as usize;
+            let Some(p) = s.get(i..i + 3) else { continue };
+            v0 += p[0] * k[j];
+            v1 += p[1] * k[j];
+            v2 += p[2] * k[j];
+        }
+        o[0] = v0;
+        o[1] = v1;
+        o[2] = v2;
     }
 }
 }
