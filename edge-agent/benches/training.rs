@@ -567,7 +567,7 @@ print(best, m.score(X, y))\n",
         y.len()
     );
     println!(
-        "  candle (all cores)               {candle_s:>7.3} s  (train accuracy {accuracy:.3})"
+        "  algobay (dense trainer)          {candle_s:>7.3} s  (train accuracy {accuracy:.3})"
     );
     let mut best_sk = f64::INFINITY;
     for (what, threads) in [("one thread", Some("1")), ("all cores", None)] {
