@@ -69,6 +69,10 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../algobay-imaging/src/lib.rs"),
     ),
     (
+        "algobay-imaging/src/simd.rs",
+        include_str!("../../algobay-imaging/src/simd.rs"),
+    ),
+    (
         "algobay-imaging/src/pillow.rs",
         include_str!("../../algobay-imaging/src/pillow.rs"),
     ),
@@ -298,6 +302,34 @@ mod tests {
             std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
             "mine"
         );
+    }
+
+    #[test]
+    fn every_source_file_of_the_vendored_crates_is_vendored() {
+        let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (krate, dir) in [
+            ("algobay-stage", "stage"),
+            ("algobay-imaging", "algobay-imaging"),
+            ("algobay-audio", "algobay-audio"),
+            ("algobay-text", "algobay-text"),
+        ] {
+            let mut folders = vec![sdk.join(dir).join("src")];
+            while let Some(folder) = folders.pop() {
+                for entry in std::fs::read_dir(&folder).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        folders.push(path);
+                        continue;
+                    }
+                    let rel = path.strip_prefix(sdk.join(dir)).unwrap();
+                    let name = format!("{krate}/{}", rel.display());
+                    assert!(
+                        VENDORED.iter().any(|(p, _)| *p == name),
+                        "{name} is not vendored by `stage new`"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

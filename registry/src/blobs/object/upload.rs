@@ -326,6 +326,33 @@ impl ObjectBlobStore {
         }
     }
 
+    /// Completes the multipart upload at `target` from its recorded parts
+    /// (S3 wants at least one part: an empty blob is written whole).
+    fn complete(&self, target: Path, u: &Upload) -> Result<()> {
+        let store = self.store.clone();
+        let id = u.id.clone();
+        let parts: Vec<PartId> = u
+            .parts
+            .iter()
+            .map(|p| PartId {
+                content_id: p.tag.clone(),
+            })
+            .collect();
+        let empty = u.size == 0;
+        self.bridge.run(async move {
+            if empty {
+                let _ = store.abort_multipart(&target, &id).await;
+                store.put(&target, PutPayload::default()).await.map(|_| ())
+            } else {
+                store
+                    .complete_multipart(&target, &id, parts)
+                    .await
+                    .map(|_| ())
+            }
+            .map_err(|e| storage(&format!("complete {target}"), e))
+        })
+    }
+
     /// Completes an upload whose bytes were hashed as they came, at the
     /// blob's name, when they hash to `d`.
     fn finish_hashed(&self, d: &Digest, u: &Upload, raw: Vec<u8>, h: &HashState) -> Result<u64> {
@@ -338,29 +365,7 @@ impl ObjectBlobStore {
             }
             return Err(mismatch(d, got));
         }
-        let store = self.store.clone();
-        let (target, id) = (self.blob_path(d), u.id.clone());
-        let parts: Vec<PartId> = u
-            .parts
-            .iter()
-            .map(|p| PartId {
-                content_id: p.tag.clone(),
-            })
-            .collect();
-        let empty = u.size == 0;
-        self.bridge.run(async move {
-            if empty {
-                // S3 wants at least one part; the empty blob is written whole.
-                let _ = store.abort_multipart(&target, &id).await;
-                store.put(&target, PutPayload::default()).await.map(|_| ())
-            } else {
-                store
-                    .complete_multipart(&target, &id, parts)
-                    .await
-                    .map(|_| ())
-            }
-            .map_err(|e| storage(&format!("complete {target}"), e))
-        })?;
+        self.complete(self.blob_path(d), u)?;
         match self.head_size(self.blob_path(d))? {
             Some(s) if s == u.size => {}
             other => {
@@ -380,25 +385,7 @@ impl ObjectBlobStore {
     fn finish_read_back(&self, d: &Digest, mut u: Upload, mut raw: Vec<u8>) -> Result<u64> {
         let whole = self.whole_path(d, &u);
         if !u.assembled {
-            let store = self.store.clone();
-            let (w, id) = (whole.clone(), u.id.clone());
-            let parts: Vec<PartId> = u
-                .parts
-                .iter()
-                .map(|p| PartId {
-                    content_id: p.tag.clone(),
-                })
-                .collect();
-            let empty = u.size == 0;
-            self.bridge.run(async move {
-                if empty {
-                    let _ = store.abort_multipart(&w, &id).await;
-                    store.put(&w, PutPayload::default()).await.map(|_| ())
-                } else {
-                    store.complete_multipart(&w, &id, parts).await.map(|_| ())
-                }
-                .map_err(|e| storage(&format!("complete {w}"), e))
-            })?;
+            self.complete(whole.clone(), &u)?;
             u.assembled = true;
             let new_raw = serde_json::to_vec(&u).map_err(|e| storage("record", e))?;
             if !self.swap(d, Some(raw), Some(&u))? {
