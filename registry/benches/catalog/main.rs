@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 mod counting;
 mod data;
 mod index;
+mod load;
 
 use data::*;
 use rand::{Rng, SeedableRng};
@@ -428,36 +429,6 @@ async fn operations(s: &Served, seeded: usize, base: usize, f: &mut Figures) {
     println!("search by name: {:.0} /s", f.by_name);
 }
 
-/// The metadata store's round trips per publish (weights inline), past the
-/// replica's copy of the hot trees.
-async fn round_trips(s: &Served, pg: &counting::Counting) {
-    let mut catalog = pb::catalog_client::CatalogClient::new(s.ch.clone());
-    let config = br#"{"layers":[4,3]}"#.to_vec();
-    let n = 100;
-    pg.take();
-    for i in 0..n {
-        let i = 50_000_000 + i;
-        catalog
-            .publish_model(req(
-                publish_request(i, &tiny_mlp(i as u64), &config, true),
-                &s.token,
-            ))
-            .await
-            .unwrap();
-    }
-    let calls = pg.take();
-    let total: u64 = calls.values().sum();
-    println!(
-        "metadata round trips per publish: {:.1} ({})",
-        total as f64 / n as f64,
-        calls
-            .iter()
-            .map(|(k, v)| format!("{k} {:.1}", *v as f64 / n as f64))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-}
-
 /// Upload, download and re-upload of one big blob.
 async fn big_blob(s: &Served, mb: usize, f: &mut Figures) {
     let mut big = vec![0u8; mb << 20];
@@ -541,78 +512,6 @@ async fn store_calls(e: &Engine, f: &mut Figures) {
         "one store call (median): metadata get {:.3} ms, checked commit {:.3} ms; 4 KB blob put {:.3} ms, read (not in memory) {:.3} ms",
         f.kv_get, f.kv_commit, f.blob_put, f.blob_read
     );
-}
-
-/// `clients` clients for `secs`, each a loop of get, search and (one in ten) a
-/// publish, on the replicas in turn: (operations per second, p99 ms).
-async fn mixed_load(
-    replicas: &[&Served],
-    clients: usize,
-    secs: u64,
-    base: usize,
-    seeded: usize,
-) -> (f64, f64) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    let config = br#"{"layers":[4,3]}"#.to_vec();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let s = replicas[c % replicas.len()];
-        let (ch, token, config) = (s.ch.clone(), s.token.clone(), config.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut catalog = pb::catalog_client::CatalogClient::new(ch);
-            let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
-            let mut lat = Vec::new();
-            let mut n = 0usize;
-            while Instant::now() < end {
-                let s = Instant::now();
-                match n % 10 {
-                    0 => {
-                        let i = base + c * 1_000_000 + n;
-                        let blob = tiny_mlp(i as u64);
-                        catalog
-                            .publish_model(req(publish_request(i, &blob, &config, true), &token))
-                            .await
-                            .unwrap();
-                    }
-                    k if k % 2 == 1 => {
-                        let i = rng.gen_range(0..seeded);
-                        let a = generated(i, &mut rand::rngs::StdRng::seed_from_u64(i as u64));
-                        catalog
-                            .get(req(
-                                pb::GetRequest {
-                                    reference: format!("{}@1.0.0", a.name),
-                                    kind: pb::Kind::Model as i32,
-                                },
-                                &token,
-                            ))
-                            .await
-                            .unwrap();
-                    }
-                    _ => {
-                        catalog
-                            .search(req(
-                                pb::SearchRequest {
-                                    text: WORDS[n % WORDS.len()].into(),
-                                    page_size: 20,
-                                    ..Default::default()
-                                },
-                                &token,
-                            ))
-                            .await
-                            .unwrap();
-                    }
-                }
-                lat.push(s.elapsed());
-                n += 1;
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    (all.len() as f64 / secs as f64, pct(&mut all, 0.99))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -747,7 +646,7 @@ async fn main() {
     fr.open_s = open_s;
     println!("registry opened (search index rebuilt over {seeded} models) in {open_s:.2} s");
     operations(&served, seeded, 0, &mut fr).await;
-    round_trips(&served, &counts.lock().unwrap()[0]).await;
+    load::round_trips(&served, &counts.lock().unwrap()[0]).await;
     big_blob(&served, big_mb, &mut fr).await;
     store_calls(&remote, &mut fr).await;
 
@@ -812,9 +711,10 @@ async fn main() {
     };
     let (served_b, open_b, _) = serve_on(&second, &dir.path().join("remote-b"), Some(&op)).await;
     println!("second replica opened on the same stores in {open_b:.2} s");
-    let (one_rate, one_p99) = mixed_load(&[&served], 16, 10, 10_000_000, seeded).await;
+    let (one_rate, one_p99) = load::mixed_load(&[&served], 16, 10, 10_000_000, seeded).await;
     println!("one replica: {one_rate:.0} operations/s, p99 {one_p99:.2} ms");
-    let (two_rate, two_p99) = mixed_load(&[&served, &served_b], 16, 10, 20_000_000, seeded).await;
+    let (two_rate, two_p99) =
+        load::mixed_load(&[&served, &served_b], 16, 10, 20_000_000, seeded).await;
     println!(
         "two replicas: {two_rate:.0} operations/s, p99 {two_p99:.2} ms ({:.2}x the throughput of one)",
         two_rate / one_rate

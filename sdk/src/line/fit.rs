@@ -10,7 +10,7 @@ use algobay_runtime::candle::{
 
 use super::data::Prepared;
 pub use super::features::Features;
-use super::recipe::{ImageSpec, ModelSpec, TaskKind};
+use super::recipe::{ImageSpec, ModelSpec, Recipe, TaskKind};
 
 /// A metric with its 95% interval on `n` holdout rows, and the baseline's value.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -169,6 +169,25 @@ pub fn calibrate(probs: &[f32], k: usize, truth: &[u32]) -> Calibration {
 
 /// Fewest holdout rows on which a perfect score is believed.
 pub const PERFECT_MIN_ROWS: usize = 1000;
+
+/// Trains every model of a recipe at once, a thread each (a dense net's
+/// training is one thread's work), and returns their outcomes in order.
+pub fn fit_all(p: &Prepared, f: &Features, r: &Recipe) -> Vec<Result<Fitted, String>> {
+    std::thread::scope(|s| {
+        let running: Vec<_> = r
+            .model
+            .iter()
+            .map(|m| s.spawn(move || fit(p, f, r.task.kind, r.metric(), m, r.image.as_ref())))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the training thread panicked".into()))
+            })
+            .collect()
+    })
+}
 
 /// Trains `spec` on the training rows and scores it on the holdout.
 pub fn fit(

@@ -559,37 +559,8 @@ impl RecipeCtx<'_> {
             r.image.is_none() && r.text.is_none() && r.audio.is_none(),
             &r.task,
         );
-        // The recipe's models train at once, a thread each (a dense net's
-        // training is one thread's work), off the async threads.
         let t0 = Instant::now();
-        let fits: Vec<Result<fit::Fitted, String>> = off_async(|| {
-            std::thread::scope(|s| {
-                let running: Vec<_> = r
-                    .model
-                    .iter()
-                    .map(|m| {
-                        let (prepared, features, r) = (&prepared, &features, &r);
-                        s.spawn(move || {
-                            fit::fit(
-                                prepared,
-                                features,
-                                r.task.kind,
-                                r.metric(),
-                                m,
-                                r.image.as_ref(),
-                            )
-                        })
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("the training thread panicked".into()))
-                    })
-                    .collect()
-            })
-        });
+        let fits = off_async(|| fit::fit_all(&prepared, &features, &r));
         report.timings.train += t0.elapsed().as_secs_f64();
         for (m, fitted) in r.model.iter().zip(fits) {
             let model_name = format!("{}/{}-{}", r.recipe.team, r.recipe.name, m.label());
