@@ -172,7 +172,16 @@ fn graph_trained(spec: &TrainSpec<'_>) -> Vec<(String, Vec<f32>)> {
     }
     named
         .into_iter()
-        .map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(n, v)| {
+            (
+                n,
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -184,7 +193,13 @@ fn the_dense_trainer_gives_the_weights_candles_graph_gives() {
         let a = (i % 17) as f32 / 8.0 - 1.0;
         let b = (i % 23) as f32 / 11.0 - 1.0;
         x.extend([a, b, a * b, (a - b).abs()]);
-        y.push(if a * a + b * b < 0.5 { 0 } else if a > b { 1 } else { 2 });
+        y.push(if a * a + b * b < 0.5 {
+            0
+        } else if a > b {
+            1
+        } else {
+            2
+        });
     }
     let cfg = MlpConfig::dense(vec![4, 16, 8, 3]);
     let spec = TrainSpec {
@@ -202,7 +217,11 @@ fn the_dense_trainer_gives_the_weights_candles_graph_gives() {
     let got = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
     for (name, w) in &want {
         let g = got[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 1e-3, "{name}: weights differ by up to {worst}");
     }
 }
