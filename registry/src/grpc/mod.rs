@@ -30,6 +30,21 @@ async fn blocking<T: Send + 'static>(
         .map_err(Status::from)
 }
 
+/// Appends the chunks an upload gathered (if any) at `received`; returns
+/// what the store then holds.
+async fn append_gathered(
+    reg: &Arc<dyn RegistryApi>,
+    d: Digest,
+    received: u64,
+    pending: &mut Vec<u8>,
+) -> Result<u64, Status> {
+    if pending.is_empty() {
+        return Ok(received);
+    }
+    let (reg, data) = (reg.clone(), std::mem::take(pending));
+    blocking(move || reg.blobs().append(&d, received, &data)).await
+}
+
 fn token<T>(req: &Request<T>) -> Option<String> {
     req.metadata()
         .get("authorization")
@@ -408,11 +423,7 @@ impl pb::blobs_server::Blobs for BlobsApi {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    if !pending.is_empty() {
-                        let reg = self.0.clone();
-                        let data = std::mem::take(&mut pending);
-                        blocking(move || reg.blobs().append(&d, received, &data)).await?;
-                    }
+                    append_gathered(&self.0, d, received, &mut pending).await?;
                     return Err(e);
                 }
             };
@@ -426,16 +437,10 @@ impl pb::blobs_server::Blobs for BlobsApi {
                 pending.extend_from_slice(&c.data);
             }
             if pending.len() >= gather || at + len >= size {
-                let reg = self.0.clone();
-                let data = std::mem::take(&mut pending);
-                received = blocking(move || reg.blobs().append(&d, received, &data)).await?;
+                received = append_gathered(&self.0, d, received, &mut pending).await?;
             }
         }
-        if !pending.is_empty() {
-            let reg = self.0.clone();
-            let data = std::mem::take(&mut pending);
-            received = blocking(move || reg.blobs().append(&d, received, &data)).await?;
-        }
+        received = append_gathered(&self.0, d, received, &mut pending).await?;
         if received != size {
             return Err(RegistryError::FailedPrecondition(format!(
                 "upload of {d} stopped at {received} of {size} bytes; resume from byte {received}"
