@@ -273,6 +273,10 @@ mod conformance {
             ("s3://", "names no bucket"),
             ("s3://b?colour=red", "`colour` is not a setting"),
             ("s3://b?part_mb=1", "below S3's smallest part"),
+            (
+                "s3://b?part_mb=65",
+                "above the largest part an upload may hold",
+            ),
             ("s3://b?part_mb=lots", "not a whole number"),
         ] {
             let err = ObjectBlobStore::open_url(url, kv(), 1 << 30, None)

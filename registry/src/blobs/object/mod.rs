@@ -32,6 +32,9 @@ use algobay_runtime::Digest;
 
 /// The smallest part S3 accepts (all parts but the last).
 pub const MIN_PART_BYTES: u64 = 5 << 20;
+/// The largest part this store writes: an upload gathers a part's bytes in
+/// memory before writing it, so this bounds what each upload may hold.
+pub const MAX_PART_BYTES: u64 = 64 << 20;
 
 /// Both halves of an object store: objects and multipart uploads.
 pub trait ObjectBackend: ObjectStore + MultipartStore {}
@@ -93,8 +96,14 @@ impl ObjectBlobStore {
         kv: Arc<dyn KvStore>,
         opts: ObjectBlobOptions,
     ) -> Result<ObjectBlobStore> {
-        if opts.part_bytes == 0 {
-            return Err(RegistryError::invalid("part_bytes", "must be above 0"));
+        if opts.part_bytes == 0 || opts.part_bytes > MAX_PART_BYTES {
+            return Err(RegistryError::invalid(
+                "part_bytes",
+                format!(
+                    "{} must be above 0 and at most {MAX_PART_BYTES} (64 MiB)",
+                    opts.part_bytes
+                ),
+            ));
         }
         let prefix = opts.prefix.trim_matches('/');
         let opts = ObjectBlobOptions {
@@ -172,6 +181,12 @@ impl ObjectBlobStore {
                     if mb < 5 {
                         return Err(bad(format!(
                             "part_mb {mb} is below S3's smallest part (5 MiB)"
+                        )));
+                    }
+                    if mb > MAX_PART_BYTES >> 20 {
+                        return Err(bad(format!(
+                            "part_mb {mb} is above the largest part an upload may hold in memory ({} MiB)",
+                            MAX_PART_BYTES >> 20
                         )));
                     }
                     opts.part_bytes = mb << 20;
