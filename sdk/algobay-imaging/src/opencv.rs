@@ -190,17 +190,17 @@ pub fn resize_opencv(
             area_cells(img, width, height, sx, sy)
         });
     }
-    let c = img.channels;
-    let xa = axis(img.width, width, sx, inv_x, interp, true);
-    let ya = axis(img.height, height, sy, inv_y, interp, false);
     if interp == Interpolation::Cubic {
         return Ok(cubic(img, width, height, sx, sy));
     }
+    let c = img.channels;
+    let xa = axis(img.width, width, sx, inv_x, interp, true);
+    let ya = axis(img.height, height, sy, inv_y, interp, false);
     let (ks, half) = (xa.ksize, xa.ksize as i64 / 2);
     let sw = (img.width * c) as i64;
     let dw = width * c;
     // One horizontally filtered row per source row, made when first needed.
-    let hrow = |y: usize, out: &mut [i32]| {
+    let mut hrow = |y: usize, out: &mut [i32]| {
         let s = img.row(y);
         if ks == 2 && c == 3 {
             linear_cols3(s, &xa.ofs, &xa.k, xa.max, out);
@@ -262,7 +262,7 @@ pub fn resize_opencv(
         for (k, y) in src.iter_mut().enumerate() {
             *y = (ya.ofs[dy] - half + 1 + k as i64).clamp(0, img.height as i64 - 1) as usize;
         }
-        let r = rows.ensure(&src, &hrow);
+        let r = rows.ensure(&src, &mut hrow);
         let o = &mut out[dy * dw..(dy + 1) * dw];
         match interp {
             Interpolation::Linear | Interpolation::Area => linear_rows(r[0], r[1], b[0], b[1], o),
@@ -295,7 +295,7 @@ impl<T: Copy + Default> Rows<T> {
 
     /// Each row of `need` filtered (by `fill`, into a slot no needed row
     /// holds) and returned in `need`'s order.
-    fn ensure(&mut self, need: &[usize], fill: &dyn Fn(usize, &mut [T])) -> Vec<&[T]> {
+    fn ensure(&mut self, need: &[usize], fill: &mut dyn FnMut(usize, &mut [T])) -> Vec<&[T]> {
         for &y in need {
             if self.keys.contains(&y) {
                 continue;
@@ -358,7 +358,7 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
             }
         }
     }
-    let s = std::cell::RefCell::new(vec![0f64; img.width * c]);
+    let mut s = vec![0f64; img.width * c];
     // Three channels: per output pixel its four source pixels and weights.
     let taps3: Vec<([u32; 4], [f64; 4])> = if c == 3 {
         (0..width)
@@ -367,8 +367,7 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
     } else {
         Vec::new()
     };
-    let hrow = |y: usize, out: &mut [f64]| {
-        let mut s = s.borrow_mut();
+    let mut hrow = |y: usize, out: &mut [f64]| {
         for (d, &v) in s.iter_mut().zip(img.row(y)) {
             *d = v as f64;
         }
@@ -385,7 +384,7 @@ fn cubic(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Image {
         for (k, y) in src.iter_mut().enumerate() {
             *y = (ofs - 1 + k as i64).clamp(0, img.height as i64 - 1) as usize;
         }
-        let r = rows.ensure(&src, &hrow);
+        let r = rows.ensure(&src, &mut hrow);
         cubic_rows(
             [r[0], r[1], r[2], r[3]],
             *b,
