@@ -515,16 +515,12 @@ fn main() {
 /// candle against scikit-learn on the same rows, layers, epochs and batch
 /// (full), each the best of three fits, one after the other.
 fn speed(rows: &[Row], epochs: usize, lr: f64, dir: &std::path::Path) {
-    let mut train = String::new();
-    for (i, (px, y)) in rows.iter().enumerate() {
-        if i % 5 != 4 {
-            let cells: Vec<String> = px.iter().map(|v| v.to_string()).collect();
-            train.push_str(&format!("{},{y}\n", cells.join(",")));
-        }
-    }
-    let (mut x, mut y) = (Vec::new(), Vec::new());
+    // The same training rows as CSV for scikit-learn and as arrays for us.
+    let (mut train, mut x, mut y) = (String::new(), Vec::new(), Vec::new());
     for (i, (px, l)) in rows.iter().enumerate() {
         if i % 5 != 4 {
+            let cells: Vec<String> = px.iter().map(|v| v.to_string()).collect();
+            train.push_str(&format!("{},{l}\n", cells.join(",")));
             x.extend_from_slice(px);
             y.push(*l);
         }
