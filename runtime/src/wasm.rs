@@ -18,7 +18,11 @@ use crate::manifest::{Contract, Limits, Port};
 use crate::value::{DType, Tensor, Value, Values};
 
 mod bindings {
-    wasmtime::component::bindgen!({ world: "stage", path: "../sdk/stage/wit" });
+    wasmtime::component::bindgen!({
+        world: "stage",
+        path: "../sdk/stage/wit",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
 }
 
 use bindings::algobay::stage::types as wit;
@@ -316,12 +320,12 @@ impl StageRunner {
             .pre
             .instantiate(&mut store)
             .map_err(|e| self.trap_error(&store, e, "instantiating"))?;
-        let assets: Vec<wit::Asset> = self
+        let assets: Vec<wit::Asset<'_>> = self
             .assets
             .iter()
             .map(|(name, data)| wit::Asset {
-                name: name.clone(),
-                data: data.to_vec(),
+                name: name.as_str(),
+                data: data.as_slice(),
             })
             .collect();
         stage
@@ -355,11 +359,20 @@ impl StageRunner {
 
     /// Runs the stage on `inputs`. A trap discards the instance; others keep serving.
     pub fn process(&self, inputs: &Values) -> Result<Values> {
-        let named: Vec<wit::Named> = inputs
+        // Borrowed: the values are copied once, straight into the instance's memory.
+        let shapes: Vec<Vec<u64>> = inputs
+            .values()
+            .map(|v| match v {
+                Value::Tensor(t) => t.shape.iter().map(|&d| d as u64).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let named: Vec<wit::NamedParam<'_>> = inputs
             .iter()
-            .map(|(k, v)| wit::Named {
-                name: k.clone(),
-                value: to_wit(v),
+            .zip(&shapes)
+            .map(|((k, v), shape)| wit::NamedParam {
+                name: k.as_str(),
+                value: to_wit(v, shape),
             })
             .collect();
         let live = self
@@ -400,9 +413,11 @@ fn root_cause(e: &wasmtime::Error) -> String {
     }
 }
 
-fn to_wit(v: &Value) -> wit::Value {
+/// A value as the stage's interface takes it, borrowed; `shape` is a
+/// tensor's shape in the interface's integers.
+fn to_wit<'a>(v: &'a Value, shape: &'a [u64]) -> wit::ValueParam<'a> {
     match v {
-        Value::Tensor(t) => wit::Value::Tensor(wit::Tensor {
+        Value::Tensor(t) => wit::ValueParam::Tensor(wit::TensorParam {
             dtype: match t.dtype {
                 DType::F32 => wit::Dtype::F32,
                 DType::F16 => wit::Dtype::F16,
@@ -412,18 +427,18 @@ fn to_wit(v: &Value) -> wit::Value {
                 DType::I8 => wit::Dtype::I8,
                 DType::Bool => wit::Dtype::Bool,
             },
-            shape: t.shape.iter().map(|&d| d as u64).collect(),
-            data: t.data.clone(),
+            shape,
+            data: &t.data,
         }),
-        Value::Bytes(b) => wit::Value::Bytes(b.clone()),
-        Value::Text(s) => wit::Value::Text(s.clone()),
-        Value::Json(s) => wit::Value::Json(s.clone()),
+        Value::Bytes(b) => wit::ValueParam::Bytes(b),
+        Value::Text(s) => wit::ValueParam::Text(s),
+        Value::Json(s) => wit::ValueParam::Json(s),
     }
 }
 
-fn from_wit(step: &str, name: &str, v: wit::Value) -> Result<Value> {
+fn from_wit(step: &str, name: &str, v: wit::ValueResult) -> Result<Value> {
     Ok(match v {
-        wit::Value::Tensor(t) => {
+        wit::ValueResult::Tensor(t) => {
             let dtype = match t.dtype {
                 wit::Dtype::F32 => DType::F32,
                 wit::Dtype::F16 => DType::F16,
@@ -439,9 +454,9 @@ fn from_wit(step: &str, name: &str, v: wit::Value) -> Result<Value> {
                     .map_err(|e| Error::stage(step, format!("output `{name}`: {e}")))?,
             )
         }
-        wit::Value::Bytes(b) => Value::Bytes(b),
-        wit::Value::Text(s) => Value::Text(s),
-        wit::Value::Json(s) => Value::Json(s),
+        wit::ValueResult::Bytes(b) => Value::Bytes(b),
+        wit::ValueResult::Text(s) => Value::Text(s),
+        wit::ValueResult::Json(s) => Value::Json(s),
     })
 }
 

@@ -10,6 +10,9 @@ use std::time::Instant;
 
 use algobay_imaging::{gray_opencv, resize_opencv, resize_pillow, Image};
 
+/// Every row's goal: at most this many times the reference's time.
+const GOAL: f64 = 2.0;
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let build = std::env::var_os("ALGOBAY_BUILD_DIR")
@@ -73,9 +76,10 @@ fn main() {
     let theirs: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
     println!("{w}x{h} RGB photograph, median of {reps} runs, one thread");
     println!(
-        "{:<26} {:>12} {:>10} {:>10} {:>7}",
+        "{:<26} {:>12} {:>10} {:>10} {:>7}  goal <= {GOAL}x",
         "operation", "to", "ours ms", "ref ms", "ratio"
     );
+    let mut missed = 0;
     for (i, (lib, op, mode, tw, th)) in cases.iter().enumerate() {
         let run = || match (*lib, *op) {
             ("pillow", _) => resize_pillow(&img, *tw, *th, mode.parse().unwrap()).unwrap(),
@@ -92,13 +96,23 @@ fn main() {
             .collect();
         t.sort_by(f64::total_cmp);
         let ours = t[t.len() / 2];
+        let ratio = ours / theirs[i];
+        let met = ratio <= GOAL;
+        missed += usize::from(!met);
         println!(
-            "{:<26} {:>12} {:>10.2} {:>10.2} {:>7.2}",
+            "{:<26} {:>12} {:>10.2} {:>10.2} {:>7.2}  {}",
             format!("{lib} {op} {mode}"),
             format!("{tw}x{th}"),
             ours,
             theirs[i],
-            ours / theirs[i]
+            ratio,
+            if met { "met" } else { "not met" }
         );
     }
+    println!(
+        "{} of {} rows within {GOAL}x of their reference: {}",
+        cases.len() - missed,
+        cases.len(),
+        if missed == 0 { "met" } else { "not met" }
+    );
 }

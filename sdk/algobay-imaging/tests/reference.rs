@@ -116,9 +116,10 @@ fn resize_and_gray_match_pillow_and_opencv_byte_for_byte_on_real_photographs() {
             }
         }
     }
-    // OpenCV's cubic on 8 bits runs in double precision and is reproduced so,
-    // but about two values in 100 000 still land on the other side of .5 (its
-    // exact order of operations is not known here): one level, that rarely.
+    // OpenCV's cubic on 8 bits is reproduced in single precision over
+    // weights worked out in double, but about one value in 100 000 still
+    // lands on the other side of .5 (its exact order of operations is not
+    // known here): one level, that rarely.
     assert!(
         cubic.0 * 20_000 <= cubic.1,
         "opencv cubic: {} of {} bytes differ",

@@ -251,6 +251,15 @@ impl Inputs {
         }
     }
 
+    /// An 8-bit (height, width, channels) tensor input taken out as an
+    /// image, its bytes moved rather than copied.
+    pub fn take_image(&mut self, name: &str) -> Result<imaging::Image, String> {
+        match self.take(name)? {
+            Value::Tensor(t) => t.into_image(name),
+            _ => Err(format!("input `{name}` must be a tensor")),
+        }
+    }
+
     /// A bytes input.
     pub fn bytes(&self, name: &str) -> Result<&[u8], String> {
         match self.find(name)? {
@@ -426,6 +435,21 @@ impl Tensor {
         };
         let data = self.as_u8().map_err(|e| format!("input `{port}`: {e}"))?;
         imaging::Image::new(w as usize, h as usize, c as usize, data.to_vec())
+            .map_err(|e| format!("input `{port}`: {e}"))
+    }
+
+    /// As [`Tensor::to_image`], but the image takes the tensor's bytes
+    /// rather than a copy of them.
+    pub fn into_image(self, port: &str) -> Result<imaging::Image, String> {
+        let [h, w, c] = self.shape[..] else {
+            return Err(format!(
+                "input `{port}`: shape {:?}, expected [height, width, channels]",
+                self.shape
+            ));
+        };
+        self.check(Dtype::U8)
+            .map_err(|e| format!("input `{port}`: {e}"))?;
+        imaging::Image::new(w as usize, h as usize, c as usize, self.data)
             .map_err(|e| format!("input `{port}`: {e}"))
     }
 

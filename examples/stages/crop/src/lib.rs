@@ -48,8 +48,8 @@ impl Stage for Crop {
         Ok(c)
     }
 
-    fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let img = self.apply(&inputs.tensor("pixels")?.to_image("pixels")?)?;
+    fn process(&mut self, mut inputs: Inputs) -> Result<Outputs, String> {
+        let img = self.apply(&inputs.take_image("pixels")?)?;
         Ok(Outputs::new().tensor("cropped", Tensor::from_image(img)))
     }
 }

@@ -19,8 +19,8 @@ impl Stage for Equalize {
         Ok(Equalize)
     }
 
-    fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let img = inputs.tensor("pixels")?.to_image("pixels")?;
+    fn process(&mut self, mut inputs: Inputs) -> Result<Outputs, String> {
+        let img = inputs.take_image("pixels")?;
         Ok(Outputs::new().tensor("equalized", Tensor::from_image(imaging::equalize(&img))))
     }
 }

@@ -41,8 +41,8 @@ impl Stage for Grayscale {
         }
     }
 
-    fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let img = self.convert(&inputs.tensor("pixels")?.to_image("pixels")?)?;
+    fn process(&mut self, mut inputs: Inputs) -> Result<Outputs, String> {
+        let img = self.convert(&inputs.take_image("pixels")?)?;
         Ok(Outputs::new().tensor("gray", Tensor::from_image(img)))
     }
 }

@@ -18,8 +18,8 @@ impl Stage for Invert {
         Ok(Invert)
     }
 
-    fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let img = inputs.tensor("pixels")?.to_image("pixels")?;
+    fn process(&mut self, mut inputs: Inputs) -> Result<Outputs, String> {
+        let img = inputs.take_image("pixels")?;
         Ok(Outputs::new().tensor("inverted", Tensor::from_image(imaging::invert(&img))))
     }
 }

@@ -64,16 +64,8 @@ impl Stage for Resize {
         })
     }
 
-    fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let t = inputs.tensor("pixels")?;
-        let [h, w, c] = t.shape[..] else {
-            return Err(format!(
-                "input `pixels`: shape {:?}, expected [height, width, channels]",
-                t.shape
-            ));
-        };
-        let img = Image::new(w as usize, h as usize, c as usize, t.as_u8()?.to_vec())
-            .map_err(|e| e.to_string())?;
+    fn process(&mut self, mut inputs: Inputs) -> Result<Outputs, String> {
+        let img = inputs.take_image("pixels")?;
         let out = self.resize(&img)?;
         let shape = vec![out.height as u64, out.width as u64, out.channels as u64];
         Ok(Outputs::new().tensor("resized", Tensor::from_u8(shape, out.data)))

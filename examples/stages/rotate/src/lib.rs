@@ -35,8 +35,8 @@ impl Stage for Rotate {
         Ok(Rotate { degrees, fill })
     }
 
-    fn process(&mut self, inputs: Inputs) -> Result<Outputs, String> {
-        let img = inputs.tensor("pixels")?.to_image("pixels")?;
+    fn process(&mut self, mut inputs: Inputs) -> Result<Outputs, String> {
+        let img = inputs.take_image("pixels")?;
         let out = imaging::rotate(&img, self.degrees, self.fill).map_err(|e| e.to_string())?;
         Ok(Outputs::new().tensor("rotated", Tensor::from_image(out)))
     }
