@@ -166,6 +166,22 @@ impl KvStore for CachedKv {
         Ok(got)
     }
 
+    fn scan_prefix_first(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if SCANS.contains(&tree) && !prefix.is_empty() {
+            if let Some((at, v)) = self.copies().scans.get(&(tree, prefix.to_vec())) {
+                if at.elapsed() < SCAN_TTL {
+                    return Ok(v.iter().take(limit).cloned().collect());
+                }
+            }
+        }
+        self.inner.scan_prefix_first(tree, prefix, limit)
+    }
+
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if !SCANS.contains(&tree) || prefix.is_empty() {
             return self.inner.scan_prefix(tree, prefix);

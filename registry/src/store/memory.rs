@@ -40,6 +40,23 @@ impl KvStore for MemoryStore {
             .collect())
     }
 
+    fn scan_prefix_first(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let m = self
+            .trees
+            .lock()
+            .map_err(|_| RegistryError::Storage("memory store lock poisoned".into()))?;
+        Ok(m.range((tree, prefix.to_vec())..)
+            .take_while(|((t, k), _)| *t == tree && k.starts_with(prefix))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn commit(&self, batch: Batch) -> Result<bool> {
         let mut m = self
             .trees

@@ -178,6 +178,19 @@ pub trait KvStore: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The first `limit` pairs whose key starts with `prefix`, in key order:
+    /// for questions one match answers (is there any?), which should not
+    /// read every match of a prefix that thousands of keys share.
+    fn scan_prefix_first(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut all = self.scan_prefix(tree, prefix)?;
+        all.truncate(limit);
+        Ok(all)
+    }
     /// Applies the batch atomically if all its checks hold; returns whether it did.
     /// Once it returns `true`, the writes survive a crash of the process.
     fn commit(&self, batch: Batch) -> Result<bool>;

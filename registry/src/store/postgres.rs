@@ -71,6 +71,39 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
+    /// The pairs under `prefix` in key order, at most `limit` of them.
+    fn scan(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: Option<usize>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (pool, prefix) = (self.pool.clone(), prefix.to_vec());
+        let limit = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+        self.run(async move {
+            let client = pool.get().await.map_err(|e| storage("connect", e))?;
+            let rows = match prefix_end(&prefix) {
+                Some(end) => {
+                    client
+                        .query(
+                            &format!("SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key{limit}"),
+                            &[&tree.name(), &prefix, &end],
+                        )
+                        .await
+                }
+                None => {
+                    client
+                        .query(
+                            &format!("SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 ORDER BY key{limit}"),
+                            &[&tree.name(), &prefix],
+                        )
+                        .await
+                }
+            }
+            .map_err(|e| storage("scan", e))?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
     /// Connects to `url` (`postgres://user@host:port/db?sslmode=disable`; the
     /// usual `PG*` variables fill what it leaves out) and brings the schema up
     /// to date. TLS (any `sslmode` but `disable`) trusts the CA certificates in
@@ -428,26 +461,16 @@ impl KvStore for PgStore {
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let (pool, prefix) = (self.pool.clone(), prefix.to_vec());
-        self.run(async move {
-            let client = pool.get().await.map_err(|e| storage("connect", e))?;
-            let rows = match prefix_end(&prefix) {
-                Some(end) => client
-                    .query(
-                        "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key",
-                        &[&tree.name(), &prefix, &end],
-                    )
-                    .await,
-                None => client
-                    .query(
-                        "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 ORDER BY key",
-                        &[&tree.name(), &prefix],
-                    )
-                    .await,
-            }
-            .map_err(|e| storage("scan", e))?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
+        self.scan(tree, prefix, None)
+    }
+
+    fn scan_prefix_first(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan(tree, prefix, Some(limit))
     }
 
     fn commit(&self, batch: Batch) -> Result<bool> {

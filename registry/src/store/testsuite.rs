@@ -141,6 +141,20 @@ fn scan_prefix_is_ordered_and_bounded(s: &dyn KvStore) {
         keys,
         vec![b"m/a".to_vec(), b"m/b".to_vec(), b"m/c".to_vec()]
     );
+    let first = |n| -> Vec<Vec<u8>> {
+        s.scan_prefix_first(Tree::Artifacts, b"m/", n)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(first(2), vec![b"m/a".to_vec(), b"m/b".to_vec()]);
+    assert_eq!(first(10).len(), 3);
+    assert!(first(0).is_empty());
+    assert!(s
+        .scan_prefix_first(Tree::Artifacts, b"x/", 5)
+        .unwrap()
+        .is_empty());
 }
 
 /// Waits up to 10 s for the next notice.
