@@ -111,15 +111,16 @@ impl Registry {
         let readable = match p.role {
             Role::Device => self.deployed_to(&p.subject, d)?,
             Role::Operator => true,
+            // Its own upload first: one read, where the artifacts that use
+            // a blob may be thousands (a config many models share).
             Role::Team | Role::Enterprise | Role::Visitor => {
-                self.visible_artifact_has(p, d)?
-                    || uploader(p).is_some_and(|u| {
-                        self.kv
-                            .get(Tree::BlobOwners, owner_key(d, u).as_bytes())
-                            .ok()
-                            .flatten()
-                            .is_some_and(|v| v == UPLOADED)
-                    })
+                uploader(p).is_some_and(|u| {
+                    self.kv
+                        .get(Tree::BlobOwners, owner_key(d, u).as_bytes())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|v| v == UPLOADED)
+                }) || self.visible_artifact_has(p, d)?
             }
         };
         if readable && self.may_read_content(p, d)? && stored()? {
@@ -133,7 +134,7 @@ impl Registry {
         let prefix = format!("{d}/{ENTERPRISE_MARK}");
         match self
             .kv
-            .scan_prefix(Tree::BlobOwners, prefix.as_bytes())?
+            .scan_prefix_first(Tree::BlobOwners, prefix.as_bytes(), 1)?
             .first()
         {
             Some((_, v)) => Ok(Some(parse("blob owner", v)?)),
@@ -206,7 +207,7 @@ impl Registry {
             let known = self.content_owner(d)?.is_some()
                 || !self
                     .kv
-                    .scan_prefix(Tree::Digests, format!("{d}/").as_bytes())?
+                    .scan_prefix_first(Tree::Digests, format!("{d}/").as_bytes(), 1)?
                     .is_empty();
             if !known {
                 let owner = ContentOwner {
@@ -267,15 +268,30 @@ impl Registry {
     /// Whether an artifact the caller may see names `d` (as its file, a blob or a kit's manifest).
     fn visible_artifact_has(&self, p: &Principal, d: &Digest) -> Result<bool> {
         let prefix = format!("{d}/");
-        for (k, _) in self.kv.scan_prefix(Tree::Digests, prefix.as_bytes())? {
-            let key = &k[prefix.len()..];
-            if let Some(v) = self.kv.get(Tree::Artifacts, key)? {
-                if p.may_see(&parse::<Artifact>("artifact", &v)?) {
-                    return Ok(true);
+        let sees = |keys: &[(Vec<u8>, Vec<u8>)]| -> Result<bool> {
+            for (k, _) in keys {
+                if let Some(v) = self.kv.get(Tree::Artifacts, &k[prefix.len()..])? {
+                    if p.may_see(&parse::<Artifact>("artifact", &v)?) {
+                        return Ok(true);
+                    }
                 }
             }
+            Ok(false)
+        };
+        // Most blobs are in public artifacts: the first few answer, and only
+        // when none of them is visible is every artifact of the blob read.
+        const FIRST: usize = 8;
+        let first = self
+            .kv
+            .scan_prefix_first(Tree::Digests, prefix.as_bytes(), FIRST)?;
+        if sees(&first)? {
+            return Ok(true);
         }
-        Ok(false)
+        if first.len() < FIRST {
+            return Ok(false);
+        }
+        let all = self.kv.scan_prefix(Tree::Digests, prefix.as_bytes())?;
+        sees(all.get(FIRST..).unwrap_or_default())
     }
 
     /// What the caller may know of a blob: present (and its size) only if it
