@@ -211,6 +211,14 @@ pub fn resize_opencv(
     let dw = width * c;
     // One horizontally filtered row per source row, made when first needed.
     let pairs3 = (ks == 2 && c == 3).then(|| Pairs3::new(&xa, img.width * 3));
+    // Lanczos-4 on three channels: the pixels whose taps (and the two bytes
+    // after them, read with the last pair) lie inside the row.
+    let fast3 = (ks == 8 && c == 3).then(|| {
+        let hi = (xa.min..xa.max)
+            .find(|&dx| (xa.ofs[dx] - 3) as usize * 3 + 26 > img.width * 3)
+            .unwrap_or(xa.max);
+        (xa.min, hi.max(xa.min))
+    });
     let mut hrow = |y: usize, out: &mut [i32]| {
         let s = img.row(y);
         if let Some(p) = &pairs3 {
@@ -237,7 +245,7 @@ pub fn resize_opencv(
             }
             return;
         }
-        for dx in 0..width {
+        let pixel = |dx: usize, out: &mut [i32]| {
             let k = &xa.k[dx * ks..(dx + 1) * ks];
             let base = xa.ofs[dx] * c as i64;
             let inside = dx >= xa.min && dx < xa.max;
@@ -262,7 +270,19 @@ pub fn resize_opencv(
                 }
                 *o = v;
             }
+        };
+        // In order: a fast pixel's spare lane is the next pixel's first value.
+        let (lo, hi) = fast3.unwrap_or((0, 0));
+        (0..lo).for_each(|dx| pixel(dx, out));
+        if hi > lo {
+            lanczos_cols3(
+                s,
+                &xa.ofs[lo..hi],
+                &xa.k[lo * 8..hi * 8],
+                &mut out[lo * 3..],
+            );
         }
+        (hi.max(lo)..width).for_each(|dx| pixel(dx, out));
     };
     let mut out = vec![0u8; height * dw];
     let mut acc = vec![0i32; dw];
@@ -459,6 +479,9 @@ multiversion! {
 /// has one value to spare.
 fn linear_cols3(s: &[u8], p: &Pairs3, out: &mut [i32]) {
     let (wide, edge) = (p.wide, p.edge);
+    #[cfg(target_arch = "wasm32")]
+    wasm::linear_pairs3(s, &p.taps[..wide], out);
+    #[cfg(not(target_arch = "wasm32"))]
     for (x, &(b, k0, k1)) in p.taps[..wide].iter().enumerate() {
         let Some(px) = s.get(b as usize..b as usize + 8) else {
             continue;
@@ -494,6 +517,35 @@ fn linear_cols3(s: &[u8], p: &Pairs3, out: &mut [i32]) {
 }
 
 multiversion! {
+/// Lanczos-4's horizontal step on three-channel rows, for pixels whose eight
+/// taps lie inside the row with two bytes to spare: the taps in pairs, each
+/// pair's bytes interleaved against its two weights and summed in 16-bit
+/// multiply-adds (integer sums, so the order does not change them). Four
+/// lanes a pixel, the fourth overwritten by the next pixel.
+fn lanczos_cols3(s: &[u8], ofs: &[i64], k: &[i32], out: &mut [i32]) {
+    #[cfg(target_arch = "wasm32")]
+    wasm::lanczos_cols3(s, ofs, k, out);
+    #[cfg(not(target_arch = "wasm32"))]
+    for (x, (&o, w)) in ofs.iter().zip(k.chunks_exact(8)).enumerate() {
+        let b = (o - 3) as usize * 3;
+        let Some(px) = s.get(b..b + 26) else { continue };
+        const LANES: [usize; 8] = [0, 3, 1, 4, 2, 5, 6, 7];
+        let mut v = [0i32; 4];
+        for m in 0..4 {
+            let a: [i16; 8] = std::array::from_fn(|j| px[6 * m + LANES[j]] as i16);
+            let (k0, k1) = (w[2 * m], w[2 * m + 1]);
+            for i in 0..4 {
+                v[i] = v[i].wrapping_add(a[2 * i] as i32 * k0 + a[2 * i + 1] as i32 * k1);
+            }
+        }
+        if let Some(d) = out.get_mut(x * 3..x * 3 + 4) {
+            d.copy_from_slice(&v);
+        }
+    }
+}
+}
+
+multiversion! {
 /// Cubic's horizontal step: each value four source values weighted, summed
 /// in OpenCV's order from zero.
 fn cubic_cols(s: &[f32], idx: &[Vec<u32>; 4], w: &[Vec<f32>; 4], out: &mut [f32]) {
@@ -517,6 +569,9 @@ multiversion! {
 /// a value to spare past its end, and `out` one too: the fourth lane is
 /// overwritten by the next pixel).
 fn cubic_cols3(s: &[f32], taps: &[([u32; 4], [f32; 4])], out: &mut [f32]) {
+    #[cfg(target_arch = "wasm32")]
+    wasm::cubic_cols3(s, taps, out);
+    #[cfg(not(target_arch = "wasm32"))]
     for (x, (t, k)) in taps.iter().enumerate() {
         let mut v = [0f32; 4];
         for j in 0..4 {
@@ -788,6 +843,81 @@ fn area_cells(img: &Image, width: usize, height: usize, sx: f64, sy: f64) -> Ima
         height,
         channels: c,
         data: out,
+    }
+}
+
+/// The hot loops for stages (wasm32 with simd128), where the compiler
+/// leaves them scalar: the same arithmetic, so the same bytes, in explicit
+/// 128-bit vectors. Values go in and out through lanes, not pointers.
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use core::arch::wasm32::*;
+
+    /// [`super::linear_cols3`]'s pairs that read eight bytes inside the row.
+    pub(super) fn linear_pairs3(s: &[u8], taps: &[(u32, i32, i32)], out: &mut [i32]) {
+        for (x, &(b, k0, k1)) in taps.iter().enumerate() {
+            let Some(px) = s.get(b as usize..b as usize + 8) else {
+                continue;
+            };
+            let q = i64::from_le_bytes(px.try_into().unwrap_or([0; 8]));
+            // The pair's bytes widened to 16 bits, and the same three bytes on.
+            let a = u16x8_extend_low_u8x16(i64x2_splat(q));
+            let c = u16x8_extend_low_u8x16(i64x2_splat(q >> 24));
+            let v = i32x4_add(
+                i32x4_extmul_low_i16x8(a, i16x8_splat(k0 as i16)),
+                i32x4_extmul_low_i16x8(c, i16x8_splat(k1 as i16)),
+            );
+            if let Some(d) = out.get_mut(x * 3..x * 3 + 4) {
+                d[0] = i32x4_extract_lane::<0>(v);
+                d[1] = i32x4_extract_lane::<1>(v);
+                d[2] = i32x4_extract_lane::<2>(v);
+                d[3] = i32x4_extract_lane::<3>(v);
+            }
+        }
+    }
+
+    /// [`super::lanczos_cols3`]: four pairs of taps a pixel.
+    pub(super) fn lanczos_cols3(s: &[u8], ofs: &[i64], k: &[i32], out: &mut [i32]) {
+        let spread = i8x16(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, 6, -1, 7, -1);
+        for (x, (&o, w)) in ofs.iter().zip(k.chunks_exact(8)).enumerate() {
+            let b = (o - 3) as usize * 3;
+            let Some(px) = s.get(b..b + 26) else { continue };
+            let mut v = i32x4_splat(0);
+            for m in 0..4 {
+                let p = &px[6 * m..6 * m + 8];
+                let q = i64::from_le_bytes(p.try_into().unwrap_or([0; 8]));
+                let a = i8x16_swizzle(i64x2(q, 0), spread);
+                let kw = i32x4_splat((w[2 * m] & 0xffff) | (w[2 * m + 1] << 16));
+                v = i32x4_add(v, i32x4_dot_i16x8(a, kw));
+            }
+            if let Some(d) = out.get_mut(x * 3..x * 3 + 4) {
+                d[0] = i32x4_extract_lane::<0>(v);
+                d[1] = i32x4_extract_lane::<1>(v);
+                d[2] = i32x4_extract_lane::<2>(v);
+                d[3] = i32x4_extract_lane::<3>(v);
+            }
+        }
+    }
+
+    /// [`super::cubic_cols3`]: four lanes a pixel, its taps in order.
+    pub(super) fn cubic_cols3(s: &[f32], taps: &[([u32; 4], [f32; 4])], out: &mut [f32]) {
+        let load = |i: u32| match s.get(i as usize..i as usize + 4) {
+            Some(p) => f32x4(p[0], p[1], p[2], p[3]),
+            None => f32x4_splat(0.0),
+        };
+        for (x, (t, k)) in taps.iter().enumerate() {
+            let mut v = f32x4_splat(0.0);
+            v = f32x4_add(v, f32x4_mul(load(t[0]), f32x4_splat(k[0])));
+            v = f32x4_add(v, f32x4_mul(load(t[1]), f32x4_splat(k[1])));
+            v = f32x4_add(v, f32x4_mul(load(t[2]), f32x4_splat(k[2])));
+            v = f32x4_add(v, f32x4_mul(load(t[3]), f32x4_splat(k[3])));
+            if let Some(d) = out.get_mut(x * 3..x * 3 + 4) {
+                d[0] = f32x4_extract_lane::<0>(v);
+                d[1] = f32x4_extract_lane::<1>(v);
+                d[2] = f32x4_extract_lane::<2>(v);
+                d[3] = f32x4_extract_lane::<3>(v);
+            }
+        }
     }
 }
 
