@@ -426,7 +426,12 @@ fn the_guest_crate_and_imaging_library_package_for_publishing_with_everything_th
         ),
         (
             "algobay-imaging",
-            &["src/pillow.rs", "src/opencv.rs", "README.md"][..],
+            &[
+                "src/pillow.rs",
+                "src/opencv/mod.rs",
+                "src/opencv/wasm.rs",
+                "README.md",
+            ][..],
         ),
     ] {
         let out = Command::new(&cargo)

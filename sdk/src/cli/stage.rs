@@ -77,8 +77,24 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../algobay-imaging/src/pillow.rs"),
     ),
     (
-        "algobay-imaging/src/opencv.rs",
-        include_str!("../../algobay-imaging/src/opencv.rs"),
+        "algobay-imaging/src/opencv/mod.rs",
+        include_str!("../../algobay-imaging/src/opencv/mod.rs"),
+    ),
+    (
+        "algobay-imaging/src/opencv/area.rs",
+        include_str!("../../algobay-imaging/src/opencv/area.rs"),
+    ),
+    (
+        "algobay-imaging/src/opencv/cubic.rs",
+        include_str!("../../algobay-imaging/src/opencv/cubic.rs"),
+    ),
+    (
+        "algobay-imaging/src/opencv/kernels.rs",
+        include_str!("../../algobay-imaging/src/opencv/kernels.rs"),
+    ),
+    (
+        "algobay-imaging/src/opencv/wasm.rs",
+        include_str!("../../algobay-imaging/src/opencv/wasm.rs"),
     ),
     (
         "algobay-imaging/src/geometry.rs",
