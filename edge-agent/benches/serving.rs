@@ -4,7 +4,8 @@
 //!    against the Python server a user would otherwise write (FastAPI +
 //!    uvicorn + onnxruntime, `python_server.py`), same machine, same client,
 //!    side by side, as ratios; for both, the time inside ONNX Runtime alone
-//!    as the ceiling, and the share of it the agent reaches;
+//!    as the ceiling, and the share of it the agent reaches (each the best of
+//!    three rounds taken in turn);
 //! 2. agent resident memory idle (no kit) and with the VAD kit, binary size;
 //! 3. throughput with telemetry (OTLP metrics every second) on and off.
 //!
@@ -218,41 +219,70 @@ fn onnx_rate(
     ((streams * runs) as f64 / slowest, other)
 }
 
-/// The ceiling the agent is held to: the best ONNX Runtime alone does on
-/// `kit`, as the agent drives it (`streams` requests at once, one thread
-/// each) or one request at a time with every core, each the best of three.
-fn onnx_ceiling(
+/// One round of the ceiling the agent is held to: what ONNX Runtime alone
+/// does on `kit`, as the agent drives it (`streams` requests at once, one
+/// thread each) and one request at a time with every core, the better of
+/// the two; with the share of the kit's other steps (WASM stages) on top.
+fn onnx_ceiling_round(
     kit: &algobay_runtime::KitArchive,
     public: &std::path::Path,
     input: &[u8],
     streams: usize,
     runs: usize,
-) -> (f64, &'static str) {
+) -> Ceiling {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut best = (0.0, "");
-    let mut other_share = 0.0;
-    for _ in 0..3 {
-        for (how, what) in [
-            ((streams, 1), "requests at once, one thread each"),
-            ((1, cores), "one request at a time, every core"),
-        ] {
-            let n = (runs * how.0 / streams).max(3);
-            let (r, other) = onnx_rate(kit, public, input, how, n);
-            if r > best.0 {
-                best = (r, what);
-                // The kit's other steps (WASM stages) per request, as a share
-                // of the ONNX time per request at that rate.
-                other_share = other / (n * how.0) as f64 * r / how.0 as f64;
-            }
+    let mut best = Ceiling::default();
+    for (how, what) in [
+        ((streams, 1), "requests at once, one thread each"),
+        ((1, cores), "one request at a time, every core"),
+    ] {
+        let n = (runs * how.0 / streams).max(3);
+        let (r, other) = onnx_rate(kit, public, input, how, n);
+        if r > best.rate {
+            best = Ceiling {
+                rate: r,
+                how: what,
+                // The kit's other steps per request, as a share of the ONNX
+                // time per request at that rate.
+                other_share: other / (n * how.0) as f64 * r / how.0 as f64,
+            };
+        }
+    }
+    best
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Ceiling {
+    rate: f64,
+    how: &'static str,
+    other_share: f64,
+}
+
+/// The agent and its ceiling, each the best of `rounds` rounds taken in
+/// turn, so that both see the machine's good and bad moments alike.
+fn agent_against_ceiling(
+    rounds: usize,
+    mut agent: impl FnMut() -> (f64, f64, f64),
+    mut ceiling: impl FnMut() -> Ceiling,
+) -> ((f64, f64, f64), Ceiling) {
+    let (mut ours, mut best) = ((0.0, 0.0, 0.0), Ceiling::default());
+    for _ in 0..rounds {
+        let a = agent();
+        if a.0 > ours.0 {
+            ours = a;
+        }
+        let c = ceiling();
+        if c.rate > best.rate {
+            best = c;
         }
     }
     println!(
         "  (the kit's WASM steps take {:.1}% of its ONNX Runtime time on top, in the same process)",
-        other_share * 100.0
+        best.other_share * 100.0
     );
-    best
+    (ours, best)
 }
 
 fn all(sampling_off: bool) -> RolloutPolicy {
@@ -368,11 +398,14 @@ fn main() {
         .unwrap_or(1);
     for clients in [4, 8] {
         println!("{clients} clients:");
-        let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &wav, clients, n);
-        println!("  algobay-agent: {ours:.1} req/s, p50 {p50:.1} ms, p99 {p99:.1} ms");
         let streams = clients.min(cores);
-        let (ceiling, how) =
-            onnx_ceiling(&vad, &k.public, &wav, streams, (n / streams).clamp(20, 200));
+        let ((ours, p50, p99), c) = agent_against_ceiling(
+            3,
+            || load(&addr(&on), "/v1/infer", &wav, clients, n),
+            || onnx_ceiling_round(&vad, &k.public, &wav, streams, (n / streams).clamp(20, 200)),
+        );
+        let (ceiling, how) = (c.rate, c.how);
+        println!("  algobay-agent (best of 3): {ours:.1} req/s, p50 {p50:.1} ms, p99 {p99:.1} ms");
         println!(
             "  ONNX Runtime alone (the ceiling, best of 3 with {streams} requests at once or one at a time: {how}): {ceiling:.1} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
             ours / ceiling * 100.0,
@@ -432,11 +465,15 @@ fn main() {
         },
     );
     let png = std::fs::read(root().join("examples/kits/ocr/samples/invoice.png")).unwrap();
-    let (ours, p50, p99) = load(&addr(&on), "/v1/infer", &png, 2, m);
-    println!("algobay-agent: {ours:.2} req/s, p50 {p50:.0} ms, p99 {p99:.0} ms");
     // The ceiling: the time the same kit spends inside ONNX Runtime per image.
     let streams = 2.min(cores);
-    let (ceiling, how) = onnx_ceiling(&k.ocr, &k.public, &png, streams, 6);
+    let ((ours, p50, p99), c) = agent_against_ceiling(
+        3,
+        || load(&addr(&on), "/v1/infer", &png, 2, m),
+        || onnx_ceiling_round(&k.ocr, &k.public, &png, streams, 6),
+    );
+    let (ceiling, how) = (c.rate, c.how);
+    println!("algobay-agent (best of 3): {ours:.2} req/s, p50 {p50:.0} ms, p99 {p99:.0} ms");
     println!(
         "ONNX Runtime alone (the ceiling, best of 3 with {streams} images at once or one at a time: {how}): {ceiling:.2} req/s; the agent reaches {:.0}% of it (goal ≥ 95%: {})",
         ours / ceiling * 100.0,
