@@ -132,9 +132,7 @@ impl DeviceCa {
         let kp = rcgen::KeyPair::generate().map_err(bad)?;
         let c = ca_params().self_signed(&kp).map_err(bad)?;
         write_private(&key, kp.serialize_pem().as_bytes())?;
-        let tmp = dir.join("ca.pem.tmp");
-        std::fs::write(&tmp, c.pem()).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &cert).map_err(|e| io(&cert, e))?;
+        algobay_runtime::fsx::write_atomic(&cert, c.pem().as_bytes()).map_err(|e| io(&cert, e))?;
         Ok(DeviceCa {
             cert_pem: c.pem(),
             key: kp,

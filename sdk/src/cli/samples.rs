@@ -237,9 +237,7 @@ pub fn run(g: &Global, c: &Connection, cmd: SamplesCommand) -> anyhow::Result<()
                         let path = out.join(&file);
                         if !path.exists() {
                             let bytes = client.download_for(&i.digest, &enterprise).await?;
-                            let tmp = out.join(format!("{file}.part"));
-                            std::fs::write(&tmp, &bytes)?;
-                            std::fs::rename(&tmp, &path)?;
+                            algobay_runtime::fsx::write_atomic(&path, &bytes)?;
                         }
                         inputs.push(serde_json::json!({
                             "name": i.name, "datatype": i.datatype, "shape": i.shape,
@@ -255,13 +253,13 @@ pub fn run(g: &Global, c: &Connection, cmd: SamplesCommand) -> anyhow::Result<()
                     }));
                 }
                 let path = out.join("samples.jsonl");
-                let tmp = out.join("samples.jsonl.part");
-                let mut f = std::fs::File::create(&tmp)?;
-                for l in &lines {
-                    writeln!(f, "{l}")?;
-                }
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
+                algobay_runtime::fsx::write_atomic_with(&path, false, |f| {
+                    let mut w = std::io::BufWriter::new(f);
+                    for l in &lines {
+                        writeln!(w, "{l}")?;
+                    }
+                    w.flush()
+                })?;
                 println!("exported {} sample(s) to {}", lines.len(), path.display());
             }
             SamplesCommand::Import { file, enterprise } => {

@@ -473,6 +473,9 @@ impl Client {
         f.sync_all().map_err(|e| io(&partial, e))?;
         d.verify(&dest.display().to_string(), &have)?;
         std::fs::rename(&partial, dest).map_err(|e| io(dest, e))?;
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty());
+        algobay_runtime::fsx::sync_dir(dir.unwrap_or(std::path::Path::new(".")))
+            .map_err(|e| io(dest, e))?;
         Ok(have.len() as u64)
     }
 

@@ -128,12 +128,10 @@ impl Frozen {
                     self.width
                 )));
             }
-            // Written whole or not at all: a crash leaves no half file.
-            let tmp = path.with_extension("tmp");
+            // Written whole or not at all: a crash leaves no half file. A
+            // cache: a failed write only means computing it again.
             let data: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
-            if std::fs::write(&tmp, &data).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
+            let _ = algobay_runtime::fsx::write_atomic(&path, &data);
             self.computed.fetch_add(1, Ordering::Relaxed);
             out.extend(f);
         }
