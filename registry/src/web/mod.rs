@@ -22,6 +22,7 @@ use axum::Router;
 use crate::error::RegistryError;
 use crate::service::RegistryApi;
 
+mod artifact;
 mod assets;
 mod catalog;
 mod fleet;
@@ -59,9 +60,9 @@ pub fn router(api: Arc<dyn RegistryApi>) -> Router {
     Router::new()
         .route("/", get(catalog::marketplace))
         .route("/a/{kind}/{team}/{name}", get(catalog::latest))
-        .route("/a/{kind}/{team}/{name}/{version}", get(catalog::artifact))
+        .route("/a/{kind}/{team}/{name}/{version}", get(artifact::artifact))
         .route("/teams/{team}", get(catalog::team))
-        .route("/blobs/{digest}", get(catalog::blob))
+        .route("/blobs/{digest}", get(artifact::blob))
         .route("/coverage", get(catalog::coverage))
         .route("/fleet", get(fleet::overview))
         .route("/fleet/deployments", post(fleet::create_deployment))

@@ -10,7 +10,7 @@ use axum::Form;
 
 use algobay_runtime::Digest;
 
-use super::catalog::input_view;
+use super::artifact::input_view;
 use super::session::Viewer;
 use super::svg;
 use super::views::{self, *};
