@@ -111,16 +111,15 @@ impl Registry {
         let readable = match p.role {
             Role::Device => self.deployed_to(&p.subject, d)?,
             Role::Operator => true,
-            // Its own upload first: one read, where the artifacts that use
-            // a blob may be thousands (a config many models share).
             Role::Team | Role::Enterprise | Role::Visitor => {
-                uploader(p).is_some_and(|u| {
-                    self.kv
-                        .get(Tree::BlobOwners, owner_key(d, u).as_bytes())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|v| v == UPLOADED)
-                }) || self.visible_artifact_has(p, d)?
+                self.visible_artifact_has(p, d)?
+                    || uploader(p).is_some_and(|u| {
+                        self.kv
+                            .get(Tree::BlobOwners, owner_key(d, u).as_bytes())
+                            .ok()
+                            .flatten()
+                            .is_some_and(|v| v == UPLOADED)
+                    })
             }
         };
         if readable && self.may_read_content(p, d)? && stored()? {

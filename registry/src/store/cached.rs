@@ -172,14 +172,29 @@ impl KvStore for CachedKv {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if SCANS.contains(&tree) && !prefix.is_empty() {
-            if let Some((at, v)) = self.copies().scans.get(&(tree, prefix.to_vec())) {
-                if at.elapsed() < SCAN_TTL {
-                    return Ok(v.iter().take(limit).cloned().collect());
-                }
+        if !SCANS.contains(&tree) || prefix.is_empty() {
+            return self.inner.scan_prefix_first(tree, prefix, limit);
+        }
+        if let Some((at, v)) = self.copies().scans.get(&(tree, prefix.to_vec())) {
+            if at.elapsed() < SCAN_TTL {
+                return Ok(v.iter().take(limit).cloned().collect());
             }
         }
-        self.inner.scan_prefix_first(tree, prefix, limit)
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let got = self.inner.scan_prefix_first(tree, prefix, limit)?;
+        // Fewer than asked for is every pair under the prefix: kept as the
+        // whole scan (most such questions find none, and ask again).
+        if got.len() < limit {
+            let mut m = self.copies();
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                if m.scans.len() >= MAX_ENTRIES / 10 {
+                    m.scans.clear();
+                }
+                m.scans
+                    .insert((tree, prefix.to_vec()), (Instant::now(), got.clone()));
+            }
+        }
+        Ok(got)
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -287,6 +302,45 @@ mod tests {
             .commit(Batch::new().put(Tree::Teams, "acme", "t"))
             .unwrap());
         assert_eq!(b.get(Tree::Teams, b"acme").unwrap().unwrap(), b"t");
+    }
+
+    #[test]
+    fn a_first_few_scan_that_found_them_all_is_remembered_until_a_replica_writes_under_it() {
+        let shared: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let (a, b) = (
+            CachedKv::new(shared.clone()).unwrap(),
+            CachedKv::new(shared.clone()).unwrap(),
+        );
+        assert!(b
+            .scan_prefix_first(Tree::BlobOwners, b"sha256:aa/", 1)
+            .unwrap()
+            .is_empty());
+        // Remembered as the whole (empty) scan: a change past both copies is not seen ...
+        assert!(shared
+            .commit(Batch::new().put(Tree::BlobOwners, "sha256:aa/x", "o"))
+            .unwrap());
+        assert!(b
+            .scan_prefix(Tree::BlobOwners, b"sha256:aa/")
+            .unwrap()
+            .is_empty());
+        // ... but a replica's write under the prefix drops it.
+        assert!(a
+            .commit(Batch::new().put(Tree::BlobOwners, "sha256:aa/y", "o"))
+            .unwrap());
+        settle();
+        assert_eq!(
+            b.scan_prefix_first(Tree::BlobOwners, b"sha256:aa/", 1)
+                .unwrap()
+                .len(),
+            1
+        );
+        // A scan cut at its limit is not remembered as the whole.
+        assert_eq!(
+            b.scan_prefix(Tree::BlobOwners, b"sha256:aa/")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
