@@ -12,7 +12,8 @@
 //! stale for long. A checked batch compares with the stored bytes themselves,
 //! so a stale copy can make a batch fail its check, never write over news: the
 //! keys a failed batch checked are dropped, and the caller's retry reads them
-//! afresh.
+//! afresh. The layer's own subscribers hear each notice after the copy has
+//! applied it, so what a note wakes reads the news.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,10 @@ pub struct CachedKv {
     copies: Arc<Mutex<Copies>>,
     /// Moves on every drop: a read that began before it is not kept.
     epoch: Arc<AtomicU64>,
+    /// This layer's subscribers hear a notice only once the copy has
+    /// applied it: whoever a note wakes (a device's long poll) reads news,
+    /// not the copy the note was about to drop.
+    hub: Arc<super::Hub>,
 }
 
 impl std::fmt::Debug for CachedKv {
@@ -112,19 +117,28 @@ impl CachedKv {
         let copies: Arc<Mutex<Copies>> = Default::default();
         let epoch = Arc::new(AtomicU64::new(0));
         let mut rx = inner.subscribe()?;
-        let (c, e) = (Arc::downgrade(&copies), epoch.clone());
+        let hub: Arc<super::Hub> = Arc::default();
+        let (c, e, h) = (Arc::downgrade(&copies), epoch.clone(), hub.clone());
         std::thread::Builder::new()
             .name("algobay-kv-copies".into())
             .spawn(move || {
                 while let Some(n) = rx.blocking_recv() {
                     let Some(copies) = c.upgrade() else { return };
-                    let mut m = copies.lock().unwrap_or_else(|p| p.into_inner());
-                    match n {
-                        Notice::Missed => *m = Copies::default(),
-                        Notice::Note(s) if s.starts_with(PREFIX) => m.apply(&s),
-                        Notice::Note(_) => continue,
+                    {
+                        let mut m = copies.lock().unwrap_or_else(|p| p.into_inner());
+                        match &n {
+                            Notice::Missed => {
+                                *m = Copies::default();
+                                e.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Notice::Note(s) if s.starts_with(PREFIX) => {
+                                m.apply(s);
+                                e.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Notice::Note(_) => {}
+                        }
                     }
-                    e.fetch_add(1, Ordering::SeqCst);
+                    h.send(n);
                 }
             })
             .map_err(|e| crate::error::RegistryError::Storage(format!("kv copies: {e}")))?;
@@ -132,6 +146,7 @@ impl CachedKv {
             inner,
             copies,
             epoch,
+            hub,
         })
     }
 
@@ -248,7 +263,10 @@ impl KvStore for CachedKv {
             .filter(|(t, _, _)| cached(*t))
             .map(|(t, k, _)| (*t, k.clone()))
             .collect();
-        batch.notes.extend(notes);
+        // This layer's notes first: a replica applies them before it passes
+        // on the batch's own notes, which may wake readers of these keys.
+        notes.append(&mut batch.notes);
+        batch.notes = notes;
         let ok = self.inner.commit(batch);
         // Whatever happened, these keys are read afresh next time.
         let mut m = self.copies();
@@ -260,7 +278,7 @@ impl KvStore for CachedKv {
     }
 
     fn subscribe(&self) -> Result<Subscription> {
-        self.inner.subscribe()
+        Ok(self.hub.subscribe())
     }
 }
 
@@ -341,6 +359,37 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn a_subscriber_hears_a_note_only_once_the_copy_has_dropped_what_it_names() {
+        let shared: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let (a, b) = (
+            CachedKv::new(shared.clone()).unwrap(),
+            CachedKv::new(shared.clone()).unwrap(),
+        );
+        let mut heard = b.subscribe().unwrap();
+        for round in 0..20 {
+            // B keeps a copy of the deployments, then A writes one with a note.
+            let before = b.scan_prefix(Tree::Deployments, b"acme/").unwrap().len();
+            assert_eq!(before, round);
+            let key = format!("acme/{round:02}");
+            assert!(a
+                .commit(Batch::new().put(Tree::Deployments, key, "dep").note("r1 d"))
+                .unwrap());
+            // The moment B's subscriber hears A's note, B reads A's write.
+            loop {
+                match crate::store::testsuite::next_notice(&mut heard) {
+                    Some(Notice::Note(n)) if n == "r1 d" => break,
+                    Some(_) => continue,
+                    None => panic!("no note heard"),
+                }
+            }
+            assert_eq!(
+                b.scan_prefix(Tree::Deployments, b"acme/").unwrap().len(),
+                round + 1
+            );
+        }
     }
 
     #[test]
