@@ -153,6 +153,19 @@ impl CachedKv {
     fn copies(&self) -> std::sync::MutexGuard<'_, Copies> {
         self.copies.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Keeps a whole scan read since `epoch`, unless a drop came in between.
+    fn keep_scan(&self, tree: Tree, prefix: &[u8], epoch: u64, got: &Pairs) {
+        let mut m = self.copies();
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        if m.scans.len() >= MAX_ENTRIES / 10 {
+            m.scans.clear();
+        }
+        m.scans
+            .insert((tree, prefix.to_vec()), (Instant::now(), got.clone()));
+    }
 }
 
 impl KvStore for CachedKv {
@@ -200,14 +213,7 @@ impl KvStore for CachedKv {
         // Fewer than asked for is every pair under the prefix: kept as the
         // whole scan (most such questions find none, and ask again).
         if got.len() < limit {
-            let mut m = self.copies();
-            if self.epoch.load(Ordering::SeqCst) == epoch {
-                if m.scans.len() >= MAX_ENTRIES / 10 {
-                    m.scans.clear();
-                }
-                m.scans
-                    .insert((tree, prefix.to_vec()), (Instant::now(), got.clone()));
-            }
+            self.keep_scan(tree, prefix, epoch, &got);
         }
         Ok(got)
     }
@@ -223,13 +229,8 @@ impl KvStore for CachedKv {
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let got = self.inner.scan_prefix(tree, prefix)?;
-        let mut m = self.copies();
-        if self.epoch.load(Ordering::SeqCst) == epoch && got.len() <= 1000 {
-            if m.scans.len() >= MAX_ENTRIES / 10 {
-                m.scans.clear();
-            }
-            m.scans
-                .insert((tree, prefix.to_vec()), (Instant::now(), got.clone()));
+        if got.len() <= 1000 {
+            self.keep_scan(tree, prefix, epoch, &got);
         }
         Ok(got)
     }

@@ -30,14 +30,7 @@ impl KvStore for MemoryStore {
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let m = self
-            .trees
-            .lock()
-            .map_err(|_| RegistryError::Storage("memory store lock poisoned".into()))?;
-        Ok(m.range((tree, prefix.to_vec())..)
-            .take_while(|((t, k), _)| *t == tree && k.starts_with(prefix))
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+        self.scan_prefix_first(tree, prefix, usize::MAX)
     }
 
     fn scan_prefix_first(

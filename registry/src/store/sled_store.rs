@@ -116,10 +116,7 @@ impl KvStore for SledStore {
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.tree(tree)
-            .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
-            .collect()
+        self.scan_prefix_first(tree, prefix, usize::MAX)
     }
 
     fn scan_prefix_first(
