@@ -424,23 +424,9 @@ impl Tensor {
         Ok(&self.data)
     }
 
-    /// The image an 8-bit (height, width, channels) tensor holds; `port`
-    /// names it in errors.
-    pub fn to_image(&self, port: &str) -> Result<imaging::Image, String> {
-        let [h, w, c] = self.shape[..] else {
-            return Err(format!(
-                "input `{port}`: shape {:?}, expected [height, width, channels]",
-                self.shape
-            ));
-        };
-        let data = self.as_u8().map_err(|e| format!("input `{port}`: {e}"))?;
-        imaging::Image::new(w as usize, h as usize, c as usize, data.to_vec())
-            .map_err(|e| format!("input `{port}`: {e}"))
-    }
-
-    /// As [`Tensor::to_image`], but the image takes the tensor's bytes
-    /// rather than a copy of them.
-    pub fn into_image(self, port: &str) -> Result<imaging::Image, String> {
+    /// The (width, height, channels) of an 8-bit (height, width, channels)
+    /// tensor; `port` names it in errors.
+    fn image_dims(&self, port: &str) -> Result<(usize, usize, usize), String> {
         let [h, w, c] = self.shape[..] else {
             return Err(format!(
                 "input `{port}`: shape {:?}, expected [height, width, channels]",
@@ -449,8 +435,21 @@ impl Tensor {
         };
         self.check(Dtype::U8)
             .map_err(|e| format!("input `{port}`: {e}"))?;
-        imaging::Image::new(w as usize, h as usize, c as usize, self.data)
-            .map_err(|e| format!("input `{port}`: {e}"))
+        Ok((w as usize, h as usize, c as usize))
+    }
+
+    /// The image an 8-bit (height, width, channels) tensor holds; `port`
+    /// names it in errors.
+    pub fn to_image(&self, port: &str) -> Result<imaging::Image, String> {
+        let (w, h, c) = self.image_dims(port)?;
+        imaging::Image::new(w, h, c, self.data.clone()).map_err(|e| format!("input `{port}`: {e}"))
+    }
+
+    /// As [`Tensor::to_image`], but the image takes the tensor's bytes
+    /// rather than a copy of them.
+    pub fn into_image(self, port: &str) -> Result<imaging::Image, String> {
+        let (w, h, c) = self.image_dims(port)?;
+        imaging::Image::new(w, h, c, self.data).map_err(|e| format!("input `{port}`: {e}"))
     }
 
     /// An image as an 8-bit (height, width, channels) tensor.
