@@ -40,6 +40,22 @@ impl Pairs3 {
     }
 }
 
+/// Two source pixels three bytes apart, weighted: `px[i] * k0 + px[i + 3] *
+/// k1` in four lanes (the fourth spare). The two pixels' bytes interleaved
+/// against the interleaved weights are sums of adjacent 16-bit products (one
+/// multiply-add instruction); the spare lane reads the eighth byte, so the
+/// eight are one load.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn pair_sums(px: &[u8], k0: i32, k1: i32) -> [i32; 4] {
+    const LANES: [usize; 8] = [0, 3, 1, 4, 2, 5, 6, 7];
+    let a: [i16; 8] = std::array::from_fn(|j| px[LANES[j]] as i16);
+    let w: [i16; 8] = std::array::from_fn(|j| if j % 2 == 0 { k0 as i16 } else { k1 as i16 });
+    std::array::from_fn(|i| {
+        a[2 * i] as i32 * w[2 * i] as i32 + a[2 * i + 1] as i32 * w[2 * i + 1] as i32
+    })
+}
+
 multiversion! {
 /// Linear's horizontal step on three-channel rows: each output pixel two
 /// source pixels weighted, in 32-bit sums. Pixels are worked four lanes at
@@ -54,17 +70,8 @@ pub(super) fn linear_cols3(s: &[u8], p: &Pairs3, out: &mut [i32]) {
         let Some(px) = s.get(b as usize..b as usize + 8) else {
             continue;
         };
-        // The two pixels' bytes interleaved against the interleaved weights:
-        // sums of adjacent 16-bit products (one multiply-add instruction).
-        // The spare lane reads the eighth byte, so the eight are one load.
-        const LANES: [usize; 8] = [0, 3, 1, 4, 2, 5, 6, 7];
-        let a: [i16; 8] = std::array::from_fn(|j| px[LANES[j]] as i16);
-        let w: [i16; 8] = std::array::from_fn(|j| if j % 2 == 0 { k0 as i16 } else { k1 as i16 });
-        let v: [i32; 4] = std::array::from_fn(|i| {
-            a[2 * i] as i32 * w[2 * i] as i32 + a[2 * i + 1] as i32 * w[2 * i + 1] as i32
-        });
         if let Some(d) = out.get_mut(x * 3..x * 3 + 4) {
-            d.copy_from_slice(&v);
+            d.copy_from_slice(&pair_sums(px, k0, k1));
         }
     }
     for (o, &(b, k0, k1)) in out[wide * 3..].chunks_exact_mut(3).zip(&p.taps[wide..edge]) {
@@ -97,13 +104,11 @@ pub(super) fn lanczos_cols3(s: &[u8], ofs: &[i64], k: &[i32], out: &mut [i32]) {
     for (x, (&o, w)) in ofs.iter().zip(k.chunks_exact(8)).enumerate() {
         let b = (o - 3) as usize * 3;
         let Some(px) = s.get(b..b + 26) else { continue };
-        const LANES: [usize; 8] = [0, 3, 1, 4, 2, 5, 6, 7];
         let mut v = [0i32; 4];
         for m in 0..4 {
-            let a: [i16; 8] = std::array::from_fn(|j| px[6 * m + LANES[j]] as i16);
-            let (k0, k1) = (w[2 * m], w[2 * m + 1]);
+            let p = pair_sums(&px[6 * m..6 * m + 8], w[2 * m], w[2 * m + 1]);
             for i in 0..4 {
-                v[i] = v[i].wrapping_add(a[2 * i] as i32 * k0 + a[2 * i + 1] as i32 * k1);
+                v[i] = v[i].wrapping_add(p[i]);
             }
         }
         if let Some(d) = out.get_mut(x * 3..x * 3 + 4) {
